@@ -1,0 +1,45 @@
+import type { Oracles } from './oracles';
+import type { Batch, BilevelProblem } from './problem';
+import type { Random } from './random';
+import type { BatchSchedule, InnerResult, InnerSolver } from './solver';
+import type { TensorTree } from './tree';
+
+/** Everything an estimator may use to form ∇Φ(x). */
+export interface EstimateContext {
+  readonly problem: BilevelProblem;
+  readonly oracles: Oracles;
+  readonly x: TensorTree;
+  /** The base inner solve at x (from `y0`). */
+  readonly inner: InnerResult;
+  /** The inner solver, for estimators that solve again (ES at perturbed x). */
+  readonly solver: InnerSolver;
+  /** The warm start of the base solve; perturbed solves start here too. */
+  readonly y0: TensorTree;
+  /** The inner minibatch sequence of this step (stochastic problems). */
+  readonly innerBatches?: BatchSchedule;
+  /** The outer minibatch of this step (stochastic problems). */
+  readonly outerBatch?: Batch;
+  readonly rng: Random;
+  /** Outer step index, from 0. */
+  readonly step: number;
+}
+
+export interface Estimate {
+  /** The hypergradient estimate, x-shaped. */
+  readonly hypergradient: TensorTree;
+  /** Scalars worth logging: linear-system residual, number of pairs, directions used, … */
+  readonly diagnostics: Record<string, number>;
+}
+
+/** JSON-serializable state of a plugin (for checkpoints). */
+export type PluginState = unknown;
+
+/** Forms the hypergradient ∇Φ(x) = ∇ₓf + (∂y*(x)/∂x)ᵀ ∇_y f. */
+export interface HypergradientEstimator {
+  readonly name: string;
+  estimate(context: EstimateContext): Estimate;
+  /** State carried across outer steps (CG warm start, quasi-Newton memory), for checkpoints. */
+  getState?(): PluginState;
+  setState?(state: PluginState): void;
+  dispose?(): void;
+}

@@ -1,0 +1,20 @@
+import 'reflect-metadata';
+// The full tfjs package registers every op's gradient and the chained tensor methods (tfjs-core alone
+// has neither); it shares tfjs-core's global engine, so ops imported from tfjs-core see them.
+import '@tensorflow/tfjs';
+
+export * from './tree';
+export * from './ops';
+export * from './random';
+export * from './errors';
+export * from './problem';
+export * from './oracles';
+export * from './solver';
+export * from './estimator';
+export * from './optimizer';
+export * from './options';
+export * from './registry';
+export * from './trainer';
+export * from './pipeline';
+export * from './testing';
+export * from './quadratic-fixture';

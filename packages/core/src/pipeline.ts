@@ -1,0 +1,115 @@
+import { z } from 'zod';
+import type { HypergradientEstimator } from './estimator';
+import type { OuterOptimizer } from './optimizer';
+import { createOracles, type Oracles } from './oracles';
+import { parseOptions } from './options';
+import type { BilevelProblem } from './problem';
+import { registry as defaultRegistry, type PluginRegistry } from './registry';
+import type { InnerSolver } from './solver';
+import { Trainer, TrainerOptionsSchema } from './trainer';
+
+/** A plugin chosen by name, with options: `"cg"` or `{ name: "cg", options: { maxIterations: 20 } }`. */
+export const PluginRefSchema = z.union([
+  z.string().min(1),
+  z
+    .object({
+      name: z.string().min(1),
+      options: z.record(z.unknown()).default({}),
+    })
+    .strict(),
+]);
+export type PluginRef = z.input<typeof PluginRefSchema>;
+
+export const OracleSpecSchema = z
+  .object({
+    secondOrder: z.enum(['autodiff', 'finite-difference']).default('autodiff'),
+    finiteDifferenceStep: z.number().positive().max(1).default(1e-3),
+  })
+  .strict();
+
+/** A whole pipeline described by names and options. */
+export const PipelineSpecSchema = z
+  .object({
+    problem: PluginRefSchema,
+    innerSolver: PluginRefSchema,
+    estimator: PluginRefSchema,
+    outerOptimizer: PluginRefSchema.default('gd'),
+    oracles: OracleSpecSchema.default({}),
+    trainer: TrainerOptionsSchema.default({}),
+    seed: z.number().int().min(0).default(0),
+  })
+  .strict();
+export type PipelineSpec = z.input<typeof PipelineSpecSchema>;
+export type ResolvedPipelineSpec = z.output<typeof PipelineSpecSchema>;
+
+export interface Pipeline {
+  readonly spec: ResolvedPipelineSpec;
+  readonly problem: BilevelProblem;
+  readonly oracles: Oracles;
+  readonly solver: InnerSolver;
+  readonly estimator: HypergradientEstimator;
+  readonly optimizer: OuterOptimizer;
+  readonly trainer: Trainer;
+  /** Releases every tensor the pipeline holds (trainer state, plugin state, problem data). */
+  dispose(): void;
+}
+
+function normalize(ref: z.output<typeof PluginRefSchema>): { name: string; options: Record<string, unknown> } {
+  return typeof ref === 'string' ? { name: ref, options: {} } : ref;
+}
+
+/**
+ * Validates a spec (throwing a `ConfigError` that names the field) and builds a runnable trainer from the
+ * registered plugins. Every option of every plugin is validated before anything is created.
+ */
+export function createPipeline(input: PipelineSpec, registry: PluginRegistry = defaultRegistry): Pipeline {
+  const spec = parseOptions(PipelineSpecSchema, input, '');
+  const refs = {
+    problem: normalize(spec.problem),
+    innerSolver: normalize(spec.innerSolver),
+    estimator: normalize(spec.estimator),
+    outerOptimizer: normalize(spec.outerOptimizer),
+  };
+  const validated = {
+    problem: registry.validate('problem', refs.problem.name, refs.problem.options, 'problem'),
+    innerSolver: registry.validate('innerSolver', refs.innerSolver.name, refs.innerSolver.options, 'innerSolver'),
+    estimator: registry.validate('estimator', refs.estimator.name, refs.estimator.options, 'estimator'),
+    outerOptimizer: registry.validate(
+      'outerOptimizer',
+      refs.outerOptimizer.name,
+      refs.outerOptimizer.options,
+      'outerOptimizer',
+    ),
+  };
+  const resolved: ResolvedPipelineSpec = {
+    ...spec,
+    problem: { name: refs.problem.name, options: validated.problem as Record<string, unknown> },
+    innerSolver: { name: refs.innerSolver.name, options: validated.innerSolver as Record<string, unknown> },
+    estimator: { name: refs.estimator.name, options: validated.estimator as Record<string, unknown> },
+    outerOptimizer: { name: refs.outerOptimizer.name, options: validated.outerOptimizer as Record<string, unknown> },
+  };
+  const problem = registry.create('problem', refs.problem.name, refs.problem.options, 'problem');
+  const solver = registry.create('innerSolver', refs.innerSolver.name, refs.innerSolver.options, 'innerSolver');
+  const estimator = registry.create('estimator', refs.estimator.name, refs.estimator.options, 'estimator');
+  const optimizer = registry.create(
+    'outerOptimizer',
+    refs.outerOptimizer.name,
+    refs.outerOptimizer.options,
+    'outerOptimizer',
+  );
+  const oracles = createOracles(problem, spec.oracles);
+  const trainer = new Trainer({ problem, oracles, solver, estimator, optimizer, seed: spec.seed, options: spec.trainer });
+  return {
+    spec: resolved,
+    problem,
+    oracles,
+    solver,
+    estimator,
+    optimizer,
+    trainer,
+    dispose() {
+      trainer.dispose();
+      problem.dispose?.();
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import type * as tf from '@tensorflow/tfjs-core';
+import type { Random } from './random';
+import type { TensorTree } from './tree';
+
+/** A minibatch: named tensors (inputs, labels, sample indices, …) that a problem's losses understand. */
+export type Batch = { readonly [name: string]: tf.Tensor };
+
+/**
+ * A bilevel problem
+ *
+ *     min_x Φ(x) = f(x, y*(x))   subject to   y*(x) = argmin_y g(x, y)
+ *
+ * with g the inner loss and f the outer loss. Only the two losses and the starting points are required;
+ * everything else is optional and unlocks more (stochastic methods, evaluation, closed-form checks,
+ * batched evolution-strategies solves).
+ */
+export interface BilevelProblem {
+  readonly name: string;
+  /** Starting outer variable x₀. */
+  initialX(rng: Random): TensorTree;
+  /** Starting inner variable y₀ (for x). */
+  initialY(rng: Random, x: TensorTree): TensorTree;
+  /** Inner loss g(x, y), on a minibatch when one is given, else on the whole inner data. */
+  innerLoss(x: TensorTree, y: TensorTree, batch?: Batch): tf.Scalar;
+  /** Outer loss f(x, y), on a minibatch when one is given, else on the whole outer data. */
+  outerLoss(x: TensorTree, y: TensorTree, batch?: Batch): tf.Scalar;
+
+  /** Minibatch samplers of the stochastic variant (ESJ-S and other stochastic methods). */
+  sampleInnerBatch?(rng: Random): Batch;
+  sampleOuterBatch?(rng: Random): Batch;
+
+  /** Metrics at (x, y): test accuracy, closed-form errors and the like. */
+  evaluate?(x: TensorTree, y: TensorTree): Record<string, number>;
+  /** Name of the metric that plots and summaries show first (e.g. `testAccuracy`). */
+  readonly mainMetric?: string;
+  /** Whether larger values of `mainMetric` are better. */
+  readonly mainMetricHigherIsBetter?: boolean;
+
+  /** Keeps x feasible after an outer step (e.g. a box); identity when absent. */
+  projectX?(x: TensorTree): TensorTree;
+
+  /** Closed forms, for problems that have them. */
+  innerSolution?(x: TensorTree): TensorTree;
+  hypergradient?(x: TensorTree): TensorTree;
+  optimalX?(): TensorTree;
+
+  /**
+   * Batched inner loss: `xs` and `ys` carry a leading axis of B independent outer/inner variables; the
+   * result holds the B losses. Lets estimators run B inner solves as one computation.
+   */
+  innerLossBatched?(xs: TensorTree, ys: TensorTree, batch?: Batch): tf.Tensor1D;
+
+  /** Releases data tensors held by the problem. */
+  dispose?(): void;
+}

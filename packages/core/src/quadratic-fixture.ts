@@ -1,0 +1,171 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { BilevelProblem } from './problem';
+import { Random } from './random';
+import type { TensorTree } from './tree';
+
+/** Dense row-major matrix helpers in float64, for exact references in tests. */
+export function matVec(a: Float64Array, rows: number, cols: number, v: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) {
+    let s = 0;
+    for (let j = 0; j < cols; j++) s += a[i * cols + j] * v[j];
+    out[i] = s;
+  }
+  return out;
+}
+
+export function matTVec(a: Float64Array, rows: number, cols: number, v: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j] += a[i * cols + j] * v[i];
+  return out;
+}
+
+/** A random orthogonal n×n matrix (Gram–Schmidt on Gaussian columns, twice for stability). */
+export function randomOrthogonal(n: number, rng: Random): Float64Array {
+  const q = new Float64Array(n * n);
+  for (let i = 0; i < n * n; i++) q[i] = rng.normal();
+  // Orthonormalize rows.
+  for (let i = 0; i < n; i++) {
+    for (let pass = 0; pass < 2; pass++) {
+      for (let k = 0; k < i; k++) {
+        let d = 0;
+        for (let j = 0; j < n; j++) d += q[i * n + j] * q[k * n + j];
+        for (let j = 0; j < n; j++) q[i * n + j] -= d * q[k * n + j];
+      }
+    }
+    let norm = 0;
+    for (let j = 0; j < n; j++) norm += q[i * n + j] ** 2;
+    norm = Math.sqrt(norm);
+    for (let j = 0; j < n; j++) q[i * n + j] /= norm;
+  }
+  return q;
+}
+
+/** Qᵀ diag(λ) Q. */
+export function spectralMatrix(q: Float64Array, eig: ArrayLike<number>): Float64Array {
+  const n = eig.length;
+  const a = new Float64Array(n * n);
+  for (let k = 0; k < n; k++) {
+    const l = eig[k];
+    for (let i = 0; i < n; i++) {
+      const qi = q[k * n + i] * l;
+      for (let j = 0; j < n; j++) a[i * n + j] += qi * q[k * n + j];
+    }
+  }
+  return a;
+}
+
+export interface QuadraticFixtureOptions {
+  /** Inner dimension. */
+  readonly innerDimension: number;
+  /** Outer dimension (defaults to the inner one). */
+  readonly outerDimension?: number;
+  /** Condition number κ of A; eigenvalues log-spaced on [1, κ]. */
+  readonly conditionNumber?: number;
+  readonly seed?: number;
+}
+
+/**
+ * A general quadratic bilevel problem with exact float64 references, for testing solvers, oracles and
+ * estimators against closed forms:
+ *
+ *     g(x, y) = ½ yᵀAy − yᵀBx,       f(x, y) = ½‖x − z‖² + ½‖y − t‖²
+ *     y*(x) = A⁻¹Bx,                  ∇Φ(x) = (x − z) + BᵀA⁻¹(y*(x) − t)
+ *     ∇²_yy g = A,                    ∇²_xy g · v = −Bᵀv
+ */
+export class QuadraticFixture implements BilevelProblem {
+  readonly name = 'quadratic-fixture';
+  readonly dy: number;
+  readonly dx: number;
+  /** Dense float64 references (row-major). */
+  readonly a: Float64Array;
+  readonly aInv: Float64Array;
+  readonly b: Float64Array;
+  readonly z: Float64Array;
+  readonly t: Float64Array;
+  private readonly aT: tf.Tensor2D;
+  private readonly bT: tf.Tensor2D;
+  private readonly zT: tf.Tensor1D;
+  private readonly tT: tf.Tensor1D;
+
+  constructor(options: QuadraticFixtureOptions) {
+    const rng = new Random(options.seed ?? 0);
+    this.dy = options.innerDimension;
+    this.dx = options.outerDimension ?? options.innerDimension;
+    const kappa = options.conditionNumber ?? 10;
+    const q = randomOrthogonal(this.dy, rng);
+    const eig = Array.from({ length: this.dy }, (_, i) => Math.pow(kappa, this.dy === 1 ? 0 : i / (this.dy - 1)));
+    this.a = spectralMatrix(q, eig);
+    this.aInv = spectralMatrix(
+      q,
+      eig.map((l) => 1 / l),
+    );
+    this.b = Float64Array.from({ length: this.dy * this.dx }, () => rng.normal() / Math.sqrt(this.dx));
+    this.z = Float64Array.from({ length: this.dx }, () => rng.normal());
+    this.t = Float64Array.from({ length: this.dy }, () => rng.normal());
+    this.aT = tf.keep(tf.tensor2d(Float32Array.from(this.a), [this.dy, this.dy]));
+    this.bT = tf.keep(tf.tensor2d(Float32Array.from(this.b), [this.dy, this.dx]));
+    this.zT = tf.keep(tf.tensor1d(Float32Array.from(this.z)));
+    this.tT = tf.keep(tf.tensor1d(Float32Array.from(this.t)));
+  }
+
+  initialX(): TensorTree {
+    return { x: tf.zeros([this.dx]) };
+  }
+
+  initialY(): TensorTree {
+    return { y: tf.zeros([this.dy]) };
+  }
+
+  innerLoss(x: TensorTree, y: TensorTree): tf.Scalar {
+    return tf.tidy(() => {
+      const yv = y.y.reshape([this.dy, 1]);
+      const ay = tf.matMul(this.aT, yv);
+      const bx = tf.matMul(this.bT, x.x.reshape([this.dx, 1]));
+      return tf.sub(tf.mul(0.5, tf.sum(tf.mul(yv, ay))), tf.sum(tf.mul(yv, bx))) as tf.Scalar;
+    });
+  }
+
+  outerLoss(x: TensorTree, y: TensorTree): tf.Scalar {
+    return tf.tidy(
+      () =>
+        tf.mul(0.5, tf.add(tf.sum(tf.square(tf.sub(x.x, this.zT))), tf.sum(tf.square(tf.sub(y.y, this.tT))))) as tf.Scalar,
+    );
+  }
+
+  innerLossBatched(xs: TensorTree, ys: TensorTree): tf.Tensor1D {
+    return tf.tidy(() => {
+      const ay = tf.matMul(ys.y, this.aT);
+      const bx = tf.matMul(xs.x, this.bT, false, true);
+      return tf.sub(tf.mul(0.5, tf.sum(tf.mul(ys.y, ay), 1)), tf.sum(tf.mul(ys.y, bx), 1)) as tf.Tensor1D;
+    });
+  }
+
+  /** y*(x) = A⁻¹Bx in float64. */
+  innerSolutionArray(x: ArrayLike<number>): Float64Array {
+    return matVec(this.aInv, this.dy, this.dy, matVec(this.b, this.dy, this.dx, x));
+  }
+
+  /** ∇Φ(x) in float64. */
+  hypergradientArray(x: ArrayLike<number>): Float64Array {
+    const ys = this.innerSolutionArray(x);
+    const r = ys.map((v, i) => v - this.t[i]);
+    const w = matTVec(this.b, this.dy, this.dx, matVec(this.aInv, this.dy, this.dy, r));
+    return Float64Array.from({ length: this.dx }, (_, i) => x[i] - this.z[i] + w[i]);
+  }
+
+  innerSolution(x: TensorTree): TensorTree {
+    return { y: tf.tensor1d(Float32Array.from(this.innerSolutionArray(x.x.dataSync()))) };
+  }
+
+  hypergradient(x: TensorTree): TensorTree {
+    return { x: tf.tensor1d(Float32Array.from(this.hypergradientArray(x.x.dataSync()))) };
+  }
+
+  dispose(): void {
+    this.aT.dispose();
+    this.bT.dispose();
+    this.zT.dispose();
+    this.tT.dispose();
+  }
+}

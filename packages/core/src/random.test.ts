@@ -1,0 +1,54 @@
+import { Random } from './random';
+
+describe('Random', () => {
+  it('gives the same stream for the same seed and a different one for another seed', () => {
+    const a = new Random(42);
+    const b = new Random(42);
+    const c = new Random(43);
+    const sa = Array.from({ length: 10 }, () => a.uniform());
+    const sb = Array.from({ length: 10 }, () => b.uniform());
+    const sc = Array.from({ length: 10 }, () => c.uniform());
+    expect(sa).toEqual(sb);
+    expect(sa).not.toEqual(sc);
+  });
+
+  it('draws normals with mean 0 and variance 1', () => {
+    const r = new Random(1);
+    const n = 200000;
+    const xs = r.normalArray(n);
+    let m = 0;
+    for (const x of xs) m += x;
+    m /= n;
+    let v = 0;
+    for (const x of xs) v += (x - m) * (x - m);
+    v /= n;
+    expect(Math.abs(m)).toBeLessThan(0.01);
+    expect(Math.abs(v - 1)).toBeLessThan(0.02);
+  });
+
+  it('saves and restores its state exactly', () => {
+    const r = new Random(7);
+    r.normal();
+    const st = r.getState();
+    const next = [r.normal(), r.uniform(), r.normal()];
+    r.setState(st);
+    expect([r.normal(), r.uniform(), r.normal()]).toEqual(next);
+  });
+
+  it('forks independent, reproducible streams', () => {
+    const f1 = new Random(3).fork('a');
+    const f2 = new Random(3).fork('a');
+    const f3 = new Random(3).fork('b');
+    expect(f1.uniform()).toBe(f2.uniform());
+    expect(new Random(3).fork('a').uniform()).not.toBe(f3.uniform());
+  });
+
+  it('makes permutations of 0..n-1', () => {
+    const p = Array.from(new Random(5).permutation(50)).sort((a, b) => a - b);
+    expect(p).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  });
+
+  it('refuses a non-finite seed', () => {
+    expect(() => new Random(NaN)).toThrow(/seed must be a finite number/);
+  });
+});

@@ -1,0 +1,359 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { DivergenceError } from './errors';
+import type { HypergradientEstimator, PluginState } from './estimator';
+import type { OuterOptimizer } from './optimizer';
+import { type OracleCounts, type Oracles } from './oracles';
+import type { Batch, BilevelProblem } from './problem';
+import { Random, type RandomState } from './random';
+import type { BatchSchedule, InnerSolver } from './solver';
+import {
+  type TensorTree,
+  type TreeData,
+  treeDispose,
+  treeDot,
+  treeFromData,
+  treeKeep,
+  treeNames,
+  treeNorm,
+  tidy,
+  treeReplace,
+  treeToData,
+} from './tree';
+
+export const TrainerOptionsSchema = z
+  .object({
+    steps: z.number().int().positive().default(100).describe('number of outer steps'),
+    timeLimitSeconds: z.number().positive().optional().describe('stop after this much training time'),
+    tolerance: z.number().min(0).default(0).describe('stop once ‖∇Φ‖ ≤ tolerance'),
+    innerIterations: z.number().int().positive().optional().describe("overrides the inner solver's budget"),
+    warmStart: z.boolean().default(true).describe('start each inner solve from the previous y'),
+    evalEvery: z.number().int().min(0).default(1).describe('evaluate metrics every k steps (0: only at the end)'),
+    closedFormDiagnostics: z
+      .boolean()
+      .default(true)
+      .describe('compare each estimate with the closed-form hypergradient when the problem has one'),
+    onNonFinite: z
+      .enum(['stop', 'skip'])
+      .default('stop')
+      .describe('what to do when a loss or hypergradient is NaN/Inf'),
+  })
+  .strict();
+export type TrainerOptions = z.output<typeof TrainerOptionsSchema>;
+
+/** What the trainer reports after each outer step k, for the pair (x_k, y_N(x_k)). */
+export interface StepEvent {
+  /** Outer steps done so far (1 after the first). */
+  readonly step: number;
+  /** Training time so far, evaluation excluded. */
+  readonly elapsedSeconds: number;
+  /** f(x_k, y_N(x_k)) on the whole outer data. */
+  readonly outerLoss: number;
+  readonly hypergradientNorm: number;
+  readonly innerIterations: number;
+  readonly innerGradientNorm: number;
+  /** Problem metrics (on evaluation steps) and closed-form diagnostics. */
+  readonly metrics: Record<string, number>;
+  /** Estimator diagnostics of this step. */
+  readonly diagnostics: Record<string, number>;
+  /** Cumulative oracle calls by kind. */
+  readonly oracleCalls: Readonly<OracleCounts>;
+  /** Whether the update was skipped (non-finite estimate with `onNonFinite: 'skip'`). */
+  readonly skipped: boolean;
+}
+
+export type StopReason = 'steps' | 'time' | 'tolerance' | 'interrupt';
+
+export interface TrainResult {
+  readonly steps: number;
+  readonly stoppedBy: StopReason;
+  readonly elapsedSeconds: number;
+  readonly finalOuterLoss: number;
+  /** Metrics at the final x (after a last inner solve there). */
+  readonly finalMetrics: Record<string, number>;
+  readonly oracleCalls: Readonly<OracleCounts>;
+}
+
+export interface TrainerEvents {
+  start: { readonly steps: number };
+  step: StepEvent;
+  end: TrainResult;
+}
+
+type Listener<E> = (event: E) => void;
+
+/** Everything needed to continue a run exactly where it stopped. */
+export interface TrainerState {
+  readonly step: number;
+  readonly elapsedSeconds: number;
+  readonly x: TreeData;
+  readonly y: TreeData;
+  readonly rng: RandomState;
+  readonly oracleCalls: OracleCounts;
+  readonly optimizer?: PluginState;
+  readonly estimator?: PluginState;
+}
+
+export interface TrainerParts {
+  readonly problem: BilevelProblem;
+  readonly oracles: Oracles;
+  readonly solver: InnerSolver;
+  readonly estimator: HypergradientEstimator;
+  readonly optimizer: OuterOptimizer;
+  readonly seed?: number;
+  readonly options?: Partial<TrainerOptions>;
+}
+
+/**
+ * The outer loop, the one place that orders the steps: warm-started inner solve at x_k, hypergradient
+ * estimate, outer update, events. Each step runs inside `tf.tidy`, so only x, y and the plugins' own
+ * state survive it.
+ */
+export class Trainer {
+  readonly options: TrainerOptions;
+  readonly problem: BilevelProblem;
+  readonly oracles: Oracles;
+  readonly solver: InnerSolver;
+  readonly estimator: HypergradientEstimator;
+  readonly optimizer: OuterOptimizer;
+  private rng: Random;
+  private xCur: TensorTree;
+  private yCur: TensorTree;
+  private stepCount = 0;
+  private elapsed = 0;
+  private lastOuterLoss = NaN;
+  private readonly listeners: { [K in keyof TrainerEvents]: Listener<TrainerEvents[K]>[] } = {
+    start: [],
+    step: [],
+    end: [],
+  };
+
+  constructor(parts: TrainerParts) {
+    this.options = TrainerOptionsSchema.parse(parts.options ?? {});
+    this.problem = parts.problem;
+    this.oracles = parts.oracles;
+    this.solver = parts.solver;
+    this.estimator = parts.estimator;
+    this.optimizer = parts.optimizer;
+    this.rng = new Random(parts.seed ?? 0);
+    const init = this.rng.fork('init');
+    this.xCur = treeKeep(tf.tidy(() => this.problem.initialX(init)));
+    this.yCur = treeKeep(tf.tidy(() => this.problem.initialY(init, this.xCur)));
+  }
+
+  /** Current outer variable (owned by the trainer; clone it to keep it). */
+  get x(): TensorTree {
+    return this.xCur;
+  }
+
+  /** Current inner variable (owned by the trainer). */
+  get y(): TensorTree {
+    return this.yCur;
+  }
+
+  get step(): number {
+    return this.stepCount;
+  }
+
+  get elapsedSeconds(): number {
+    return this.elapsed;
+  }
+
+  on<K extends keyof TrainerEvents>(event: K, listener: Listener<TrainerEvents[K]>): this {
+    this.listeners[event].push(listener);
+    return this;
+  }
+
+  private emit<K extends keyof TrainerEvents>(event: K, payload: TrainerEvents[K]): void {
+    for (const l of this.listeners[event]) l(payload);
+  }
+
+  private batchSchedule(rng: Random): BatchSchedule | undefined {
+    const sample = this.problem.sampleInnerBatch;
+    if (!sample) return undefined;
+    const memo: Batch[] = [];
+    return (k: number) => {
+      while (memo.length <= k) memo.push(sample.call(this.problem, rng));
+      return memo[k];
+    };
+  }
+
+  /** One outer step. Synchronous; returns what it reports. */
+  stepOnce(): StepEvent {
+    const opts = this.options;
+    const index = this.stepCount;
+    const stepRng = this.rng.fork('step');
+    const evaluateNow = opts.evalEvery > 0 && (index + 1) % opts.evalEvery === 0;
+    const t0 = performance.now();
+    let trainSeconds = 0;
+    const out = tidy(() => {
+      const x = this.xCur;
+      const y0 = opts.warmStart ? this.yCur : this.problem.initialY(stepRng.fork('y0'), x);
+      const innerBatches = this.batchSchedule(stepRng.fork('inner-batches'));
+      const outerBatch = this.problem.sampleOuterBatch?.(stepRng.fork('outer-batch'));
+      const inner = this.solver.solve({
+        oracles: this.oracles,
+        x,
+        y0,
+        maxIterations: opts.innerIterations,
+        batches: innerBatches,
+      });
+      const est = this.estimator.estimate({
+        problem: this.problem,
+        oracles: this.oracles,
+        x,
+        inner,
+        solver: this.solver,
+        y0,
+        innerBatches,
+        outerBatch,
+        rng: stepRng.fork('estimator'),
+        step: index,
+      });
+      const gradNorm = treeNorm(est.hypergradient).dataSync()[0];
+      let skipped = false;
+      let newX: TensorTree;
+      if (!Number.isFinite(gradNorm)) {
+        if (opts.onNonFinite === 'stop') throw new DivergenceError(index + 1, 'hypergradient norm', gradNorm);
+        skipped = true;
+        newX = x;
+      } else {
+        const stepped = this.optimizer.step(x, est.hypergradient);
+        newX = this.problem.projectX ? this.problem.projectX(stepped) : stepped;
+      }
+      trainSeconds = (performance.now() - t0) / 1000;
+
+      // Reporting: not charged to the method (direct problem calls, not counted oracles).
+      const outerLoss = this.problem.outerLoss(x, inner.y).dataSync()[0];
+      if (!Number.isFinite(outerLoss) && opts.onNonFinite === 'stop') {
+        throw new DivergenceError(index + 1, 'outer loss', outerLoss);
+      }
+      const metrics: Record<string, number> = {};
+      if (opts.closedFormDiagnostics && this.problem.hypergradient) {
+        const truth = this.problem.hypergradient(x);
+        const dot = treeDot(truth, est.hypergradient).dataSync()[0];
+        const tn = treeNorm(truth).dataSync()[0];
+        const diff = treeNames(truth).map((n) => tf.sub(truth[n], est.hypergradient[n]));
+        const dn = Math.sqrt(diff.reduce((s, d) => s + tf.sum(tf.square(d)).dataSync()[0], 0));
+        metrics.hypergradientCosine = dot / Math.max(tn * gradNorm, 1e-30);
+        metrics.hypergradientRelativeError = dn / Math.max(tn, 1e-30);
+      }
+      if (evaluateNow && this.problem.evaluate) Object.assign(metrics, this.problem.evaluate(x, inner.y));
+      const keepX = newX === x ? null : newX;
+      return {
+        x: keepX,
+        y: inner.y,
+        outerLoss,
+        gradNorm,
+        skipped,
+        metrics,
+        diagnostics: est.diagnostics,
+        innerIterations: inner.iterations,
+        innerGradientNorm: inner.gradientNorm,
+      };
+    });
+    if (out.x) this.xCur = treeReplace(this.xCur, out.x);
+    this.yCur = treeReplace(this.yCur, out.y);
+    this.elapsed += trainSeconds;
+    this.stepCount += 1;
+    this.lastOuterLoss = out.outerLoss;
+    const event: StepEvent = {
+      step: this.stepCount,
+      elapsedSeconds: this.elapsed,
+      outerLoss: out.outerLoss,
+      hypergradientNorm: out.gradNorm,
+      innerIterations: out.innerIterations,
+      innerGradientNorm: out.innerGradientNorm,
+      metrics: out.metrics,
+      diagnostics: out.diagnostics,
+      oracleCalls: { ...this.oracles.counts },
+      skipped: out.skipped,
+    };
+    this.emit('step', event);
+    return event;
+  }
+
+  /** Metrics at the current x after one more inner solve there (not charged to the method). */
+  finalEvaluation(): { outerLoss: number; metrics: Record<string, number> } {
+    const saved = { ...this.oracles.counts };
+    const res = tidy(() => {
+      const inner = this.solver.solve({ oracles: this.oracles, x: this.xCur, y0: this.yCur });
+      const outerLoss = this.problem.outerLoss(this.xCur, inner.y).dataSync()[0];
+      const metrics = this.problem.evaluate ? this.problem.evaluate(this.xCur, inner.y) : {};
+      return { outerLoss, metrics };
+    });
+    this.oracles.restoreCounts(saved);
+    return res;
+  }
+
+  /**
+   * Runs outer steps until the step budget, the time limit or the tolerance is reached, or `signal`
+   * aborts (Ctrl-C). Yields to the event loop between steps.
+   */
+  async run(options: { signal?: AbortSignal } = {}): Promise<TrainResult> {
+    const opts = this.options;
+    this.emit('start', { steps: opts.steps });
+    let stoppedBy: StopReason = 'steps';
+    while (this.stepCount < opts.steps) {
+      if (options.signal?.aborted) {
+        stoppedBy = 'interrupt';
+        break;
+      }
+      const ev = this.stepOnce();
+      if (opts.tolerance > 0 && ev.hypergradientNorm <= opts.tolerance) {
+        stoppedBy = 'tolerance';
+        break;
+      }
+      if (opts.timeLimitSeconds !== undefined && this.elapsed >= opts.timeLimitSeconds) {
+        stoppedBy = 'time';
+        break;
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const final = stoppedBy === 'interrupt' ? { outerLoss: this.lastOuterLoss, metrics: {} } : this.finalEvaluation();
+    const result: TrainResult = {
+      steps: this.stepCount,
+      stoppedBy,
+      elapsedSeconds: this.elapsed,
+      finalOuterLoss: final.outerLoss,
+      finalMetrics: final.metrics,
+      oracleCalls: { ...this.oracles.counts },
+    };
+    this.emit('end', result);
+    return result;
+  }
+
+  getState(): TrainerState {
+    return {
+      step: this.stepCount,
+      elapsedSeconds: this.elapsed,
+      x: treeToData(this.xCur),
+      y: treeToData(this.yCur),
+      rng: this.rng.getState(),
+      oracleCalls: { ...this.oracles.counts },
+      optimizer: this.optimizer.getState?.(),
+      estimator: this.estimator.getState?.(),
+    };
+  }
+
+  setState(state: TrainerState): void {
+    treeDispose(this.xCur);
+    treeDispose(this.yCur);
+    this.xCur = treeKeep(treeFromData(state.x));
+    this.yCur = treeKeep(treeFromData(state.y));
+    this.stepCount = state.step;
+    this.elapsed = state.elapsedSeconds;
+    this.rng.setState(state.rng);
+    this.oracles.restoreCounts(state.oracleCalls);
+    if (state.optimizer !== undefined) this.optimizer.setState?.(state.optimizer);
+    if (state.estimator !== undefined) this.estimator.setState?.(state.estimator);
+  }
+
+  /** Releases x, y and the plugins' state. */
+  dispose(): void {
+    treeDispose(this.xCur);
+    treeDispose(this.yCur);
+    this.estimator.dispose?.();
+    this.optimizer.dispose?.();
+  }
+}

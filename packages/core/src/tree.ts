@@ -1,0 +1,252 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * A record of named tensors: the outer variable x and the inner variable y of a bilevel problem are
+ * tensor trees, so a problem may have any parameter shapes. Names are always visited in sorted order,
+ * which makes flattening and every reduction deterministic.
+ */
+export type TensorTree = { readonly [name: string]: tf.Tensor };
+
+/** Shapes of a tree, enough to turn a flat vector back into the tree. */
+export interface TreeSpec {
+  readonly names: readonly string[];
+  readonly shapes: readonly (readonly number[])[];
+  readonly sizes: readonly number[];
+  /** Total number of scalars. */
+  readonly total: number;
+}
+
+/** The tree's names in the canonical (sorted) order. */
+export function treeNames(tree: TensorTree): string[] {
+  return Object.keys(tree).sort();
+}
+
+export function treeSpec(tree: TensorTree): TreeSpec {
+  const names = treeNames(tree);
+  const shapes = names.map((n) => tree[n].shape.slice());
+  const sizes = names.map((n) => tree[n].size);
+  return { names, shapes, sizes, total: sizes.reduce((a, b) => a + b, 0) };
+}
+
+/** Throws an error naming the first mismatch when two trees do not have the same names and shapes. */
+export function assertSameStructure(a: TensorTree, b: TensorTree, what = 'trees'): void {
+  const na = treeNames(a);
+  const nb = treeNames(b);
+  if (na.length !== nb.length || na.some((n, i) => n !== nb[i])) {
+    throw new Error(`${what}: names differ ([${na.join(', ')}] vs [${nb.join(', ')}])`);
+  }
+  for (const n of na) {
+    const sa = a[n].shape;
+    const sb = b[n].shape;
+    if (sa.length !== sb.length || sa.some((d, i) => d !== sb[i])) {
+      throw new Error(`${what}: tensor '${n}' has shape [${sa.join(', ')}] vs [${sb.join(', ')}]`);
+    }
+  }
+}
+
+export function treeMap(tree: TensorTree, fn: (t: tf.Tensor, name: string) => tf.Tensor): TensorTree {
+  const out: Record<string, tf.Tensor> = {};
+  for (const n of treeNames(tree)) out[n] = fn(tree[n], n);
+  return out;
+}
+
+export function treeZip(
+  a: TensorTree,
+  b: TensorTree,
+  fn: (x: tf.Tensor, y: tf.Tensor, name: string) => tf.Tensor,
+): TensorTree {
+  assertSameStructure(a, b);
+  const out: Record<string, tf.Tensor> = {};
+  for (const n of treeNames(a)) out[n] = fn(a[n], b[n], n);
+  return out;
+}
+
+export function treeAdd(a: TensorTree, b: TensorTree): TensorTree {
+  return treeZip(a, b, (x, y) => tf.add(x, y));
+}
+
+export function treeSub(a: TensorTree, b: TensorTree): TensorTree {
+  return treeZip(a, b, (x, y) => tf.sub(x, y));
+}
+
+export function treeNeg(a: TensorTree): TensorTree {
+  return treeMap(a, (x) => tf.neg(x));
+}
+
+/** s·a, for a number or a scalar tensor s. */
+export function treeScale(a: TensorTree, s: number | tf.Scalar): TensorTree {
+  return treeMap(a, (x) => tf.mul(x, s));
+}
+
+/** alpha·x + y. */
+export function treeAxpy(alpha: number | tf.Scalar, x: TensorTree, y: TensorTree): TensorTree {
+  return treeZip(x, y, (u, v) => tf.add(tf.mul(u, alpha), v));
+}
+
+/** ⟨a, b⟩ summed over every tensor of the trees, as a scalar tensor. */
+export function treeDot(a: TensorTree, b: TensorTree): tf.Scalar {
+  assertSameStructure(a, b);
+  return tf.tidy(() => {
+    const names = treeNames(a);
+    if (names.length === 0) return tf.scalar(0);
+    const parts = names.map((n) => tf.sum(tf.mul(a[n], b[n])));
+    return (parts.length === 1 ? parts[0] : tf.addN(parts)) as tf.Scalar;
+  });
+}
+
+export function treeNormSquared(a: TensorTree): tf.Scalar {
+  return treeDot(a, a);
+}
+
+/** Euclidean norm of the whole tree, as a scalar tensor. */
+export function treeNorm(a: TensorTree): tf.Scalar {
+  return tf.tidy(() => tf.sqrt(treeNormSquared(a)));
+}
+
+export function treeZerosLike(a: TensorTree): TensorTree {
+  return treeMap(a, (x) => tf.zerosLike(x));
+}
+
+export function treeClone(a: TensorTree): TensorTree {
+  return treeMap(a, (x) => tf.clone(x));
+}
+
+/** All tensors of the tree concatenated, in canonical order, into one flat vector. */
+export function treeFlatten(a: TensorTree): tf.Tensor1D {
+  return tf.tidy(() => {
+    const names = treeNames(a);
+    if (names.length === 0) return tf.tensor1d([]);
+    const flat = names.map((n) => tf.reshape(a[n], [-1]));
+    return (flat.length === 1 ? tf.clone(flat[0]) : tf.concat(flat)) as tf.Tensor1D;
+  });
+}
+
+/** Inverse of {@link treeFlatten}. */
+export function treeUnflatten(v: tf.Tensor, spec: TreeSpec): TensorTree {
+  if (v.size !== spec.total) {
+    throw new Error(`treeUnflatten: vector has ${v.size} entries, the tree needs ${spec.total}`);
+  }
+  return tf.tidy(() => {
+    const flat = tf.reshape(v, [-1]);
+    const parts = spec.names.length === 1 ? [flat] : tf.split(flat, spec.sizes.slice());
+    const out: Record<string, tf.Tensor> = {};
+    spec.names.forEach((n, i) => {
+      out[n] = tf.reshape(parts[i], spec.shapes[i].slice());
+    });
+    return out;
+  });
+}
+
+/** Total number of scalars in the tree. */
+export function treeSize(a: TensorTree): number {
+  let s = 0;
+  for (const n of Object.keys(a)) s += a[n].size;
+  return s;
+}
+
+export function treeDispose(a: TensorTree | undefined | null): void {
+  if (!a) return;
+  for (const n of Object.keys(a)) a[n].dispose();
+}
+
+/** Marks every tensor of the tree to survive the enclosing `tf.tidy`. */
+export function treeKeep<T extends TensorTree>(a: T): T {
+  for (const n of Object.keys(a)) tf.keep(a[n]);
+  return a;
+}
+
+/** Tensors of a tree, in canonical order (for `tf.tidy` return values and gradient calls). */
+export function treeTensors(a: TensorTree): tf.Tensor[] {
+  return treeNames(a).map((n) => a[n]);
+}
+
+/** Builds a tree from tensors given in the order of `names`. */
+export function treeFromTensors(names: readonly string[], tensors: readonly tf.Tensor[]): TensorTree {
+  const out: Record<string, tf.Tensor> = {};
+  names.forEach((n, i) => {
+    out[n] = tensors[i];
+  });
+  return out;
+}
+
+/** Whether every entry of the tree is finite (one synchronous read). */
+export function treeIsFinite(a: TensorTree): boolean {
+  const names = treeNames(a);
+  if (names.length === 0) return true;
+  const bad = tf.tidy(() => {
+    const counts = names.map((n) => tf.sum(tf.cast(tf.logicalNot(tf.isFinite(a[n])), 'int32')));
+    return counts.length === 1 ? counts[0] : tf.addN(counts);
+  });
+  const v = bad.dataSync()[0];
+  bad.dispose();
+  return v === 0;
+}
+
+/** Plain serializable copy of a tree (for checkpoints and tests). */
+export interface TreeData {
+  readonly [name: string]: { readonly shape: number[]; readonly values: number[] };
+}
+
+export function treeToData(a: TensorTree): TreeData {
+  const out: Record<string, { shape: number[]; values: number[] }> = {};
+  for (const n of treeNames(a)) out[n] = { shape: a[n].shape.slice(), values: Array.from(a[n].dataSync()) };
+  return out;
+}
+
+export function treeFromData(d: TreeData): TensorTree {
+  const out: Record<string, tf.Tensor> = {};
+  for (const n of Object.keys(d).sort()) out[n] = tf.tensor(d[n].values, d[n].shape, 'float32');
+  return out;
+}
+
+/**
+ * Stacks trees of the same structure along a new leading axis: the batched form of B trees, used where a
+ * problem can evaluate a batch of outer variables at once.
+ */
+export function treeStack(trees: readonly TensorTree[]): TensorTree {
+  if (trees.length === 0) throw new Error('treeStack: no trees');
+  for (let i = 1; i < trees.length; i++) assertSameStructure(trees[0], trees[i], `treeStack: tree ${i}`);
+  const out: Record<string, tf.Tensor> = {};
+  for (const n of treeNames(trees[0])) out[n] = tf.stack(trees.map((t) => t[n]));
+  return out;
+}
+
+/** Inverse of {@link treeStack}. */
+export function treeUnstack(a: TensorTree): TensorTree[] {
+  const names = treeNames(a);
+  if (names.length === 0) return [];
+  const parts = names.map((n) => tf.unstack(a[n]));
+  const count = parts[0].length;
+  const out: TensorTree[] = [];
+  for (let i = 0; i < count; i++) {
+    const t: Record<string, tf.Tensor> = {};
+    names.forEach((n, j) => {
+      t[n] = parts[j][i];
+    });
+    out.push(t);
+  }
+  return out;
+}
+
+/** The entry at `index` of the leading axis of every tensor of a stacked tree. */
+export function treeSlice0(a: TensorTree, index: number): TensorTree {
+  return treeMap(a, (x) => tf.squeeze(tf.slice(x, [index], [1]), [0]));
+}
+
+/**
+ * Disposes the tensors of `old` that `next` does not share, and returns `next`: the safe way to replace
+ * a kept tree by its successor when some tensors may be carried over unchanged.
+ */
+export function treeReplace(old: TensorTree, next: TensorTree): TensorTree {
+  const keep = new Set(Object.keys(next).map((n) => next[n]));
+  for (const n of Object.keys(old)) if (!keep.has(old[n])) old[n].dispose();
+  return next;
+}
+
+/**
+ * `tf.tidy` for any result: tensors found anywhere in the returned value (objects, arrays, trees) survive,
+ * every other tensor made inside is disposed. Plain numbers and strings pass through.
+ */
+export function tidy<T>(fn: () => T): T {
+  return tf.tidy(fn as unknown as () => tf.TensorContainer) as unknown as T;
+}
