@@ -22,12 +22,10 @@ function hvp(f: (x: tf.Tensor) => tf.Scalar, x: tf.Tensor, v: tf.Tensor): Float3
 
 /** The same product by central differences of the first derivative, in float64 arithmetic on the step. */
 function hvpFd(f: (x: tf.Tensor) => tf.Scalar, x: tf.Tensor, v: tf.Tensor, h = 1e-2): Float64Array {
-  return tf.tidy(() => {
-    const g = tf.grad(f);
-    const p = g(tf.add(x, tf.mul(v, h))).dataSync();
-    const m = g(tf.sub(x, tf.mul(v, h))).dataSync();
-    return Float64Array.from(p, (a, i) => (a - m[i]) / (2 * h));
-  });
+  const g = tf.grad(f);
+  const p = tf.tidy(() => g(tf.add(x, tf.mul(v, h)))).dataSync();
+  const m = tf.tidy(() => g(tf.sub(x, tf.mul(v, h)))).dataSync();
+  return Float64Array.from(p, (a, i) => (a - m[i]) / (2 * h));
 }
 
 describe('second-order-safe ops', () => {

@@ -8,31 +8,48 @@ import * as tf from '@tensorflow/tfjs-core';
  * estimators (CG, Neumann, quasi-Newton, ITD with autodiff) will differentiate twice.
  */
 
+/**
+ * A unary op with a custom derivative: `forward(a)` gives the value, `derivative(dy, a)` the vector-Jacobian
+ * product from the saved *input* a. When `derivative` is itself written with such ops, derivatives of any
+ * order stay exact.
+ */
+export function unaryCustomOp(
+  forward: (a: tf.Tensor) => tf.Tensor,
+  derivative: (dy: tf.Tensor, a: tf.Tensor) => tf.Tensor,
+): (x: tf.Tensor) => tf.Tensor {
+  const f = tf.customGrad(((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const a = args[0] as tf.Tensor;
+    const save = args[1] as tf.GradSaveFunc;
+    save([a]);
+    return {
+      value: forward(a),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => derivative(dy as tf.Tensor, saved[0]),
+    };
+  }) as Parameters<typeof tf.customGrad>[0]);
+  return (x: tf.Tensor) => f(x);
+}
+
 /** Identity in value, zero derivative (of every order). */
+const stopGradientOp = unaryCustomOp(
+  (a) => tf.clone(a),
+  (dy) => tf.zerosLike(dy),
+);
 export function stopGradient<T extends tf.Tensor>(t: T): T {
-  const f = tf.customGrad((a: tf.Tensor) => ({
-    value: tf.clone(a),
-    gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
-  }));
-  return f(t) as T;
+  return stopGradientOp(t) as T;
 }
 
 /** max along `axis` (kept dims), with zero derivative: only for numerical shifts. */
 function maxNoGradient(x: tf.Tensor, axis: number): tf.Tensor {
-  const f = tf.customGrad((a: tf.Tensor) => ({
-    value: tf.max(a, axis, true),
-    gradFunc: () => tf.zerosLike(a),
-  }));
-  return f(x);
+  return unaryCustomOp(
+    (a) => tf.max(a, axis, true),
+    (_dy, a) => tf.zerosLike(a),
+  )(x);
 }
 
-const expOp: (x: tf.Tensor) => tf.Tensor = tf.customGrad((a: tf.Tensor, save: (t: tf.Tensor[]) => void) => {
-  save([a]);
-  return {
-    value: tf.exp(a),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, expOp(saved[0])),
-  };
-}) as unknown as (x: tf.Tensor) => tf.Tensor;
+const expOp: (x: tf.Tensor) => tf.Tensor = unaryCustomOp(
+  (a) => tf.exp(a),
+  (dy, a) => tf.mul(dy, expOp(a)),
+);
 
 /** eˣ, differentiable to any order in tfjs. */
 export function exp<T extends tf.Tensor>(x: T): T {
@@ -77,30 +94,24 @@ export function softmaxCrossEntropy(
   });
 }
 
-const sigmoidOp: (x: tf.Tensor) => tf.Tensor = tf.customGrad((a: tf.Tensor, save: (t: tf.Tensor[]) => void) => {
-  save([a]);
-  return {
-    value: tf.sigmoid(a),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const s = sigmoidOp(saved[0]);
-      return tf.mul(dy, tf.mul(s, tf.sub(1, s)));
-    },
-  };
-}) as unknown as (x: tf.Tensor) => tf.Tensor;
+const sigmoidOp: (x: tf.Tensor) => tf.Tensor = unaryCustomOp(
+  (a) => tf.sigmoid(a),
+  (dy, a) => {
+    const s = sigmoidOp(a);
+    return tf.mul(dy, tf.mul(s, tf.sub(1, s)));
+  },
+);
 
 /** σ(x) = 1 / (1 + e⁻ˣ), differentiable to any order in tfjs. */
 export function sigmoid<T extends tf.Tensor>(x: T): T {
   return sigmoidOp(x) as T;
 }
 
-const logSigmoidOp: (x: tf.Tensor) => tf.Tensor = tf.customGrad((a: tf.Tensor, save: (t: tf.Tensor[]) => void) => {
-  save([a]);
-  return {
-    // log σ(a) = min(a, 0) − log(1 + e^{−|a|}), stable for large |a|.
-    value: tf.sub(tf.minimum(a, 0), tf.log1p(tf.exp(tf.neg(tf.abs(a))))),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, sigmoidOp(tf.neg(saved[0]))),
-  };
-}) as unknown as (x: tf.Tensor) => tf.Tensor;
+// log σ(a) = min(a, 0) − log(1 + e^{−|a|}), stable for large |a|; derivative σ(−a).
+const logSigmoidOp: (x: tf.Tensor) => tf.Tensor = unaryCustomOp(
+  (a) => tf.sub(tf.minimum(a, 0), tf.log1p(tf.exp(tf.neg(tf.abs(a))))),
+  (dy, a) => tf.mul(dy, sigmoidOp(tf.neg(a))),
+);
 
 /** log σ(x) = −softplus(−x), stable for large |x| and differentiable to any order. */
 export function logSigmoid<T extends tf.Tensor>(x: T): T {

@@ -81,7 +81,7 @@ class LogisticProblem implements BilevelProblem {
   }
   innerLoss(x: TensorTree, y: TensorTree): tf.Scalar {
     const logits = tf.matMul(this.features, y.w);
-    const ce = softmaxCrossEntropy(logits, this.onehot);
+    const ce = softmaxCrossEntropy(logits as tf.Tensor2D, this.onehot);
     const reg = tf.mul(0.5, tf.sum(tf.mul(tf.reshape(exp(x.x), [-1, 1]), tf.square(y.w))));
     return tf.add(ce, reg) as tf.Scalar;
   }

@@ -25,9 +25,15 @@ export interface BilevelProblem {
   /** Outer loss f(x, y), on a minibatch when one is given, else on the whole outer data. */
   outerLoss(x: TensorTree, y: TensorTree, batch?: Batch): tf.Scalar;
 
+  /**
+   * Data drawn once per outer step and shared by the inner and outer losses of that step — a few-shot
+   * episode (support and query sets of the same classes). It is given to both samplers below; when a
+   * sampler is absent, the task itself is the batch of that level.
+   */
+  sampleTask?(rng: Random): Batch;
   /** Minibatch samplers of the stochastic variant (ESJ-S and other stochastic methods). */
-  sampleInnerBatch?(rng: Random): Batch;
-  sampleOuterBatch?(rng: Random): Batch;
+  sampleInnerBatch?(rng: Random, task?: Batch): Batch;
+  sampleOuterBatch?(rng: Random, task?: Batch): Batch;
 
   /** Metrics at (x, y): test accuracy, closed-form errors and the like. */
   evaluate?(x: TensorTree, y: TensorTree): Record<string, number>;

@@ -168,12 +168,12 @@ export class Trainer {
     for (const l of this.listeners[event]) l(payload);
   }
 
-  private batchSchedule(rng: Random): BatchSchedule | undefined {
+  private batchSchedule(rng: Random, task: Batch | undefined): BatchSchedule | undefined {
     const sample = this.problem.sampleInnerBatch;
-    if (!sample) return undefined;
+    if (!sample) return task ? () => task : undefined;
     const memo: Batch[] = [];
     return (k: number) => {
-      while (memo.length <= k) memo.push(sample.call(this.problem, rng));
+      while (memo.length <= k) memo.push(sample.call(this.problem, rng, task));
       return memo[k];
     };
   }
@@ -189,8 +189,11 @@ export class Trainer {
     const out = tidy(() => {
       const x = this.xCur;
       const y0 = opts.warmStart ? this.yCur : this.problem.initialY(stepRng.fork('y0'), x);
-      const innerBatches = this.batchSchedule(stepRng.fork('inner-batches'));
-      const outerBatch = this.problem.sampleOuterBatch?.(stepRng.fork('outer-batch'));
+      const task = this.problem.sampleTask?.(stepRng.fork('task'));
+      const innerBatches = this.batchSchedule(stepRng.fork('inner-batches'), task);
+      const outerBatch = this.problem.sampleOuterBatch
+        ? this.problem.sampleOuterBatch(stepRng.fork('outer-batch'), task)
+        : task;
       const inner = this.solver.solve({
         oracles: this.oracles,
         x,
@@ -224,7 +227,8 @@ export class Trainer {
       trainSeconds = (performance.now() - t0) / 1000;
 
       // Reporting: not charged to the method (direct problem calls, not counted oracles).
-      const outerLoss = this.problem.outerLoss(x, inner.y).dataSync()[0];
+      // Task-based problems (few-shot) have no whole-data outer loss: report the step's own.
+      const outerLoss = this.problem.outerLoss(x, inner.y, task ? outerBatch : undefined).dataSync()[0];
       if (!Number.isFinite(outerLoss) && opts.onNonFinite === 'stop') {
         throw new DivergenceError(index + 1, 'outer loss', outerLoss);
       }
@@ -277,8 +281,17 @@ export class Trainer {
   finalEvaluation(): { outerLoss: number; metrics: Record<string, number> } {
     const saved = { ...this.oracles.counts };
     const res = tidy(() => {
-      const inner = this.solver.solve({ oracles: this.oracles, x: this.xCur, y0: this.yCur });
-      const outerLoss = this.problem.outerLoss(this.xCur, inner.y).dataSync()[0];
+      const rng = new Random(this.rng.getState()).fork('final-evaluation');
+      const task = this.problem.sampleTask?.(rng);
+      const inner = this.solver.solve({
+        oracles: this.oracles,
+        x: this.xCur,
+        y0: this.yCur,
+        maxIterations: this.options.innerIterations,
+        batches: this.batchSchedule(rng.fork('inner-batches'), task),
+      });
+      const outerBatch = task && this.problem.sampleOuterBatch ? this.problem.sampleOuterBatch(rng, task) : task;
+      const outerLoss = this.problem.outerLoss(this.xCur, inner.y, outerBatch).dataSync()[0];
       const metrics = this.problem.evaluate ? this.problem.evaluate(this.xCur, inner.y) : {};
       return { outerLoss, metrics };
     });

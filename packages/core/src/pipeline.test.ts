@@ -1,0 +1,174 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { container, inject, injectable } from 'tsyringe';
+import { z } from 'zod';
+import { ConfigError, DivergenceError } from './errors';
+import type { EstimateContext, Estimate, HypergradientEstimator } from './estimator';
+import { createPipeline, type PipelineSpec } from './pipeline';
+import { QuadraticFixture } from './quadratic-fixture';
+import { PLUGIN_OPTIONS, PluginRegistry, registerEstimator, registry as globalRegistry } from './registry';
+import type { InnerResult, InnerSolveRequest, InnerSolver } from './solver';
+import { treeAxpy, treeSub } from './tree';
+import './optimizer';
+
+/** Inner "solver" for the fixture: y = y0 + (y*(x) − y0) exactly (closed form), as a stand-in plugin. */
+class ClosedFormSolver implements InnerSolver {
+  readonly name = 'closed-form';
+  readonly elementwise = false;
+  readonly maxIterations = 1;
+  solve(req: InnerSolveRequest): InnerResult {
+    const p = req.oracles.problem as QuadraticFixture;
+    return { y: p.innerSolution(req.x), iterations: 1, gradientNorm: 0, converged: true };
+  }
+}
+
+/** ∇Φ from the fixture's own closed form, scaled: a user-defined estimator with options. */
+const ScaledOptions = z
+  .object({
+    scale: z.number().positive().default(1),
+    mode: z.enum(['closed-form', 'zero']).default('closed-form'),
+  })
+  .strict();
+@injectable()
+class ScaledClosedFormEstimator implements HypergradientEstimator {
+  readonly name = 'scaled-closed-form';
+  constructor(@inject(PLUGIN_OPTIONS) readonly options: z.output<typeof ScaledOptions>) {}
+  estimate(ctx: EstimateContext): Estimate {
+    const p = ctx.problem as QuadraticFixture;
+    const g = p.hypergradient(ctx.x);
+    const h = this.options.mode === 'zero' ? treeSub(g, g) : treeAxpy(this.options.scale - 1, g, g);
+    return { hypergradient: h, diagnostics: { scale: this.options.scale } };
+  }
+}
+
+function makeRegistry(): PluginRegistry {
+  const r = new PluginRegistry(container.createChildContainer());
+  for (const def of globalRegistry.list('outerOptimizer')) {
+    r.register(globalRegistry.get('outerOptimizer', def.name) as Parameters<PluginRegistry['register']>[0]);
+  }
+  r.register({
+    kind: 'problem',
+    name: 'quadratic-fixture',
+    description: 'test quadratic',
+    options: z.object({ dimension: z.number().int().positive().default(20), seed: z.number().int().default(0) }).strict(),
+    create: (o: { dimension: number; seed: number }) =>
+      new QuadraticFixture({ innerDimension: o.dimension, conditionNumber: 5, seed: o.seed }),
+  });
+  r.register({
+    kind: 'innerSolver',
+    name: 'closed-form',
+    description: 'test solver',
+    options: z.object({}).strict(),
+    useClass: ClosedFormSolver,
+  });
+  // The one registration line a user writes:
+  registerEstimator('scaled-closed-form', ScaledClosedFormEstimator, ScaledOptions, 'test estimator', r);
+  return r;
+}
+
+const baseSpec: PipelineSpec = {
+  problem: { name: 'quadratic-fixture', options: { dimension: 20 } },
+  innerSolver: 'closed-form',
+  estimator: 'scaled-closed-form',
+  outerOptimizer: { name: 'gd', options: { learningRate: 0.5 } },
+  trainer: { steps: 60, evalEvery: 0 },
+  seed: 1,
+};
+
+describe('registry and createPipeline', () => {
+  it('uses an estimator registered in one line by name, and reaches the closed-form optimum', async () => {
+    const r = makeRegistry();
+    const p = createPipeline(baseSpec, r);
+    expect(p.estimator).toBeInstanceOf(ScaledClosedFormEstimator);
+    const res = await p.trainer.run();
+    expect(res.steps).toBe(60);
+    const fix = p.problem as QuadraticFixture;
+    const g = fix.hypergradientArray(p.trainer.x.x.dataSync());
+    const norm = Math.sqrt(g.reduce((s, v) => s + v * v, 0));
+    expect(norm).toBeLessThan(1e-4);
+    p.dispose();
+  });
+
+  it('names an unknown plugin and lists the registered ones', () => {
+    const r = makeRegistry();
+    expect(() => createPipeline({ ...baseSpec, estimator: 'nope' }, r)).toThrow(
+      /unknown estimator 'nope'; registered: scaled-closed-form/,
+    );
+  });
+
+  it('names the field of an invalid option with the allowed values', () => {
+    const r = makeRegistry();
+    const bad = (options: Record<string, unknown>) => () =>
+      createPipeline({ ...baseSpec, estimator: { name: 'scaled-closed-form', options } }, r);
+    expect(bad({ scale: -1 })).toThrow(ConfigError);
+    expect(bad({ scale: -1 })).toThrow(/estimator\.options\.scale: Number must be greater than 0 \(got -1\)/);
+    expect(bad({ mode: 'fast' })).toThrow(/estimator\.options\.mode: must be one of 'closed-form', 'zero' \(got "fast"\)/);
+    expect(bad({ scael: 2 })).toThrow(/unknown option\(s\) 'scael'/);
+    expect(() => createPipeline({ ...baseSpec, trainer: { steps: 0 } }, r)).toThrow(/trainer\.steps/);
+    expect(() => createPipeline({ ...baseSpec, oracles: { secondOrder: 'magic' as 'autodiff' } }, r)).toThrow(
+      /oracles\.secondOrder: must be one of 'autodiff', 'finite-difference'/,
+    );
+  });
+
+  it('lists plugins with their option docs', () => {
+    const r = makeRegistry();
+    const est = r.list('estimator')[0];
+    expect(est.name).toBe('scaled-closed-form');
+    expect(est.options.map((o) => [o.name, o.default])).toEqual([
+      ['scale', 1],
+      ['mode', 'closed-form'],
+    ]);
+  });
+
+  it('keeps the tensor count flat over 200 trainer iterations', () => {
+    const r = makeRegistry();
+    const p = createPipeline({ ...baseSpec, outerOptimizer: { name: 'adam', options: { learningRate: 0.01 } } }, r);
+    for (let i = 0; i < 5; i++) p.trainer.stepOnce();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 200; i++) p.trainer.stepOnce();
+    expect(tf.memory().numTensors).toBe(before);
+    p.dispose();
+  });
+
+  it('gives identical metrics for the same seed and resumes exactly from a saved state', () => {
+    const r = makeRegistry();
+    const spec = { ...baseSpec, outerOptimizer: { name: 'momentum', options: { learningRate: 0.05 } } };
+    const a = createPipeline(spec, r);
+    const b = createPipeline(spec, r);
+    const la = Array.from({ length: 10 }, () => a.trainer.stepOnce().outerLoss);
+    const lb = Array.from({ length: 10 }, () => b.trainer.stepOnce().outerLoss);
+    expect(la).toEqual(lb);
+    const saved = JSON.parse(JSON.stringify(a.trainer.getState()));
+    const cont = Array.from({ length: 5 }, () => a.trainer.stepOnce().outerLoss);
+    const c = createPipeline(spec, r);
+    c.trainer.setState(saved);
+    const resumed = Array.from({ length: 5 }, () => c.trainer.stepOnce().outerLoss);
+    expect(resumed).toEqual(cont);
+    [a, b, c].forEach((p) => p.dispose());
+  });
+
+  it('stops on tolerance and reports non-finite estimates with the step', async () => {
+    const r = makeRegistry();
+    const p = createPipeline({ ...baseSpec, trainer: { steps: 500, tolerance: 1e-3 } }, r);
+    const res = await p.trainer.run();
+    expect(res.stoppedBy).toBe('tolerance');
+    expect(res.steps).toBeLessThan(500);
+    p.dispose();
+
+    const q = createPipeline({ ...baseSpec, estimator: { name: 'scaled-closed-form', options: { scale: Infinity } } }, r);
+    expect(() => q.trainer.stepOnce()).toThrow(DivergenceError);
+    q.dispose();
+  });
+
+  it('stops when interrupted through an AbortSignal', async () => {
+    const r = makeRegistry();
+    const p = createPipeline({ ...baseSpec, trainer: { steps: 1000 } }, r);
+    const ac = new AbortController();
+    p.trainer.on('step', (e) => {
+      if (e.step === 3) ac.abort();
+    });
+    const res = await p.trainer.run({ signal: ac.signal });
+    expect(res.stoppedBy).toBe('interrupt');
+    expect(res.steps).toBe(3);
+    p.dispose();
+  });
+});
