@@ -16,5 +16,6 @@ export * from './options';
 export * from './registry';
 export * from './trainer';
 export * from './pipeline';
+export * from './checkpoint';
 export * from './testing';
 export * from './quadratic-fixture';

@@ -1,5 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { exp, logSigmoid, logSumExp, sigmoid, sigmoidCrossEntropy, softmax, softmaxCrossEntropy, stopGradient } from './ops';
+import {
+  exp,
+  logSigmoid,
+  logSumExp,
+  sigmoid,
+  sigmoidCrossEntropy,
+  softmax,
+  softmaxCrossEntropy,
+  stopGradient,
+} from './ops';
 import { Random } from './random';
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -16,7 +25,9 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 function hvp(f: (x: tf.Tensor) => tf.Scalar, x: tf.Tensor, v: tf.Tensor): Float32Array {
   return tf.tidy(() => {
     const g = (z: tf.Tensor) => tf.grad(f)(z);
-    return tf.grad((z: tf.Tensor) => tf.sum(tf.mul(g(z), v)) as tf.Scalar)(x).dataSync() as Float32Array;
+    return tf
+      .grad((z: tf.Tensor) => tf.sum(tf.mul(g(z), v)) as tf.Scalar)(x)
+      .dataSync() as Float32Array;
   });
 }
 
@@ -38,7 +49,9 @@ describe('second-order-safe ops', () => {
     expect(relErr(logSumExp(z, 1).dataSync(), tf.logSumExp(z, 1).dataSync())).toBeLessThan(1e-6);
     expect(relErr(softmax(z).dataSync(), tf.softmax(z).dataSync())).toBeLessThan(1e-6);
     expect(relErr(sigmoid(z).dataSync(), tf.sigmoid(z).dataSync())).toBeLessThan(1e-6);
-    expect(relErr(logSigmoid(tf.mul(z, 20)).dataSync(), tf.logSigmoid(tf.mul(z, 20)).dataSync())).toBeLessThan(1e-6);
+    expect(
+      relErr(logSigmoid(tf.mul(z, 20)).dataSync(), tf.logSigmoid(tf.mul(z, 20)).dataSync()),
+    ).toBeLessThan(1e-6);
     const ce = softmaxCrossEntropy(z, labels).dataSync()[0];
     const ref = tf.losses.softmaxCrossEntropy(labels, z).dataSync()[0];
     expect(ce).toBeCloseTo(ref, 5);

@@ -123,7 +123,9 @@ export function sigmoidCrossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.S
   return tf.tidy(
     () =>
       tf.neg(
-        tf.mean(tf.add(tf.mul(targets, logSigmoid(logits)), tf.mul(tf.sub(1, targets), logSigmoid(tf.neg(logits))))),
+        tf.mean(
+          tf.add(tf.mul(targets, logSigmoid(logits)), tf.mul(tf.sub(1, targets), logSigmoid(tf.neg(logits)))),
+        ),
       ) as tf.Scalar,
   );
 }

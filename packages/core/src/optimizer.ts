@@ -20,6 +20,8 @@ export interface OuterOptimizer {
   readonly name: string;
   /** Returns the new x; neither `x` nor `gradient` is disposed. */
   step(x: TensorTree, gradient: TensorTree): TensorTree;
+  /** Multiplies the step size by `factor` from now on (divergence policy 'shrink'). */
+  scaleLearningRate?(factor: number): void;
   getState?(): PluginState;
   setState?(state: PluginState): void;
   dispose?(): void;
@@ -36,10 +38,24 @@ export type GdOptions = z.output<typeof GdOptionsSchema>;
 @injectable()
 export class GradientDescentOptimizer implements OuterOptimizer {
   readonly name = 'gd';
+  private lrScale = 1;
   constructor(@inject(PLUGIN_OPTIONS) readonly options: GdOptions) {}
 
   step(x: TensorTree, gradient: TensorTree): TensorTree {
-    return tf.tidy(() => treeZip(x, gradient, (a, g) => tf.sub(a, tf.mul(g, this.options.learningRate))));
+    const lr = this.options.learningRate * this.lrScale;
+    return tf.tidy(() => treeZip(x, gradient, (a, g) => tf.sub(a, tf.mul(g, lr))));
+  }
+
+  scaleLearningRate(factor: number): void {
+    this.lrScale *= factor;
+  }
+
+  getState(): PluginState {
+    return { lrScale: this.lrScale };
+  }
+
+  setState(state: PluginState): void {
+    this.lrScale = (state as { lrScale: number }).lrScale;
   }
 }
 
@@ -57,10 +73,12 @@ export type MomentumOptions = z.output<typeof MomentumOptionsSchema>;
 export class MomentumOptimizer implements OuterOptimizer {
   readonly name = 'momentum';
   private velocity: TensorTree | null = null;
+  private lrScale = 1;
   constructor(@inject(PLUGIN_OPTIONS) readonly options: MomentumOptions) {}
 
   step(x: TensorTree, gradient: TensorTree): TensorTree {
-    const { learningRate: lr, momentum: beta, nesterov } = this.options;
+    const { momentum: beta, nesterov } = this.options;
+    const lr = this.options.learningRate * this.lrScale;
     const old = this.velocity ?? treeZerosLike(gradient);
     const v = tf.tidy(() => treeZip(old, gradient, (vi, g) => tf.add(tf.mul(vi, beta), g)));
     treeDispose(old);
@@ -73,13 +91,18 @@ export class MomentumOptimizer implements OuterOptimizer {
     );
   }
 
+  scaleLearningRate(factor: number): void {
+    this.lrScale *= factor;
+  }
+
   getState(): PluginState {
-    return { velocity: this.velocity ? treeToData(this.velocity) : null };
+    return { lrScale: this.lrScale, velocity: this.velocity ? treeToData(this.velocity) : null };
   }
 
   setState(state: PluginState): void {
     treeDispose(this.velocity);
-    const s = state as { velocity: TreeData | null };
+    const s = state as { lrScale: number; velocity: TreeData | null };
+    this.lrScale = s.lrScale;
     this.velocity = s.velocity ? treeKeep(treeFromData(s.velocity)) : null;
   }
 
@@ -106,15 +129,19 @@ export class AdamOptimizer implements OuterOptimizer {
   private m: TensorTree | null = null;
   private v: TensorTree | null = null;
   private t = 0;
+  private lrScale = 1;
   constructor(@inject(PLUGIN_OPTIONS) readonly options: AdamOptions) {}
 
   step(x: TensorTree, gradient: TensorTree): TensorTree {
-    const { learningRate: lr, beta1: b1, beta2: b2, epsilon } = this.options;
+    const { beta1: b1, beta2: b2, epsilon } = this.options;
+    const lr = this.options.learningRate * this.lrScale;
     this.t += 1;
     const m0 = this.m ?? treeZerosLike(gradient);
     const v0 = this.v ?? treeZerosLike(gradient);
     const m = tf.tidy(() => treeZip(m0, gradient, (mi, g) => tf.add(tf.mul(mi, b1), tf.mul(g, 1 - b1))));
-    const v = tf.tidy(() => treeZip(v0, gradient, (vi, g) => tf.add(tf.mul(vi, b2), tf.mul(tf.square(g), 1 - b2))));
+    const v = tf.tidy(() =>
+      treeZip(v0, gradient, (vi, g) => tf.add(tf.mul(vi, b2), tf.mul(tf.square(g), 1 - b2))),
+    );
     treeDispose(m0);
     treeDispose(v0);
     this.m = treeKeep(m);
@@ -130,14 +157,24 @@ export class AdamOptimizer implements OuterOptimizer {
     );
   }
 
+  scaleLearningRate(factor: number): void {
+    this.lrScale *= factor;
+  }
+
   getState(): PluginState {
-    return { t: this.t, m: this.m ? treeToData(this.m) : null, v: this.v ? treeToData(this.v) : null };
+    return {
+      t: this.t,
+      lrScale: this.lrScale,
+      m: this.m ? treeToData(this.m) : null,
+      v: this.v ? treeToData(this.v) : null,
+    };
   }
 
   setState(state: PluginState): void {
     this.dispose();
-    const s = state as { t: number; m: TreeData | null; v: TreeData | null };
+    const s = state as { t: number; lrScale: number; m: TreeData | null; v: TreeData | null };
     this.t = s.t;
+    this.lrScale = s.lrScale;
     this.m = s.m ? treeKeep(treeFromData(s.m)) : null;
     this.v = s.v ? treeKeep(treeFromData(s.v)) : null;
   }
@@ -151,5 +188,10 @@ export class AdamOptimizer implements OuterOptimizer {
 }
 
 registerOuterOptimizer('gd', GradientDescentOptimizer, GdOptionsSchema, 'gradient descent on x');
-registerOuterOptimizer('momentum', MomentumOptimizer, MomentumOptionsSchema, 'heavy-ball / Nesterov momentum on x');
+registerOuterOptimizer(
+  'momentum',
+  MomentumOptimizer,
+  MomentumOptionsSchema,
+  'heavy-ball / Nesterov momentum on x',
+);
 registerOuterOptimizer('adam', AdamOptimizer, AdamOptionsSchema, 'Adam on x');

@@ -23,7 +23,11 @@ function valueAt(root: unknown, path: readonly (string | number)[]): unknown {
 }
 
 /** One line per problem, each naming its field, what is wrong and what was given. */
-export function formatZodError(error: z.ZodError, input: unknown, prefix = ''): { message: string; path: string } {
+export function formatZodError(
+  error: z.ZodError,
+  input: unknown,
+  prefix = '',
+): { message: string; path: string } {
   const lines: string[] = [];
   let firstPath = '';
   for (const issue of error.issues) {
@@ -35,7 +39,8 @@ export function formatZodError(error: z.ZodError, input: unknown, prefix = ''): 
     } else if (issue.code === 'invalid_enum_value') {
       detail = `must be one of ${issue.options.map((o) => `'${String(o)}'`).join(', ')}`;
     }
-    const got = issue.code === 'unrecognized_keys' ? '' : ` (got ${describeReceived(valueAt(input, issue.path))})`;
+    const got =
+      issue.code === 'unrecognized_keys' ? '' : ` (got ${describeReceived(valueAt(input, issue.path))})`;
     lines.push(`${path || '(root)'}: ${detail}${got}`);
   }
   return { message: lines.join('\n'), path: firstPath };
@@ -94,7 +99,8 @@ function typeName(t: z.ZodTypeAny): string {
   if (t instanceof z.ZodEnum) return (t._def.values as string[]).map((v) => `'${v}'`).join(' | ');
   if (t instanceof z.ZodLiteral) return JSON.stringify(t._def.value);
   if (t instanceof z.ZodArray) return `${typeName(unwrap(t._def.type).inner)}[]`;
-  if (t instanceof z.ZodUnion) return (t._def.options as z.ZodTypeAny[]).map((o) => typeName(unwrap(o).inner)).join(' | ');
+  if (t instanceof z.ZodUnion)
+    return (t._def.options as z.ZodTypeAny[]).map((o) => typeName(unwrap(o).inner)).join(' | ');
   if (t instanceof z.ZodObject) return 'object';
   return 'value';
 }

@@ -31,12 +31,32 @@ describe('oracles on a quadratic (closed form)', () => {
     const g = o.innerGradY(x, y).y.dataSync();
     const ay = matVec(p.a, 12, 12, y.y.dataSync());
     const bx = matVec(p.b, 12, 7, x.x.dataSync());
-    expect(relErr(g, ay.map((a, i) => a - bx[i]))).toBeLessThan(1e-5);
+    expect(
+      relErr(
+        g,
+        ay.map((a, i) => a - bx[i]),
+      ),
+    ).toBeLessThan(1e-5);
     const gx = o.innerGradX(x, y).x.dataSync();
-    expect(relErr(gx, matTVec(p.b, 12, 7, y.y.dataSync()).map((u) => -u))).toBeLessThan(1e-5);
+    expect(
+      relErr(
+        gx,
+        matTVec(p.b, 12, 7, y.y.dataSync()).map((u) => -u),
+      ),
+    ).toBeLessThan(1e-5);
     const og = o.outerGrads(x, y);
-    expect(relErr(og.gradX.x.dataSync(), Array.from(x.x.dataSync(), (u, i) => u - p.z[i]))).toBeLessThan(1e-6);
-    expect(relErr(og.gradY.y.dataSync(), Array.from(y.y.dataSync(), (u, i) => u - p.t[i]))).toBeLessThan(1e-6);
+    expect(
+      relErr(
+        og.gradX.x.dataSync(),
+        Array.from(x.x.dataSync(), (u, i) => u - p.z[i]),
+      ),
+    ).toBeLessThan(1e-6);
+    expect(
+      relErr(
+        og.gradY.y.dataSync(),
+        Array.from(y.y.dataSync(), (u, i) => u - p.t[i]),
+      ),
+    ).toBeLessThan(1e-6);
     expect(o.counts.innerGradY).toBe(1);
     expect(o.counts.innerGradX).toBe(1);
     expect(o.counts.outerGrad).toBe(1);
@@ -47,7 +67,12 @@ describe('oracles on a quadratic (closed form)', () => {
     const hv = o.hessianVectorProduct(x, y, v).y.dataSync();
     expect(relErr(hv, matVec(p.a, 12, 12, v.y.dataSync()))).toBeLessThan(1e-3);
     const mv = o.mixedVectorProduct(x, y, v).x.dataSync();
-    expect(relErr(mv, matTVec(p.b, 12, 7, v.y.dataSync()).map((u) => -u))).toBeLessThan(1e-3);
+    expect(
+      relErr(
+        mv,
+        matTVec(p.b, 12, 7, v.y.dataSync()).map((u) => -u),
+      ),
+    ).toBeLessThan(1e-3);
     expect(o.counts.hessianVector).toBe(1);
     expect(o.counts.mixedVector).toBe(1);
   });
@@ -115,7 +140,9 @@ describe('oracles on a logistic loss', () => {
   it('autodiff and finite-difference Hessian-vector products agree with each other and a reference', () => {
     const ref = referenceHvp();
     const a = createOracles(p, { secondOrder: 'autodiff' }).hessianVectorProduct(x, y, v).w.dataSync();
-    const f = createOracles(p, { secondOrder: 'finite-difference' }).hessianVectorProduct(x, y, v).w.dataSync();
+    const f = createOracles(p, { secondOrder: 'finite-difference' })
+      .hessianVectorProduct(x, y, v)
+      .w.dataSync();
     expect(relErr(a, f)).toBeLessThan(1e-3);
     expect(relErr(a, ref)).toBeLessThan(1e-3);
   });

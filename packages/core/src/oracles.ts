@@ -65,7 +65,11 @@ export interface Oracles {
   /** ∇_x g(x, y). */
   innerGradX(x: TensorTree, y: TensorTree, batch?: Batch): TensorTree;
   /** f(x, y), ∇_x f and ∇_y f from one pass. */
-  outerGrads(x: TensorTree, y: TensorTree, batch?: Batch): { value: tf.Scalar; gradX: TensorTree; gradY: TensorTree };
+  outerGrads(
+    x: TensorTree,
+    y: TensorTree,
+    batch?: Batch,
+  ): { value: tf.Scalar; gradX: TensorTree; gradY: TensorTree };
   /** Hessian-vector product ∇²_yy g(x, y) · v (v and the result are y-shaped). */
   hessianVectorProduct(x: TensorTree, y: TensorTree, v: TensorTree, batch?: Batch): TensorTree;
   /** Mixed product ∇²_xy g(x, y) · v = ∇_x ⟨∇_y g(x, y), v⟩ (v is y-shaped, the result x-shaped). */
@@ -156,12 +160,9 @@ class CountingOracles implements Oracles {
     this.c.innerGradY++;
     const names = treeNames(y);
     const ys = treeTensors(y);
-    const { value, grads } = tf.engine().gradients(
-      () => this.problem.innerLoss(x, substitute(y, ys), batch),
-      ys,
-      undefined,
-      true,
-    );
+    const { value, grads } = tf
+      .engine()
+      .gradients(() => this.problem.innerLoss(x, substitute(y, ys), batch), ys, undefined, true);
     return {
       value: value as tf.Scalar,
       grad: treeFromTensors(
@@ -178,19 +179,20 @@ class CountingOracles implements Oracles {
     return grads;
   }
 
-  outerGrads(x: TensorTree, y: TensorTree, batch?: Batch): { value: tf.Scalar; gradX: TensorTree; gradY: TensorTree } {
+  outerGrads(
+    x: TensorTree,
+    y: TensorTree,
+    batch?: Batch,
+  ): { value: tf.Scalar; gradX: TensorTree; gradY: TensorTree } {
     this.c.outerGrad++;
     const xNames = treeNames(x);
     const yNames = treeNames(y);
     const xs = treeTensors(x);
     const ys = treeTensors(y);
     const all = [...xs, ...ys];
-    const { value, grads } = tf.engine().gradients(
-      () => this.problem.outerLoss(x, y, batch),
-      all,
-      undefined,
-      true,
-    );
+    const { value, grads } = tf
+      .engine()
+      .gradients(() => this.problem.outerLoss(x, y, batch), all, undefined, true);
     const filled = grads.map((g, i) => (g == null ? tf.zerosLike(all[i]) : g));
     return {
       value: value as tf.Scalar,
@@ -212,7 +214,11 @@ class CountingOracles implements Oracles {
   mixedVectorProduct(x: TensorTree, y: TensorTree, v: TensorTree, batch?: Batch): TensorTree {
     this.c.mixedVector++;
     if (this.secondOrder === 'finite-difference') {
-      return this.centralDifference(y, v, (yp) => gradientsOf(() => this.problem.innerLoss(x, yp, batch), x).grads);
+      return this.centralDifference(
+        y,
+        v,
+        (yp) => gradientsOf(() => this.problem.innerLoss(x, yp, batch), x).grads,
+      );
     }
     return tf.tidy(() => {
       return gradientsOf(() => innerProduct(this.rawGradY(x, y, batch), v), x).grads;
@@ -226,7 +232,10 @@ class CountingOracles implements Oracles {
     }
     const members = treeTensors(ys)[0]?.shape[0] ?? 0;
     this.c.innerGradY += members;
-    const { value, grads } = gradientsOf(() => tf.sum(batched.call(this.problem, xs, ys, batch)) as tf.Scalar, ys);
+    const { value, grads } = gradientsOf(
+      () => tf.sum(batched.call(this.problem, xs, ys, batch)) as tf.Scalar,
+      ys,
+    );
     value.dispose();
     return grads;
   }

@@ -26,6 +26,8 @@ const ScaledOptions = z
   .object({
     scale: z.number().positive().default(1),
     mode: z.enum(['closed-form', 'zero']).default('closed-form'),
+    nanAtSteps: z.array(z.number().int()).default([]),
+    throwAtStep: z.number().int().optional(),
   })
   .strict();
 @injectable()
@@ -35,7 +37,9 @@ class ScaledClosedFormEstimator implements HypergradientEstimator {
   estimate(ctx: EstimateContext): Estimate {
     const p = ctx.problem as QuadraticFixture;
     const g = p.hypergradient(ctx.x);
-    const h = this.options.mode === 'zero' ? treeSub(g, g) : treeAxpy(this.options.scale - 1, g, g);
+    if (ctx.step === this.options.throwAtStep) throw new Error('solver exploded');
+    const scale = this.options.nanAtSteps.includes(ctx.step) ? NaN : this.options.scale;
+    const h = this.options.mode === 'zero' ? treeSub(g, g) : treeAxpy(scale - 1, g, g);
     return { hypergradient: h, diagnostics: { scale: this.options.scale } };
   }
 }
@@ -49,7 +53,9 @@ function makeRegistry(): PluginRegistry {
     kind: 'problem',
     name: 'quadratic-fixture',
     description: 'test quadratic',
-    options: z.object({ dimension: z.number().int().positive().default(20), seed: z.number().int().default(0) }).strict(),
+    options: z
+      .object({ dimension: z.number().int().positive().default(20), seed: z.number().int().default(0) })
+      .strict(),
     create: (o: { dimension: number; seed: number }) =>
       new QuadraticFixture({ innerDimension: o.dimension, conditionNumber: 5, seed: o.seed }),
   });
@@ -101,7 +107,9 @@ describe('registry and createPipeline', () => {
       createPipeline({ ...baseSpec, estimator: { name: 'scaled-closed-form', options } }, r);
     expect(bad({ scale: -1 })).toThrow(ConfigError);
     expect(bad({ scale: -1 })).toThrow(/estimator\.options\.scale: Number must be greater than 0 \(got -1\)/);
-    expect(bad({ mode: 'fast' })).toThrow(/estimator\.options\.mode: must be one of 'closed-form', 'zero' \(got "fast"\)/);
+    expect(bad({ mode: 'fast' })).toThrow(
+      /estimator\.options\.mode: must be one of 'closed-form', 'zero' \(got "fast"\)/,
+    );
     expect(bad({ scael: 2 })).toThrow(/unknown option\(s\) 'scael'/);
     expect(() => createPipeline({ ...baseSpec, trainer: { steps: 0 } }, r)).toThrow(/trainer\.steps/);
     expect(() => createPipeline({ ...baseSpec, oracles: { secondOrder: 'magic' as 'autodiff' } }, r)).toThrow(
@@ -116,12 +124,17 @@ describe('registry and createPipeline', () => {
     expect(est.options.map((o) => [o.name, o.default])).toEqual([
       ['scale', 1],
       ['mode', 'closed-form'],
+      ['nanAtSteps', []],
+      ['throwAtStep', undefined],
     ]);
   });
 
   it('keeps the tensor count flat over 200 trainer iterations', () => {
     const r = makeRegistry();
-    const p = createPipeline({ ...baseSpec, outerOptimizer: { name: 'adam', options: { learningRate: 0.01 } } }, r);
+    const p = createPipeline(
+      { ...baseSpec, outerOptimizer: { name: 'adam', options: { learningRate: 0.01 } } },
+      r,
+    );
     for (let i = 0; i < 5; i++) p.trainer.stepOnce();
     const before = tf.memory().numTensors;
     for (let i = 0; i < 200; i++) p.trainer.stepOnce();
@@ -154,7 +167,10 @@ describe('registry and createPipeline', () => {
     expect(res.steps).toBeLessThan(500);
     p.dispose();
 
-    const q = createPipeline({ ...baseSpec, estimator: { name: 'scaled-closed-form', options: { scale: Infinity } } }, r);
+    const q = createPipeline(
+      { ...baseSpec, estimator: { name: 'scaled-closed-form', options: { scale: Infinity } } },
+      r,
+    );
     expect(() => q.trainer.stepOnce()).toThrow(DivergenceError);
     q.dispose();
   });
@@ -169,6 +185,72 @@ describe('registry and createPipeline', () => {
     const res = await p.trainer.run({ signal: ac.signal });
     expect(res.stoppedBy).toBe('interrupt');
     expect(res.steps).toBe(3);
+    p.dispose();
+  });
+
+  it('applies the non-finite policies: stop names the step, skip keeps x, shrink lowers the step size', () => {
+    const r = makeRegistry();
+    const est = { name: 'scaled-closed-form', options: { nanAtSteps: [2, 3] } };
+    const stop = createPipeline({ ...baseSpec, estimator: est }, r);
+    stop.trainer.stepOnce();
+    stop.trainer.stepOnce();
+    expect(() => stop.trainer.stepOnce()).toThrow(/hypergradient norm became NaN at outer step 3/);
+    stop.dispose();
+
+    const skip = createPipeline({ ...baseSpec, estimator: est, trainer: { onNonFinite: 'skip' } }, r);
+    skip.trainer.stepOnce();
+    skip.trainer.stepOnce();
+    const before = Array.from(skip.trainer.x.x.dataSync());
+    const ev = skip.trainer.stepOnce();
+    expect(ev.skipped).toBe(true);
+    expect(Array.from(skip.trainer.x.x.dataSync())).toEqual(before);
+    skip.dispose();
+
+    const shrink = createPipeline({ ...baseSpec, estimator: est, trainer: { onNonFinite: 'shrink' } }, r);
+    for (let i = 0; i < 4; i++) shrink.trainer.stepOnce();
+    expect((shrink.optimizer.getState?.() as { lrScale: number }).lrScale).toBeCloseTo(0.25, 10);
+    shrink.dispose();
+
+    const many = createPipeline(
+      {
+        ...baseSpec,
+        estimator: { ...est, options: { nanAtSteps: [0, 1, 2] } },
+        trainer: { onNonFinite: 'skip', maxConsecutiveSkips: 2 },
+      },
+      r,
+    );
+    many.trainer.stepOnce();
+    many.trainer.stepOnce();
+    expect(() => many.trainer.stepOnce()).toThrow(/at outer step 3/);
+    many.dispose();
+  });
+
+  it('clips the hypergradient norm', () => {
+    const r = makeRegistry();
+    const p = createPipeline(
+      {
+        ...baseSpec,
+        outerOptimizer: { name: 'gd', options: { learningRate: 1 } },
+        trainer: { clipNorm: 1e-3 },
+      },
+      r,
+    );
+    const x0 = Array.from(p.trainer.x.x.dataSync());
+    p.trainer.stepOnce();
+    const x1 = Array.from(p.trainer.x.x.dataSync());
+    const moved = Math.sqrt(x1.reduce((s, v, i) => s + (v - x0[i]) ** 2, 0));
+    expect(moved).toBeCloseTo(1e-3, 6);
+    p.dispose();
+  });
+
+  it('wraps errors from plugins with the outer step', () => {
+    const r = makeRegistry();
+    const p = createPipeline(
+      { ...baseSpec, estimator: { name: 'scaled-closed-form', options: { throwAtStep: 1 } } },
+      r,
+    );
+    p.trainer.stepOnce();
+    expect(() => p.trainer.stepOnce()).toThrow(/at outer step 2: solver exploded/);
     p.dispose();
   });
 });

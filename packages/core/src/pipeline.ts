@@ -54,7 +54,10 @@ export interface Pipeline {
   dispose(): void;
 }
 
-function normalize(ref: z.output<typeof PluginRefSchema>): { name: string; options: Record<string, unknown> } {
+function normalize(ref: z.output<typeof PluginRefSchema>): {
+  name: string;
+  options: Record<string, unknown>;
+} {
   return typeof ref === 'string' ? { name: ref, options: {} } : ref;
 }
 
@@ -72,7 +75,12 @@ export function createPipeline(input: PipelineSpec, registry: PluginRegistry = d
   };
   const validated = {
     problem: registry.validate('problem', refs.problem.name, refs.problem.options, 'problem'),
-    innerSolver: registry.validate('innerSolver', refs.innerSolver.name, refs.innerSolver.options, 'innerSolver'),
+    innerSolver: registry.validate(
+      'innerSolver',
+      refs.innerSolver.name,
+      refs.innerSolver.options,
+      'innerSolver',
+    ),
     estimator: registry.validate('estimator', refs.estimator.name, refs.estimator.options, 'estimator'),
     outerOptimizer: registry.validate(
       'outerOptimizer',
@@ -86,10 +94,18 @@ export function createPipeline(input: PipelineSpec, registry: PluginRegistry = d
     problem: { name: refs.problem.name, options: validated.problem as Record<string, unknown> },
     innerSolver: { name: refs.innerSolver.name, options: validated.innerSolver as Record<string, unknown> },
     estimator: { name: refs.estimator.name, options: validated.estimator as Record<string, unknown> },
-    outerOptimizer: { name: refs.outerOptimizer.name, options: validated.outerOptimizer as Record<string, unknown> },
+    outerOptimizer: {
+      name: refs.outerOptimizer.name,
+      options: validated.outerOptimizer as Record<string, unknown>,
+    },
   };
   const problem = registry.create('problem', refs.problem.name, refs.problem.options, 'problem');
-  const solver = registry.create('innerSolver', refs.innerSolver.name, refs.innerSolver.options, 'innerSolver');
+  const solver = registry.create(
+    'innerSolver',
+    refs.innerSolver.name,
+    refs.innerSolver.options,
+    'innerSolver',
+  );
   const estimator = registry.create('estimator', refs.estimator.name, refs.estimator.options, 'estimator');
   const optimizer = registry.create(
     'outerOptimizer',
@@ -98,7 +114,15 @@ export function createPipeline(input: PipelineSpec, registry: PluginRegistry = d
     'outerOptimizer',
   );
   const oracles = createOracles(problem, spec.oracles);
-  const trainer = new Trainer({ problem, oracles, solver, estimator, optimizer, seed: spec.seed, options: spec.trainer });
+  const trainer = new Trainer({
+    problem,
+    oracles,
+    solver,
+    estimator,
+    optimizer,
+    seed: spec.seed,
+    options: spec.trainer,
+  });
   return {
     spec: resolved,
     problem,

@@ -94,7 +94,9 @@ export class QuadraticFixture implements BilevelProblem {
     this.dx = options.outerDimension ?? options.innerDimension;
     const kappa = options.conditionNumber ?? 10;
     const q = randomOrthogonal(this.dy, rng);
-    const eig = Array.from({ length: this.dy }, (_, i) => Math.pow(kappa, this.dy === 1 ? 0 : i / (this.dy - 1)));
+    const eig = Array.from({ length: this.dy }, (_, i) =>
+      Math.pow(kappa, this.dy === 1 ? 0 : i / (this.dy - 1)),
+    );
     this.a = spectralMatrix(q, eig);
     this.aInv = spectralMatrix(
       q,
@@ -129,7 +131,10 @@ export class QuadraticFixture implements BilevelProblem {
   outerLoss(x: TensorTree, y: TensorTree): tf.Scalar {
     return tf.tidy(
       () =>
-        tf.mul(0.5, tf.add(tf.sum(tf.square(tf.sub(x.x, this.zT))), tf.sum(tf.square(tf.sub(y.y, this.tT))))) as tf.Scalar,
+        tf.mul(
+          0.5,
+          tf.add(tf.sum(tf.square(tf.sub(x.x, this.zT))), tf.sum(tf.square(tf.sub(y.y, this.tT)))),
+        ) as tf.Scalar,
     );
   }
 

@@ -99,7 +99,9 @@ export class PluginRegistry {
   }
 
   /** Every registered plugin with its option documentation. */
-  list(kind?: PluginKind): { kind: PluginKind; name: string; description: string; source?: string; options: OptionDoc[] }[] {
+  list(
+    kind?: PluginKind,
+  ): { kind: PluginKind; name: string; description: string; source?: string; options: OptionDoc[] }[] {
     return [...this.defs.values()]
       .filter((d) => !kind || d.kind === kind)
       .sort((a, b) => (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind.localeCompare(b.kind)))
@@ -119,7 +121,12 @@ export class PluginRegistry {
   }
 
   /** Creates the plugin `name` of `kind` with validated `options`. */
-  create<K extends PluginKind>(kind: K, name: string, options: unknown = {}, path: string = kind): PluginKinds[K] {
+  create<K extends PluginKind>(
+    kind: K,
+    name: string,
+    options: unknown = {},
+    path: string = kind,
+  ): PluginKinds[K] {
     const def = this.get(kind, name) as unknown as PluginDefinition<K, unknown>;
     const parsed = parseOptions(def.options as z.ZodTypeAny, options, `${path}.options`);
     const child = this.container.createChildContainer();

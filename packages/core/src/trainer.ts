@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { DivergenceError } from './errors';
+import { ConfigError, DivergenceError } from './errors';
 import type { HypergradientEstimator, PluginState } from './estimator';
 import type { OuterOptimizer } from './optimizer';
 import { type OracleCounts, type Oracles } from './oracles';
@@ -18,6 +18,7 @@ import {
   treeNorm,
   tidy,
   treeReplace,
+  treeScale,
   treeToData,
 } from './tree';
 
@@ -28,18 +29,44 @@ export const TrainerOptionsSchema = z
     tolerance: z.number().min(0).default(0).describe('stop once ‖∇Φ‖ ≤ tolerance'),
     innerIterations: z.number().int().positive().optional().describe("overrides the inner solver's budget"),
     warmStart: z.boolean().default(true).describe('start each inner solve from the previous y'),
-    evalEvery: z.number().int().min(0).default(1).describe('evaluate metrics every k steps (0: only at the end)'),
+    evalEvery: z
+      .number()
+      .int()
+      .min(0)
+      .default(1)
+      .describe('evaluate metrics every k steps (0: only at the end)'),
     closedFormDiagnostics: z
       .boolean()
       .default(true)
       .describe('compare each estimate with the closed-form hypergradient when the problem has one'),
     onNonFinite: z
-      .enum(['stop', 'skip'])
+      .enum(['stop', 'skip', 'shrink'])
       .default('stop')
-      .describe('what to do when a loss or hypergradient is NaN/Inf'),
+      .describe(
+        "when a loss or hypergradient is NaN/Inf: 'stop' with an error naming the step, 'skip' the update, or skip and 'shrink' the outer step size",
+      ),
+    shrinkFactor: z.number().gt(0).lt(1).default(0.5).describe("step-size factor of onNonFinite: 'shrink'"),
+    maxConsecutiveSkips: z
+      .number()
+      .int()
+      .positive()
+      .default(10)
+      .describe('stop with an error after this many skipped updates in a row'),
+    clipNorm: z.number().positive().optional().describe('rescale the hypergradient to at most this norm'),
   })
   .strict();
 export type TrainerOptions = z.output<typeof TrainerOptionsSchema>;
+
+/** An error raised during an outer step, with that step's number. */
+export class StepError extends Error {
+  constructor(
+    readonly step: number,
+    override readonly cause: unknown,
+  ) {
+    super(`at outer step ${step}: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = 'StepError';
+  }
+}
 
 /** What the trainer reports after each outer step k, for the pair (x_k, y_N(x_k)). */
 export interface StepEvent {
@@ -89,6 +116,7 @@ export interface TrainerState {
   readonly x: TreeData;
   readonly y: TreeData;
   readonly rng: RandomState;
+  readonly consecutiveSkips?: number;
   readonly oracleCalls: OracleCounts;
   readonly optimizer?: PluginState;
   readonly estimator?: PluginState;
@@ -117,6 +145,7 @@ export class Trainer {
   readonly estimator: HypergradientEstimator;
   readonly optimizer: OuterOptimizer;
   private rng: Random;
+  private consecutiveSkips = 0;
   private xCur: TensorTree;
   private yCur: TensorTree;
   private stepCount = 0;
@@ -135,6 +164,12 @@ export class Trainer {
     this.solver = parts.solver;
     this.estimator = parts.estimator;
     this.optimizer = parts.optimizer;
+    if (this.options.onNonFinite === 'shrink' && !this.optimizer.scaleLearningRate) {
+      throw new ConfigError(
+        `trainer.onNonFinite: 'shrink' needs an outer optimizer with a step size to shrink; '${this.optimizer.name}' has none`,
+        'trainer.onNonFinite',
+      );
+    }
     this.rng = new Random(parts.seed ?? 0);
     const init = this.rng.fork('init');
     this.xCur = treeKeep(tf.tidy(() => this.problem.initialX(init)));
@@ -178,8 +213,17 @@ export class Trainer {
     };
   }
 
-  /** One outer step. Synchronous; returns what it reports. */
+  /** One outer step. Synchronous; returns what it reports. Errors name the step. */
   stepOnce(): StepEvent {
+    try {
+      return this.stepUnguarded();
+    } catch (err) {
+      if (err instanceof DivergenceError || err instanceof ConfigError || err instanceof StepError) throw err;
+      throw new StepError(this.stepCount + 1, err);
+    }
+  }
+
+  private stepUnguarded(): StepEvent {
     const opts = this.options;
     const index = this.stepCount;
     const stepRng = this.rng.fork('step');
@@ -214,24 +258,34 @@ export class Trainer {
         step: index,
       });
       const gradNorm = treeNorm(est.hypergradient).dataSync()[0];
-      let skipped = false;
-      let newX: TensorTree;
-      if (!Number.isFinite(gradNorm)) {
-        if (opts.onNonFinite === 'stop') throw new DivergenceError(index + 1, 'hypergradient norm', gradNorm);
-        skipped = true;
-        newX = x;
-      } else {
-        const stepped = this.optimizer.step(x, est.hypergradient);
-        newX = this.problem.projectX ? this.problem.projectX(stepped) : stepped;
-      }
-      trainSeconds = (performance.now() - t0) / 1000;
-
       // Reporting: not charged to the method (direct problem calls, not counted oracles).
       // Task-based problems (few-shot) have no whole-data outer loss: report the step's own.
       const outerLoss = this.problem.outerLoss(x, inner.y, task ? outerBatch : undefined).dataSync()[0];
-      if (!Number.isFinite(outerLoss) && opts.onNonFinite === 'stop') {
-        throw new DivergenceError(index + 1, 'outer loss', outerLoss);
+      const bad: [string, number][] = (
+        [
+          ['inner gradient norm', inner.gradientNorm],
+          ['hypergradient norm', gradNorm],
+          ['outer loss', outerLoss],
+        ] as [string, number][]
+      ).filter(([, v]) => !Number.isFinite(v));
+      let skipped = false;
+      let newX: TensorTree;
+      if (bad.length > 0) {
+        const [quantity, value] = bad[0];
+        if (opts.onNonFinite === 'stop' || this.consecutiveSkips + 1 > opts.maxConsecutiveSkips) {
+          throw new DivergenceError(index + 1, quantity, value);
+        }
+        skipped = true;
+        newX = x;
+        if (opts.onNonFinite === 'shrink') this.optimizer.scaleLearningRate?.(opts.shrinkFactor);
+      } else {
+        let g = est.hypergradient;
+        if (opts.clipNorm !== undefined && gradNorm > opts.clipNorm)
+          g = treeScale(g, opts.clipNorm / gradNorm);
+        const stepped = this.optimizer.step(x, g);
+        newX = this.problem.projectX ? this.problem.projectX(stepped) : stepped;
       }
+      trainSeconds = (performance.now() - t0) / 1000;
       const metrics: Record<string, number> = {};
       if (opts.closedFormDiagnostics && this.problem.hypergradient) {
         const truth = this.problem.hypergradient(x);
@@ -260,6 +314,7 @@ export class Trainer {
     this.yCur = treeReplace(this.yCur, out.y);
     this.elapsed += trainSeconds;
     this.stepCount += 1;
+    this.consecutiveSkips = out.skipped ? this.consecutiveSkips + 1 : 0;
     this.lastOuterLoss = out.outerLoss;
     const event: StepEvent = {
       step: this.stepCount,
@@ -290,7 +345,8 @@ export class Trainer {
         maxIterations: this.options.innerIterations,
         batches: this.batchSchedule(rng.fork('inner-batches'), task),
       });
-      const outerBatch = task && this.problem.sampleOuterBatch ? this.problem.sampleOuterBatch(rng, task) : task;
+      const outerBatch =
+        task && this.problem.sampleOuterBatch ? this.problem.sampleOuterBatch(rng, task) : task;
       const outerLoss = this.problem.outerLoss(this.xCur, inner.y, outerBatch).dataSync()[0];
       const metrics = this.problem.evaluate ? this.problem.evaluate(this.xCur, inner.y) : {};
       return { outerLoss, metrics };
@@ -323,7 +379,8 @@ export class Trainer {
       }
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    const final = stoppedBy === 'interrupt' ? { outerLoss: this.lastOuterLoss, metrics: {} } : this.finalEvaluation();
+    const final =
+      stoppedBy === 'interrupt' ? { outerLoss: this.lastOuterLoss, metrics: {} } : this.finalEvaluation();
     const result: TrainResult = {
       steps: this.stepCount,
       stoppedBy,
@@ -343,6 +400,7 @@ export class Trainer {
       x: treeToData(this.xCur),
       y: treeToData(this.yCur),
       rng: this.rng.getState(),
+      consecutiveSkips: this.consecutiveSkips,
       oracleCalls: { ...this.oracles.counts },
       optimizer: this.optimizer.getState?.(),
       estimator: this.estimator.getState?.(),
@@ -357,6 +415,7 @@ export class Trainer {
     this.stepCount = state.step;
     this.elapsed = state.elapsedSeconds;
     this.rng.setState(state.rng);
+    this.consecutiveSkips = state.consecutiveSkips ?? 0;
     this.oracles.restoreCounts(state.oracleCalls);
     if (state.optimizer !== undefined) this.optimizer.setState?.(state.optimizer);
     if (state.estimator !== undefined) this.estimator.setState?.(state.estimator);

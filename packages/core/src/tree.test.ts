@@ -17,7 +17,13 @@ import {
 } from './tree';
 
 function tree() {
-  return { w: tf.tensor2d([[1, 2], [3, 4]]), b: tf.tensor1d([5, -6]) };
+  return {
+    w: tf.tensor2d([
+      [1, 2],
+      [3, 4],
+    ]),
+    b: tf.tensor1d([5, -6]),
+  };
 }
 
 describe('tensor-tree algebra', () => {
@@ -49,8 +55,12 @@ describe('tensor-tree algebra', () => {
   });
 
   it('names the mismatch when structures differ', () => {
-    expect(() => assertSameStructure(tree(), { w: tf.zeros([2, 2]), c: tf.zeros([2]) })).toThrow(/names differ/);
-    expect(() => assertSameStructure(tree(), { w: tf.zeros([2, 3]), b: tf.zeros([2]) })).toThrow(/'w' has shape \[2, 2\] vs \[2, 3\]/);
+    expect(() => assertSameStructure(tree(), { w: tf.zeros([2, 2]), c: tf.zeros([2]) })).toThrow(
+      /names differ/,
+    );
+    expect(() => assertSameStructure(tree(), { w: tf.zeros([2, 3]), b: tf.zeros([2]) })).toThrow(
+      /'w' has shape \[2, 2\] vs \[2, 3\]/,
+    );
   });
 
   it('detects non-finite entries', () => {
