@@ -19,3 +19,4 @@ export * from './pipeline';
 export * from './checkpoint';
 export * from './testing';
 export * from './quadratic-fixture';
+export * from './quasi-newton';
