@@ -1,0 +1,182 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  ConfigError,
+  type CurvaturePair,
+  parseOptions,
+  type TensorTree,
+  treeFlatten,
+  type TreeSpec,
+  treeUnflatten,
+} from '@bilevel/core';
+import { z } from 'zod';
+import { quasiNewtonOptionShape, wolfeConstantsInOrder } from './options';
+import { type InverseHessianOperator, QuasiNewtonSolver } from './quasi-newton-solver';
+
+export interface DenseBfgsOptions {
+  readonly initialScaling: 'auto' | number;
+  readonly curvatureEpsilon: number;
+  /** Recent pairs kept in `pairs` for estimators that build their own memory (H itself is dense). */
+  readonly keepPairs: number;
+}
+
+/**
+ * The dense BFGS inverse-Hessian update (Nocedal & Wright, eq. 6.17), with ρ = 1 / sᵀr:
+ *
+ *     H₊ = (I − ρsrᵀ) H (I − ρrsᵀ) + ρssᵀ = H + s aᵀ − ρ(Hr)sᵀ,   a = (ρ + ρ²rᵀHr) s − ρHr
+ *
+ * applied only when sᵀr > ε. With 'auto' scaling, H₀ = γI with γ = sᵀr / rᵀr of the first pair, set just
+ * before the first update (Nocedal & Wright, eq. 6.20); before any pair H = I (or c·I).
+ */
+export class DenseBfgsMemory implements InverseHessianOperator {
+  readonly kind = 'bfgs';
+  private h: tf.Tensor2D | null = null;
+  private recent: CurvaturePair[] = [];
+  private updates = 0;
+
+  constructor(
+    readonly spec: TreeSpec,
+    readonly options: DenseBfgsOptions,
+  ) {}
+
+  /** Updates applied so far. */
+  get size(): number {
+    return this.updates;
+  }
+
+  get pairs(): readonly CurvaturePair[] {
+    return this.recent;
+  }
+
+  private get scale(): number {
+    return this.options.initialScaling === 'auto' ? 1 : this.options.initialScaling;
+  }
+
+  /** The dense H as a tensor (a copy; the caller disposes it). */
+  matrix(): tf.Tensor2D {
+    const n = this.spec.total;
+    return this.h ? tf.clone(this.h) : (tf.mul(tf.eye(n), this.scale) as tf.Tensor2D);
+  }
+
+  push(s: tf.Tensor1D, r: tf.Tensor1D): boolean {
+    const n = this.spec.total;
+    const [sTr, rTr] = tf.tidy(() =>
+      Array.from(tf.stack([tf.sum(tf.mul(s, r)), tf.sum(tf.square(r))]).dataSync()),
+    );
+    if (!Number.isFinite(sTr) || !Number.isFinite(rTr) || !(sTr > this.options.curvatureEpsilon))
+      return false;
+    const h0 = this.h ?? (this.options.initialScaling === 'auto' ? sTr / rTr : this.scale);
+    const next = tf.tidy(() => {
+      const H = this.h ?? (tf.mul(tf.eye(n), h0) as tf.Tensor2D);
+      const rho = 1 / sTr;
+      const sc = tf.reshape(s, [n, 1]) as tf.Tensor2D;
+      const hr = tf.matMul(H, tf.reshape(r, [n, 1]) as tf.Tensor2D);
+      const rHr = tf.sum(tf.mul(hr, tf.reshape(r, [n, 1])));
+      const a = tf.sub(tf.mul(sc, tf.add(rho, tf.mul(rHr, rho * rho))), tf.mul(hr, rho));
+      return tf.sub(
+        tf.add(H, tf.matMul(sc, a, false, true)),
+        tf.matMul(tf.mul(hr, rho), sc, false, true),
+      ) as tf.Tensor2D;
+    });
+    this.h?.dispose();
+    this.h = tf.keep(next);
+    this.updates++;
+    if (this.options.keepPairs > 0) {
+      this.recent.push({ s: tf.keep(tf.clone(s)), r: tf.keep(tf.clone(r)) });
+      while (this.recent.length > this.options.keepPairs) {
+        const old = this.recent.shift();
+        if (old) tf.dispose([old.s, old.r]);
+      }
+    }
+    return true;
+  }
+
+  applyFlat(v: tf.Tensor1D): tf.Tensor1D {
+    const n = this.spec.total;
+    if (v.rank !== 1 || v.size !== n) {
+      throw new Error(
+        `bfgs memory: v must be a flat vector of ${n} entries (got shape [${v.shape.join(', ')}])`,
+      );
+    }
+    return tf.tidy(() =>
+      this.h
+        ? (tf.reshape(tf.matMul(this.h, tf.reshape(v, [n, 1]) as tf.Tensor2D), [n]) as tf.Tensor1D)
+        : (tf.mul(v, this.scale) as tf.Tensor1D),
+    );
+  }
+
+  applyInverseHessian(v: TensorTree): TensorTree {
+    return tf.tidy(() => treeUnflatten(this.applyFlat(treeFlatten(v)), this.spec));
+  }
+
+  clear(): void {
+    this.h?.dispose();
+    this.h = null;
+    this.updates = 0;
+    for (const p of this.recent) tf.dispose([p.s, p.r]);
+    this.recent = [];
+  }
+
+  dispose(): void {
+    this.clear();
+  }
+}
+
+export const BfgsSolverOptionsSchema = z
+  .object({
+    ...quasiNewtonOptionShape('strong-wolfe'),
+    maxDimension: z
+      .number()
+      .int()
+      .positive()
+      .default(2000)
+      .describe('largest inner dimension n accepted (H is a dense n × n matrix); use lbfgs above it'),
+    keepPairs: z
+      .number()
+      .int()
+      .min(0)
+      .default(10)
+      .describe('recent (s, r) pairs kept in the returned curvature for estimators that reuse pairs'),
+  })
+  .strict()
+  .superRefine(wolfeConstantsInOrder);
+export type BfgsSolverOptions = z.output<typeof BfgsSolverOptionsSchema>;
+/** Options as given (every field optional; defaults filled in). */
+export type BfgsSolverInput = z.input<typeof BfgsSolverOptionsSchema>;
+
+/**
+ * BFGS (Broyden, Fletcher, Goldfarb, Shanno, 1970) with the dense inverse-Hessian update of
+ * {@link DenseBfgsMemory}, for small inner dimensions (n ≤ `maxDimension`): every iteration costs O(n²).
+ */
+export class BfgsSolver extends QuasiNewtonSolver {
+  readonly name = 'bfgs';
+  protected readonly positiveDefinite = true;
+
+  override readonly options: BfgsSolverOptions;
+
+  /** Validates `options` (a ConfigError names a bad field) and fills in the defaults. */
+  constructor(options: BfgsSolverInput = {}) {
+    const parsed = parseOptions(BfgsSolverOptionsSchema, options, 'bfgs');
+    super(parsed);
+    this.options = parsed;
+  }
+
+  protected override checkDimension(spec: TreeSpec): void {
+    const max = this.options.maxDimension;
+    if (spec.total > max) {
+      throw new ConfigError(
+        `inner solver 'bfgs': the inner variable has ${spec.total} entries, above maxDimension ${max} ` +
+          `(BFGS keeps a dense ${spec.total} × ${spec.total} inverse Hessian); use 'lbfgs', or raise maxDimension`,
+        'maxDimension',
+      );
+    }
+  }
+
+  protected createMemory(spec: TreeSpec): InverseHessianOperator {
+    const o = this.options;
+    return new DenseBfgsMemory(spec, {
+      initialScaling: o.initialScaling,
+      curvatureEpsilon: o.curvatureEpsilon,
+      keepPairs: o.keepPairs,
+    });
+  }
+}

@@ -1,0 +1,75 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  type InnerSolver,
+  type InnerSolveRequest,
+  parseOptions,
+  type TensorTree,
+  treeMap,
+} from '@bilevel/core';
+import { z } from 'zod';
+import { type ElementwiseRule, runElementwise, type SolverResult, zerosState } from './elementwise';
+import { checkEveryShape, stopOptionShape } from './options';
+
+export const GdSolverOptionsSchema = z
+  .object({
+    stepSize: z.number().positive().default(0.1).describe('step size α in y ← y − α∇_y g'),
+    momentum: z.number().min(0).lt(1).default(0).describe('heavy-ball β in v ← βv + ∇_y g (0: plain GD)'),
+    nesterov: z.boolean().default(false).describe("Nesterov's look-ahead: y ← y − α(∇_y g + βv)"),
+    ...stopOptionShape,
+    ...checkEveryShape,
+  })
+  .strict();
+export type GdSolverOptions = z.output<typeof GdSolverOptionsSchema>;
+/** Options as given (every field optional; defaults filled in). */
+export type GdSolverInput = z.input<typeof GdSolverOptionsSchema>;
+
+/**
+ * Gradient descent on the inner problem, y ← y − α∇_y g(x, y), optionally with heavy-ball momentum
+ * (Polyak, 1964): v ← βv + ∇_y g, y ← y − αv, or Nesterov's variant y ← y − α(∇_y g + βv) (the form of
+ * Sutskever et al., 2013). The inner solver of ESJ/PZOBO (Sow, Ji & Liang, NeurIPS 2022) and of the AID/ITD
+ * baselines. Elementwise, so stacked problems are solved together by {@link GdSolver.solveBatched}.
+ */
+export class GdSolver implements InnerSolver {
+  readonly name = 'gd';
+  readonly elementwise = true;
+
+  readonly options: GdSolverOptions;
+
+  /** Validates `options` (a ConfigError names a bad field) and fills in the defaults. */
+  constructor(options: GdSolverInput = {}) {
+    this.options = parseOptions(GdSolverOptionsSchema, options, 'gd');
+  }
+
+  get maxIterations(): number {
+    return this.options.maxIterations;
+  }
+
+  private rule(): ElementwiseRule {
+    const { stepSize: alpha, momentum: beta, nesterov } = this.options;
+    if (beta === 0) {
+      return {
+        init: () => ({}),
+        step: (y, g) => ({ y: treeMap(y, (t, n) => tf.sub(t, tf.mul(g[n], alpha))), state: {} }),
+      };
+    }
+    return {
+      init: (y) => zerosState(y, ''),
+      step: (y, g, v) => {
+        const vNext: TensorTree = treeMap(v, (vi, n) => tf.add(tf.mul(vi, beta), g[n]));
+        const yNext = treeMap(y, (t, n) => {
+          const dir = nesterov ? tf.add(g[n], tf.mul(vNext[n], beta)) : vNext[n];
+          return tf.sub(t, tf.mul(dir, alpha));
+        });
+        return { y: yNext, state: vNext };
+      },
+    };
+  }
+
+  solve(request: InnerSolveRequest): SolverResult {
+    return runElementwise(this.name, request, this.options, this.rule(), false);
+  }
+
+  solveBatched(request: InnerSolveRequest): SolverResult {
+    return runElementwise(this.name, request, this.options, this.rule(), true);
+  }
+}

@@ -1,0 +1,101 @@
+import { z } from 'zod';
+
+/** Stop rules shared by every solver. */
+export const stopOptionShape = {
+  maxIterations: z
+    .number()
+    .int()
+    .positive()
+    .default(100)
+    .describe('iteration budget (a request may override it); quasi-Newton solvers count warm-up steps too'),
+  tolerance: z.number().min(0).default(0).describe('stop once ‖∇_y g‖ ≤ tolerance (0: run the whole budget)'),
+};
+
+/** How often the elementwise solvers read the gradient norm (each read is a device sync). */
+export const checkEveryShape = {
+  checkEvery: z
+    .number()
+    .int()
+    .positive()
+    .default(10)
+    .describe('read ‖∇_y g‖ every k iterations (tolerance and divergence checks; each read is a sync)'),
+};
+
+export const LINE_SEARCHES = ['strong-wolfe', 'armijo', 'fixed'] as const;
+export type LineSearchKind = (typeof LINE_SEARCHES)[number];
+
+/** Line-search and schedule options of the quasi-Newton solvers. */
+export function quasiNewtonOptionShape(defaultLineSearch: LineSearchKind) {
+  return {
+    ...stopOptionShape,
+    lineSearch: z
+      .enum(LINE_SEARCHES)
+      .default(defaultLineSearch)
+      .describe(
+        "step length rule: 'strong-wolfe', backtracking 'armijo', or a 'fixed' step (qNBO's unit step)",
+      ),
+    stepSize: z.number().positive().default(1).describe("step length α of the 'fixed' line search"),
+    c1: z.number().gt(0).lt(1).default(1e-4).describe('sufficient decrease: g(y + αd) ≤ g(y) + c₁α∇gᵀd'),
+    c2: z
+      .number()
+      .gt(0)
+      .lt(1)
+      .default(0.9)
+      .describe('strong Wolfe curvature: |∇g(y + αd)ᵀd| ≤ c₂|∇gᵀd| (c₁ < c₂)'),
+    valueNoise: z
+      .number()
+      .min(0)
+      .lt(1)
+      .default(1e-6)
+      .describe(
+        "relative float32 noise of g's values: within it, decrease is judged from the slope (Hager–Zhang)",
+      ),
+    backtrackingFactor: z.number().gt(0).lt(1).default(0.5).describe('Armijo backtracking: α ← factor·α'),
+    maxLineSearchSteps: z.number().int().positive().default(20).describe('trial points per line search'),
+    warmupSteps: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe("qNBO's schedule: P plain gradient steps before the quasi-Newton steps"),
+    warmupStepSize: z.number().positive().default(0.1).describe('step size of the warm-up gradient steps'),
+    initialScaling: z
+      .union([z.literal('auto'), z.number().positive().finite()])
+      .default('auto')
+      .describe("H₀ = γI: 'auto' takes γ from the newest pair (sᵀr / rᵀr), a number c gives H₀ = c·I"),
+    curvatureEpsilon: z
+      .number()
+      .min(0)
+      .finite()
+      .default(1e-10)
+      .describe('curvature test: a pair (s, r) is used only when sᵀr > ε'),
+  };
+}
+
+/** Refinement shared by the quasi-Newton schemas: the Wolfe constants must satisfy 0 < c₁ < c₂ < 1. */
+export function wolfeConstantsInOrder(o: { c1: number; c2: number }, ctx: z.RefinementCtx): void {
+  if (!(o.c1 < o.c2)) {
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      path: ['c2'],
+      message: `must be larger than c1 (${o.c1})`,
+    });
+  }
+}
+
+/** The options every quasi-Newton solver reads. */
+export interface QuasiNewtonOptions {
+  readonly maxIterations: number;
+  readonly tolerance: number;
+  readonly lineSearch: LineSearchKind;
+  readonly stepSize: number;
+  readonly c1: number;
+  readonly c2: number;
+  readonly valueNoise: number;
+  readonly backtrackingFactor: number;
+  readonly maxLineSearchSteps: number;
+  readonly warmupSteps: number;
+  readonly warmupStepSize: number;
+  readonly initialScaling: 'auto' | number;
+  readonly curvatureEpsilon: number;
+}
