@@ -1,1 +1,10 @@
-export {};
+export * from './data-path';
+export * from './idx';
+export * from './mnist';
+export * from './libsvm';
+export * from './sparse';
+export * from './synthetic';
+export * from './splits';
+export * from './corruption';
+export * from './sampler';
+export * from './plugins';

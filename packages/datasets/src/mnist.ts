@@ -1,0 +1,193 @@
+import { DataError } from '@bilevel/core';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { DATA_PATH_ENV, describeSearch, resolveDataPath } from './data-path';
+import { readIdx } from './idx';
+
+/** Images with class labels, row-major, one image per row. */
+export interface ImageClassificationData {
+  /** count × (rows·cols) pixel intensities scaled to [0, 1]. */
+  readonly images: Float32Array;
+  /** count labels in 0..classes−1. */
+  readonly labels: Int32Array;
+  readonly count: number;
+  readonly rows: number;
+  readonly cols: number;
+  readonly classes: number;
+}
+
+export type MnistSplit = 'train' | 'test';
+
+export interface MnistLoadOptions {
+  readonly split: MnistSplit;
+  /** Keep only the first `limit` samples. */
+  readonly limit?: number;
+  /** Keep only these samples, in this order (instead of `limit`). */
+  readonly indices?: ArrayLike<number>;
+  /** Explicit folder holding the four IDX files (overrides the search order of `resolveDataPath`). */
+  readonly path?: string;
+}
+
+/** How to obtain an MNIST-layout data set, for error messages. */
+export interface MnistLayoutInfo {
+  /** Folder name under a data root, e.g. `fashion-mnist`. */
+  readonly name: string;
+  /** Human name, e.g. `Fashion-MNIST`. */
+  readonly title: string;
+  readonly classes: number;
+  /** How to install it, one sentence. */
+  readonly install?: string;
+}
+
+export const FASHION_MNIST: MnistLayoutInfo = {
+  name: 'fashion-mnist',
+  title: 'Fashion-MNIST',
+  classes: 10,
+  install:
+    'install the Debian package with `apt-get install dataset-fashion-mnist` (it puts the files in /usr/share/datasets/fashion-mnist)',
+};
+
+export const MNIST: MnistLayoutInfo = { name: 'mnist', title: 'MNIST', classes: 10 };
+
+/** The two files of a split in the standard layout (`train-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte`, …). */
+function candidates(split: MnistSplit, kind: 'images' | 'labels'): string[] {
+  const prefix = split === 'train' ? 'train' : 't10k';
+  const rank = kind === 'images' ? 3 : 1;
+  const bases = [`${prefix}-${kind}-idx${rank}-ubyte`, `${prefix}-${kind}.idx${rank}-ubyte`];
+  return bases.flatMap((b) => [`${b}.gz`, b]);
+}
+
+/** The file of `split`/`kind` inside `folder`, or null. */
+export function findMnistFile(folder: string, split: MnistSplit, kind: 'images' | 'labels'): string | null {
+  for (const c of candidates(split, kind)) {
+    const f = join(folder, c);
+    if (existsSync(f)) return f;
+  }
+  return null;
+}
+
+/**
+ * The folder of an MNIST-layout data set that holds all four IDX files, searched in the order of
+ * `resolveDataPath` (explicit path, `BILEVEL_DATA_PATH`, `~/.cache/bilevel`, `/usr/share/datasets`), or null.
+ */
+export function findMnistLayout(info: MnistLayoutInfo, path?: string): string | null {
+  const folder = resolveDataPath(info.name, path);
+  if (!folder) return null;
+  const complete = (['train', 'test'] as const).every(
+    (s) => findMnistFile(folder, s, 'images') !== null && findMnistFile(folder, s, 'labels') !== null,
+  );
+  return complete ? folder : null;
+}
+
+/** The Fashion-MNIST folder, or null when it is not installed (tests skip on null). */
+export function findFashionMnist(path?: string): string | null {
+  return findMnistLayout(FASHION_MNIST, path);
+}
+
+function missingMessage(info: MnistLayoutInfo, path: string | undefined, detail: string): string {
+  const how = [
+    info.install,
+    `set ${DATA_PATH_ENV} to a ':'-separated list of folders one of which holds ${info.name}/ with the IDX files`,
+    `put them in ~/.cache/bilevel/${info.name}/`,
+    'or pass the `path` option',
+  ]
+    .filter(Boolean)
+    .join('; ');
+  return `${info.title} not found (${detail}); searched: ${describeSearch(info.name, path)}. To get it: ${how}.`;
+}
+
+/**
+ * Loads one split of an MNIST-layout data set (IDX image and label files, gzip or raw). Pixels are scaled
+ * from 0..255 to [0, 1]. Missing files, mismatched counts, wrong shapes and labels outside 0..classes−1
+ * raise a {@link DataError} that says which file and what is wrong.
+ */
+export function loadMnistLayout(info: MnistLayoutInfo, options: MnistLoadOptions): ImageClassificationData {
+  const folder = resolveDataPath(info.name, options.path);
+  if (!folder)
+    throw new DataError(missingMessage(info, options.path, 'no data folder'), options.path ?? info.name);
+  const imageFile = findMnistFile(folder, options.split, 'images');
+  const labelFile = findMnistFile(folder, options.split, 'labels');
+  if (!imageFile || !labelFile) {
+    const which = [
+      !imageFile ? candidates(options.split, 'images')[0] : '',
+      !labelFile ? candidates(options.split, 'labels')[0] : '',
+    ]
+      .filter(Boolean)
+      .join(' and ');
+    throw new DataError(missingMessage(info, options.path, `${folder} has no ${which}`), folder);
+  }
+  const images = readIdx(imageFile);
+  const labels = readIdx(labelFile);
+  if (images.dtype !== 'uint8' || images.dims.length !== 3) {
+    throw new DataError(
+      `${imageFile}: expected uint8 images of shape count×rows×cols, found ${images.dtype} of shape ${images.dims.join('×')}`,
+      imageFile,
+    );
+  }
+  if (labels.dtype !== 'uint8' || labels.dims.length !== 1) {
+    throw new DataError(
+      `${labelFile}: expected a uint8 label vector, found ${labels.dtype} of shape ${labels.dims.join('×')}`,
+      labelFile,
+    );
+  }
+  const [total, rows, cols] = images.dims;
+  if (labels.dims[0] !== total) {
+    throw new DataError(
+      `${labelFile}: holds ${labels.dims[0]} labels but ${imageFile} holds ${total} images; the counts must agree`,
+      labelFile,
+    );
+  }
+  let pick: ArrayLike<number>;
+  if (options.indices) {
+    if (options.limit !== undefined)
+      throw new Error('loadMnistLayout: give either `limit` or `indices`, not both');
+    pick = options.indices;
+    for (let i = 0; i < pick.length; i++) {
+      const k = pick[i];
+      if (!Number.isInteger(k) || k < 0 || k >= total) {
+        throw new RangeError(
+          `loadMnistLayout: index ${k} (position ${i}) is outside 0..${total - 1} of ${imageFile}`,
+        );
+      }
+    }
+  } else {
+    const limit = options.limit ?? total;
+    if (!Number.isInteger(limit) || limit < 0)
+      throw new RangeError(`loadMnistLayout: limit must be an integer >= 0 (got ${limit})`);
+    pick = Int32Array.from({ length: Math.min(limit, total) }, (_, i) => i);
+  }
+  const size = rows * cols;
+  const count = pick.length;
+  const out = new Float32Array(count * size);
+  const outLabels = new Int32Array(count);
+  const src = images.data as Uint8Array;
+  const lab = labels.data as Uint8Array;
+  for (let i = 0; i < count; i++) {
+    const k = pick[i];
+    const label = lab[k];
+    if (label >= info.classes) {
+      throw new DataError(
+        `${labelFile}: label ${label} of sample ${k} is outside 0..${info.classes - 1} (${info.title} has ${info.classes} classes)`,
+        labelFile,
+      );
+    }
+    outLabels[i] = label;
+    const base = k * size;
+    const o = i * size;
+    for (let j = 0; j < size; j++) out[o + j] = src[base + j] / 255;
+  }
+  return { images: out, labels: outLabels, count, rows, cols, classes: info.classes };
+}
+
+/**
+ * Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017): 28×28 grayscale images of 10 clothing classes, 60,000
+ * training and 10,000 test images. Found through `resolveDataPath('fashion-mnist', path)`.
+ */
+export function loadFashionMnist(options: MnistLoadOptions): ImageClassificationData {
+  return loadMnistLayout(FASHION_MNIST, options);
+}
+
+/** MNIST digits in the same layout (`mnist/` under a data root). */
+export function loadMnist(options: MnistLoadOptions): ImageClassificationData {
+  return loadMnistLayout(MNIST, options);
+}
