@@ -1,1 +1,50 @@
-export {};
+import { registerProblem } from '@bilevel/core';
+import {
+  type HyperCleaningOptions,
+  HyperCleaningOptionsSchema,
+  HyperCleaningProblem,
+} from './hyper-cleaning';
+import {
+  type HyperparameterOptimizationOptions,
+  HyperparameterOptimizationOptionsSchema,
+  HyperparameterOptimizationProblem,
+} from './hyperparameter-optimization';
+import {
+  type HyperRepresentationOptions,
+  HyperRepresentationOptionsSchema,
+  HyperRepresentationProblem,
+} from './hyper-representation';
+import { type QuadraticOptions, QuadraticOptionsSchema, QuadraticProblem } from './quadratic';
+
+export * from './classification-data';
+export * from './data-sources';
+export * from './float64';
+export * from './quadratic';
+export * from './hyper-representation';
+export * from './hyperparameter-optimization';
+export * from './hyper-cleaning';
+
+registerProblem(
+  'quadratic',
+  (o: QuadraticOptions) => new QuadraticProblem(o),
+  QuadraticOptionsSchema,
+  "qNBO's quadratic toy: g = ½yᵀAy − xᵀy, f = ½‖x − z₀‖² + ½yᵀAy, closed forms for y*, ∇Φ and x*",
+);
+registerProblem(
+  'hyper-representation',
+  (o: HyperRepresentationOptions) => HyperRepresentationProblem.fromOptions(o),
+  HyperRepresentationOptionsSchema,
+  'learn a (linear or two-layer sigmoid) representation under a ridge-regression head, as in ESJ',
+);
+registerProblem(
+  'hyperparameter-optimization',
+  (o: HyperparameterOptimizationOptions) => HyperparameterOptimizationProblem.fromOptions(o),
+  HyperparameterOptimizationOptionsSchema,
+  'one L2 penalty exp(x_j) per feature of a multinomial logistic regression (dense or sparse LIBSVM data)',
+);
+registerProblem(
+  'hyper-cleaning',
+  (o: HyperCleaningOptions) => HyperCleaningProblem.fromOptions(o),
+  HyperCleaningOptionsSchema,
+  'data hyper-cleaning: one weight σ(x_i) per corrupted training sample, validation loss outside (Fashion-MNIST)',
+);

@@ -1,0 +1,69 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { DataError, tensorCountGrowth } from '@bilevel/core';
+import { denseToCsr } from '@bilevel/datasets';
+import {
+  accuracy,
+  batchFromIndices,
+  denseLabeledSet,
+  disposeLabeledSet,
+  featureMatMul,
+  resolveBatch,
+  sparseLabeledSet,
+} from './index';
+
+const data = {
+  inputs: Float32Array.from([1, 2, 0, 3, -1, 0]),
+  labels: Int32Array.from([1, 0, 1]),
+  count: 3,
+  dimension: 2,
+  classes: 2,
+};
+
+describe('labeled sets', () => {
+  it('refuse non-finite features and labels out of range with a clear message', () => {
+    expect(() =>
+      denseLabeledSet('training', { ...data, inputs: Float32Array.from([1, 2, 0, NaN, -1, 0]) }),
+    ).toThrow(DataError);
+    expect(() =>
+      denseLabeledSet('training', { ...data, inputs: Float32Array.from([1, 2, 0, NaN, -1, 0]) }),
+    ).toThrow(/training set: feature value NaN at position 3 is not finite/);
+    expect(() => denseLabeledSet('validation', { ...data, labels: Int32Array.from([1, 2, 0]) })).toThrow(
+      /validation set: label 2 of sample 1 is outside 0\.\.1/,
+    );
+    expect(() => denseLabeledSet('test', { ...data, count: 4 })).toThrow(
+      /6 feature values do not fill 4 rows of 2/,
+    );
+    expect(() => sparseLabeledSet('s', denseToCsr([1, Infinity], 1, 2), Int32Array.from([0]), 2)).toThrow(
+      /feature value Infinity at position 1/,
+    );
+  });
+
+  it('dense and sparse sets give the same products, batches and accuracy', () => {
+    const dense = denseLabeledSet('d', data);
+    const sparse = sparseLabeledSet('s', denseToCsr(data.inputs, 3, 2), data.labels, 2);
+    const w = tf.tensor2d([1, -1, 0.5, 2], [2, 2]);
+    const b = tf.tensor1d([0, 0.25]);
+    const growth = tensorCountGrowth(() => {
+      tf.tidy(() => {
+        expect(Array.from(featureMatMul(sparse.features, w).dataSync())).toEqual(
+          Array.from(featureMatMul(dense.features, w).dataSync()),
+        );
+        for (const set of [dense, sparse]) {
+          const batch = batchFromIndices(set, Int32Array.from([2, 0]));
+          const r = resolveBatch(set, batch);
+          expect(r.count).toBe(2);
+          expect(Array.from(r.targets.dataSync())).toEqual([0, 1, 0, 1]);
+          // Rows 2 and 0 of A·W: (−1, 0)·W = (−1, 1) and (1, 2)·W = (2, 3).
+          expect(Array.from(featureMatMul(r.features, w).dataSync())).toEqual([-1, 1, 2, 3]);
+        }
+      });
+    }, 3);
+    expect(growth).toEqual([0, 0, 0]);
+    // Logits A·W + b: (2, 3.25), (0, 6.25), (−1, 1.25) → predictions 1, 1, 1 against labels 1, 0, 1.
+    expect(accuracy(dense, w, b)).toBeCloseTo(2 / 3, 12);
+    expect(accuracy(sparse, w, b)).toBeCloseTo(2 / 3, 12);
+    tf.dispose([w, b]);
+    disposeLabeledSet(dense);
+    disposeLabeledSet(sparse);
+  });
+});

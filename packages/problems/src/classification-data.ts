@@ -1,0 +1,240 @@
+import { type Batch, DataError, logSumExp, type Random, softmaxCrossEntropy } from '@bilevel/core';
+import {
+  type ClassificationData,
+  type CsrMatrix,
+  csrSelectRows,
+  MinibatchSampler,
+  type SparseTensors,
+  sparseDenseMatMul,
+  sparseTensorsFromCsr,
+} from '@bilevel/datasets';
+import * as tf from '@tensorflow/tfjs-core';
+
+/** A feature matrix held as tensors: dense rows, or a sparse matrix in coordinate form. */
+export type FeatureMatrix =
+  | { readonly kind: 'dense'; readonly rows: number; readonly cols: number; readonly matrix: tf.Tensor2D }
+  | { readonly kind: 'sparse'; readonly rows: number; readonly cols: number; readonly matrix: SparseTensors };
+
+/** A labeled data set as long-lived tensors (kept; released by {@link disposeLabeledSet}). */
+export interface LabeledSet {
+  readonly name: string;
+  readonly features: FeatureMatrix;
+  /** Labels on the JS side (for metrics). */
+  readonly labels: Int32Array;
+  /** One-hot labels [count, classes]. */
+  readonly oneHot: tf.Tensor2D;
+  readonly count: number;
+  readonly classes: number;
+  /** The CSR source of sparse features (minibatches are cut from it). */
+  readonly csr?: CsrMatrix;
+}
+
+function checkLabels(name: string, labels: Int32Array, classes: number): void {
+  for (let i = 0; i < labels.length; i++) {
+    if (!(labels[i] >= 0 && labels[i] < classes)) {
+      throw new DataError(
+        `${name} set: label ${labels[i]} of sample ${i} is outside 0..${classes - 1}`,
+        name,
+      );
+    }
+  }
+}
+
+/**
+ * Refuses NaN or ±Inf features, naming the first bad position. (`v − v` is 0 exactly for finite v; a
+ * plain subtraction keeps this loop fast where `Number.isFinite` is a cross-realm call, as under jest.)
+ */
+function checkFinite(name: string, values: Float32Array): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v - v !== 0)
+      throw new DataError(`${name} set: feature value ${v} at position ${i} is not finite`, name);
+  }
+}
+
+function oneHot(labels: Int32Array, classes: number): tf.Tensor2D {
+  return tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), classes).toFloat() as tf.Tensor2D);
+}
+
+/** Kept tensors of a dense classification set; refuses NaN/Inf features and labels out of range. */
+export function denseLabeledSet(name: string, data: ClassificationData): LabeledSet {
+  if (data.inputs.length !== data.count * data.dimension) {
+    throw new DataError(
+      `${name} set: ${data.inputs.length} feature values do not fill ${data.count} rows of ${data.dimension}`,
+      name,
+    );
+  }
+  if (data.labels.length !== data.count) {
+    throw new DataError(`${name} set: ${data.labels.length} labels for ${data.count} samples`, name);
+  }
+  checkLabels(name, data.labels, data.classes);
+  checkFinite(name, data.inputs);
+  const matrix = tf.tensor2d(data.inputs, [data.count, data.dimension], 'float32');
+  return {
+    name,
+    features: { kind: 'dense', rows: data.count, cols: data.dimension, matrix: tf.keep(matrix) },
+    labels: Int32Array.from(data.labels),
+    oneHot: tf.keep(oneHot(data.labels, data.classes)),
+    count: data.count,
+    classes: data.classes,
+  };
+}
+
+/** Kept tensors of a sparse (CSR) classification set. */
+export function sparseLabeledSet(
+  name: string,
+  csr: CsrMatrix,
+  labels: Int32Array,
+  classes: number,
+): LabeledSet {
+  if (labels.length !== csr.rows)
+    throw new DataError(`${name} set: ${labels.length} labels for ${csr.rows} rows`, name);
+  checkLabels(name, labels, classes);
+  checkFinite(name, csr.values);
+  const matrix = sparseTensorsFromCsr(csr);
+  for (const t of [matrix.rowIds, matrix.colIds, matrix.values]) tf.keep(t);
+  return {
+    name,
+    features: { kind: 'sparse', rows: csr.rows, cols: csr.cols, matrix },
+    labels: Int32Array.from(labels),
+    oneHot: tf.keep(oneHot(labels, classes)),
+    count: csr.rows,
+    classes,
+    csr,
+  };
+}
+
+export function disposeLabeledSet(set: LabeledSet | undefined): void {
+  if (!set) return;
+  set.oneHot.dispose();
+  if (set.features.kind === 'dense') set.features.matrix.dispose();
+  else
+    for (const t of [set.features.matrix.rowIds, set.features.matrix.colIds, set.features.matrix.values])
+      t.dispose();
+}
+
+/** A · W for the feature matrix A [rows, cols] and W [cols, k]. */
+export function featureMatMul(features: FeatureMatrix, w: tf.Tensor2D): tf.Tensor2D {
+  return features.kind === 'dense' ? tf.matMul(features.matrix, w) : sparseDenseMatMul(features.matrix, w);
+}
+
+/**
+ * Minibatch of a labeled set: `indices` (int32, positions in the set), the gathered features (`inputs`
+ * for dense data; `rowIds`/`colIds`/`values` for sparse data) and one-hot `targets`.
+ */
+export function batchFromIndices(set: LabeledSet, indices: Int32Array): Batch {
+  return tf.tidy((): Record<string, tf.Tensor> => {
+    const idx = tf.tensor1d(indices, 'int32');
+    const targets = tf.gather(set.oneHot, idx);
+    if (set.features.kind === 'dense')
+      return { indices: idx, inputs: tf.gather(set.features.matrix, idx), targets };
+    const sub = sparseTensorsFromCsr(csrSelectRows(set.csr as CsrMatrix, indices));
+    return { indices: idx, rowIds: sub.rowIds, colIds: sub.colIds, values: sub.values, targets };
+  });
+}
+
+/** The features, targets and sample positions a loss should use: the batch's when given, else the whole set. */
+export function resolveBatch(
+  set: LabeledSet,
+  batch: Batch | undefined,
+): { features: FeatureMatrix; targets: tf.Tensor2D; indices?: tf.Tensor1D; count: number } {
+  if (!batch) return { features: set.features, targets: set.oneHot, count: set.count };
+  const indices = batch.indices as tf.Tensor1D | undefined;
+  if (!indices) throw new Error(`${set.name} batch: missing 'indices'`);
+  const count = indices.shape[0];
+  const targets = (batch.targets as tf.Tensor2D | undefined) ?? tf.gather(set.oneHot, indices);
+  if (set.features.kind === 'dense') {
+    const inputs = (batch.inputs as tf.Tensor2D | undefined) ?? tf.gather(set.features.matrix, indices);
+    return {
+      features: { kind: 'dense', rows: count, cols: set.features.cols, matrix: inputs },
+      targets,
+      indices,
+      count,
+    };
+  }
+  if (!batch.rowIds || !batch.colIds || !batch.values) {
+    throw new Error(
+      `${set.name} batch of sparse data needs 'rowIds', 'colIds' and 'values' (see batchFromIndices)`,
+    );
+  }
+  return {
+    features: {
+      kind: 'sparse',
+      rows: count,
+      cols: set.features.cols,
+      matrix: {
+        rows: count,
+        cols: set.features.cols,
+        rowIds: batch.rowIds as tf.Tensor1D,
+        colIds: batch.colIds as tf.Tensor1D,
+        values: batch.values as tf.Tensor1D,
+      },
+    },
+    targets,
+    indices,
+    count,
+  };
+}
+
+/** Logits A·W + b of a multinomial logistic regression. */
+export function linearLogits(features: FeatureMatrix, w: tf.Tensor, b: tf.Tensor): tf.Tensor2D {
+  return tf.add(featureMatMul(features, w as tf.Tensor2D), b) as tf.Tensor2D;
+}
+
+/**
+ * Logits of B stacked models at once: W [B, cols, k], b [B, k] → [B, rows, k]. The B weight matrices are
+ * laid side by side as one [cols, B·k] factor so the data is multiplied once.
+ */
+export function linearLogitsBatched(features: FeatureMatrix, w: tf.Tensor, b: tf.Tensor): tf.Tensor3D {
+  const [members, cols, k] = w.shape;
+  const side = tf.reshape(tf.transpose(w, [1, 0, 2]), [cols, members * k]) as tf.Tensor2D;
+  const all = tf.reshape(featureMatMul(features, side), [features.rows, members, k]);
+  return tf.add(tf.transpose(all, [1, 0, 2]), tf.reshape(b, [members, 1, k])) as tf.Tensor3D;
+}
+
+/**
+ * Per-sample softmax cross-entropy of stacked logits [B, n, k] against one-hot targets [n, k]:
+ * ce_bi = log Σ_c exp(z_bic) − Σ_c t_ic z_bic, shape [B, n]. Uses core's logSumExp (exact to any order).
+ */
+export function crossEntropyBatched(logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Tensor2D {
+  return tf.sub(logSumExp(logits, -1), tf.sum(tf.mul(logits, targets), -1)) as tf.Tensor2D;
+}
+
+/** Mean cross-entropy of a linear model on a whole set (or batch). */
+export function meanCrossEntropy(
+  features: FeatureMatrix,
+  targets: tf.Tensor2D,
+  w: tf.Tensor,
+  b: tf.Tensor,
+): tf.Scalar {
+  return softmaxCrossEntropy(linearLogits(features, w, b), targets) as tf.Scalar;
+}
+
+/** Fraction of samples whose largest logit is the true class (synchronous). */
+export function accuracy(set: LabeledSet, w: tf.Tensor, b: tf.Tensor): number {
+  const predicted = tf.tidy(() => tf.argMax(linearLogits(set.features, w, b), 1));
+  const p = predicted.dataSync();
+  predicted.dispose();
+  let correct = 0;
+  for (let i = 0; i < set.count; i++) if (p[i] === set.labels[i]) correct++;
+  return set.count === 0 ? NaN : correct / set.count;
+}
+
+/** Seeded epoch-based minibatches of a labeled set; a new epoch's order comes from the caller's stream. */
+export class SetSampler {
+  private readonly sampler: MinibatchSampler;
+  constructor(
+    readonly set: LabeledSet,
+    batchSize: number,
+    seed: number,
+  ) {
+    if (batchSize > set.count) {
+      throw new Error(`batch size ${batchSize} exceeds the ${set.count} samples of the ${set.name} set`);
+    }
+    this.sampler = new MinibatchSampler(set.count, batchSize, seed);
+  }
+
+  next(rng?: Random): Batch {
+    return batchFromIndices(this.set, this.sampler.next(rng));
+  }
+}
