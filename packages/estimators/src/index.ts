@@ -1,1 +1,88 @@
-export {};
+/**
+ * @bilevel/estimators — hypergradient estimators ∇Φ(x) = ∇ₓf + (∂y*(x)/∂x)ᵀ∇_y f for any registered
+ * problem: evolution strategies (ESJ / ESJ-S), quasi-Newton (qNBO), conjugate gradient, Neumann series,
+ * fixed point, iterative differentiation and an exact dense solve; plus the linear solvers they share.
+ * Importing the package registers every estimator by name in core's registry.
+ */
+import { type HypergradientEstimator, registry, type z } from '@bilevel/core';
+import {
+  ConjugateGradientEstimator,
+  ConjugateGradientEstimatorOptionsSchema,
+} from './conjugate-gradient-estimator';
+import {
+  EvolutionStrategiesEstimator,
+  EvolutionStrategiesOptionsSchema,
+} from './evolution-strategies-estimator';
+import { ExactEstimator, ExactEstimatorOptionsSchema } from './exact-estimator';
+import { FixedPointEstimator, FixedPointEstimatorOptionsSchema } from './fixed-point-estimator';
+import { ItdEstimator, ItdEstimatorOptionsSchema } from './itd-estimator';
+import { NeumannEstimator, NeumannEstimatorOptionsSchema } from './neumann-estimator';
+import { QnboEstimator, QnboEstimatorOptionsSchema } from './qnbo-estimator';
+
+export * from './linear-solve';
+export * from './oracle-calls';
+export * from './batch-schedule';
+export * from './implicit';
+export * from './warm-start';
+export * from './conjugate-gradient-estimator';
+export * from './neumann-estimator';
+export * from './fixed-point-estimator';
+export * from './exact-estimator';
+export * from './itd-estimator';
+export * from './evolution-strategies-estimator';
+export * from './qnbo-estimator';
+
+const SOURCE = '@bilevel/estimators';
+
+/** Registers an estimator by name with its option schema; the factory receives the validated options. */
+function register<O>(
+  name: string,
+  create: (options: O) => HypergradientEstimator,
+  options: z.ZodType<O, z.ZodTypeDef, unknown>,
+  description: string,
+): void {
+  registry.register({ kind: 'estimator', name, description, options, create, source: SOURCE });
+}
+
+register(
+  'es',
+  (o) => new EvolutionStrategiesEstimator(o),
+  EvolutionStrategiesOptionsSchema,
+  'ESJ / ESJ-S: evolution-strategies Jacobian (Sow, Ji & Liang, 2022), Hessian-free',
+);
+register(
+  'qnbo',
+  (o) => new QnboEstimator(o),
+  QnboEstimatorOptionsSchema,
+  'qNBO subroutine B (Fang et al., 2025): BFGS or SR1 pairs built along ∇_y f, or the inner solver’s pairs reused',
+);
+register(
+  'cg',
+  (o) => new ConjugateGradientEstimator(o),
+  ConjugateGradientEstimatorOptionsSchema,
+  'AID-CG: implicit differentiation, conjugate gradient, warm-started',
+);
+register(
+  'neumann',
+  (o) => new NeumannEstimator(o),
+  NeumannEstimatorOptionsSchema,
+  'AID-NS: implicit differentiation, truncated Neumann series',
+);
+register(
+  'fixed-point',
+  (o) => new FixedPointEstimator(o),
+  FixedPointEstimatorOptionsSchema,
+  'AID-FP: implicit differentiation, fixed-point iteration, warm-started',
+);
+register(
+  'itd',
+  (o) => new ItdEstimator(o),
+  ItdEstimatorOptionsSchema,
+  'ITD: reverse-mode differentiation through K unrolled gradient steps',
+);
+register(
+  'exact',
+  (o) => new ExactEstimator(o),
+  ExactEstimatorOptionsSchema,
+  'implicit differentiation with a dense Hessian and an exact float64 solve (small problems)',
+);

@@ -1,0 +1,304 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  type Estimate,
+  type EstimateContext,
+  type HypergradientEstimator,
+  type InnerResult,
+  type TensorTree,
+  type TreeSpec,
+  parseOptions,
+  tidy,
+  treeAdd,
+  treeDot,
+  treeFlatten,
+  treeNames,
+  treeSpec,
+  treeSub,
+  treeUnflatten,
+  z,
+} from '@bilevel/core';
+import { checkedBatches } from './batch-schedule';
+import { outerGradients } from './implicit';
+import { OracleCallMeter } from './oracle-calls';
+
+/** How the random directions u_q of the evolution-strategies estimator are drawn. */
+export const DIRECTION_DISTRIBUTIONS = ['gaussian', 'sphere', 'per-tensor-unit'] as const;
+export type DirectionDistribution = (typeof DIRECTION_DISTRIBUTIONS)[number];
+
+export const EvolutionStrategiesOptionsSchema = z
+  .object({
+    directions: z
+      .number()
+      .int()
+      .positive()
+      .default(10)
+      .describe('Q: random directions per estimate (one perturbed inner solve each; two with antithetic)'),
+    smoothing: z.number().positive().default(0.01).describe('μ: perturbation size, solves at x + μu_q'),
+    distribution: z
+      .enum(DIRECTION_DISTRIBUTIONS)
+      .default('gaussian')
+      .describe(
+        "'gaussian': u ~ N(0, I) (the paper); 'sphere': uniform on the unit sphere scaled by √d (E[uuᵀ] = I); " +
+          "'per-tensor-unit': each tensor of the tree a uniform unit vector (the authors' code)",
+      ),
+    antithetic: z
+      .boolean()
+      .default(false)
+      .describe('use each direction as the pair ±u_q: (1/Q) Σ ⟨(y(x+μu) − y(x−μu))/2μ, ∇_y f⟩ u, 2Q solves'),
+    unbiased: z
+      .boolean()
+      .default(true)
+      .describe(
+        "scale so that E[D u uᵀ] = I, making the estimate unbiased for the smoothed problem: with 'per-tensor-unit' " +
+          "each tensor's part is multiplied by its size (no effect on 'gaussian' and 'sphere', whose E[uuᵀ] = I); " +
+          'false reproduces the unscaled estimate of the authors’ code',
+      ),
+    batchedSolves: z
+      .boolean()
+      .default(true)
+      .describe(
+        'run the perturbed solves as one batched solve (stacked along a leading axis) when the solver is ' +
+          'elementwise with solveBatched and the problem has innerLossBatched',
+      ),
+    maxBatchSize: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe(
+        'largest number of perturbed solves stacked in one batched solve (memory bound); all when absent',
+      ),
+  })
+  .strict();
+export type EvolutionStrategiesOptions = z.output<typeof EvolutionStrategiesOptionsSchema>;
+
+/**
+ * ESJ / ESJ-S — the evolution-strategies Jacobian estimator of Sow, Ji & Liang, "A Novel Hessian-Free Bilevel
+ * Optimizer via Evolution Strategies" (PZOBO / PZOBO-S, NeurIPS 2022). With y_N(x) the inner solver's output
+ * from the warm start y0 and Q random directions u_q,
+ *
+ *     ∂y_N/∂x ≈ (1/Q) Σ_q (y_N(x + μu_q) − y_N(x))/μ · u_qᵀ
+ *     ∇Φ(x) ≈ ∇ₓf(x, y_N) + (1/Q) Σ_q ⟨(y_N(x + μu_q) − y_N(x))/μ, ∇_y f(x, y_N)⟩ u_q
+ *
+ * — no Hessian- or Jacobian-vector product. y_N(x) is the context's base solve (reused, not recomputed);
+ * every perturbed solve starts from the same y0, with the same iteration budget, and on stochastic problems
+ * (ESJ-S) replays the same inner minibatch sequence `innerBatches`, while ∇f uses the step's outer batch.
+ *
+ * Antithetic pairs use the central difference, which is the same as averaging the one-sided terms of u and −u:
+ *
+ *     (1/Q) Σ_q ⟨(y_N(x + μu_q) − y_N(x − μu_q))/(2μ), ∇_y f⟩ u_q        (2Q perturbed solves).
+ *
+ * It cancels the even-order (curvature) terms of y_N along u_q, which lowers the variance whenever y_N is
+ * not linear in x; on a problem whose response y_N(x) is linear it cannot help (at equal solve count it
+ * halves the number of directions). With Gaussian directions the expectation is ∇ of the Gaussian-smoothed
+ * Φ's Jacobian term; 'sphere' directions scaled by √d are unbiased for the ball-smoothed one of radius μ√d.
+ *
+ * When the solver is elementwise with `solveBatched` and the problem has `innerLossBatched`, the Q perturbed
+ * solves run as one batched solve on x + μU stacked along a leading axis.
+ */
+export class EvolutionStrategiesEstimator implements HypergradientEstimator {
+  readonly name = 'es';
+  readonly options: EvolutionStrategiesOptions;
+
+  constructor(options: z.input<typeof EvolutionStrategiesOptionsSchema> = {}) {
+    this.options = parseOptions(EvolutionStrategiesOptionsSchema, options, 'estimator.options');
+  }
+
+  /** Whether the perturbed solves of `context` run batched. */
+  usesBatchedSolves(context: EstimateContext): boolean {
+    return (
+      this.options.batchedSolves &&
+      context.solver.elementwise &&
+      typeof context.solver.solveBatched === 'function' &&
+      context.oracles.supportsBatchedX
+    );
+  }
+
+  estimate(context: EstimateContext): Estimate {
+    const meter = new OracleCallMeter(context.oracles);
+    const { directions: Q, smoothing: mu, antithetic } = this.options;
+    const batched = this.usesBatchedSolves(context);
+    const maxIterations = perturbedIterationBudget(context.inner);
+    const { hypergradient, diagnostics } = tidy(() => {
+      const { gradX, gradY } = outerGradients(context);
+      const xSpec = treeSpec(context.x);
+      // U: [Q, d] directions (flat); the perturbed points are x + μ·offset for the rows u_q (and −u_q).
+      const U = sampleDirections(this.options.distribution, Q, xSpec, context.rng);
+      const offsets = antithetic ? (tf.concat([U, tf.neg(U)]) as tf.Tensor2D) : U;
+      // c_j = ⟨y_N(x + μ·offset_j) − y_N(x), ∇_y f⟩ for every perturbed solve j.
+      const solve = batched ? this.solveBatched.bind(this) : this.solveOneByOne.bind(this);
+      const { c, iterations } = solve(context, offsets, xSpec, gradY, maxIterations);
+      // Coefficient of u_q: one-sided c_q/μ, or central (c_q⁺ − c_q⁻)/(2μ).
+      const coef = antithetic
+        ? tf.div(tf.sub(tf.slice(c, [0], [Q]), tf.slice(c, [Q], [Q])), 2 * mu)
+        : tf.div(c, mu);
+      let term = tf.reshape(tf.matMul(tf.reshape(coef, [1, Q]), U), [xSpec.total]);
+      term = tf.div(term, Q);
+      if (this.options.unbiased && this.options.distribution === 'per-tensor-unit') {
+        term = tf.mul(term, sizeScale(xSpec));
+      }
+      return {
+        hypergradient: treeAdd(gradX, treeUnflatten(term, xSpec)),
+        diagnostics: {
+          directions: Q,
+          perturbedSolves: antithetic ? 2 * Q : Q,
+          batchedSolves: batched ? 1 : 0,
+          perturbedIterations: iterations,
+        },
+      };
+    });
+    return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
+  }
+
+  /** The perturbed solves one by one; c_j as a [J] tensor and the mean iteration count. */
+  private solveOneByOne(
+    context: EstimateContext,
+    offsets: tf.Tensor2D,
+    xSpec: TreeSpec,
+    gradY: TensorTree,
+    maxIterations: number | undefined,
+  ): { c: tf.Tensor1D; iterations: number } {
+    const J = offsets.shape[0];
+    const mu = this.options.smoothing;
+    const xFlat = treeFlatten(context.x);
+    const rows = tf.unstack(offsets);
+    const cs: tf.Scalar[] = [];
+    let iterations = 0;
+    for (let j = 0; j < J; j++) {
+      const { cj, its } = tidy(() => {
+        const xj = treeUnflatten(tf.add(xFlat, tf.mul(rows[j], mu)), xSpec);
+        const res = context.solver.solve({
+          oracles: context.oracles,
+          x: xj,
+          y0: context.y0,
+          maxIterations,
+          batches: checkedBatches(context),
+        });
+        const cj = treeDot(treeSub(res.y, context.inner.y), gradY);
+        res.curvature?.dispose();
+        return { cj, its: res.iterations };
+      });
+      cs.push(cj);
+      iterations += its;
+    }
+    return { c: tf.stack(cs) as tf.Tensor1D, iterations: iterations / J };
+  }
+
+  /** The perturbed solves as batched solves of at most `maxBatchSize` stacked members each. */
+  private solveBatched(
+    context: EstimateContext,
+    offsets: tf.Tensor2D,
+    xSpec: TreeSpec,
+    gradY: TensorTree,
+    maxIterations: number | undefined,
+  ): { c: tf.Tensor1D; iterations: number } {
+    const J = offsets.shape[0];
+    const chunk = Math.min(J, this.options.maxBatchSize ?? J);
+    const solveBatched = context.solver.solveBatched;
+    if (!solveBatched) throw new Error(`solver '${context.solver.name}' has no solveBatched`);
+    const parts: tf.Tensor1D[] = [];
+    let iterations = 0;
+    for (let start = 0; start < J; start += chunk) {
+      const B = Math.min(chunk, J - start);
+      const { cPart, its } = tidy(() => {
+        const rows = tf.slice(offsets, [start, 0], [B, xSpec.total]);
+        const xs = stackedPerturbation(context.x, xSpec, rows, this.options.smoothing);
+        const y0s = stackedCopies(context.y0, B);
+        const res = solveBatched.call(context.solver, {
+          oracles: context.oracles,
+          x: xs,
+          y0: y0s,
+          maxIterations,
+          batches: checkedBatches(context),
+        });
+        const cPart = stackedDot(res.y, context.inner.y, gradY, B);
+        res.curvature?.dispose();
+        return { cPart, its: res.iterations };
+      });
+      parts.push(cPart);
+      iterations += its * B;
+    }
+    return {
+      c: (parts.length === 1 ? parts[0] : tf.concat(parts)) as tf.Tensor1D,
+      iterations: iterations / J,
+    };
+  }
+}
+
+/**
+ * Iteration budget of the perturbed solves, so that they run the same N as the base solve: the base
+ * solve's iteration count when it stopped on its budget; the solver's own budget (and tolerance) when it
+ * converged early.
+ */
+export function perturbedIterationBudget(inner: InnerResult): number | undefined {
+  return inner.converged ? undefined : inner.iterations;
+}
+
+/**
+ * Q directions in x-space as a [Q, d] matrix, from the context's seeded random source:
+ * - 'gaussian': i.i.d. N(0, 1) entries;
+ * - 'sphere': each row uniform on the unit sphere (a normalized Gaussian), times √d, so E[uuᵀ] = I;
+ * - 'per-tensor-unit': within each row, each tensor's block is a uniform unit vector (E[uuᵀ] = blockdiag(I/dᵢ)).
+ */
+export function sampleDirections(
+  distribution: DirectionDistribution,
+  Q: number,
+  spec: TreeSpec,
+  rng: { normalArray(n: number): Float32Array },
+): tf.Tensor2D {
+  return tf.tidy(() => {
+    const d = spec.total;
+    const g = tf.tensor2d(rng.normalArray(Q * d), [Q, d]);
+    if (distribution === 'gaussian') return g;
+    if (distribution === 'sphere') {
+      return tf.mul(tf.div(g, tf.norm(g, 'euclidean', 1, true)), Math.sqrt(d)) as tf.Tensor2D;
+    }
+    const blocks = spec.names.length === 1 ? [g] : tf.split(g, spec.sizes.slice(), 1);
+    const unit = blocks.map((b) => tf.div(b, tf.norm(b, 'euclidean', 1, true)));
+    return (unit.length === 1 ? unit[0] : tf.concat(unit, 1)) as tf.Tensor2D;
+  });
+}
+
+/** The factor dᵢ (size of tensor i) on each entry of tensor i's block: D with E[D u uᵀ] = I for unit blocks. */
+function sizeScale(spec: TreeSpec): tf.Tensor1D {
+  const out = new Float32Array(spec.total);
+  let o = 0;
+  spec.sizes.forEach((s) => {
+    out.fill(s, o, o + s);
+    o += s;
+  });
+  return tf.tensor1d(out);
+}
+
+/** x + μ·rows stacked along a new leading axis: a tree whose tensors have shape [B, …shape]. */
+function stackedPerturbation(x: TensorTree, spec: TreeSpec, rows: tf.Tensor2D, mu: number): TensorTree {
+  const B = rows.shape[0];
+  const blocks = spec.names.length === 1 ? [rows] : tf.split(rows, spec.sizes.slice(), 1);
+  const out: Record<string, tf.Tensor> = {};
+  spec.names.forEach((n, i) => {
+    const shaped = tf.reshape(blocks[i], [B, ...spec.shapes[i]]);
+    out[n] = tf.add(tf.expandDims(x[n], 0), tf.mul(shaped, mu));
+  });
+  return out;
+}
+
+/** B copies of a tree stacked along a new leading axis. */
+function stackedCopies(y: TensorTree, B: number): TensorTree {
+  const out: Record<string, tf.Tensor> = {};
+  for (const n of treeNames(y)) out[n] = tf.broadcastTo(tf.expandDims(y[n], 0), [B, ...y[n].shape]);
+  return out;
+}
+
+/** ⟨Y_b − y, w⟩ for every member b of the stacked tree Y, as a [B] vector. */
+function stackedDot(ys: TensorTree, y: TensorTree, w: TensorTree, B: number): tf.Tensor1D {
+  const parts = treeNames(y).map((n) => {
+    if (ys[n].shape[0] !== B) {
+      throw new Error(
+        `batched inner solve returned '${n}' with leading size ${ys[n].shape[0]}, expected ${B}`,
+      );
+    }
+    const diff = tf.reshape(tf.sub(ys[n], tf.expandDims(y[n], 0)), [B, -1]);
+    return tf.sum(tf.mul(diff, tf.reshape(w[n], [1, -1])), 1);
+  });
+  return (parts.length === 1 ? parts[0] : tf.addN(parts)) as tf.Tensor1D;
+}
