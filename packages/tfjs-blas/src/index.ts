@@ -1,1 +1,30 @@
-export {};
+/**
+ * @bilevel/tfjs-blas — an optional TensorFlow.js backend, `cpu-blas`, that runs the heavy kernels (matrix
+ * products and 2-D convolutions, forward and backward) on the system BLAS through a small N-API addon, and
+ * every other kernel as the pure-JS `cpu` backend does.
+ */
+// The JS cpu backend's kernels are copied from its registry, so it must be loaded first.
+import '@tensorflow/tfjs-backend-cpu';
+
+export {
+  BLAS_BACKEND_NAME,
+  BLAS_BACKEND_PRIORITY,
+  MathBackendBlas,
+  NATIVE_KERNEL_NAMES,
+  blasKernelConfigs,
+  registerBlasBackend,
+} from './blas-backend';
+export { blasInfo, isBlasAvailable, setBlasThreads, sgemm, type BlasInfo } from './blas-info';
+export { broadcastBatchIndex, nativeBatchMatMul } from './matmul-kernels';
+export { convGeometry } from './conv-kernels';
+export { broadcastLayout } from './elementwise-kernels';
+export { reductionLayout } from './reduce-kernels';
+export { poolGeometry } from './pool-kernels';
+export {
+  ADDON_PATH,
+  DISABLE_ENV_VAR,
+  INSTALL_HINT,
+  requireNativeBlas,
+  type NativeBlas,
+  type NativeBlasInfo,
+} from './native-addon';

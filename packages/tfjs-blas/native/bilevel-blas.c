@@ -1,0 +1,918 @@
+/*
+ * Native kernels of the `cpu-blas` TensorFlow.js backend (@bilevel/tfjs-blas).
+ *
+ * A plain N-API addon (node_api.h only, no C++ wrapper) around the system CBLAS: OpenBLAS on Linux,
+ * Accelerate on macOS. Every entry point works in place on Float32Arrays owned by JavaScript (the cpu
+ * backend's tensor storage), so no tensor data is copied across the boundary.
+ *
+ * Kernels (all row-major, NHWC for images):
+ *   sgemm                 C = alpha·op(A)·op(B) + beta·C, a thin checked wrapper of cblas_sgemm.
+ *   batchMatMul           C[i] = op(A[aIndex[i]])·op(B[bIndex[i]]) (+ bias, activation), batch dims broadcast
+ *                         by the caller through the index arrays.
+ *   conv2d                y = x ⋆ w (+ bias, activation) by im2col + GEMM: the patch matrix P [M, K] with
+ *                         M = N·outH·outW and K = fH·fW·inC times the filter W [K, outC] (HWIO is already
+ *                         [K, outC] row-major). P is built in blocks of rows to bound the scratch memory.
+ *   conv2dBackpropInput   dx = col2im(dy·Wᵀ): the transposed convolution, scattered back (Chellapilla et al.,
+ *                         "High performance convolutional neural networks for document processing", 2006).
+ *   conv2dBackpropFilter  dW = Σ_blocks Pᵀ·dy, accumulated block by block with beta = 1.
+ */
+#include <node_api.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef BILEVEL_ACCELERATE
+#include <Accelerate/Accelerate.h>
+#else
+#include <cblas.h>
+#endif
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Argument helpers: each returns 0 on success; on failure it has thrown a JS error and returns -1. */
+
+static int throw_error(napi_env env, const char* fn, const char* what) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "bilevel-blas %s: %s", fn, what);
+  napi_throw_error(env, NULL, msg);
+  return -1;
+}
+
+static int arg_f32(napi_env env, napi_value v, const char* fn, const char* name, int nullable, float** data,
+                   size_t* length) {
+  napi_valuetype vt;
+  if (napi_typeof(env, v, &vt) != napi_ok) return throw_error(env, fn, "cannot read an argument");
+  if (nullable && (vt == napi_null || vt == napi_undefined)) {
+    *data = NULL;
+    *length = 0;
+    return 0;
+  }
+  bool is_ta = false;
+  napi_is_typedarray(env, v, &is_ta);
+  char msg[160];
+  if (!is_ta) {
+    snprintf(msg, sizeof msg, "%s must be a Float32Array", name);
+    return throw_error(env, fn, msg);
+  }
+  napi_typedarray_type type;
+  void* ptr = NULL;
+  napi_value buffer;
+  size_t offset;
+  if (napi_get_typedarray_info(env, v, &type, length, &ptr, &buffer, &offset) != napi_ok ||
+      type != napi_float32_array) {
+    snprintf(msg, sizeof msg, "%s must be a Float32Array", name);
+    return throw_error(env, fn, msg);
+  }
+  *data = (float*)ptr;
+  return 0;
+}
+
+static int arg_i32(napi_env env, napi_value v, const char* fn, const char* name, int32_t** data, size_t* length) {
+  bool is_ta = false;
+  napi_is_typedarray(env, v, &is_ta);
+  char msg[160];
+  napi_typedarray_type type;
+  void* ptr = NULL;
+  napi_value buffer;
+  size_t offset;
+  if (!is_ta || napi_get_typedarray_info(env, v, &type, length, &ptr, &buffer, &offset) != napi_ok ||
+      type != napi_int32_array) {
+    snprintf(msg, sizeof msg, "%s must be an Int32Array", name);
+    return throw_error(env, fn, msg);
+  }
+  *data = (int32_t*)ptr;
+  return 0;
+}
+
+static int arg_int(napi_env env, napi_value v, const char* fn, const char* name, int64_t min, int64_t* out) {
+  napi_valuetype vt;
+  char msg[160];
+  if (napi_typeof(env, v, &vt) != napi_ok || vt != napi_number || napi_get_value_int64(env, v, out) != napi_ok) {
+    snprintf(msg, sizeof msg, "%s must be an integer", name);
+    return throw_error(env, fn, msg);
+  }
+  if (*out < min || *out > INT32_MAX) {
+    snprintf(msg, sizeof msg, "%s = %lld is out of range", name, (long long)*out);
+    return throw_error(env, fn, msg);
+  }
+  return 0;
+}
+
+static int arg_double(napi_env env, napi_value v, const char* fn, const char* name, double* out) {
+  napi_valuetype vt;
+  char msg[160];
+  if (napi_typeof(env, v, &vt) != napi_ok || vt != napi_number || napi_get_value_double(env, v, out) != napi_ok) {
+    snprintf(msg, sizeof msg, "%s must be a number", name);
+    return throw_error(env, fn, msg);
+  }
+  return 0;
+}
+
+static int arg_bool(napi_env env, napi_value v, const char* fn, const char* name, bool* out) {
+  napi_valuetype vt;
+  char msg[160];
+  if (napi_typeof(env, v, &vt) != napi_ok || vt != napi_boolean || napi_get_value_bool(env, v, out) != napi_ok) {
+    snprintf(msg, sizeof msg, "%s must be a boolean", name);
+    return throw_error(env, fn, msg);
+  }
+  return 0;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t expected, napi_value* argv, const char* fn) {
+  size_t argc = expected;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return throw_error(env, fn, "bad call");
+  if (argc < expected) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "expected %zu arguments, got %zu", expected, argc);
+    return throw_error(env, fn, msg);
+  }
+  return 0;
+}
+
+/* Whether a row-major matrix of `rows` × `cols` with leading dimension `ld` fits in `length` floats. */
+static int fits(size_t length, int64_t rows, int64_t cols, int64_t ld) {
+  if (rows == 0 || cols == 0) return 1;
+  if (ld < cols) return 0;
+  return (uint64_t)((rows - 1) * ld + cols) <= (uint64_t)length;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Epilogue: bias (one value per column) and activation, in place. Codes follow the TS side:
+ * 0 linear, 1 relu, 2 relu6, 3 leakyrelu(alpha), 4 elu, 5 sigmoid. */
+
+enum { ACT_LINEAR = 0, ACT_RELU = 1, ACT_RELU6 = 2, ACT_LEAKY = 3, ACT_ELU = 4, ACT_SIGMOID = 5 };
+
+static void epilogue(float* out, size_t rows, size_t cols, const float* bias, int act, float alpha) {
+  if (bias == NULL && act == ACT_LINEAR) return;
+  for (size_t r = 0; r < rows; r++) {
+    float* row = out + r * cols;
+    if (bias != NULL)
+      for (size_t c = 0; c < cols; c++) row[c] += bias[c];
+    switch (act) {
+      case ACT_RELU:
+        for (size_t c = 0; c < cols; c++) row[c] = row[c] < 0.f ? 0.f : row[c];
+        break;
+      case ACT_RELU6:
+        for (size_t c = 0; c < cols; c++) row[c] = row[c] < 0.f ? 0.f : (row[c] > 6.f ? 6.f : row[c]);
+        break;
+      case ACT_LEAKY:
+        for (size_t c = 0; c < cols; c++) row[c] = row[c] < 0.f ? alpha * row[c] : row[c];
+        break;
+      case ACT_ELU:
+        for (size_t c = 0; c < cols; c++) row[c] = row[c] >= 0.f ? row[c] : expf(row[c]) - 1.f;
+        break;
+      case ACT_SIGMOID:
+        for (size_t c = 0; c < cols; c++) row[c] = 1.f / (1.f + expf(-row[c]));
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+static int arg_epilogue(napi_env env, napi_value* argv, const char* fn, size_t cols, float** bias, int* act,
+                        float* alpha) {
+  size_t bias_len;
+  int64_t code;
+  double a;
+  if (arg_f32(env, argv[0], fn, "bias", 1, bias, &bias_len)) return -1;
+  if (*bias != NULL && bias_len != cols) return throw_error(env, fn, "bias must have one value per output column");
+  if (arg_int(env, argv[1], fn, "activation", 0, &code)) return -1;
+  if (code > ACT_SIGMOID) return throw_error(env, fn, "unknown activation code");
+  if (arg_double(env, argv[2], fn, "alpha", &a)) return -1;
+  *act = (int)code;
+  *alpha = (float)a;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Library information and threads. */
+
+static napi_value set_string(napi_env env, napi_value obj, const char* key, const char* value) {
+  napi_value v;
+  napi_create_string_utf8(env, value ? value : "", NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, obj, key, v);
+  return obj;
+}
+
+static napi_value set_int(napi_env env, napi_value obj, const char* key, int value) {
+  napi_value v;
+  napi_create_int32(env, value, &v);
+  napi_set_named_property(env, obj, key, v);
+  return obj;
+}
+
+static napi_value js_info(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value obj;
+  napi_create_object(env, &obj);
+#ifdef BILEVEL_ACCELERATE
+  set_string(env, obj, "library", "Accelerate");
+  set_string(env, obj, "config", "Apple Accelerate (vecLib)");
+  set_string(env, obj, "corename", "");
+  set_int(env, obj, "threads", 0);
+  set_int(env, obj, "processors", 0);
+#else
+  set_string(env, obj, "library", "OpenBLAS");
+  set_string(env, obj, "config", openblas_get_config());
+  set_string(env, obj, "corename", openblas_get_corename());
+  set_int(env, obj, "threads", openblas_get_num_threads());
+  set_int(env, obj, "processors", openblas_get_num_procs());
+#endif
+  return obj;
+}
+
+static napi_value js_set_threads(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t n;
+  if (get_args(env, info, 1, argv, "setThreads")) return NULL;
+  if (arg_int(env, argv[0], "setThreads", "threads", 1, &n)) return NULL;
+#ifndef BILEVEL_ACCELERATE
+  openblas_set_num_threads((int)n);
+#endif
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) */
+
+static napi_value js_sgemm(napi_env env, napi_callback_info info) {
+  const char* fn = "sgemm";
+  napi_value argv[13];
+  bool ta, tb;
+  int64_t m, n, k, lda, ldb, ldc;
+  double alpha, beta;
+  float *a, *b, *c;
+  size_t la, lb, lc;
+  if (get_args(env, info, 13, argv, fn)) return NULL;
+  if (arg_bool(env, argv[0], fn, "transA", &ta) || arg_bool(env, argv[1], fn, "transB", &tb) ||
+      arg_int(env, argv[2], fn, "m", 0, &m) || arg_int(env, argv[3], fn, "n", 0, &n) ||
+      arg_int(env, argv[4], fn, "k", 0, &k) || arg_double(env, argv[5], fn, "alpha", &alpha) ||
+      arg_f32(env, argv[6], fn, "a", 0, &a, &la) || arg_int(env, argv[7], fn, "lda", 1, &lda) ||
+      arg_f32(env, argv[8], fn, "b", 0, &b, &lb) || arg_int(env, argv[9], fn, "ldb", 1, &ldb) ||
+      arg_double(env, argv[10], fn, "beta", &beta) || arg_f32(env, argv[11], fn, "c", 0, &c, &lc) ||
+      arg_int(env, argv[12], fn, "ldc", 1, &ldc))
+    return NULL;
+  if (!fits(la, ta ? k : m, ta ? m : k, lda)) return throw_error(env, fn, "a is too small for m, k and lda"), NULL;
+  if (!fits(lb, tb ? n : k, tb ? k : n, ldb)) return throw_error(env, fn, "b is too small for k, n and ldb"), NULL;
+  if (!fits(lc, m, n, ldc)) return throw_error(env, fn, "c is too small for m, n and ldc"), NULL;
+  if (m == 0 || n == 0) return NULL;
+  if (k == 0) {
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0 ? 0.f : (float)beta * c[i * ldc + j];
+    return NULL;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+              (float)alpha, a, (int)lda, b, (int)ldb, (float)beta, c, (int)ldc);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* A product with few output columns (n < 16, e.g. logits of 10 classes) runs faster as its transpose,
+ * Cᵀ = op(B)ᵀ·op(A)ᵀ, which streams the long operand along its rows; the [n, m] result is then transposed. */
+
+static int is_skinny(int m, int n) { return n < 16 && m >= 4 * n; }
+
+/* c (m × n, ld n) = op(a)·op(b); `scratch` (m·n floats) enables the transposed path for skinny outputs. */
+static void gemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
+                 float* scratch) {
+  if (scratch != NULL && is_skinny(m, n)) {
+    cblas_sgemm(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, ta ? CblasNoTrans : CblasTrans, n, m, k, 1.f, b, ldb,
+                a, lda, 0.f, scratch, m);
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) c[(size_t)i * n + j] = scratch[(size_t)j * m + i];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.f, a, lda, b,
+              ldb, 0.f, c, n);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* batchMatMul(a, b, out, aIndex, bIndex, m, n, k, transA, transB, bias, activation, alpha)
+ * a: batchA matrices of op-shape [m, k]; b: batchB of [k, n]; out: aIndex.length matrices [m, n]. */
+
+static napi_value js_batch_mat_mul(napi_env env, napi_callback_info info) {
+  const char* fn = "batchMatMul";
+  napi_value argv[13];
+  float *a, *b, *out, *bias;
+  size_t la, lb, lo, lai, lbi;
+  int32_t *ai, *bi;
+  int64_t m, n, k;
+  bool ta, tb;
+  int act;
+  float alpha;
+  if (get_args(env, info, 13, argv, fn)) return NULL;
+  if (arg_f32(env, argv[0], fn, "a", 0, &a, &la) || arg_f32(env, argv[1], fn, "b", 0, &b, &lb) ||
+      arg_f32(env, argv[2], fn, "out", 0, &out, &lo) || arg_i32(env, argv[3], fn, "aIndex", &ai, &lai) ||
+      arg_i32(env, argv[4], fn, "bIndex", &bi, &lbi) || arg_int(env, argv[5], fn, "m", 0, &m) ||
+      arg_int(env, argv[6], fn, "n", 0, &n) || arg_int(env, argv[7], fn, "k", 0, &k) ||
+      arg_bool(env, argv[8], fn, "transA", &ta) || arg_bool(env, argv[9], fn, "transB", &tb))
+    return NULL;
+  if (arg_epilogue(env, argv + 10, fn, (size_t)n, &bias, &act, &alpha)) return NULL;
+  const size_t batch = lai;
+  const size_t sa = (size_t)(m * k), sb = (size_t)(k * n), so = (size_t)(m * n);
+  if (lbi != batch) return throw_error(env, fn, "aIndex and bIndex differ in length"), NULL;
+  if (lo != batch * so) return throw_error(env, fn, "out must hold batch·m·n values"), NULL;
+  const size_t count_a = sa ? la / sa : 0, count_b = sb ? lb / sb : 0;
+  for (size_t i = 0; i < batch; i++) {
+    if ((sa && (ai[i] < 0 || (size_t)ai[i] >= count_a)) || (sb && (bi[i] < 0 || (size_t)bi[i] >= count_b)))
+      return throw_error(env, fn, "batch index out of range"), NULL;
+  }
+  if (batch == 0 || m == 0 || n == 0) return NULL;
+  if (k == 0) {
+    memset(out, 0, lo * sizeof(float));
+    epilogue(out, batch * (size_t)m, (size_t)n, bias, act, alpha);
+    return NULL;
+  }
+  const int lda = (int)(ta ? m : k), ldb = (int)(tb ? k : n);
+  /* A stacked batch times one shared B is a single tall GEMM: rows of consecutive A's are contiguous. */
+  int fold = !ta && batch > 1;
+  for (size_t i = 0; fold && i < batch; i++) fold = ai[i] == (int32_t)i && bi[i] == bi[0];
+  const int rows = (int)(fold ? batch * (size_t)m : (size_t)m);
+  float* scratch = NULL;
+  if (is_skinny(rows, (int)n)) {
+    scratch = (float*)malloc((size_t)rows * (size_t)n * sizeof(float));
+    if (!scratch) return throw_error(env, fn, "out of memory"), NULL;
+  }
+  if (fold) {
+    gemm(ta, tb, rows, (int)n, (int)k, a, lda, b + (size_t)bi[0] * sb, ldb, out, scratch);
+  } else {
+    for (size_t i = 0; i < batch; i++)
+      gemm(ta, tb, (int)m, (int)n, (int)k, a + (size_t)ai[i] * sa, lda, b + (size_t)bi[i] * sb, ldb, out + i * so, scratch);
+  }
+  free(scratch);
+  epilogue(out, batch * (size_t)m, (size_t)n, bias, act, alpha);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Convolution geometry (NHWC input, HWIO filter), as 15 int32 values:
+ * batch, inH, inW, inC, outH, outW, outC, fH, fW, strideH, strideW, dilH, dilW, padTop, padLeft. */
+
+typedef struct {
+  int64_t batch, inH, inW, inC, outH, outW, outC, fH, fW, sH, sW, dH, dW, padTop, padLeft;
+} Geom;
+
+static int arg_geom(napi_env env, napi_value v, const char* fn, Geom* g) {
+  int32_t* p;
+  size_t len;
+  if (arg_i32(env, v, fn, "geometry", &p, &len)) return -1;
+  if (len != 15) return throw_error(env, fn, "geometry must hold 15 values");
+  for (int i = 0; i < 13; i++)
+    if (p[i] < (i < 7 ? 0 : 1)) return throw_error(env, fn, "geometry has a negative size or a zero stride");
+  g->batch = p[0], g->inH = p[1], g->inW = p[2], g->inC = p[3], g->outH = p[4], g->outW = p[5], g->outC = p[6];
+  g->fH = p[7], g->fW = p[8], g->sH = p[9], g->sW = p[10], g->dH = p[11], g->dW = p[12], g->padTop = p[13];
+  g->padLeft = p[14];
+  return 0;
+}
+
+static size_t geom_x(const Geom* g) { return (size_t)(g->batch * g->inH * g->inW * g->inC); }
+static size_t geom_y(const Geom* g) { return (size_t)(g->batch * g->outH * g->outW * g->outC); }
+static size_t geom_w(const Geom* g) { return (size_t)(g->fH * g->fW * g->inC * g->outC); }
+static size_t geom_rows(const Geom* g) { return (size_t)(g->batch * g->outH * g->outW); }
+static size_t geom_k(const Geom* g) { return (size_t)(g->fH * g->fW * g->inC); }
+
+/* A 1×1, stride-1, unpadded convolution is a plain GEMM on the input itself. */
+static int geom_is_pointwise(const Geom* g) {
+  return g->fH == 1 && g->fW == 1 && g->sH == 1 && g->sW == 1 && g->padTop == 0 && g->padLeft == 0 &&
+         g->outH == g->inH && g->outW == g->inW;
+}
+
+/* Rows of the patch matrix per block: about 8 MB of scratch, but at least one row. */
+static size_t block_rows(const Geom* g) {
+  const size_t k = geom_k(g), m = geom_rows(g);
+  size_t rows = ((size_t)1 << 21) / (k ? k : 1);
+  if (rows < 1) rows = 1;
+  return rows < m ? rows : m;
+}
+
+/* Patch rows [r0, r1) of x into cols ([r1 − r0, K], K ordered (ky, kx, c) like the HWIO filter). */
+static void im2col(const Geom* g, const float* x, size_t r0, size_t r1, float* cols) {
+  const size_t K = geom_k(g), C = (size_t)g->inC, plane = (size_t)(g->outH * g->outW);
+  for (size_t r = r0; r < r1; r++) {
+    const size_t n = r / plane, rem = r % plane;
+    const int64_t oy = (int64_t)(rem / (size_t)g->outW), ox = (int64_t)(rem % (size_t)g->outW);
+    const int64_t iy0 = oy * g->sH - g->padTop, ix0 = ox * g->sW - g->padLeft;
+    float* dst = cols + (r - r0) * K;
+    const float* img = x + n * (size_t)(g->inH * g->inW) * C;
+    for (int64_t ky = 0; ky < g->fH; ky++) {
+      const int64_t iy = iy0 + ky * g->dH;
+      float* drow = dst + (size_t)(ky * g->fW) * C;
+      if (iy < 0 || iy >= g->inH) {
+        memset(drow, 0, (size_t)g->fW * C * sizeof(float));
+        continue;
+      }
+      const float* srow = img + (size_t)(iy * g->inW) * C;
+      if (g->dW == 1 && ix0 >= 0 && ix0 + g->fW <= g->inW) {
+        memcpy(drow, srow + (size_t)ix0 * C, (size_t)g->fW * C * sizeof(float));
+        continue;
+      }
+      for (int64_t kx = 0; kx < g->fW; kx++) {
+        const int64_t ix = ix0 + kx * g->dW;
+        float* d = drow + (size_t)kx * C;
+        if (ix < 0 || ix >= g->inW) {
+          for (size_t c = 0; c < C; c++) d[c] = 0.f;
+        } else {
+          const float* src = srow + (size_t)ix * C;
+          for (size_t c = 0; c < C; c++) d[c] = src[c];
+        }
+      }
+    }
+  }
+}
+
+/* Adjoint of im2col: dx += scatter of cols rows [r0, r1). */
+static void col2im_add(const Geom* g, const float* cols, size_t r0, size_t r1, float* dx) {
+  const size_t K = geom_k(g), C = (size_t)g->inC, plane = (size_t)(g->outH * g->outW);
+  for (size_t r = r0; r < r1; r++) {
+    const size_t n = r / plane, rem = r % plane;
+    const int64_t oy = (int64_t)(rem / (size_t)g->outW), ox = (int64_t)(rem % (size_t)g->outW);
+    const int64_t iy0 = oy * g->sH - g->padTop, ix0 = ox * g->sW - g->padLeft;
+    const float* src = cols + (r - r0) * K;
+    float* img = dx + n * (size_t)(g->inH * g->inW) * C;
+    for (int64_t ky = 0; ky < g->fH; ky++) {
+      const int64_t iy = iy0 + ky * g->dH;
+      if (iy < 0 || iy >= g->inH) continue;
+      const float* srow = src + (size_t)(ky * g->fW) * C;
+      float* drow = img + (size_t)(iy * g->inW) * C;
+      for (int64_t kx = 0; kx < g->fW; kx++) {
+        const int64_t ix = ix0 + kx * g->dW;
+        if (ix < 0 || ix >= g->inW) continue;
+        const float* s = srow + (size_t)kx * C;
+        float* d = drow + (size_t)ix * C;
+        for (size_t c = 0; c < C; c++) d[c] += s[c];
+      }
+    }
+  }
+}
+
+/* conv2d(x, filter, out, geometry, bias, activation, alpha) */
+static napi_value js_conv2d(napi_env env, napi_callback_info info) {
+  const char* fn = "conv2d";
+  napi_value argv[7];
+  float *x, *w, *y, *bias;
+  size_t lx, lw, ly;
+  Geom g;
+  int act;
+  float alpha;
+  if (get_args(env, info, 7, argv, fn)) return NULL;
+  if (arg_f32(env, argv[0], fn, "x", 0, &x, &lx) || arg_f32(env, argv[1], fn, "filter", 0, &w, &lw) ||
+      arg_f32(env, argv[2], fn, "out", 0, &y, &ly) || arg_geom(env, argv[3], fn, &g))
+    return NULL;
+  if (arg_epilogue(env, argv + 4, fn, (size_t)g.outC, &bias, &act, &alpha)) return NULL;
+  if (lx != geom_x(&g) || lw != geom_w(&g) || ly != geom_y(&g))
+    return throw_error(env, fn, "x, filter or out does not match the geometry"), NULL;
+  const size_t M = geom_rows(&g), K = geom_k(&g), N = (size_t)g.outC;
+  if (M == 0 || N == 0) return NULL;
+  if (K == 0) {
+    memset(y, 0, ly * sizeof(float));
+  } else if (geom_is_pointwise(&g)) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.f, x, (int)K, w, (int)N, 0.f, y,
+                (int)N);
+  } else {
+    const size_t rb = block_rows(&g);
+    float* cols = (float*)malloc(rb * K * sizeof(float));
+    if (!cols) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
+    for (size_t r0 = 0; r0 < M; r0 += rb) {
+      const size_t r1 = r0 + rb < M ? r0 + rb : M;
+      im2col(&g, x, r0, r1, cols);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0), (int)N, (int)K, 1.f, cols, (int)K, w,
+                  (int)N, 0.f, y + r0 * N, (int)N);
+    }
+    free(cols);
+  }
+  epilogue(y, M, N, bias, act, alpha);
+  return NULL;
+}
+
+/* conv2dBackpropInput(dy, filter, dx, geometry): geometry of the forward convolution whose input is dx. */
+static napi_value js_conv2d_backprop_input(napi_env env, napi_callback_info info) {
+  const char* fn = "conv2dBackpropInput";
+  napi_value argv[4];
+  float *dy, *w, *dx;
+  size_t ldy, lw, ldx;
+  Geom g;
+  if (get_args(env, info, 4, argv, fn)) return NULL;
+  if (arg_f32(env, argv[0], fn, "dy", 0, &dy, &ldy) || arg_f32(env, argv[1], fn, "filter", 0, &w, &lw) ||
+      arg_f32(env, argv[2], fn, "dx", 0, &dx, &ldx) || arg_geom(env, argv[3], fn, &g))
+    return NULL;
+  if (ldx != geom_x(&g) || lw != geom_w(&g) || ldy != geom_y(&g))
+    return throw_error(env, fn, "dy, filter or dx does not match the geometry"), NULL;
+  const size_t M = geom_rows(&g), K = geom_k(&g), N = (size_t)g.outC;
+  memset(dx, 0, ldx * sizeof(float));
+  if (M == 0 || K == 0 || N == 0) return NULL;
+  if (geom_is_pointwise(&g)) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)K, (int)N, 1.f, dy, (int)N, w, (int)N, 0.f, dx,
+                (int)K);
+    return NULL;
+  }
+  const size_t rb = block_rows(&g);
+  float* cols = (float*)malloc(rb * K * sizeof(float));
+  if (!cols) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
+  for (size_t r0 = 0; r0 < M; r0 += rb) {
+    const size_t r1 = r0 + rb < M ? r0 + rb : M;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), (int)K, (int)N, 1.f, dy + r0 * N, (int)N, w,
+                (int)N, 0.f, cols, (int)K);
+    col2im_add(&g, cols, r0, r1, dx);
+  }
+  free(cols);
+  return NULL;
+}
+
+/* conv2dBackpropFilter(x, dy, dw, geometry) */
+static napi_value js_conv2d_backprop_filter(napi_env env, napi_callback_info info) {
+  const char* fn = "conv2dBackpropFilter";
+  napi_value argv[4];
+  float *x, *dy, *dw;
+  size_t lx, ldy, ldw;
+  Geom g;
+  if (get_args(env, info, 4, argv, fn)) return NULL;
+  if (arg_f32(env, argv[0], fn, "x", 0, &x, &lx) || arg_f32(env, argv[1], fn, "dy", 0, &dy, &ldy) ||
+      arg_f32(env, argv[2], fn, "dw", 0, &dw, &ldw) || arg_geom(env, argv[3], fn, &g))
+    return NULL;
+  if (lx != geom_x(&g) || ldw != geom_w(&g) || ldy != geom_y(&g))
+    return throw_error(env, fn, "x, dy or dw does not match the geometry"), NULL;
+  const size_t M = geom_rows(&g), K = geom_k(&g), N = (size_t)g.outC;
+  if (K == 0 || N == 0) return NULL;
+  if (M == 0) {
+    memset(dw, 0, ldw * sizeof(float));
+    return NULL;
+  }
+  if (geom_is_pointwise(&g)) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)M, 1.f, x, (int)K, dy, (int)N, 0.f, dw,
+                (int)N);
+    return NULL;
+  }
+  const size_t rb = block_rows(&g);
+  float* cols = (float*)malloc(rb * K * sizeof(float));
+  if (!cols) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
+  for (size_t r0 = 0; r0 < M; r0 += rb) {
+    const size_t r1 = r0 + rb < M ? r0 + rb : M;
+    im2col(&g, x, r0, r1, cols);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)(r1 - r0), 1.f, cols, (int)K,
+                dy + r0 * N, (int)N, r0 == 0 ? 0.f : 1.f, dw, (int)N);
+  }
+  free(cols);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Elementwise binary ops with broadcasting, reductions and max pooling: the kernels that dominate once the
+ * products are native (the JS cpu backend broadcasts and reduces through per-element index arithmetic). */
+
+#define MAX_RANK 8
+
+enum {
+  BIN_ADD = 0, BIN_SUB = 1, BIN_MUL = 2, BIN_DIV = 3, BIN_MAX = 4, BIN_MIN = 5, BIN_SQDIFF = 6,
+  CMP_EQ = 100, CMP_NE = 101, CMP_LT = 102, CMP_LE = 103, CMP_GT = 104, CMP_GE = 105
+};
+
+static inline float bin_apply(int op, float a, float b) {
+  switch (op) {
+    case BIN_ADD: return a + b;
+    case BIN_SUB: return a - b;
+    case BIN_MUL: return a * b;
+    case BIN_DIV: return a / b;
+    /* JS Math.max / Math.min: NaN if either is NaN. */
+    case BIN_MAX: return (a != a || b != b) ? NAN : (a > b ? a : b);
+    case BIN_MIN: return (a != a || b != b) ? NAN : (a < b ? a : b);
+    case BIN_SQDIFF: { const float d = a - b; return d * d; }
+    default: return NAN;
+  }
+}
+
+static inline uint8_t cmp_apply(int op, float a, float b) {
+  switch (op) {
+    case CMP_EQ: return a == b;
+    case CMP_NE: return a != b;
+    case CMP_LT: return a < b;
+    case CMP_LE: return a <= b;
+    case CMP_GT: return a > b;
+    case CMP_GE: return a >= b;
+    default: return 0;
+  }
+}
+
+/* One inner run of length n with element steps sa, sb (0 or 1 after collapsing, or any stride). */
+static void bin_run(int op, const float* a, int64_t sa, const float* b, int64_t sb, float* o, int64_t n) {
+#define RUN(EXPR)                                                                                  \
+  if (sa == 1 && sb == 1) { for (int64_t i = 0; i < n; i++) { const float x = a[i], y = b[i]; o[i] = (EXPR); } } \
+  else if (sa == 1 && sb == 0) { const float y = b[0]; for (int64_t i = 0; i < n; i++) { const float x = a[i]; o[i] = (EXPR); } } \
+  else if (sa == 0 && sb == 1) { const float x = a[0]; for (int64_t i = 0; i < n; i++) { const float y = b[i]; o[i] = (EXPR); } } \
+  else { for (int64_t i = 0; i < n; i++) { const float x = a[i * sa], y = b[i * sb]; o[i] = (EXPR); } }
+  switch (op) {
+    case BIN_ADD: RUN(x + y) break;
+    case BIN_SUB: RUN(x - y) break;
+    case BIN_MUL: RUN(x * y) break;
+    case BIN_DIV: RUN(x / y) break;
+    default: RUN(bin_apply(op, x, y)) break;
+  }
+#undef RUN
+}
+
+/* binary(op, a, aStrides, b, bStrides, out, shape): out[i] = a[i] ∘ b[i] over `shape`, where an operand's
+ * stride is 0 along the dims it is broadcast over. out is a Float32Array, or a Uint8Array for comparisons. */
+static napi_value js_binary(napi_env env, napi_callback_info info) {
+  const char* fn = "binary";
+  napi_value argv[7];
+  int64_t op;
+  float *a, *b;
+  size_t la, lb, lsa, lsb, lshape;
+  int32_t *sa, *sb, *shape;
+  if (get_args(env, info, 7, argv, fn)) return NULL;
+  if (arg_int(env, argv[0], fn, "op", 0, &op) || arg_f32(env, argv[1], fn, "a", 0, &a, &la) ||
+      arg_i32(env, argv[2], fn, "aStrides", &sa, &lsa) || arg_f32(env, argv[3], fn, "b", 0, &b, &lb) ||
+      arg_i32(env, argv[4], fn, "bStrides", &sb, &lsb) || arg_i32(env, argv[6], fn, "shape", &shape, &lshape))
+    return NULL;
+  const int compare = op >= CMP_EQ;
+  if ((!compare && op > BIN_SQDIFF) || op > CMP_GE) return throw_error(env, fn, "unknown op"), NULL;
+  const size_t rank = lshape;
+  if (rank < 1 || rank > MAX_RANK || lsa != rank || lsb != rank)
+    return throw_error(env, fn, "shape and strides must have the same rank, 1 to 8"), NULL;
+  /* out: Float32Array (arithmetic) or Uint8Array (comparisons). */
+  napi_typedarray_type otype;
+  size_t lo;
+  void* optr;
+  napi_value obuf;
+  size_t ooff;
+  bool is_ta = false;
+  napi_is_typedarray(env, argv[5], &is_ta);
+  if (!is_ta || napi_get_typedarray_info(env, argv[5], &otype, &lo, &optr, &obuf, &ooff) != napi_ok ||
+      otype != (compare ? napi_uint8_array : napi_float32_array))
+    return throw_error(env, fn, compare ? "out must be a Uint8Array" : "out must be a Float32Array"), NULL;
+  size_t total = 1;
+  int64_t amax = 0, bmax = 0;
+  for (size_t d = 0; d < rank; d++) {
+    if (shape[d] < 0 || sa[d] < 0 || sb[d] < 0) return throw_error(env, fn, "negative shape or stride"), NULL;
+    total *= (size_t)shape[d];
+    if (shape[d] > 0) amax += (int64_t)sa[d] * (shape[d] - 1), bmax += (int64_t)sb[d] * (shape[d] - 1);
+  }
+  if (lo != total) return throw_error(env, fn, "out does not match the shape"), NULL;
+  if (total == 0) return NULL;
+  if ((size_t)amax >= la || (size_t)bmax >= lb) return throw_error(env, fn, "a or b is too small for its strides"), NULL;
+  const int64_t n = shape[rank - 1];
+  const size_t runs = total / (size_t)n;
+  int64_t idx[MAX_RANK] = {0};
+  int64_t ao = 0, bo = 0;
+  for (size_t r = 0; r < runs; r++) {
+    if (compare) {
+      uint8_t* o = (uint8_t*)optr + r * (size_t)n;
+      for (int64_t i = 0; i < n; i++) o[i] = cmp_apply((int)op, a[ao + i * sa[rank - 1]], b[bo + i * sb[rank - 1]]);
+    } else {
+      bin_run((int)op, a + ao, sa[rank - 1], b + bo, sb[rank - 1], (float*)optr + r * (size_t)n, n);
+    }
+    for (int64_t d = (int64_t)rank - 2; d >= 0; d--) {
+      idx[d]++;
+      ao += sa[d];
+      bo += sb[d];
+      if (idx[d] < shape[d]) break;
+      ao -= (int64_t)sa[d] * idx[d];
+      bo -= (int64_t)sb[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+  return NULL;
+}
+
+enum { RED_SUM = 0, RED_MEAN = 1, RED_MAX = 2, RED_MIN = 3 };
+
+/* reduce(op, x, shape, reduced, out): out = op over the dims flagged in `reduced` (0/1 per dim), in double
+ * precision; max and min propagate NaN (as the JS kernels do). */
+static napi_value js_reduce(napi_env env, napi_callback_info info) {
+  const char* fn = "reduce";
+  napi_value argv[5];
+  int64_t op;
+  float *x, *out;
+  size_t lx, lo, lshape, lred;
+  int32_t *shape, *red;
+  if (get_args(env, info, 5, argv, fn)) return NULL;
+  if (arg_int(env, argv[0], fn, "op", 0, &op) || arg_f32(env, argv[1], fn, "x", 0, &x, &lx) ||
+      arg_i32(env, argv[2], fn, "shape", &shape, &lshape) || arg_i32(env, argv[3], fn, "reduced", &red, &lred) ||
+      arg_f32(env, argv[4], fn, "out", 0, &out, &lo))
+    return NULL;
+  if (op > RED_MIN) return throw_error(env, fn, "unknown op"), NULL;
+  const size_t rank = lshape;
+  if (rank < 1 || rank > MAX_RANK || lred != rank) return throw_error(env, fn, "shape and flags must have rank 1 to 8"), NULL;
+  size_t total = 1, outTotal = 1;
+  int64_t ostride[MAX_RANK];
+  for (int64_t d = (int64_t)rank - 1; d >= 0; d--) {
+    if (shape[d] < 1) return throw_error(env, fn, "empty dimensions are not reduced natively"), NULL;
+    total *= (size_t)shape[d];
+    ostride[d] = red[d] ? 0 : (int64_t)outTotal;
+    if (!red[d]) outTotal *= (size_t)shape[d];
+  }
+  if (lx != total || lo != outTotal) return throw_error(env, fn, "x or out does not match the shape"), NULL;
+  double* acc = (double*)malloc(outTotal * sizeof(double));
+  if (!acc) return throw_error(env, fn, "out of memory"), NULL;
+  const double init = op == RED_MAX ? -INFINITY : op == RED_MIN ? INFINITY : 0.0;
+  for (size_t i = 0; i < outTotal; i++) acc[i] = init;
+  const int64_t n = shape[rank - 1];
+  const int inner_reduced = red[rank - 1] != 0;
+  const size_t runs = total / (size_t)n;
+  int64_t idx[MAX_RANK] = {0};
+  int64_t oo = 0;
+  for (size_t r = 0; r < runs; r++) {
+    const float* xr = x + r * (size_t)n;
+    if (inner_reduced) {
+      double v = acc[oo];
+      if (op == RED_SUM || op == RED_MEAN) {
+        for (int64_t i = 0; i < n; i++) v += xr[i];
+      } else if (op == RED_MAX) {
+        for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] > v) v = xr[i];
+      } else {
+        for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] < v) v = xr[i];
+      }
+      acc[oo] = v;
+    } else {
+      double* ar = acc + oo;
+      if (op == RED_SUM || op == RED_MEAN) {
+        for (int64_t i = 0; i < n; i++) ar[i] += xr[i];
+      } else if (op == RED_MAX) {
+        for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] > ar[i]) ar[i] = xr[i];
+      } else {
+        for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] < ar[i]) ar[i] = xr[i];
+      }
+    }
+    for (int64_t d = (int64_t)rank - 2; d >= 0; d--) {
+      idx[d]++;
+      oo += ostride[d];
+      if (idx[d] < shape[d]) break;
+      oo -= ostride[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+  const double scale = op == RED_MEAN ? (double)outTotal / (double)total : 1.0;
+  for (size_t i = 0; i < outTotal; i++) out[i] = (float)(op == RED_MEAN ? acc[i] * scale : acc[i]);
+  free(acc);
+  return NULL;
+}
+
+/* Pooling geometry (NHWC, dilation 1), 12 int32 values:
+ * batch, inH, inW, C, outH, outW, fH, fW, strideH, strideW, padTop, padLeft. */
+typedef struct {
+  int64_t batch, inH, inW, C, outH, outW, fH, fW, sH, sW, padTop, padLeft;
+} Pool;
+
+static int arg_pool(napi_env env, napi_value v, const char* fn, Pool* p) {
+  int32_t* g;
+  size_t len;
+  if (arg_i32(env, v, fn, "geometry", &g, &len)) return -1;
+  if (len != 12) return throw_error(env, fn, "geometry must hold 12 values");
+  for (int i = 0; i < 10; i++)
+    if (g[i] < (i < 6 ? 0 : 1)) return throw_error(env, fn, "geometry has a negative size or a zero stride");
+  p->batch = g[0], p->inH = g[1], p->inW = g[2], p->C = g[3], p->outH = g[4], p->outW = g[5], p->fH = g[6];
+  p->fW = g[7], p->sH = g[8], p->sW = g[9], p->padTop = g[10], p->padLeft = g[11];
+  return 0;
+}
+
+/* maxPool(x, out, geometry): the max over each window's in-bounds pixels (NaN never wins, as in the JS
+ * kernel); -Infinity for a window with none. */
+static napi_value js_max_pool(napi_env env, napi_callback_info info) {
+  const char* fn = "maxPool";
+  napi_value argv[3];
+  float *x, *y;
+  size_t lx, ly;
+  Pool p;
+  if (get_args(env, info, 3, argv, fn)) return NULL;
+  if (arg_f32(env, argv[0], fn, "x", 0, &x, &lx) || arg_f32(env, argv[1], fn, "out", 0, &y, &ly) ||
+      arg_pool(env, argv[2], fn, &p))
+    return NULL;
+  const size_t C = (size_t)p.C;
+  if (lx != (size_t)(p.batch * p.inH * p.inW) * C || ly != (size_t)(p.batch * p.outH * p.outW) * C)
+    return throw_error(env, fn, "x or out does not match the geometry"), NULL;
+  for (int64_t b = 0; b < p.batch; b++) {
+    const float* img = x + (size_t)(b * p.inH * p.inW) * C;
+    for (int64_t oy = 0; oy < p.outH; oy++) {
+      const int64_t y0 = oy * p.sH - p.padTop;
+      const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + p.fH < p.inH ? y0 + p.fH : p.inH;
+      for (int64_t ox = 0; ox < p.outW; ox++) {
+        const int64_t x0 = ox * p.sW - p.padLeft;
+        const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + p.fW < p.inW ? x0 + p.fW : p.inW;
+        float* o = y + (size_t)((b * p.outH + oy) * p.outW + ox) * C;
+        for (size_t c = 0; c < C; c++) o[c] = -INFINITY;
+        for (int64_t iy = ya; iy < yb; iy++)
+          for (int64_t ix = xa; ix < xb; ix++) {
+            const float* v = img + (size_t)(iy * p.inW + ix) * C;
+            for (size_t c = 0; c < C; c++) o[c] = v[c] > o[c] ? v[c] : o[c];
+          }
+      }
+    }
+  }
+  return NULL;
+}
+
+/* maxPoolGrad(dy, x, dx, geometry): each window's dy goes to its max pixel — the first strictly greater one
+ * in row-major window order, as the JS kernel picks it; a window without one (all -Infinity or NaN) passes
+ * nothing. */
+static napi_value js_max_pool_grad(napi_env env, napi_callback_info info) {
+  const char* fn = "maxPoolGrad";
+  napi_value argv[4];
+  float *dy, *x, *dx;
+  size_t ldy, lx, ldx;
+  Pool p;
+  if (get_args(env, info, 4, argv, fn)) return NULL;
+  if (arg_f32(env, argv[0], fn, "dy", 0, &dy, &ldy) || arg_f32(env, argv[1], fn, "x", 0, &x, &lx) ||
+      arg_f32(env, argv[2], fn, "dx", 0, &dx, &ldx) || arg_pool(env, argv[3], fn, &p))
+    return NULL;
+  const size_t C = (size_t)p.C;
+  if (lx != (size_t)(p.batch * p.inH * p.inW) * C || ldx != lx || ldy != (size_t)(p.batch * p.outH * p.outW) * C)
+    return throw_error(env, fn, "dy, x or dx does not match the geometry"), NULL;
+  memset(dx, 0, ldx * sizeof(float));
+  if (C == 0) return NULL;
+  float* best = (float*)malloc(C * sizeof(float));
+  int64_t* where = (int64_t*)malloc(C * sizeof(int64_t));
+  if (!best || !where) {
+    free(best);
+    free(where);
+    return throw_error(env, fn, "out of memory"), NULL;
+  }
+  for (int64_t b = 0; b < p.batch; b++) {
+    const size_t base = (size_t)(b * p.inH * p.inW) * C;
+    for (int64_t oy = 0; oy < p.outH; oy++) {
+      const int64_t y0 = oy * p.sH - p.padTop;
+      const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + p.fH < p.inH ? y0 + p.fH : p.inH;
+      for (int64_t ox = 0; ox < p.outW; ox++) {
+        const int64_t x0 = ox * p.sW - p.padLeft;
+        const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + p.fW < p.inW ? x0 + p.fW : p.inW;
+        for (size_t c = 0; c < C; c++) best[c] = -INFINITY, where[c] = -1;
+        for (int64_t iy = ya; iy < yb; iy++)
+          for (int64_t ix = xa; ix < xb; ix++) {
+            const size_t off = base + (size_t)(iy * p.inW + ix) * C;
+            const float* v = x + off;
+            for (size_t c = 0; c < C; c++)
+              if (v[c] > best[c]) best[c] = v[c], where[c] = (int64_t)(off + c);
+          }
+        const float* g = dy + (size_t)((b * p.outH + oy) * p.outW + ox) * C;
+        for (size_t c = 0; c < C; c++)
+          if (where[c] >= 0) dx[where[c]] += g[c];
+      }
+    }
+  }
+  free(best);
+  free(where);
+  return NULL;
+}
+
+/* unary(op, x, out, alpha): elementwise, with the JS kernels' formulas (transcendentals in double). */
+enum {
+  UN_RELU = 0, UN_STEP = 1, UN_NEG = 2, UN_SQUARE = 3, UN_SQRT = 4, UN_RSQRT = 5, UN_EXP = 6, UN_LOG = 7,
+  UN_ABS = 8, UN_SIGMOID = 9, UN_TANH = 10, UN_RELU6 = 11, UN_ELU = 12
+};
+
+static napi_value js_unary(napi_env env, napi_callback_info info) {
+  const char* fn = "unary";
+  napi_value argv[4];
+  int64_t op;
+  float *x, *o;
+  size_t lx, lo;
+  double alpha;
+  if (get_args(env, info, 4, argv, fn)) return NULL;
+  if (arg_int(env, argv[0], fn, "op", 0, &op) || arg_f32(env, argv[1], fn, "x", 0, &x, &lx) ||
+      arg_f32(env, argv[2], fn, "out", 0, &o, &lo) || arg_double(env, argv[3], fn, "alpha", &alpha))
+    return NULL;
+  if (op > UN_ELU) return throw_error(env, fn, "unknown op"), NULL;
+  if (lo != lx) return throw_error(env, fn, "out must have the size of x"), NULL;
+  const size_t n = lx;
+  const float a = (float)alpha;
+  switch (op) {
+    case UN_RELU: for (size_t i = 0; i < n; i++) o[i] = x[i] != x[i] ? x[i] : (x[i] > 0.f ? x[i] : 0.f); break;
+    case UN_STEP: for (size_t i = 0; i < n; i++) o[i] = x[i] != x[i] ? x[i] : (x[i] > 0.f ? 1.f : a); break;
+    case UN_NEG: for (size_t i = 0; i < n; i++) o[i] = -x[i]; break;
+    case UN_SQUARE: for (size_t i = 0; i < n; i++) o[i] = x[i] * x[i]; break;
+    case UN_SQRT: for (size_t i = 0; i < n; i++) o[i] = (float)sqrt((double)x[i]); break;
+    case UN_RSQRT: for (size_t i = 0; i < n; i++) o[i] = (float)(1.0 / sqrt((double)x[i])); break;
+    case UN_EXP: for (size_t i = 0; i < n; i++) o[i] = (float)exp((double)x[i]); break;
+    case UN_LOG: for (size_t i = 0; i < n; i++) o[i] = (float)log((double)x[i]); break;
+    case UN_ABS: for (size_t i = 0; i < n; i++) o[i] = fabsf(x[i]); break;
+    case UN_SIGMOID: for (size_t i = 0; i < n; i++) o[i] = (float)(1.0 / (1.0 + exp(-(double)x[i]))); break;
+    case UN_TANH: for (size_t i = 0; i < n; i++) o[i] = (float)tanh((double)x[i]); break;
+    case UN_RELU6:
+      for (size_t i = 0; i < n; i++) o[i] = x[i] != x[i] ? x[i] : (x[i] > 0.f ? (x[i] < 6.f ? x[i] : 6.f) : 0.f);
+      break;
+    case UN_ELU: for (size_t i = 0; i < n; i++) o[i] = x[i] >= 0.f ? x[i] : (float)(exp((double)x[i]) - 1.0); break;
+    default: break;
+  }
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+
+NAPI_MODULE_INIT() {
+  const napi_property_descriptor props[] = {
+      {"info", NULL, js_info, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sgemm", NULL, js_sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"batchMatMul", NULL, js_batch_mat_mul, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"conv2d", NULL, js_conv2d, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"conv2dBackpropInput", NULL, js_conv2d_backprop_input, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"conv2dBackpropFilter", NULL, js_conv2d_backprop_filter, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"binary", NULL, js_binary, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"reduce", NULL, js_reduce, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"maxPool", NULL, js_max_pool, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"maxPoolGrad", NULL, js_max_pool_grad, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unary", NULL, js_unary, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}

@@ -1,0 +1,78 @@
+import {
+  findBackendFactory,
+  getKernel,
+  getKernelsForBackend,
+  registerBackend,
+  registerKernel,
+  type KernelConfig,
+} from '@tensorflow/tfjs-core';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { isBlasAvailable } from './blas-info';
+import { convKernelConfigs } from './conv-kernels';
+import { elementwiseKernelConfigs } from './elementwise-kernels';
+import { matMulKernelConfigs } from './matmul-kernels';
+import { poolKernelConfigs } from './pool-kernels';
+import { reduceKernelConfigs } from './reduce-kernels';
+
+/** Name under which the backend is registered with TensorFlow.js. */
+export const BLAS_BACKEND_NAME = 'cpu-blas';
+
+/**
+ * Priority among tfjs backends when none was chosen explicitly: above `wasm` and `webgl` (2) and `cpu` (1),
+ * below `tensorflow` (3, tfjs-node).
+ */
+export const BLAS_BACKEND_PRIORITY = 2.5;
+
+/**
+ * The pure-JS cpu backend's tensor storage, with heavy kernels replaced by native ones. Tensor data stays in
+ * JS Float32Arrays that the addon reads and writes in place.
+ */
+export class MathBackendBlas extends MathBackendCPU {
+  constructor() {
+    super();
+    // The JS cpu backend prints, on first use in Node, a banner that recommends tfjs-node for speed; this
+    // backend is the fast path, so the banner would mislead.
+    (this as unknown as { firstUse: boolean }).firstUse = false;
+  }
+}
+
+/** Kernels computed by the addon; every other kernel is the JS cpu backend's own. */
+export function blasKernelConfigs(backendName: string = BLAS_BACKEND_NAME): KernelConfig[] {
+  return [
+    ...matMulKernelConfigs(backendName),
+    ...convKernelConfigs(backendName),
+    ...elementwiseKernelConfigs(backendName),
+    ...reduceKernelConfigs(backendName),
+    ...poolKernelConfigs(backendName),
+  ];
+}
+
+/** Names of the kernels the addon computes. */
+export const NATIVE_KERNEL_NAMES: readonly string[] = blasKernelConfigs().map((k) => k.kernelName);
+
+/**
+ * Registers the `cpu-blas` backend with TensorFlow.js: every kernel of the JS `cpu` backend copied under the
+ * new name, then the native kernels in place of their JS versions: BatchMatMul, _FusedMatMul, Conv2D,
+ * Conv2DBackpropInput, Conv2DBackpropFilter, FusedConv2D (BLAS), and the broadcasting binary ops, the
+ * reductions Sum/Mean/Max/Min and MaxPool/MaxPoolGrad (plain C loops; float32 only, other dtypes and layouts
+ * run the JS kernels). Idempotent. Returns false, registering
+ * nothing, when the native addon is not built or does not load (see `blasInfo().reason`). It does not make
+ * the backend current: call `tf.setBackend('cpu-blas')` (or use @bilevel/backend's `initBackend`).
+ */
+export function registerBlasBackend(): boolean {
+  if (!isBlasAvailable()) return false;
+  if (findBackendFactory(BLAS_BACKEND_NAME) && getKernel('BatchMatMul', BLAS_BACKEND_NAME)) return true;
+  const native = blasKernelConfigs(BLAS_BACKEND_NAME);
+  const replaced = new Set(native.map((k) => k.kernelName));
+  for (const kernel of getKernelsForBackend('cpu')) {
+    if (replaced.has(kernel.kernelName) || getKernel(kernel.kernelName, BLAS_BACKEND_NAME)) continue;
+    registerKernel({ ...kernel, backendName: BLAS_BACKEND_NAME });
+  }
+  for (const kernel of native) {
+    if (!getKernel(kernel.kernelName, BLAS_BACKEND_NAME)) registerKernel(kernel);
+  }
+  if (!findBackendFactory(BLAS_BACKEND_NAME)) {
+    registerBackend(BLAS_BACKEND_NAME, () => new MathBackendBlas(), BLAS_BACKEND_PRIORITY);
+  }
+  return true;
+}

@@ -1,0 +1,105 @@
+import { INSTALL_HINT, loadNativeBlas, requireNativeBlas } from './native-addon';
+
+/** The state of the native BLAS path. */
+export interface BlasInfo {
+  /** Whether the addon is built and loads. */
+  readonly available: boolean;
+  /** `OpenBLAS` or `Accelerate`; empty when unavailable. */
+  readonly library: string;
+  /** Library version when it reports one (OpenBLAS), e.g. `0.3.21`. */
+  readonly version: string;
+  /** Build configuration string of the library. */
+  readonly config: string;
+  /** Kernel family chosen for this CPU (OpenBLAS), e.g. `Haswell`. */
+  readonly corename: string;
+  /** Threads the library uses; 0 when the library manages them itself (Accelerate) or it is unavailable. */
+  readonly threads: number;
+  /** Processors the library sees. */
+  readonly processors: number;
+  /** Why the addon is unavailable; empty when it is available. */
+  readonly reason: string;
+  /** How to enable the addon; empty when it is available. */
+  readonly hint: string;
+  /** One line: `OpenBLAS 0.3.21 (Haswell), 2 threads`, or the reason it is unavailable. */
+  readonly summary: string;
+}
+
+/** Whether the native addon is built and loads (the `cpu-blas` backend can be registered). */
+export function isBlasAvailable(): boolean {
+  return loadNativeBlas().addon !== null;
+}
+
+/** What the native path links and how many threads it uses, or why it is unavailable. */
+export function blasInfo(): BlasInfo {
+  const { addon, reason } = loadNativeBlas();
+  if (!addon) {
+    return {
+      available: false,
+      library: '',
+      version: '',
+      config: '',
+      corename: '',
+      threads: 0,
+      processors: 0,
+      reason,
+      hint: INSTALL_HINT,
+      summary: `${reason}; to enable it, ${INSTALL_HINT}`,
+    };
+  }
+  const info = addon.info();
+  const version = /OpenBLAS\s+([0-9][0-9.]*)/.exec(info.config)?.[1] ?? '';
+  const name = [info.library, version].filter((s) => s !== '').join(' ');
+  const core = info.corename ? ` (${info.corename})` : '';
+  const threads =
+    info.threads > 0
+      ? `${info.threads} thread${info.threads === 1 ? '' : 's'}`
+      : 'threads managed by the library';
+  return {
+    available: true,
+    library: info.library,
+    version,
+    config: info.config,
+    corename: info.corename,
+    threads: info.threads,
+    processors: info.processors,
+    reason: '',
+    hint: '',
+    summary: `${name}${core}, ${threads}`,
+  };
+}
+
+/**
+ * Sets the number of BLAS threads (OpenBLAS: `openblas_set_num_threads`; by default OpenBLAS uses every
+ * processor, or `OPENBLAS_NUM_THREADS` when set). Returns false when the addon is unavailable or the library
+ * manages its threads itself (Accelerate).
+ */
+export function setBlasThreads(threads: number): boolean {
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new RangeError(`setBlasThreads: threads must be an integer >= 1 (got ${threads})`);
+  }
+  const { addon } = loadNativeBlas();
+  if (!addon) return false;
+  addon.setThreads(threads);
+  return addon.info().threads > 0;
+}
+
+/**
+ * Raw single-precision GEMM on row-major arrays, C = alpha·op(A)·op(B) + beta·C, straight to the BLAS
+ * (for benchmarks and for code that manages its own buffers). Throws when the addon is unavailable.
+ */
+export function sgemm(
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: Float32Array,
+  b: Float32Array,
+  beta: number,
+  c: Float32Array,
+): void {
+  const lda = Math.max(1, transA ? m : k);
+  const ldb = Math.max(1, transB ? k : n);
+  requireNativeBlas().sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, Math.max(1, n));
+}

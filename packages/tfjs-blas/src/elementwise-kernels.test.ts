@@ -1,0 +1,195 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { BLAS_BACKEND_NAME, blasInfo, broadcastLayout, isBlasAvailable, registerBlasBackend } from './index';
+import {
+  compareBackends,
+  firstMismatch,
+  operand,
+  randInt,
+  runOn,
+  seededRandom,
+  specialValues,
+  type Operand,
+} from './test-utils/compare';
+
+describe('broadcastLayout', () => {
+  it('drops size-1 dims and merges dims both operands step through as one', () => {
+    expect(broadcastLayout([2, 3, 4], [2, 3, 4], [4])).toEqual({
+      shape: [6, 4],
+      aStrides: [4, 1],
+      bStrides: [0, 1],
+    });
+    expect(broadcastLayout([2, 3, 4], [2, 3, 4], [2, 3, 4])).toEqual({
+      shape: [24],
+      aStrides: [1],
+      bStrides: [1],
+    });
+    expect(broadcastLayout([5, 10], [5, 10], [5, 1])).toEqual({
+      shape: [5, 10],
+      aStrides: [10, 1],
+      bStrides: [1, 0],
+    });
+    expect(broadcastLayout([2, 3], [2, 1], [1, 3])).toEqual({
+      shape: [2, 3],
+      aStrides: [1, 0],
+      bStrides: [0, 1],
+    });
+    expect(broadcastLayout([4, 1, 6], [4, 1, 6], [])).toEqual({ shape: [24], aStrides: [1], bStrides: [0] });
+    expect(broadcastLayout([1, 1], [1], [1, 1])).toEqual({ shape: [1], aStrides: [0], bStrides: [0] });
+  });
+});
+
+const native = isBlasAvailable();
+if (!native)
+  console.warn(`skipped the native elementwise kernel tests: ${blasInfo().reason} (${blasInfo().hint})`);
+
+/** Pairs of broadcastable shapes: equal, scalar, row, column, two-sided, high rank. */
+const SHAPE_PAIRS: [number[], number[]][] = [
+  [
+    [7, 5],
+    [7, 5],
+  ],
+  [[], [4, 3]],
+  [[6, 4], []],
+  [[9, 10], [10]],
+  [
+    [9, 10],
+    [9, 1],
+  ],
+  [
+    [1, 10],
+    [9, 1],
+  ],
+  [
+    [2, 1, 3],
+    [4, 1],
+  ],
+  [
+    [3, 1, 4, 1, 2],
+    [2, 1, 5, 1],
+  ],
+  [
+    [2, 3, 4, 5],
+    [1, 3, 1, 5],
+  ],
+];
+
+function specialOperand(rand: () => number, shape: number[]): Operand {
+  return {
+    values: specialValues(
+      rand,
+      shape.reduce((a, b) => a * b, 1),
+    ),
+    shape,
+  };
+}
+
+(native ? describe : describe.skip)('cpu-blas elementwise kernels against the JS cpu backend', () => {
+  beforeAll(() => {
+    expect(registerBlasBackend()).toBe(true);
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  const binaryOps: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
+    ['add', tf.add],
+    ['sub', tf.sub],
+    ['mul', tf.mul],
+    ['div', tf.div],
+    ['maximum', tf.maximum],
+    ['minimum', tf.minimum],
+    ['squaredDifference', tf.squaredDifference],
+    ['equal', tf.equal],
+    ['notEqual', tf.notEqual],
+    ['less', tf.less],
+    ['lessEqual', tf.lessEqual],
+    ['greater', tf.greater],
+    ['greaterEqual', tf.greaterEqual],
+  ];
+
+  it.each(binaryOps)('%s broadcasts like the JS kernel, NaN, ±Infinity and ±0 included', async (name, op) => {
+    const rand = seededRandom(name.length * 7919);
+    for (const [sa, sb] of SHAPE_PAIRS) {
+      const ops = [specialOperand(rand, sa), specialOperand(rand, sb)];
+      const [got] = await runOn(BLAS_BACKEND_NAME, ops, (a, b) => op(a, b));
+      const [want] = await runOn('cpu', ops, (a, b) => op(a, b));
+      expect(got.shape).toEqual(want.shape);
+      // Float ops on float32 inputs give the same rounding as JS's double arithmetic rounded to float32;
+      // squaredDifference may differ by one unit in the last place.
+      const at = firstMismatch(got.values, want.values, 1e-6);
+      expect({ shapes: [sa, sb], at }).toEqual({ shapes: [sa, sb], at: -1 });
+    }
+  });
+
+  it('comparisons give bool tensors and int32 operands use the JS kernels', async () => {
+    await tf.setBackend(BLAS_BACKEND_NAME);
+    const c = tf.less(tf.tensor1d([1, 5, NaN]), tf.scalar(3));
+    expect(c.dtype).toBe('bool');
+    expect(Array.from(c.dataSync())).toEqual([1, 0, 0]);
+    const i = tf.add(tf.tensor1d([1, 2], 'int32'), tf.scalar(3, 'int32'));
+    expect(i.dtype).toBe('int32');
+    expect(Array.from(i.dataSync())).toEqual([4, 5]);
+    tf.dispose([c, i]);
+  });
+
+  const unaryOps: [string, (x: tf.Tensor) => tf.Tensor][] = [
+    ['relu', tf.relu],
+    ['relu6', tf.relu6],
+    ['elu', tf.elu],
+    ['neg', tf.neg],
+    ['square', tf.square],
+    ['sqrt', tf.sqrt],
+    ['rsqrt', tf.rsqrt],
+    ['exp', tf.exp],
+    ['log', tf.log],
+    ['abs', tf.abs],
+    ['sigmoid', tf.sigmoid],
+    ['tanh', tf.tanh],
+    ['step', (x) => tf.step(x, 0.25)],
+  ];
+
+  it.each(unaryOps)('%s agrees with the JS kernel, special values included', async (name, op) => {
+    const rand = seededRandom(name.length * 104729);
+    const ops = [specialOperand(rand, [37, 11])];
+    const [got] = await runOn(BLAS_BACKEND_NAME, ops, (x) => op(x));
+    const [want] = await runOn('cpu', ops, (x) => op(x));
+    expect(firstMismatch(got.values, want.values, 1e-6)).toBe(-1);
+  });
+
+  it('gradients of a batch-norm + softmax cross-entropy loss agree (broadcast ops backward)', async () => {
+    const rand = seededRandom(31);
+    const ops = [
+      operand(rand, [16, 5, 5, 6]),
+      operand(rand, [6]),
+      operand(rand, [6]),
+      operand(rand, [150, 7]),
+    ];
+    const loss = (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, w: tf.Tensor) =>
+      tf.grads((g: tf.Tensor, b: tf.Tensor, wv: tf.Tensor) => {
+        const { mean, variance } = tf.moments(x, [0, 1, 2]);
+        const h = tf.relu(tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b));
+        const logits = tf.matMul(tf.reshape(h, [16, 150]), wv);
+        const lse = tf.add(
+          tf.log(tf.sum(tf.exp(tf.sub(logits, tf.max(logits, 1, true))), 1, true)),
+          tf.max(logits, 1, true),
+        );
+        return tf.mean(tf.sub(lse, tf.slice(logits, [0, 0], [16, 1])));
+      })([gamma, beta, w]);
+    expect(await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, loss)).toBeLessThan(1e-4);
+  });
+
+  it('random broadcasts of every rank up to 6 agree', async () => {
+    const rand = seededRandom(32);
+    for (let trial = 0; trial < 20; trial++) {
+      const rank = randInt(rand, 1, 6);
+      const out = Array.from({ length: rank }, () => randInt(rand, 1, 4));
+      const drop = (s: number[]) => s.slice(randInt(rand, 0, s.length)).map((d) => (rand() < 0.3 ? 1 : d));
+      const ops = [operand(rand, drop(out)), operand(rand, out)];
+      const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, (a, b) => [
+        tf.mul(a, b),
+        tf.sub(b, a),
+      ]);
+      expect(err).toBeLessThan(1e-6);
+    }
+  });
+});

@@ -1,0 +1,183 @@
+import {
+  Abs,
+  Add,
+  Elu,
+  Equal,
+  Exp,
+  Log,
+  Neg,
+  Relu,
+  Relu6,
+  Rsqrt,
+  Sigmoid,
+  Sqrt,
+  Square,
+  Step,
+  Tanh,
+  Greater,
+  GreaterEqual,
+  Less,
+  LessEqual,
+  Maximum,
+  Minimum,
+  Multiply,
+  NotEqual,
+  RealDiv,
+  SquaredDifference,
+  Sub,
+  broadcast_util,
+  util,
+  type KernelConfig,
+  type KernelFunc,
+} from '@tensorflow/tfjs-core';
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { float32Values, requiredInput, runCpuKernel } from './kernel-utils';
+import { requireNativeBlas } from './native-addon';
+
+/** Op codes of the addon's `binary`: arithmetic (float32 out) and comparisons (bool out, codes >= 100). */
+const ARITHMETIC: Record<string, number> = {
+  [Add]: 0,
+  [Sub]: 1,
+  [Multiply]: 2,
+  [RealDiv]: 3,
+  [Maximum]: 4,
+  [Minimum]: 5,
+  [SquaredDifference]: 6,
+};
+const COMPARISON: Record<string, number> = {
+  [Equal]: 100,
+  [NotEqual]: 101,
+  [Less]: 102,
+  [LessEqual]: 103,
+  [Greater]: 104,
+  [GreaterEqual]: 105,
+};
+
+/** Op codes of the addon's `unary`. */
+const UNARY: Record<string, number> = {
+  [Relu]: 0,
+  [Step]: 1,
+  [Neg]: 2,
+  [Square]: 3,
+  [Sqrt]: 4,
+  [Rsqrt]: 5,
+  [Exp]: 6,
+  [Log]: 7,
+  [Abs]: 8,
+  [Sigmoid]: 9,
+  [Tanh]: 10,
+  [Relu6]: 11,
+  [Elu]: 12,
+};
+
+const MAX_NATIVE_RANK = 8;
+
+/** Row-major strides of `shape` aligned on the right to a rank-`rank` output, 0 along broadcast dims. */
+function alignedStrides(shape: readonly number[], outShape: readonly number[]): number[] {
+  const rank = outShape.length;
+  const strides = new Array<number>(rank).fill(0);
+  let stride = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    const o = d + rank - shape.length;
+    strides[o] = shape[d] === 1 && outShape[o] !== 1 ? 0 : stride;
+    stride *= shape[d];
+  }
+  return strides;
+}
+
+/**
+ * The broadcast of `aShape` and `bShape` to `outShape` as the fewest dims: size-1 output dims dropped, and
+ * neighbours merged where both operands step through them as one (s_i = s_{i+1}·n_{i+1}, zeros included).
+ */
+export function broadcastLayout(
+  outShape: readonly number[],
+  aShape: readonly number[],
+  bShape: readonly number[],
+): { shape: number[]; aStrides: number[]; bStrides: number[] } {
+  const sa = alignedStrides(aShape, outShape);
+  const sb = alignedStrides(bShape, outShape);
+  const shape: number[] = [];
+  const aStrides: number[] = [];
+  const bStrides: number[] = [];
+  for (let d = 0; d < outShape.length; d++) {
+    const n = outShape[d];
+    if (n === 1) continue;
+    const last = shape.length - 1;
+    if (last >= 0 && aStrides[last] === sa[d] * n && bStrides[last] === sb[d] * n) {
+      shape[last] *= n;
+      aStrides[last] = sa[d];
+      bStrides[last] = sb[d];
+    } else {
+      shape.push(n);
+      aStrides.push(sa[d]);
+      bStrides.push(sb[d]);
+    }
+  }
+  if (shape.length === 0) return { shape: [1], aStrides: [0], bStrides: [0] };
+  return { shape, aStrides, bStrides };
+}
+
+function binaryKernel(kernelName: string, code: number, comparison: boolean): KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const cpu = backend as MathBackendCPU;
+    const a = requiredInput(inputs, 'a', kernelName);
+    const b = requiredInput(inputs, 'b', kernelName);
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return runCpuKernel(kernelName, cpu, inputs, attrs);
+    const outShape = broadcast_util.assertAndGetBroadcastShape(a.shape, b.shape);
+    const size = util.sizeFromShape(outShape);
+    const layout = broadcastLayout(outShape, a.shape, b.shape);
+    if (layout.shape.length > MAX_NATIVE_RANK) return runCpuKernel(kernelName, cpu, inputs, attrs);
+    const out = comparison ? new Uint8Array(size) : new Float32Array(size);
+    if (size > 0) {
+      requireNativeBlas().binary(
+        code,
+        float32Values(cpu, a),
+        Int32Array.from(layout.aStrides),
+        float32Values(cpu, b),
+        Int32Array.from(layout.bStrides),
+        out,
+        Int32Array.from(layout.shape),
+      );
+    }
+    return cpu.makeTensorInfo(outShape, comparison ? 'bool' : 'float32', out);
+  };
+}
+
+function unaryKernel(kernelName: string, code: number): KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const cpu = backend as MathBackendCPU;
+    const x = requiredInput(inputs, 'x', kernelName);
+    if (x.dtype !== 'float32') return runCpuKernel(kernelName, cpu, inputs, attrs);
+    const out = new Float32Array(util.sizeFromShape(x.shape));
+    const alpha = typeof attrs?.alpha === 'number' ? attrs.alpha : 0;
+    if (out.length > 0) requireNativeBlas().unary(code, float32Values(cpu, x), out, alpha);
+    return cpu.makeTensorInfo(x.shape, 'float32', out);
+  };
+}
+
+/**
+ * Native float32 Add, Sub, Multiply, RealDiv, Maximum, Minimum, SquaredDifference and the comparisons, with
+ * numpy broadcasting (the JS kernels broadcast through per-element index arithmetic, which dominated the
+ * batch-norm and softmax steps of the zoo's problems once the products were native), and the unary Relu,
+ * Step (relu's gradient), Relu6, Elu, Neg, Square, Sqrt, Rsqrt, Exp, Log, Abs, Sigmoid and Tanh with the JS
+ * kernels' formulas.
+ */
+export function elementwiseKernelConfigs(backendName: string): KernelConfig[] {
+  return [
+    ...Object.entries(ARITHMETIC).map(([kernelName, code]) => ({
+      kernelName,
+      backendName,
+      kernelFunc: binaryKernel(kernelName, code, false),
+    })),
+    ...Object.entries(COMPARISON).map(([kernelName, code]) => ({
+      kernelName,
+      backendName,
+      kernelFunc: binaryKernel(kernelName, code, true),
+    })),
+    ...Object.entries(UNARY).map(([kernelName, code]) => ({
+      kernelName,
+      backendName,
+      kernelFunc: unaryKernel(kernelName, code),
+    })),
+  ];
+}

@@ -1,0 +1,269 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  BLAS_BACKEND_NAME,
+  blasInfo,
+  broadcastBatchIndex,
+  isBlasAvailable,
+  registerBlasBackend,
+} from './index';
+import { compareBackends, operand, randInt, seededRandom, type Operand } from './test-utils/compare';
+
+const TOL = 1e-4;
+
+describe('broadcastBatchIndex', () => {
+  it('maps each broadcast batch entry to the operand matrix it reads (numpy rules)', () => {
+    // out [2, 3]: an operand [2, 1] repeats along the second axis, one of [3] along the first.
+    expect(Array.from(broadcastBatchIndex([2, 3], [2, 1]))).toEqual([0, 0, 0, 1, 1, 1]);
+    expect(Array.from(broadcastBatchIndex([2, 3], [3]))).toEqual([0, 1, 2, 0, 1, 2]);
+    expect(Array.from(broadcastBatchIndex([2, 3], [1, 3]))).toEqual([0, 1, 2, 0, 1, 2]);
+    expect(Array.from(broadcastBatchIndex([2, 3], []))).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(Array.from(broadcastBatchIndex([], []))).toEqual([0]);
+    expect(Array.from(broadcastBatchIndex([2, 2, 2], [2, 1, 2]))).toEqual([0, 1, 0, 1, 2, 3, 2, 3]);
+  });
+});
+
+const native = isBlasAvailable();
+if (!native) {
+  console.warn(`skipped the native matmul kernel tests: ${blasInfo().reason} (${blasInfo().hint})`);
+}
+
+/** Operands of op(A)·op(B) with the given batch shapes. */
+function matmulOperands(
+  rand: () => number,
+  batchA: number[],
+  batchB: number[],
+  m: number,
+  k: number,
+  n: number,
+  transposeA: boolean,
+  transposeB: boolean,
+): [Operand, Operand] {
+  return [
+    operand(rand, [...batchA, ...(transposeA ? [k, m] : [m, k])]),
+    operand(rand, [...batchB, ...(transposeB ? [n, k] : [k, n])]),
+  ];
+}
+
+/**
+ * Reference for broadcast batch dims: both operands explicitly broadcast to the common batch shape first
+ * (the JS cpu kernel indexes broadcast batches modulo the batch size, which is only right when one side has a
+ * single matrix or both have the same batch shape).
+ */
+function broadcastMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor {
+  const outer = tf.broadcast_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const ab = tf.broadcastTo(a, [...outer, ...a.shape.slice(-2)]);
+  const bb = tf.broadcastTo(b, [...outer, ...b.shape.slice(-2)]);
+  return tf.matMul(ab, bb, transposeA, transposeB);
+}
+
+(native ? describe : describe.skip)('cpu-blas matmul kernels against the JS cpu backend', () => {
+  beforeAll(() => {
+    expect(registerBlasBackend()).toBe(true);
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('BatchMatMul on random shapes, with every transpose combination', async () => {
+    const rand = seededRandom(1);
+    for (let trial = 0; trial < 24; trial++) {
+      const transposeA = trial % 2 === 1;
+      const transposeB = trial % 4 >= 2;
+      const m = randInt(rand, 1, 40);
+      const k = randInt(rand, 1, 40);
+      const n = randInt(rand, 1, 40);
+      const batch = trial < 8 ? [] : [randInt(rand, 1, 4)];
+      const ops = matmulOperands(rand, batch, batch, m, k, n, transposeA, transposeB);
+      const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, (a, b) =>
+        tf.matMul(a, b, transposeA, transposeB),
+      );
+      expect({ trial, m, k, n, transposeA, transposeB, agrees: err < TOL }).toEqual({
+        trial,
+        m,
+        k,
+        n,
+        transposeA,
+        transposeB,
+        agrees: true,
+      });
+    }
+  });
+
+  it('BatchMatMul on shapes large enough for the threaded GEMM paths', async () => {
+    const rand = seededRandom(2);
+    for (const [m, k, n, tA, tB] of [
+      [130, 300, 70, false, false],
+      [64, 257, 129, true, false],
+      [97, 128, 200, false, true],
+      [256, 784, 10, false, false],
+    ] as [number, number, number, boolean, boolean][]) {
+      const ops = matmulOperands(rand, [], [], m, k, n, tA, tB);
+      expect(
+        await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, (a, b) => tf.matMul(a, b, tA, tB)),
+      ).toBeLessThan(TOL);
+    }
+  });
+
+  it('BatchMatMul broadcasts batch dims (numpy rules), against explicitly broadcast operands', async () => {
+    const rand = seededRandom(3);
+    const cases: [number[], number[]][] = [
+      [[3], []],
+      [[], [4]],
+      [[1], [3]],
+      [
+        [2, 1],
+        [1, 3],
+      ],
+      [
+        [2, 1, 2],
+        [3, 1],
+      ],
+      [[5], [1]],
+      [[2, 3], [3]],
+    ];
+    for (const [batchA, batchB] of cases) {
+      for (const [tA, tB] of [
+        [false, false],
+        [true, true],
+        [false, true],
+        [true, false],
+      ] as [boolean, boolean][]) {
+        const [m, k, n] = [randInt(rand, 1, 9), randInt(rand, 1, 9), randInt(rand, 1, 9)];
+        const ops = matmulOperands(rand, batchA, batchB, m, k, n, tA, tB);
+        const err = await compareBackends(
+          BLAS_BACKEND_NAME,
+          'cpu',
+          ops,
+          (a, b) => tf.matMul(a, b, tA, tB),
+          (a, b) => broadcastMatMul(a, b, tA, tB),
+        );
+        expect(err).toBeLessThan(TOL);
+      }
+    }
+  });
+
+  it('BatchMatMul with a zero-sized dimension gives zeros of the right shape', async () => {
+    await tf.setBackend(BLAS_BACKEND_NAME);
+    const c = tf.matMul(tf.zeros([3, 0]), tf.zeros([0, 4]));
+    expect(c.shape).toEqual([3, 4]);
+    expect(Array.from(c.dataSync())).toEqual(new Array(12).fill(0));
+    const d = tf.matMul(tf.zeros([0, 5]), tf.ones([5, 2]));
+    expect(d.shape).toEqual([0, 2]);
+    tf.dispose([c, d]);
+  });
+
+  it('BatchMatMul refuses mismatched inner dimensions with the tfjs message', async () => {
+    await tf.setBackend(BLAS_BACKEND_NAME);
+    expect(() => tf.matMul(tf.zeros([2, 3]), tf.zeros([4, 5]))).toThrow(/inner shapes/);
+  });
+
+  it('_FusedMatMul: bias per column and every activation, fused or through the JS epilogue', async () => {
+    const rand = seededRandom(4);
+    const activations: tf.fused.Activation[] = [
+      'linear',
+      'relu',
+      'relu6',
+      'elu',
+      'sigmoid',
+      'leakyrelu',
+      'prelu',
+    ];
+    for (const activation of activations) {
+      for (const biasKind of ['none', 'column', 'row', 'full', 'scalar'] as const) {
+        const tA = rand() < 0.5;
+        const tB = rand() < 0.5;
+        const [m, k, n] = [randInt(rand, 2, 20), randInt(rand, 1, 20), randInt(rand, 2, 20)];
+        const [a, b] = matmulOperands(rand, [], [], m, k, n, tA, tB);
+        const biasShape = { none: [], column: [n], row: [m, 1], full: [m, n], scalar: [1] }[biasKind];
+        const ops: Operand[] = [a, b, operand(rand, biasShape.length ? biasShape : [1]), operand(rand, [n])];
+        const fused = (x: tf.Tensor, y: tf.Tensor, bias: tf.Tensor, alpha: tf.Tensor) =>
+          tf.fused.matMul({
+            a: x as tf.Tensor2D,
+            b: y as tf.Tensor2D,
+            transposeA: tA,
+            transposeB: tB,
+            bias: biasKind === 'none' ? undefined : bias,
+            activation,
+            preluActivationWeights: activation === 'prelu' ? alpha : undefined,
+            leakyreluAlpha: 0.15,
+          });
+        const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, fused);
+        expect({ activation, biasKind, err: err < TOL }).toEqual({ activation, biasKind, err: true });
+      }
+    }
+  });
+
+  it('gradients through matMul agree (tf.grads of a loss, every transpose combination, batched)', async () => {
+    const rand = seededRandom(5);
+    for (const [tA, tB] of [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as [boolean, boolean][]) {
+      const [m, k, n] = [randInt(rand, 2, 30), randInt(rand, 2, 30), randInt(rand, 2, 30)];
+      const [a, b] = matmulOperands(rand, [3], [3], m, k, n, tA, tB);
+      const weights = operand(rand, [3, m, n]);
+      const grads = (x: tf.Tensor, y: tf.Tensor, w: tf.Tensor) =>
+        tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.tanh(tf.matMul(p, q, tA, tB)), w)))([x, y]);
+      expect(await compareBackends(BLAS_BACKEND_NAME, 'cpu', [a, b, weights], grads)).toBeLessThan(TOL);
+    }
+  });
+
+  it('gradients of a dense logistic regression on 784-d inputs agree (fused matMul with bias)', async () => {
+    const rand = seededRandom(6);
+    const x = operand(rand, [64, 784]);
+    const w = operand(rand, [784, 10]);
+    const bias = operand(rand, [10]);
+    const labels = operand(rand, [64, 10]);
+    const grads = (xs: tf.Tensor, ws: tf.Tensor, bs: tf.Tensor, ys: tf.Tensor) =>
+      tf.grads((wv: tf.Tensor, bv: tf.Tensor) => {
+        const logits = tf.fused.matMul({
+          a: xs as tf.Tensor2D,
+          b: wv as tf.Tensor2D,
+          bias: bv,
+          activation: 'linear',
+        });
+        return tf.mean(tf.square(tf.sub(logits, ys)));
+      })([ws, bs]);
+    expect(await compareBackends(BLAS_BACKEND_NAME, 'cpu', [x, w, bias, labels], grads)).toBeLessThan(TOL);
+  });
+
+  it('second derivatives through matMul agree (Hessian-vector product by double backprop)', async () => {
+    const rand = seededRandom(7);
+    const x = operand(rand, [20, 15]);
+    const w = operand(rand, [15, 6]);
+    const v = operand(rand, [15, 6]);
+    const hvp = (xs: tf.Tensor, ws: tf.Tensor, vs: tf.Tensor) =>
+      tf.grad((wv: tf.Tensor) => {
+        const g = tf.grad((u: tf.Tensor) => tf.sum(tf.pow(tf.matMul(xs, u), 4)))(wv);
+        return tf.sum(tf.mul(g, vs));
+      })(ws);
+    expect(await compareBackends(BLAS_BACKEND_NAME, 'cpu', [x, w, v], hvp)).toBeLessThan(TOL);
+  });
+
+  it('leaves no tensor behind over many matMul iterations', async () => {
+    await tf.setBackend(BLAS_BACKEND_NAME);
+    const a = tf.randomNormal([8, 6]);
+    const b = tf.randomNormal([6, 5]);
+    const bias = tf.randomNormal([8, 5]);
+    const base = tf.memory().numTensors;
+    for (let i = 0; i < 50; i++) {
+      tf.tidy(() => {
+        tf.matMul(a, b);
+        tf.fused.matMul({
+          a: a as tf.Tensor2D,
+          b: b as tf.Tensor2D,
+          bias,
+          activation: 'prelu',
+          preluActivationWeights: tf.scalar(0.1),
+        });
+        tf.grads((p: tf.Tensor, q: tf.Tensor) =>
+          tf.sum(tf.fused.matMul({ a: p as tf.Tensor2D, b: q as tf.Tensor2D, bias, activation: 'relu' })),
+        )([a, b]);
+      });
+    }
+    expect(tf.memory().numTensors).toBe(base);
+    tf.dispose([a, b, bias]);
+  });
+});

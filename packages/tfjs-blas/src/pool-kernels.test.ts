@@ -1,0 +1,68 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { BLAS_BACKEND_NAME, blasInfo, isBlasAvailable, registerBlasBackend } from './index';
+import {
+  compareBackends,
+  firstMismatch,
+  operand,
+  randInt,
+  runOn,
+  seededRandom,
+  type Operand,
+} from './test-utils/compare';
+
+const native = isBlasAvailable();
+if (!native)
+  console.warn(`skipped the native pooling kernel tests: ${blasInfo().reason} (${blasInfo().hint})`);
+
+(native ? describe : describe.skip)('cpu-blas max pooling against the JS cpu backend', () => {
+  beforeAll(() => {
+    expect(registerBlasBackend()).toBe(true);
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('maxPool and its gradient on random windows, strides and paddings', async () => {
+    const rand = seededRandom(41);
+    for (let trial = 0; trial < 20; trial++) {
+      const f: [number, number] = [randInt(rand, 1, 3), randInt(rand, 1, 3)];
+      const s: [number, number] = [randInt(rand, 1, 3), randInt(rand, 1, 3)];
+      const pad = rand() < 0.5 ? 'same' : 'valid';
+      const shape = [
+        randInt(rand, 1, 3),
+        randInt(rand, f[0], 9),
+        randInt(rand, f[1], 9),
+        randInt(rand, 1, 5),
+      ];
+      const ops = [operand(rand, shape)];
+      const fwdBwd = (x: tf.Tensor) => {
+        const y = tf.maxPool(x as tf.Tensor4D, f, s, pad);
+        const w = tf.reshape(tf.range(0, y.size, 1, 'float32'), y.shape);
+        const dx = tf.grad((p: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(p as tf.Tensor4D, f, s, pad), w)))(x);
+        return [y, dx];
+      };
+      const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, fwdBwd);
+      expect({ shape, f, s, pad, agrees: err < 1e-6 }).toEqual({ shape, f, s, pad, agrees: true });
+    }
+  });
+
+  it('ties go to the first max pixel, and windows of -Infinity pass no gradient, as in the JS kernel', async () => {
+    const ops: Operand[] = [
+      { values: new Float32Array(2 * 4 * 4 * 2).fill(1), shape: [2, 4, 4, 2] },
+      { values: new Float32Array(1 * 3 * 3 * 1).fill(-Infinity), shape: [1, 3, 3, 1] },
+    ];
+    for (const [i, pad] of [
+      [0, 'valid'],
+      [0, 'same'],
+      [1, 'same'],
+    ] as [number, 'same' | 'valid'][]) {
+      const fn = (x: tf.Tensor) => [
+        tf.maxPool(x as tf.Tensor4D, 3, 2, pad),
+        tf.grad((p: tf.Tensor) => tf.sum(tf.maxPool(p as tf.Tensor4D, 3, 2, pad)))(x),
+      ];
+      const got = await runOn(BLAS_BACKEND_NAME, [ops[i]], fn);
+      const want = await runOn('cpu', [ops[i]], fn);
+      got.forEach((g, j) => expect(firstMismatch(g.values, want[j].values, 0)).toBe(-1));
+    }
+  });
+});
