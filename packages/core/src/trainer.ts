@@ -203,14 +203,40 @@ export class Trainer {
     for (const l of this.listeners[event]) l(payload);
   }
 
-  private batchSchedule(rng: Random, task: Batch | undefined): BatchSchedule | undefined {
+  /**
+   * The step's inner minibatch sequence, drawn lazily and memoized so that every solve of the step (the
+   * base solve and, for ES, the perturbed ones) sees the same batches. A batch may first be drawn deep
+   * inside a solver's `tf.tidy`, so the tensors it creates are kept out of every scope and disposed by
+   * `release()` once the step is over. Tensors a problem hands out that existed before the draw (its data)
+   * are left alone.
+   */
+  private batchSchedule(
+    rng: Random,
+    task: Batch | undefined,
+  ): { schedule: BatchSchedule | undefined; release: () => void } {
     const sample = this.problem.sampleInnerBatch;
-    if (!sample) return task ? () => task : undefined;
+    if (!sample) return { schedule: task ? () => task : undefined, release: () => undefined };
     const memo: Batch[] = [];
-    return (k: number) => {
-      while (memo.length <= k) memo.push(sample.call(this.problem, rng, task));
+    const owned: tf.Tensor[] = [];
+    const schedule = (k: number): Batch => {
+      while (memo.length <= k) {
+        const probe = tf.scalar(0);
+        const firstNewId = probe.id;
+        probe.dispose();
+        const batch = sample.call(this.problem, rng, task);
+        for (const t of Object.values(batch)) {
+          if (t.id > firstNewId && !t.isDisposed) owned.push(tf.keep(t));
+        }
+        memo.push(batch);
+      }
       return memo[k];
     };
+    const release = () => {
+      for (const t of owned) t.dispose();
+      owned.length = 0;
+      memo.length = 0;
+    };
+    return { schedule, release };
   }
 
   /** One outer step. Synchronous; returns what it reports. Errors name the step. */
@@ -230,86 +256,110 @@ export class Trainer {
     const evaluateNow = opts.evalEvery > 0 && (index + 1) % opts.evalEvery === 0;
     const t0 = performance.now();
     let trainSeconds = 0;
-    const out = tidy(() => {
-      const x = this.xCur;
-      const y0 = opts.warmStart ? this.yCur : this.problem.initialY(stepRng.fork('y0'), x);
-      const task = this.problem.sampleTask?.(stepRng.fork('task'));
-      const innerBatches = this.batchSchedule(stepRng.fork('inner-batches'), task);
-      const outerBatch = this.problem.sampleOuterBatch
-        ? this.problem.sampleOuterBatch(stepRng.fork('outer-batch'), task)
-        : task;
-      const inner = this.solver.solve({
-        oracles: this.oracles,
-        x,
-        y0,
-        maxIterations: opts.innerIterations,
-        batches: innerBatches,
-      });
-      const est = this.estimator.estimate({
-        problem: this.problem,
-        oracles: this.oracles,
-        x,
-        inner,
-        solver: this.solver,
-        y0,
-        innerBatches,
-        outerBatch,
-        rng: stepRng.fork('estimator'),
-        step: index,
-      });
-      const gradNorm = treeNorm(est.hypergradient).dataSync()[0];
-      // Reporting: not charged to the method (direct problem calls, not counted oracles).
-      // Task-based problems (few-shot) have no whole-data outer loss: report the step's own.
-      const outerLoss = this.problem.outerLoss(x, inner.y, task ? outerBatch : undefined).dataSync()[0];
-      const bad: [string, number][] = (
-        [
-          ['inner gradient norm', inner.gradientNorm],
-          ['hypergradient norm', gradNorm],
-          ['outer loss', outerLoss],
-        ] as [string, number][]
-      ).filter(([, v]) => !Number.isFinite(v));
-      let skipped = false;
-      let newX: TensorTree;
-      if (bad.length > 0) {
-        const [quantity, value] = bad[0];
-        if (opts.onNonFinite === 'stop' || this.consecutiveSkips + 1 > opts.maxConsecutiveSkips) {
-          throw new DivergenceError(index + 1, quantity, value);
+    let releaseBatches = () => undefined as void;
+    try {
+      const out = tidy(() => {
+        const x = this.xCur;
+        const y0 = opts.warmStart ? this.yCur : this.problem.initialY(stepRng.fork('y0'), x);
+        const task = this.problem.sampleTask?.(stepRng.fork('task'));
+        const drawn = this.batchSchedule(stepRng.fork('inner-batches'), task);
+        releaseBatches = drawn.release;
+        const innerBatches = drawn.schedule;
+        const outerBatch = this.problem.sampleOuterBatch
+          ? this.problem.sampleOuterBatch(stepRng.fork('outer-batch'), task)
+          : task;
+        const inner = this.solver.solve({
+          oracles: this.oracles,
+          x,
+          y0,
+          maxIterations: opts.innerIterations,
+          batches: innerBatches,
+        });
+        const est = this.estimator.estimate({
+          problem: this.problem,
+          oracles: this.oracles,
+          x,
+          inner,
+          solver: this.solver,
+          y0,
+          innerBatches,
+          outerBatch,
+          rng: stepRng.fork('estimator'),
+          step: index,
+        });
+        const gradNorm = treeNorm(est.hypergradient).dataSync()[0];
+        // Reporting: not charged to the method (direct problem calls, not counted oracles).
+        // Task-based problems (few-shot) have no whole-data outer loss: report the step's own.
+        const outerLoss = this.problem.outerLoss(x, inner.y, task ? outerBatch : undefined).dataSync()[0];
+        const bad: [string, number][] = (
+          [
+            ['inner gradient norm', inner.gradientNorm],
+            ['hypergradient norm', gradNorm],
+            ['outer loss', outerLoss],
+          ] as [string, number][]
+        ).filter(([, v]) => !Number.isFinite(v));
+        let skipped = false;
+        let newX: TensorTree;
+        if (bad.length > 0) {
+          const [quantity, value] = bad[0];
+          if (opts.onNonFinite === 'stop' || this.consecutiveSkips + 1 > opts.maxConsecutiveSkips) {
+            throw new DivergenceError(index + 1, quantity, value);
+          }
+          skipped = true;
+          newX = x;
+          if (opts.onNonFinite === 'shrink') this.optimizer.scaleLearningRate?.(opts.shrinkFactor);
+        } else {
+          let g = est.hypergradient;
+          if (opts.clipNorm !== undefined && gradNorm > opts.clipNorm)
+            g = treeScale(g, opts.clipNorm / gradNorm);
+          const stepped = this.optimizer.step(x, g);
+          newX = this.problem.projectX ? this.problem.projectX(stepped) : stepped;
         }
-        skipped = true;
-        newX = x;
-        if (opts.onNonFinite === 'shrink') this.optimizer.scaleLearningRate?.(opts.shrinkFactor);
-      } else {
-        let g = est.hypergradient;
-        if (opts.clipNorm !== undefined && gradNorm > opts.clipNorm)
-          g = treeScale(g, opts.clipNorm / gradNorm);
-        const stepped = this.optimizer.step(x, g);
-        newX = this.problem.projectX ? this.problem.projectX(stepped) : stepped;
-      }
-      trainSeconds = (performance.now() - t0) / 1000;
-      const metrics: Record<string, number> = {};
-      if (opts.closedFormDiagnostics && this.problem.hypergradient) {
-        const truth = this.problem.hypergradient(x);
-        const dot = treeDot(truth, est.hypergradient).dataSync()[0];
-        const tn = treeNorm(truth).dataSync()[0];
-        const diff = treeNames(truth).map((n) => tf.sub(truth[n], est.hypergradient[n]));
-        const dn = Math.sqrt(diff.reduce((s, d) => s + tf.sum(tf.square(d)).dataSync()[0], 0));
-        metrics.hypergradientCosine = dot / Math.max(tn * gradNorm, 1e-30);
-        metrics.hypergradientRelativeError = dn / Math.max(tn, 1e-30);
-      }
-      if (evaluateNow && this.problem.evaluate) Object.assign(metrics, this.problem.evaluate(x, inner.y));
-      const keepX = newX === x ? null : newX;
-      return {
-        x: keepX,
-        y: inner.y,
-        outerLoss,
-        gradNorm,
-        skipped,
-        metrics,
-        diagnostics: est.diagnostics,
-        innerIterations: inner.iterations,
-        innerGradientNorm: inner.gradientNorm,
-      };
-    });
+        trainSeconds = (performance.now() - t0) / 1000;
+        const metrics: Record<string, number> = {};
+        if (opts.closedFormDiagnostics && this.problem.hypergradient) {
+          const truth = this.problem.hypergradient(x);
+          const dot = treeDot(truth, est.hypergradient).dataSync()[0];
+          const tn = treeNorm(truth).dataSync()[0];
+          const diff = treeNames(truth).map((n) => tf.sub(truth[n], est.hypergradient[n]));
+          const dn = Math.sqrt(diff.reduce((s, d) => s + tf.sum(tf.square(d)).dataSync()[0], 0));
+          metrics.hypergradientCosine = dot / Math.max(tn * gradNorm, 1e-30);
+          metrics.hypergradientRelativeError = dn / Math.max(tn, 1e-30);
+        }
+        if (evaluateNow && this.problem.evaluate) Object.assign(metrics, this.problem.evaluate(x, inner.y));
+        const keepX = newX === x ? null : newX;
+        return {
+          x: keepX,
+          y: inner.y,
+          outerLoss,
+          gradNorm,
+          skipped,
+          metrics,
+          diagnostics: est.diagnostics,
+          innerIterations: inner.iterations,
+          innerGradientNorm: inner.gradientNorm,
+        };
+      });
+      return this.finishStep(out, trainSeconds);
+    } finally {
+      releaseBatches();
+    }
+  }
+
+  private finishStep(
+    out: {
+      x: TensorTree | null;
+      y: TensorTree;
+      outerLoss: number;
+      gradNorm: number;
+      skipped: boolean;
+      metrics: Record<string, number>;
+      diagnostics: Record<string, number>;
+      innerIterations: number;
+      innerGradientNorm: number;
+    },
+    trainSeconds: number,
+  ): StepEvent {
     if (out.x) this.xCur = treeReplace(this.xCur, out.x);
     this.yCur = treeReplace(this.yCur, out.y);
     this.elapsed += trainSeconds;
@@ -335,24 +385,31 @@ export class Trainer {
   /** Metrics at the current x after one more inner solve there (not charged to the method). */
   finalEvaluation(): { outerLoss: number; metrics: Record<string, number> } {
     const saved = { ...this.oracles.counts };
-    const res = tidy(() => {
-      const rng = new Random(this.rng.getState()).fork('final-evaluation');
-      const task = this.problem.sampleTask?.(rng);
-      const inner = this.solver.solve({
-        oracles: this.oracles,
-        x: this.xCur,
-        y0: this.yCur,
-        maxIterations: this.options.innerIterations,
-        batches: this.batchSchedule(rng.fork('inner-batches'), task),
+    let releaseBatches = () => undefined as void;
+    try {
+      const res = tidy(() => {
+        const rng = new Random(this.rng.getState()).fork('final-evaluation');
+        const task = this.problem.sampleTask?.(rng);
+        const drawn = this.batchSchedule(rng.fork('inner-batches'), task);
+        releaseBatches = drawn.release;
+        const inner = this.solver.solve({
+          oracles: this.oracles,
+          x: this.xCur,
+          y0: this.yCur,
+          maxIterations: this.options.innerIterations,
+          batches: drawn.schedule,
+        });
+        const outerBatch =
+          task && this.problem.sampleOuterBatch ? this.problem.sampleOuterBatch(rng, task) : task;
+        const outerLoss = this.problem.outerLoss(this.xCur, inner.y, outerBatch).dataSync()[0];
+        const metrics = this.problem.evaluate ? this.problem.evaluate(this.xCur, inner.y) : {};
+        return { outerLoss, metrics };
       });
-      const outerBatch =
-        task && this.problem.sampleOuterBatch ? this.problem.sampleOuterBatch(rng, task) : task;
-      const outerLoss = this.problem.outerLoss(this.xCur, inner.y, outerBatch).dataSync()[0];
-      const metrics = this.problem.evaluate ? this.problem.evaluate(this.xCur, inner.y) : {};
-      return { outerLoss, metrics };
-    });
-    this.oracles.restoreCounts(saved);
-    return res;
+      return res;
+    } finally {
+      releaseBatches();
+      this.oracles.restoreCounts(saved);
+    }
   }
 
   /**
