@@ -1,0 +1,196 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { ConfigError, DataError, type PluginKind } from '@bilevel/core';
+import { BACKEND_CHOICES, listBackends } from './backend';
+import { compareTable, readSummary } from './compare';
+import { type ConfigOverrides, loadExperiment } from './config';
+import { textTable } from './format';
+import { LIST_TOPICS, listJson, listText } from './list';
+import { loadPluginModules, type ModuleLoader } from './plugins';
+import type { OutputStream } from './progress';
+import { EXIT, runExperiment } from './run-experiment';
+
+/** Where the command reads its environment from (process streams, or a test's). */
+export interface CliIo {
+  readonly stdout: OutputStream;
+  readonly stderr: OutputStream;
+  /** Aborted on Ctrl-C: the current run stops after its step. */
+  readonly signal?: AbortSignal;
+  /** Overrides terminal detection of stdout (live bar vs plain lines). */
+  readonly tty?: boolean;
+  /** Loads plugin modules (default: Node's require relative to the config). */
+  readonly loadModule?: ModuleLoader;
+}
+
+interface GlobalOptions {
+  backend?: string;
+  seed?: number[];
+  out?: string;
+  steps?: number;
+  quiet?: boolean;
+}
+
+function parseSeeds(value: string): number[] {
+  const parts = value.split(',').map((s) => s.trim());
+  const seeds = parts.map((s) => Number(s));
+  if (parts.some((p) => p === '') || seeds.some((s) => !Number.isInteger(s) || s < 0)) {
+    throw new InvalidArgumentError(`expected integers >= 0 separated by commas (got '${value}')`);
+  }
+  return seeds;
+}
+
+function parsePositiveInteger(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected an integer >= 1 (got '${value}')`);
+  return n;
+}
+
+function cliVersion(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** Exit code and message for an error that reached the top. */
+export function describeError(e: unknown): { code: number; message: string } {
+  if (e instanceof ConfigError) return { code: EXIT.configError, message: `config error: ${e.message}` };
+  if (e instanceof DataError) {
+    return {
+      code: EXIT.configError,
+      message: `data error: ${e.message}${e.file && !e.message.includes(e.file) ? ` (${e.file})` : ''}`,
+    };
+  }
+  return { code: EXIT.runError, message: `error: ${e instanceof Error ? e.message : String(e)}` };
+}
+
+/**
+ * The `bilevel` command, runnable in-process: parses `argv` (the user's arguments, without node and the
+ * script), runs the command and resolves to its exit code (0 ok, 1 run error, 2 config/usage error,
+ * 130 interrupted). Nothing is thrown; errors are printed to `io.stderr` without a stack trace (set
+ * BILEVEL_DEBUG=1 to see one).
+ */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  const print = (s: string): void => {
+    io.stdout.write(s.endsWith('\n') ? s : s + '\n');
+  };
+
+  const program = new Command('bilevel')
+    .description('Gradient-based bilevel optimization: run experiment configs, list plugins, compare results')
+    .version(cliVersion(), '-V, --version')
+    .option('--backend <name>', `tfjs backend: ${BACKEND_CHOICES.join(', ')} (overrides the config; see \`bilevel list backends\`)`)
+    .option('--seed <seeds>', "seed or comma-separated seeds, e.g. 0,1,2 (overrides the config's seeds)", parseSeeds)
+    .option('--out <dir>', 'results folder (default results/<name>-<timestamp>)')
+    .option('--steps <n>', 'outer steps of every run (overrides trainer.steps; for quick runs)', parsePositiveInteger)
+    .option('--quiet', 'no progress and no table; errors and the results folder only')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    });
+
+  program
+    .command('run')
+    .description('run an experiment config (YAML or JSON): every method for every seed, then summary and plots')
+    .argument('<config>', 'experiment config file (.yaml, .yml or .json)')
+    .option('--dry-run', 'validate the config and every plugin option, print the plan, run nothing')
+    .option('--force', 'write into an existing, non-empty results folder')
+    .option('--plugin <module...>', 'extra plugin module(s) to load first (path or package name)')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 done, 1 a run failed (e.g. diverged), 2 config or data error, 130 interrupted (Ctrl-C).\n' +
+        'Ctrl-C stops at the end of the current step and keeps everything computed so far.',
+    )
+    .action(async (configFile: string, cmdOptions: { dryRun?: boolean; force?: boolean; plugin?: string[] }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const overrides: ConfigOverrides = { backend: g.backend, seeds: g.seed, steps: g.steps, out: g.out };
+      if (cmdOptions.plugin?.length) loadPluginModules(cmdOptions.plugin, process.cwd(), io.loadModule);
+      const plan = loadExperiment(configFile, {
+        overrides,
+        loadPlugins: (modules, baseDir) => loadPluginModules(modules, baseDir, io.loadModule),
+      });
+      if (cmdOptions.dryRun) {
+        const rows = plan.methods.map((m) => {
+          const n = (r: unknown): string => (typeof r === 'string' ? r : (r as { name: string }).name);
+          return [m.label, n(m.pipeline.innerSolver), n(m.pipeline.estimator), n(m.pipeline.outerOptimizer), String(m.pipeline.trainer.steps)];
+        });
+        print(`config ${configFile}: OK`);
+        print(`experiment ${plan.config.name}: problem '${(plan.methods[0].pipeline.problem as { name: string }).name}', seeds ${plan.config.seeds.join(', ')}, backend ${plan.config.backend ?? 'auto'}`);
+        print(textTable(['method', 'inner solver', 'estimator', 'outer optimizer', 'steps'], rows));
+        print('(dry run: nothing was run; data files are read only when a run starts)');
+        return;
+      }
+      const result = await runExperiment(plan, {
+        stdout: io.stdout,
+        tty: io.tty,
+        quiet: g.quiet,
+        signal: io.signal,
+        force: cmdOptions.force,
+        argv: ['bilevel', ...argv],
+      });
+      if (g.quiet) print(result.dir);
+      if (result.errors.length && g.quiet) for (const e of result.errors) io.stderr.write(e + '\n');
+      exitCode = result.exitCode;
+    });
+
+  program
+    .command('list')
+    .description('show every registered problem, inner solver, estimator, outer optimizer (with options) and backend')
+    .argument('[what]', `only one kind: ${[...new Set(Object.keys(LIST_TOPICS).filter((k) => k.endsWith('s')))].join(', ')}`)
+    .option('--json', 'print JSON')
+    .option('--plugin <module...>', 'extra plugin module(s) to load first')
+    .action((what: string | undefined, cmdOptions: { json?: boolean; plugin?: string[] }) => {
+      if (cmdOptions.plugin?.length) loadPluginModules(cmdOptions.plugin, process.cwd(), io.loadModule);
+      let kind: PluginKind | undefined;
+      let onlyBackends = false;
+      if (what !== undefined) {
+        const topic = LIST_TOPICS[what.toLowerCase()];
+        if (!topic) {
+          throw new ConfigError(
+            `list: unknown kind '${what}'; one of ${Object.keys(LIST_TOPICS).filter((k) => k.endsWith('s')).join(', ')}`,
+            'what',
+          );
+        }
+        if (topic === 'backend') onlyBackends = true;
+        else kind = topic;
+      }
+      const backends = kind ? null : listBackends();
+      if (onlyBackends) {
+        print(cmdOptions.json ? JSON.stringify({ backends }, null, 2) : listText(backends, { backendsOnly: true }));
+        return;
+      }
+      print(cmdOptions.json ? listJson(backends, { kind }) : listText(backends, { kind }));
+    });
+
+  program
+    .command('compare')
+    .description('print a comparison table from the summary.json of one or more results folders')
+    .argument('<results...>', 'results folders (or their summary.json files)')
+    .option('--markdown', 'print a Markdown table')
+    .action((targets: string[], cmdOptions: { markdown?: boolean }) => {
+      const summaries = targets.map(readSummary);
+      print(compareTable(summaries, cmdOptions.markdown ? 'markdown' : 'text'));
+    });
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
+        return EXIT.ok;
+      }
+      if (e.code === 'commander.executeSubCommandAsync') return EXIT.ok;
+      return EXIT.configError;
+    }
+    const { code, message } = describeError(e);
+    io.stderr.write(`bilevel: ${message}\n`);
+    if (process.env.BILEVEL_DEBUG && e instanceof Error && e.stack) io.stderr.write(e.stack + '\n');
+    return code;
+  }
+}

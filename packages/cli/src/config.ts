@@ -1,0 +1,298 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import {
+  ConfigError,
+  OracleSpecSchema,
+  parseOptions,
+  PipelineSpecSchema,
+  registry as defaultRegistry,
+  TrainerOptionsSchema,
+  type PluginKind,
+  type PluginRegistry,
+  type ResolvedPipelineSpec,
+  z,
+} from '@bilevel/core';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { BACKEND_CHOICES, BackendChoiceSchema } from '@bilevel/backend';
+
+/**
+ * A plugin chosen by name: `"cg"` or `{ name: "cg", options: { maxIterations: 20 } }`. A string is read as
+ * `{ name }`, so a wrong key in the object form is reported by name (not as "invalid union").
+ */
+export const PluginChoiceSchema = z.preprocess(
+  (v) => (typeof v === 'string' ? { name: v } : v),
+  z
+    .object({
+      name: z.string().min(1).describe('registered plugin name'),
+      options: z.record(z.unknown()).default({}).describe("the plugin's options (see `bilevel list`)"),
+    })
+    .strict(),
+);
+export type PluginChoice = z.output<typeof PluginChoiceSchema>;
+
+/** Trainer and oracle settings given at the top of a config or per method; unset fields fall through. */
+export const TrainerOverridesSchema = TrainerOptionsSchema.partial();
+export const OracleOverridesSchema = OracleSpecSchema.partial();
+
+export const MethodSchema = z
+  .object({
+    label: z
+      .string()
+      .min(1)
+      .max(60)
+      .describe('name shown in progress, tables and plot legends (unique within the config)'),
+    innerSolver: PluginChoiceSchema.describe('inner solver (e.g. gd, bfgs)'),
+    estimator: PluginChoiceSchema.describe('hypergradient estimator (e.g. es, qnbo, cg)'),
+    outerOptimizer: PluginChoiceSchema.default('gd').describe('outer optimizer (gd, momentum, adam)'),
+    oracles: OracleOverridesSchema.optional().describe('oracle settings for this method (override the top level)'),
+    trainer: TrainerOverridesSchema.optional().describe('trainer settings for this method (override the top level)'),
+    color: z
+      .string()
+      .regex(/^#[0-9a-fA-F]{6}$/, 'must be a colour #rrggbb')
+      .optional()
+      .describe('plot colour (#rrggbb); a palette colour when absent'),
+  })
+  .strict();
+export type MethodConfig = z.output<typeof MethodSchema>;
+
+export const OutputSchema = z
+  .object({
+    dir: z.string().min(1).optional().describe('results folder (default results/<name>-<timestamp>)'),
+    plots: z.boolean().default(true).describe('write SVG and PNG plots'),
+    logScale: z
+      .enum(['auto', 'always', 'never'])
+      .default('auto')
+      .describe('log y axis (outer loss and main metric): auto = when positive and spanning more than 1.5 decades'),
+    width: z.number().int().min(300).max(4000).default(800).describe('chart width (SVG units; PNG pixels ÷ pixelRatio)'),
+    height: z.number().int().min(200).max(4000).default(500).describe('chart height'),
+    pixelRatio: z.number().int().min(1).max(4).default(2).describe('PNG pixels per chart unit'),
+  })
+  .strict();
+
+export const ProgressSchema = z
+  .object({
+    intervalSeconds: z
+      .number()
+      .positive()
+      .default(2)
+      .describe('plain log lines (output not a terminal): a line after at least this many seconds …'),
+    everySteps: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe('… or after this many steps (default: a twentieth of the steps)'),
+  })
+  .strict();
+
+/** An experiment: one problem, one or more methods, one or more seeds. */
+export const ExperimentConfigSchema = z
+  .object({
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be letters, digits, . _ - (it names the results folder)')
+      .max(80)
+      .describe('experiment name; the results folder is results/<name>-<timestamp>'),
+    description: z.string().optional().describe('free text, copied to the summary'),
+    backend: BackendChoiceSchema.optional(),
+    plugins: z
+      .array(z.string().min(1))
+      .default([])
+      .describe('extra modules to load before running (paths relative to the config file, or package names)'),
+    problem: PluginChoiceSchema.describe('the bilevel problem, shared by every method'),
+    methods: z.array(MethodSchema).min(1).describe('the methods to compare'),
+    trainer: TrainerOverridesSchema.default({}).describe('trainer settings for every method'),
+    oracles: OracleOverridesSchema.default({}).describe('oracle settings for every method'),
+    seeds: z.array(z.number().int().min(0)).min(1).default([0]).describe('one run per method per seed'),
+    onRunError: z
+      .enum(['continue', 'stop'])
+      .default('continue')
+      .describe('after a run fails (divergence…): go on with the other runs, or stop'),
+    output: OutputSchema.default({}),
+    progress: ProgressSchema.default({}),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const seen = new Map<string, number>();
+    cfg.methods.forEach((m, i) => {
+      const prev = seen.get(m.label);
+      if (prev !== undefined) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ['methods', i, 'label'],
+          message: `duplicate label (also methods.${prev}.label)`,
+        });
+      }
+      seen.set(m.label, i);
+    });
+    if (new Set(cfg.seeds).size !== cfg.seeds.length) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['seeds'], message: 'seeds must be distinct' });
+    }
+  });
+export type ExperimentConfigInput = z.input<typeof ExperimentConfigSchema>;
+export type ExperimentConfig = z.output<typeof ExperimentConfigSchema>;
+
+/** Command-line overrides (`--backend`, `--seed`, `--steps`, `--out`). */
+export interface ConfigOverrides {
+  readonly backend?: string;
+  readonly seeds?: readonly number[];
+  readonly steps?: number;
+  readonly out?: string;
+}
+
+/** One method, fully resolved: every plugin option validated and defaulted. */
+export interface ResolvedMethod {
+  readonly label: string;
+  readonly color?: string;
+  /** The pipeline spec (seed 0; each run sets its own seed). */
+  readonly pipeline: ResolvedPipelineSpec;
+}
+
+export interface ExperimentPlan {
+  readonly config: ExperimentConfig;
+  readonly methods: readonly ResolvedMethod[];
+  /** Folder of the config file (plugin paths are relative to it); cwd for in-memory configs. */
+  readonly baseDir: string;
+  /** Where the config came from, when read from a file. */
+  readonly source?: string;
+}
+
+/** Reads a YAML or JSON config file (by extension; YAML otherwise), with errors that say where. */
+export function readConfigFile(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      code === 'ENOENT' ? `config file not found: ${file}` : `cannot read config file ${file}: ${(e as Error).message}`,
+      'config',
+    );
+  }
+  const ext = path.extname(file).toLowerCase();
+  if (ext === '.json') {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (e) {
+      throw new ConfigError(`${file}: bad JSON: ${(e as Error).message}`, 'config');
+    }
+  }
+  try {
+    return parseYaml(text, { prettyErrors: true }) as unknown;
+  } catch (e) {
+    if (e instanceof YAMLParseError) {
+      const where = e.linePos?.[0] ? ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '';
+      const first = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+      throw new ConfigError(`${file}: bad YAML${where}: ${first}`, 'config');
+    }
+    throw new ConfigError(`${file}: bad YAML: ${(e as Error).message}`, 'config');
+  }
+}
+
+/** Validates a plugin choice against the registry, naming the config field on failure. */
+function validatePlugin(
+  reg: PluginRegistry,
+  kind: PluginKind,
+  choice: PluginChoice,
+  where: string,
+): Record<string, unknown> {
+  if (!reg.has(kind, choice.name)) {
+    const known = reg.names(kind);
+    throw new ConfigError(
+      `${where}.name: unknown ${kind} '${choice.name}'; registered: ${known.length ? known.join(', ') : '(none)'}`,
+      `${where}.name`,
+    );
+  }
+  return reg.validate(kind, choice.name, choice.options, where) as Record<string, unknown>;
+}
+
+/** Applies the command-line overrides to a parsed config. */
+export function applyOverrides(config: ExperimentConfig, overrides: ConfigOverrides = {}): ExperimentConfig {
+  const out: ExperimentConfig = { ...config };
+  if (overrides.backend !== undefined) {
+    const choice = BACKEND_CHOICES.find((c) => c === overrides.backend);
+    if (!choice) {
+      throw new ConfigError(
+        `--backend: must be one of ${BACKEND_CHOICES.map((c) => `'${c}'`).join(', ')} (got '${overrides.backend}')`,
+        'backend',
+      );
+    }
+    out.backend = choice;
+  }
+  if (overrides.seeds !== undefined) {
+    if (overrides.seeds.length === 0 || overrides.seeds.some((s) => !Number.isInteger(s) || s < 0)) {
+      throw new ConfigError(`--seed: seeds must be integers >= 0 (got ${overrides.seeds.join(',')})`, 'seeds');
+    }
+    out.seeds = [...new Set(overrides.seeds)];
+  }
+  if (overrides.steps !== undefined) {
+    if (!Number.isInteger(overrides.steps) || overrides.steps < 1) {
+      throw new ConfigError(`--steps: must be an integer >= 1 (got ${overrides.steps})`, 'trainer.steps');
+    }
+    out.trainer = { ...config.trainer, steps: overrides.steps };
+    out.methods = config.methods.map((m) => (m.trainer?.steps !== undefined ? { ...m, trainer: { ...m.trainer, steps: overrides.steps } } : m));
+  }
+  if (overrides.out !== undefined) out.output = { ...config.output, dir: overrides.out };
+  return out;
+}
+
+/**
+ * Parses and validates a whole experiment: the config's own fields, then every method's full pipeline
+ * spec and every plugin's options against the registry — all before anything runs. Throws a
+ * {@link ConfigError} naming the field (e.g. `methods.1.estimator.options.maxIterations`).
+ */
+export function planExperiment(
+  input: unknown,
+  options: {
+    overrides?: ConfigOverrides;
+    registry?: PluginRegistry;
+    baseDir?: string;
+    source?: string;
+    /** Loads the config's `plugins` modules (after the config's own fields are checked, before plugin names are). */
+    loadPlugins?: (modules: readonly string[], baseDir: string) => void;
+  } = {},
+): ExperimentPlan {
+  const reg = options.registry ?? defaultRegistry;
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new ConfigError(`the config must be a mapping of fields (got ${Array.isArray(input) ? 'a list' : String(input)})`, '');
+  }
+  const config = applyOverrides(parseOptions(ExperimentConfigSchema, input, ''), options.overrides);
+  const baseDir = options.baseDir ?? process.cwd();
+  if (config.plugins.length) options.loadPlugins?.(config.plugins, baseDir);
+  const problemOptions = validatePlugin(reg, 'problem', config.problem, 'problem');
+  const methods = config.methods.map((m, i): ResolvedMethod => {
+    const where = `methods.${i}`;
+    const innerSolver = validatePlugin(reg, 'innerSolver', m.innerSolver, `${where}.innerSolver`);
+    const estimator = validatePlugin(reg, 'estimator', m.estimator, `${where}.estimator`);
+    const outerOptimizer = validatePlugin(reg, 'outerOptimizer', m.outerOptimizer, `${where}.outerOptimizer`);
+    const spec = parseOptions(
+      PipelineSpecSchema,
+      {
+        problem: { name: config.problem.name, options: problemOptions },
+        innerSolver: { name: m.innerSolver.name, options: innerSolver },
+        estimator: { name: m.estimator.name, options: estimator },
+        outerOptimizer: { name: m.outerOptimizer.name, options: outerOptimizer },
+        oracles: { ...config.oracles, ...m.oracles },
+        trainer: { ...config.trainer, ...m.trainer },
+        seed: 0,
+      },
+      where,
+    );
+    return { label: m.label, color: m.color, pipeline: spec };
+  });
+  return { config, methods, baseDir, source: options.source };
+}
+
+/** Reads, parses and validates a config file. */
+export function loadExperiment(
+  file: string,
+  options: {
+    overrides?: ConfigOverrides;
+    registry?: PluginRegistry;
+    loadPlugins?: (modules: readonly string[], baseDir: string) => void;
+  } = {},
+): ExperimentPlan {
+  const raw = readConfigFile(file);
+  const baseDir = path.dirname(path.resolve(file));
+  return planExperiment(raw, { ...options, baseDir, source: path.resolve(file) });
+}

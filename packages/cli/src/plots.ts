@@ -1,0 +1,136 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { slug } from './format';
+import { type AxisScale, type ChartSeries, layoutLineChart, PALETTE } from './line-chart';
+import { renderPng } from './render-png';
+import { renderSvg } from './render-svg';
+import type { MetricsRow } from './run-recorder';
+
+export interface PlotRun {
+  readonly method: string;
+  readonly seed: number;
+  readonly rows: readonly MetricsRow[];
+}
+
+export interface PlotOptions {
+  readonly name: string;
+  readonly methods: readonly { readonly label: string; readonly color?: string }[];
+  readonly runs: readonly PlotRun[];
+  readonly mainMetric?: string;
+  readonly logScale?: 'auto' | 'always' | 'never';
+  readonly pixelRatio?: number;
+  /** Chart size in SVG units (default 800×500). */
+  readonly width?: number;
+  readonly height?: number;
+}
+
+type Quantity = { key: string; title: string; pick: (r: MetricsRow) => number | undefined; log: boolean };
+type Axis = { key: 'step' | 'time'; label: string; pick: (r: MetricsRow) => number };
+
+/** Whether a log axis suits these values: all positive and spanning more than 1.5 decades. */
+export function wantsLogScale(values: readonly number[]): boolean {
+  const v = values.filter((x) => Number.isFinite(x));
+  if (v.length < 2 || v.some((x) => x <= 0)) return false;
+  return Math.log10(Math.max(...v) / Math.min(...v)) > 1.5;
+}
+
+/**
+ * The mean curve of several runs: at each step that every run reached and that has a value, the mean of
+ * x and y over the runs.
+ */
+export function meanCurve(
+  runs: readonly (readonly MetricsRow[])[],
+  x: (r: MetricsRow) => number,
+  y: (r: MetricsRow) => number | undefined,
+): [number, number][] {
+  const byStep = runs.map((rows) => new Map(rows.map((r) => [r.step, r] as const)));
+  const steps = [...byStep[0].keys()].filter((s) => byStep.every((m) => m.has(s))).sort((a, b) => a - b);
+  const out: [number, number][] = [];
+  for (const s of steps) {
+    const rows = byStep.map((m) => m.get(s) as MetricsRow);
+    const ys = rows.map(y);
+    if (ys.some((v) => v === undefined)) continue;
+    const n = rows.length;
+    out.push([rows.reduce((a, r) => a + x(r), 0) / n, (ys as number[]).reduce((a, v) => a + v, 0) / n]);
+  }
+  return out;
+}
+
+/** Series of one figure: per method a line (the mean over seeds, with each seed drawn faintly). */
+export function figureSeries(options: PlotOptions, xAxis: Axis, quantity: Quantity): ChartSeries[] {
+  const series: ChartSeries[] = [];
+  options.methods.forEach((m, i) => {
+    const color = m.color ?? PALETTE[i % PALETTE.length];
+    const runs = options.runs.filter((r) => r.method === m.label && r.rows.length > 0);
+    if (runs.length === 0) return;
+    const curve = (rows: readonly MetricsRow[]): [number, number][] =>
+      rows.flatMap((r) => {
+        const v = quantity.pick(r);
+        return v === undefined ? [] : [[xAxis.pick(r), v] as [number, number]];
+      });
+    if (runs.length === 1) {
+      series.push({ label: m.label, color, points: curve(runs[0].rows) });
+      return;
+    }
+    for (const r of runs) {
+      series.push({ label: `${m.label} (seed ${r.seed})`, color, points: curve(r.rows), width: 1, opacity: 0.3, legend: false });
+    }
+    series.push({
+      label: `${m.label} (mean of ${runs.length})`,
+      color,
+      points: meanCurve(
+        runs.map((r) => r.rows),
+        xAxis.pick,
+        quantity.pick,
+      ),
+    });
+  });
+  return series;
+}
+
+/**
+ * Writes the figures of an experiment — outer loss and (when the problem names one) its main metric,
+ * each against outer steps and against training time — as SVG and PNG. A figure gets a log y axis when
+ * `logScale` is 'always', or 'auto' and its values are positive and span more than 1.5 decades (a
+ * relative error falling to 1e-6, a loss falling a hundredfold). Returns the files written.
+ */
+export function writePlots(dir: string, options: PlotOptions): string[] {
+  const useLog = (pick: (r: MetricsRow) => number | undefined): boolean => {
+    if (options.logScale === 'always') return true;
+    if (options.logScale === 'never') return false;
+    const values = options.runs.flatMap((r) => r.rows.map(pick)).filter((v): v is number => v !== undefined);
+    return wantsLogScale(values);
+  };
+  const lossPick = (r: MetricsRow): number => r.outerLoss;
+  const quantities: Quantity[] = [{ key: 'outer-loss', title: 'outer loss', pick: lossPick, log: useLog(lossPick) }];
+  if (options.mainMetric) {
+    const name = options.mainMetric;
+    const pick = (r: MetricsRow): number | undefined => r.metrics[name];
+    quantities.push({ key: slug(name), title: name, pick, log: useLog(pick) });
+  }
+  const axes: Axis[] = [
+    { key: 'step', label: 'outer step', pick: (r) => r.step },
+    { key: 'time', label: 'training time (s)', pick: (r) => r.time },
+  ];
+  const written: string[] = [];
+  for (const q of quantities) {
+    for (const a of axes) {
+      const series = figureSeries(options, a, q);
+      if (series.every((s) => s.points.length === 0)) continue;
+      const yScale: AxisScale = q.log ? 'log' : 'linear';
+      const layout = layoutLineChart(series, {
+        title: `${options.name}: ${q.title} vs ${a.key === 'step' ? 'outer steps' : 'training time'}`,
+        xLabel: a.label,
+        yLabel: q.log ? `${q.title} (log scale)` : q.title,
+        yScale,
+        width: options.width,
+        height: options.height,
+      });
+      const base = path.join(dir, `${q.key}-vs-${a.key}`);
+      fs.writeFileSync(`${base}.svg`, renderSvg(layout));
+      fs.writeFileSync(`${base}.png`, renderPng(layout, options.pixelRatio ?? 2));
+      written.push(`${base}.svg`, `${base}.png`);
+    }
+  }
+  return written;
+}

@@ -1,0 +1,210 @@
+import { ORACLE_KINDS, type OracleCounts, type StopReason } from '@bilevel/core';
+import { formatMeanSd, formatNumber, markdownTable, textTable } from './format';
+
+export type RunStatus = 'completed' | 'interrupted' | 'failed' | 'not-run';
+export type ExperimentStatus = 'running' | 'completed' | 'interrupted' | 'failed';
+
+/** The outcome of one (method, seed) run. */
+export interface RunSummary {
+  readonly method: string;
+  readonly seed: number;
+  readonly status: RunStatus;
+  readonly stoppedBy?: StopReason;
+  readonly steps: number;
+  /** Training seconds (evaluation excluded). */
+  readonly trainSeconds: number;
+  /** Wall-clock seconds of the run (problem set-up excluded). */
+  readonly wallSeconds: number;
+  /** Seconds spent building the pipeline (loading data, creating plugins). */
+  readonly setupSeconds: number;
+  /** Outer loss after a last inner solve at the final x (the last step's, when interrupted). */
+  readonly finalOuterLoss?: number;
+  /** Problem metrics at the final x (the last evaluated ones, when interrupted). */
+  readonly finalMetrics: Readonly<Record<string, number>>;
+  readonly oracleCalls: Readonly<OracleCounts>;
+  readonly oracleCallsTotal: number;
+  readonly error?: { readonly kind: string; readonly message: string; readonly step?: number };
+  /** Metrics files, relative to the results folder. */
+  readonly files?: { readonly csv: string; readonly jsonl: string };
+}
+
+/** Mean, sample standard deviation (n − 1), range and count. */
+export interface Stat {
+  readonly mean: number;
+  readonly sd: number;
+  readonly min: number;
+  readonly max: number;
+  readonly n: number;
+}
+
+export interface MethodSummary {
+  readonly label: string;
+  readonly innerSolver: string;
+  readonly estimator: string;
+  readonly outerOptimizer: string;
+  readonly runs: number;
+  readonly completed: number;
+  readonly failed: number;
+  /** True when no run completed and the statistics come from interrupted runs. */
+  readonly partial: boolean;
+  /** Over the completed runs: finalOuterLoss, trainSeconds, wallSeconds, steps, oracleCallsTotal, oracle.<kind>, metric.<name>. */
+  readonly stats: Readonly<Record<string, Stat>>;
+}
+
+export interface ExperimentSummary {
+  readonly name: string;
+  readonly description?: string;
+  readonly status: ExperimentStatus;
+  readonly startedAt: string;
+  readonly updatedAt: string;
+  readonly backend: string;
+  readonly problem: { readonly name: string; readonly mainMetric?: string; readonly mainMetricHigherIsBetter?: boolean };
+  readonly seeds: readonly number[];
+  readonly methods: readonly MethodSummary[];
+  readonly runs: readonly RunSummary[];
+}
+
+/** Mean, sample sd, min, max of the finite values (NaN entries when there are none). */
+export function describeValues(values: readonly number[]): Stat {
+  const v = values.filter((x) => Number.isFinite(x));
+  const n = v.length;
+  if (n === 0) return { mean: NaN, sd: NaN, min: NaN, max: NaN, n: 0 };
+  const mean = v.reduce((a, b) => a + b, 0) / n;
+  const sd = n > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : 0;
+  return { mean, sd, min: Math.min(...v), max: Math.max(...v), n };
+}
+
+/** Per-method statistics over seeds. */
+export function summarizeMethod(
+  method: { label: string; innerSolver: string; estimator: string; outerOptimizer: string },
+  runs: readonly RunSummary[],
+): MethodSummary {
+  const mine = runs.filter((r) => r.method === method.label);
+  const completed = mine.filter((r) => r.status === 'completed');
+  const interrupted = mine.filter((r) => r.status === 'interrupted' && r.steps > 0);
+  const used = completed.length ? completed : interrupted;
+  const stats: Record<string, Stat> = {};
+  if (used.length) {
+    const put = (key: string, pick: (r: RunSummary) => number | undefined): void => {
+      const vals = used.map(pick).filter((x): x is number => x !== undefined);
+      if (vals.length) stats[key] = describeValues(vals);
+    };
+    put('finalOuterLoss', (r) => r.finalOuterLoss);
+    put('steps', (r) => r.steps);
+    put('trainSeconds', (r) => r.trainSeconds);
+    put('wallSeconds', (r) => r.wallSeconds);
+    put('oracleCallsTotal', (r) => r.oracleCallsTotal);
+    for (const k of ORACLE_KINDS) put(`oracle.${k}`, (r) => r.oracleCalls[k]);
+    const metricNames = [...new Set(used.flatMap((r) => Object.keys(r.finalMetrics)))];
+    for (const m of metricNames) put(`metric.${m}`, (r) => r.finalMetrics[m]);
+  }
+  return {
+    ...method,
+    runs: mine.length,
+    completed: completed.length,
+    failed: mine.filter((r) => r.status === 'failed').length,
+    partial: completed.length === 0 && interrupted.length > 0,
+    stats,
+  };
+}
+
+function statusNote(m: MethodSummary): string {
+  const notes: string[] = [];
+  if (m.failed) notes.push(`${m.failed} failed`);
+  if (m.partial) notes.push('interrupted');
+  else if (m.completed < m.runs && !m.failed) notes.push(`${m.runs - m.completed} not completed`);
+  return notes.length ? ` (${notes.join(', ')})` : '';
+}
+
+/** Rows of the main comparison table: method, runs, steps, time, outer loss, main metric, oracle calls. */
+export function comparisonRows(summary: ExperimentSummary): { header: string[]; rows: string[][] } {
+  const main = summary.problem.mainMetric;
+  const header = ['method', 'runs', 'steps', 'train time (s)', 'outer loss'];
+  if (main) header.push(main);
+  header.push('oracle calls');
+  const rows = summary.methods.map((m) => {
+    const row = [
+      m.label + statusNote(m),
+      `${m.completed}/${m.runs}`,
+      formatMeanSd(m.stats.steps),
+      formatMeanSd(m.stats.trainSeconds),
+      formatMeanSd(m.stats.finalOuterLoss),
+    ];
+    if (main) row.push(formatMeanSd(m.stats[`metric.${main}`]));
+    row.push(formatMeanSd(m.stats.oracleCallsTotal));
+    return row;
+  });
+  return { header, rows };
+}
+
+/** The summary as a terminal table. */
+export function summaryText(summary: ExperimentSummary): string {
+  const { header, rows } = comparisonRows(summary);
+  return textTable(header, rows);
+}
+
+/** The summary as Markdown: comparison table, every run, oracle calls by kind. */
+export function summaryMarkdown(summary: ExperimentSummary): string {
+  const main = summary.problem.mainMetric;
+  const lines: string[] = [`# ${summary.name}`, ''];
+  if (summary.description) lines.push(summary.description.trim(), '');
+  const dir = summary.problem.mainMetricHigherIsBetter === undefined ? '' : summary.problem.mainMetricHigherIsBetter ? ' (higher is better)' : ' (lower is better)';
+  lines.push(
+    `- status: **${summary.status}**`,
+    `- problem: \`${summary.problem.name}\`${main ? `, main metric \`${main}\`${dir}` : ''}`,
+    `- backend: \`${summary.backend}\``,
+    `- seeds: ${summary.seeds.join(', ')}`,
+    `- started ${summary.startedAt}, updated ${summary.updatedAt}`,
+    '',
+    '## Final results (mean ± sd over seeds)',
+    '',
+  );
+  const { header, rows } = comparisonRows(summary);
+  lines.push(markdownTable(header, rows), '');
+  lines.push(
+    'Final values are measured after a last inner solve at the final outer variable; for interrupted runs they are the last recorded step. Train time excludes evaluation.',
+    '',
+    '## Runs',
+    '',
+  );
+  const runHeader = ['method', 'seed', 'status', 'steps', 'stopped by', 'train time (s)', 'outer loss'];
+  if (main) runHeader.push(main);
+  runHeader.push('oracle calls', 'note');
+  const runRows = summary.runs.map((r) => {
+    const row = [
+      r.method,
+      String(r.seed),
+      r.status,
+      String(r.steps),
+      r.stoppedBy ?? '—',
+      formatNumber(r.trainSeconds),
+      formatNumber(r.finalOuterLoss),
+    ];
+    if (main) row.push(formatNumber(r.finalMetrics[main]));
+    row.push(String(r.oracleCallsTotal), r.error ? `${r.error.kind} at step ${r.error.step ?? '?'}: ${r.error.message}` : '');
+    return row;
+  });
+  lines.push(markdownTable(runHeader, runRows), '');
+  lines.push('## Oracle calls by kind (mean per run)', '');
+  const kindHeader = ['method', ...ORACLE_KINDS, 'total'];
+  const kindRows = summary.methods.map((m) => [
+    m.label,
+    ...ORACLE_KINDS.map((k) => formatNumber(m.stats[`oracle.${k}`]?.mean)),
+    formatNumber(m.stats.oracleCallsTotal?.mean),
+  ]);
+  lines.push(markdownTable(kindHeader, kindRows), '');
+  const metricNames = [
+    ...new Set(summary.methods.flatMap((m) => Object.keys(m.stats).filter((k) => k.startsWith('metric.')))),
+  ];
+  if (metricNames.length) {
+    lines.push('## All final metrics (mean ± sd)', '');
+    lines.push(
+      markdownTable(
+        ['method', ...metricNames.map((k) => k.slice('metric.'.length))],
+        summary.methods.map((m) => [m.label, ...metricNames.map((k) => formatMeanSd(m.stats[k]))]),
+      ),
+      '',
+    );
+  }
+  return lines.join('\n');
+}
