@@ -4,16 +4,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages: the Fashion-MNIST data set (unless BILEVEL_DATA_PATH points elsewhere) and OpenBLAS for the
+# fast native cpu-blas backend (optional: without it the library runs on wasm or cpu, only slower).
+need=()
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${BILEVEL_DATA_PATH:-}" ]; then
+  need+=(dataset-fashion-mnist)
+fi
+if ! ls /usr/include/cblas.h /usr/include/*/cblas.h /usr/include/openblas/cblas.h >/dev/null 2>&1; then
+  need+=(libopenblas-dev)
+fi
+if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
-    echo "quickstart: installing Fashion-MNIST (dataset-fashion-mnist) and OpenBLAS with apt-get"
+    echo "quickstart: installing ${need[*]} with apt-get"
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq dataset-fashion-mnist libopenblas-dev
-  else
+    $SUDO apt-get install -y -qq "${need[@]}"
+  elif [[ " ${need[*]} " == *" dataset-fashion-mnist "* ]]; then
     echo "quickstart: Fashion-MNIST not found. Put the four IDX .gz files in <dir>/fashion-mnist/ and set BILEVEL_DATA_PATH=<dir>" >&2
     exit 2
+  else
+    echo "quickstart: no CBLAS found; continuing without the native cpu-blas backend (slower)"
   fi
 fi
 
