@@ -14,9 +14,13 @@ export { BACKEND_CHOICES };
 
 /** One backend as `bilevel list` shows it. */
 export interface BackendInfo {
+  /** Backend name. */
   readonly name: string;
+  /** Whether it can run here. */
   readonly available: boolean;
+  /** Whether it is the current backend. */
   readonly active: boolean;
+  /** What it is, or why it cannot run and how to install it. */
   readonly detail: string;
 }
 
@@ -27,7 +31,9 @@ export function listBackends(): BackendInfo[] {
 
 /** The running backend and why it was chosen. */
 export interface RunningBackend {
+  /** Name of the running backend. */
   readonly name: string;
+  /** The one-line reason `initBackend` gave. */
   readonly reason: string;
 }
 

@@ -4,7 +4,9 @@
  * Characters without a glyph are drawn as a hollow box.
  */
 
+/** Glyph width in font pixels. */
 export const GLYPH_WIDTH = 5;
+/** Glyph height in font pixels (7 above the baseline, 1 for descenders). */
 export const GLYPH_HEIGHT = 8;
 /** Horizontal advance of one character, in font pixels (glyph plus one pixel of spacing). */
 export const GLYPH_ADVANCE = 6;

@@ -34,10 +34,10 @@ describe('bilevel --help', () => {
   it('describes every command and the global options', async () => {
     const r = await cli(['--help']);
     expect(r.code).toBe(0);
-    for (const word of ['run', 'list', 'compare', '--backend', '--seed', '--out', '--steps', '--quiet']) expect(r.out).toContain(word);
+    for (const word of ['run', 'resume', 'list', 'compare', '--backend', '--seed', '--out', '--steps', '--quiet']) expect(r.out).toContain(word);
   });
 
-  it.each(['run', 'list', 'compare'])('has help for %s', async (command) => {
+  it.each(['run', 'resume', 'list', 'compare'])('has help for %s', async (command) => {
     const r = await cli([command, '--help']);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(new RegExp(`Usage: bilevel ${command}`));
@@ -45,6 +45,14 @@ describe('bilevel --help', () => {
 
   it('explains exit codes in run --help', async () => {
     expect((await cli(['run', '--help'])).out).toMatch(/2 config or data error, 130 interrupted/);
+  });
+
+  it('explains checkpoints and resume in run --help and resume --help', async () => {
+    expect((await cli(['run', '--help'])).out).toMatch(/continue an interrupted or killed experiment with `bilevel resume <results>`/);
+    const r = (await cli(['resume', '--help'])).out;
+    expect(r).toMatch(/Usage: bilevel resume \[options\] <results>/);
+    expect(r).toMatch(/newest valid checkpoint/);
+    expect(r).toMatch(/no row twice/);
   });
 
   it('exits 2 on an unknown command or option', async () => {

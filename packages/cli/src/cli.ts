@@ -4,7 +4,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ConfigError, DataError, type PluginKind } from '@bilevel/core';
 import { BACKEND_CHOICES, listBackends } from './backend';
 import { compareTable, readSummary } from './compare';
-import { type ConfigOverrides, loadExperiment } from './config';
+import { type ConfigOverrides, loadExperiment, loadResumePlan } from './config';
 import { textTable } from './format';
 import { LIST_TOPICS, listJson, listText } from './list';
 import { loadPluginModules, type ModuleLoader } from './plugins';
@@ -104,7 +104,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .addHelpText(
       'after',
       '\nExit codes: 0 done, 1 a run failed (e.g. diverged), 2 config or data error, 130 interrupted (Ctrl-C).\n' +
-        'Ctrl-C stops at the end of the current step and keeps everything computed so far.',
+        'Ctrl-C (or SIGTERM) stops at the end of the current step, saves a checkpoint and keeps everything computed\n' +
+        'so far. Each run is also checkpointed every `checkpoint.every` steps (default 100) into\n' +
+        '<results>/checkpoints/; continue an interrupted or killed experiment with `bilevel resume <results>`.',
     )
     .action(async (configFile: string, cmdOptions: { dryRun?: boolean; force?: boolean; plugin?: string[] }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -131,6 +133,47 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         quiet: g.quiet,
         signal: io.signal,
         force: cmdOptions.force,
+        argv: ['bilevel', ...argv],
+      });
+      if (g.quiet) print(result.dir);
+      if (result.errors.length && g.quiet) for (const e of result.errors) io.stderr.write(e + '\n');
+      exitCode = result.exitCode;
+    });
+
+  program
+    .command('resume')
+    .description('continue an interrupted or killed experiment in its results folder, from each run\'s newest checkpoint')
+    .argument('<results>', 'the results folder of `bilevel run` (it holds config.resolved.json)')
+    .addHelpText(
+      'after',
+      '\nFinished runs (completed, or failed while training) are kept as they are. Every other run continues from its\n' +
+        'newest valid checkpoint (a damaged newest file falls back to the one before; no checkpoint: the run starts\n' +
+        'over), with the same numbers as an uninterrupted run on the same backend. Its metrics files keep the rows up\n' +
+        'to the checkpoint and go on from there, no row twice; summary and plots are rewritten. The config is the one\n' +
+        'stored in config.resolved.json; only --backend may be given (--seed, --steps and --out may not).\n' +
+        'Exit codes as for `run`.',
+    )
+    .action(async (results: string, _cmdOptions: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      for (const [flag, value] of [
+        ['--seed', g.seed],
+        ['--steps', g.steps],
+        ['--out', g.out],
+      ] as const) {
+        if (value !== undefined) {
+          throw new ConfigError(`resume: ${flag} cannot be used; a resumed experiment keeps the settings it started with`, flag.slice(2));
+        }
+      }
+      const plan = loadResumePlan(results, {
+        overrides: { backend: g.backend },
+        loadPlugins: (modules, baseDir) => loadPluginModules(modules, baseDir, io.loadModule),
+      });
+      const result = await runExperiment(plan, {
+        stdout: io.stdout,
+        tty: io.tty,
+        quiet: g.quiet,
+        signal: io.signal,
+        resume: results,
         argv: ['bilevel', ...argv],
       });
       if (g.quiet) print(result.dir);

@@ -5,7 +5,12 @@ import { formatMeanSd, markdownTable, textTable } from './format';
 import type { ExperimentSummary, MethodSummary } from './summary';
 
 /** Reads summary.json from a results folder (or the file itself). */
-export function readSummary(target: string): { file: string; summary: ExperimentSummary } {
+export function readSummary(target: string): {
+  /** The summary.json that was read. */
+  file: string;
+  /** Its content. */
+  summary: ExperimentSummary;
+} {
   let file = path.resolve(target);
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'summary.json');
   if (!fs.existsSync(file)) {

@@ -85,6 +85,24 @@ export const ProgressSchema = z
   })
   .strict();
 
+export const CheckpointSchema = z
+  .object({
+    every: z
+      .number()
+      .int()
+      .min(0)
+      .default(100)
+      .describe('save each run\'s whole state every this many outer steps (0: only when interrupted)'),
+    keep: z
+      .number()
+      .int()
+      .min(1)
+      .default(2)
+      .describe('checkpoints kept per run; an older one is used when the newest is damaged'),
+    onInterrupt: z.boolean().default(true).describe('also save when interrupted (Ctrl-C, SIGTERM)'),
+  })
+  .strict();
+
 /** An experiment: one problem, one or more methods, one or more seeds. */
 export const ExperimentConfigSchema = z
   .object({
@@ -110,6 +128,9 @@ export const ExperimentConfigSchema = z
       .describe('after a run fails (divergence…): go on with the other runs, or stop'),
     output: OutputSchema.default({}),
     progress: ProgressSchema.default({}),
+    checkpoint: CheckpointSchema.default({}).describe(
+      'checkpoints in <results>/checkpoints/, for `bilevel resume <results>`',
+    ),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -281,6 +302,44 @@ export function planExperiment(
     return { label: m.label, color: m.color, pipeline: spec };
   });
   return { config, methods, baseDir, source: options.source };
+}
+
+/**
+ * The plan of the experiment in a results folder, for `bilevel resume`: re-validated from the config that
+ * `bilevel run` stored in its config.resolved.json (every default filled in, command-line overrides applied),
+ * with plugin modules loaded from where the original config was. Only the backend may be overridden.
+ */
+export function loadResumePlan(
+  dir: string,
+  options: {
+    overrides?: Pick<ConfigOverrides, 'backend'>;
+    registry?: PluginRegistry;
+    loadPlugins?: (modules: readonly string[], baseDir: string) => void;
+  } = {},
+): ExperimentPlan {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+    throw new ConfigError(`resume: results folder not found: ${dir}`, 'resume');
+  }
+  const file = path.join(dir, 'config.resolved.json');
+  if (!fs.existsSync(file)) {
+    throw new ConfigError(`resume: ${dir} has no config.resolved.json; is it a results folder written by \`bilevel run\`?`, 'resume');
+  }
+  let stored: { experiment?: unknown; baseDir?: string; source?: string };
+  try {
+    stored = JSON.parse(fs.readFileSync(file, 'utf8')) as typeof stored;
+  } catch (e) {
+    throw new ConfigError(`resume: ${file} is not valid JSON (${(e as Error).message})`, 'resume');
+  }
+  if (stored.experiment === undefined) {
+    throw new ConfigError(`resume: ${file} has no 'experiment' field (written by an older bilevel); run the config again`, 'resume');
+  }
+  return planExperiment(stored.experiment, {
+    overrides: options.overrides,
+    registry: options.registry,
+    loadPlugins: options.loadPlugins,
+    baseDir: stored.baseDir ?? path.resolve(dir),
+    source: stored.source,
+  });
 }
 
 /** Reads, parses and validates a config file. */

@@ -7,7 +7,15 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { OracleSpecSchema, TrainerOptionsSchema, z } from '@bilevel/core';
 import './plugins';
-import { ExperimentConfigSchema, MethodSchema, OutputSchema, planExperiment, ProgressSchema, readConfigFile } from './config';
+import {
+  CheckpointSchema,
+  ExperimentConfigSchema,
+  MethodSchema,
+  OutputSchema,
+  planExperiment,
+  ProgressSchema,
+  readConfigFile,
+} from './config';
 
 const examples = path.resolve(__dirname, '..', '..', '..', 'examples');
 const configs = fs.readdirSync(examples).filter((f) => /\.ya?ml$/.test(f)).sort();
@@ -48,6 +56,7 @@ describe('examples', () => {
       ...keys(MethodSchema),
       ...keys(OutputSchema),
       ...keys(ProgressSchema),
+      ...keys(CheckpointSchema),
       ...keys(TrainerOptionsSchema),
       ...keys(OracleSpecSchema),
     ];

@@ -1,6 +1,8 @@
 /**
- * @bilevel/cli — the `bilevel` command as a library: experiment configs, runs with progress and result
+ * `@bilevel/cli` — the `bilevel` command as a library: experiment configs, runs with progress and result
  * files, summaries, plots (an SVG writer and a PNG rasterizer of the same chart), comparisons.
+ *
+ * @module @bilevel/cli
  */
 export * from './config';
 export * from './run-experiment';

@@ -4,47 +4,74 @@
  * list, so the two files of a plot always show the same chart.
  */
 
+/** Scale of an axis. */
 export type AxisScale = 'linear' | 'log';
 
+/** One line of a chart. */
 export interface ChartSeries {
+  /** Legend label. */
   readonly label: string;
   /** `#rrggbb`. */
   readonly color: string;
   /** (x, y) pairs; non-finite values (and values ≤ 0 on a log axis) break the line. */
   readonly points: readonly (readonly [number, number])[];
+  /** Line width in chart units. */
   readonly width?: number;
+  /** Opacity in [0, 1]. */
   readonly opacity?: number;
   /** Whether the series gets a legend entry (default true). */
   readonly legend?: boolean;
 }
 
+/** Titles, scales and size of a chart. */
 export interface ChartOptions {
+  /** Title above the plot. */
   readonly title: string;
+  /** Label of the x axis. */
   readonly xLabel: string;
+  /** Label of the y axis. */
   readonly yLabel: string;
+  /** Scale of the x axis (default linear). */
   readonly xScale?: AxisScale;
+  /** Scale of the y axis (default linear). */
   readonly yScale?: AxisScale;
   /** Size in chart units (SVG user units; PNG pixels before its pixel ratio). */
   readonly width?: number;
+  /** Height in chart units. */
   readonly height?: number;
 }
 
+/** A rectangle (background, plot frame, legend box). */
 export interface RectPrimitive {
+  /** Primitive type. */
   readonly kind: 'rect';
+  /** Left edge. */
   readonly x: number;
+  /** Top edge. */
   readonly y: number;
+  /** Width. */
   readonly width: number;
+  /** Height. */
   readonly height: number;
+  /** Fill colour, none when absent. */
   readonly fill?: string;
+  /** Stroke colour, none when absent. */
   readonly stroke?: string;
+  /** Stroke width. */
   readonly strokeWidth?: number;
 }
 
+/** A polyline (a series, a grid line, an axis, a tick). */
 export interface PolylinePrimitive {
+  /** Primitive type. */
   readonly kind: 'polyline';
+  /** Vertices in chart units. */
   readonly points: readonly (readonly [number, number])[];
+  /** Line colour. */
   readonly color: string;
+  /** Line width. */
   readonly width: number;
+  /** Opacity in [0, 1]. */
   readonly opacity: number;
   /** Which part of the chart it draws (tests and renderers may care). */
   readonly role: 'grid' | 'axis' | 'tick' | 'series' | 'legend';
@@ -52,43 +79,75 @@ export interface PolylinePrimitive {
   readonly series?: string;
 }
 
+/** A text label. */
 export interface TextPrimitive {
+  /** Primitive type. */
   readonly kind: 'text';
   /** Anchor point; `y` is the vertical middle of the capital letters. */
   readonly x: number;
+  /** Vertical anchor. */
   readonly y: number;
+  /** The text. */
   readonly text: string;
+  /** Font size in chart units. */
   readonly size: number;
+  /** Horizontal alignment at the anchor point. */
   readonly anchor: 'start' | 'middle' | 'end';
+  /** Text colour. */
   readonly color: string;
   /** Text rotated by −90° (reading bottom to top) around the anchor point. */
   readonly vertical?: boolean;
+  /** Bold text. */
   readonly bold?: boolean;
 }
 
+/** Anything a chart is drawn from. */
 export type Primitive = RectPrimitive | PolylinePrimitive | TextPrimitive;
 
+/** A tick of an axis. */
 export interface Tick {
+  /** Data value. */
   readonly value: number;
+  /** Label shown. */
   readonly label: string;
 }
 
+/** An axis: its scale, range, ticks and mapping to chart coordinates. */
 export interface Axis {
+  /** Linear or log. */
   readonly scale: AxisScale;
   /** Data range shown (after rounding out to ticks). */
   readonly min: number;
+  /** Upper end of the data range shown. */
   readonly max: number;
+  /** The ticks, ascending. */
   readonly ticks: readonly Tick[];
   /** Data value → chart coordinate. */
   toChart(value: number): number;
 }
 
+/** A laid-out chart: its size, plot area, axes and drawing primitives. */
 export interface ChartLayout {
+  /** Width in chart units. */
   readonly width: number;
+  /** Height in chart units. */
   readonly height: number;
-  readonly plot: { readonly x: number; readonly y: number; readonly width: number; readonly height: number };
+  /** The plot area inside the axes, in chart units. */
+  readonly plot: {
+    /** Left edge. */
+    readonly x: number;
+    /** Top edge. */
+    readonly y: number;
+    /** Width. */
+    readonly width: number;
+    /** Height. */
+    readonly height: number;
+  };
+  /** The x axis. */
   readonly xAxis: Axis;
+  /** The y axis. */
   readonly yAxis: Axis;
+  /** What to draw, back to front. */
   readonly primitives: readonly Primitive[];
 }
 
@@ -151,7 +210,18 @@ function formatPowerOfTen(value: number): string {
 }
 
 /** Ticks and range of a linear axis covering [lo, hi] with about `target` intervals. */
-export function linearTicks(lo: number, hi: number, target = 5): { min: number; max: number; ticks: Tick[] } {
+export function linearTicks(
+  lo: number,
+  hi: number,
+  target = 5,
+): {
+  /** Lower end of the axis (a tick, at or below lo). */
+  min: number;
+  /** Upper end of the axis (a tick, at or above hi). */
+  max: number;
+  /** The ticks from min to max. */
+  ticks: Tick[];
+} {
   let a = lo;
   let b = hi;
   if (!(b > a)) {
@@ -172,7 +242,17 @@ export function linearTicks(lo: number, hi: number, target = 5): { min: number; 
 }
 
 /** Ticks and range of a log axis covering [lo, hi] (both > 0): decades, with 2 and 5 inside narrow ranges. */
-export function logTicks(lo: number, hi: number): { min: number; max: number; ticks: Tick[] } {
+export function logTicks(
+  lo: number,
+  hi: number,
+): {
+  /** Lower end of the axis (a power of ten at or below lo). */
+  min: number;
+  /** Upper end of the axis (a power of ten at or above hi). */
+  max: number;
+  /** The ticks from min to max. */
+  ticks: Tick[];
+} {
   let e0 = Math.floor(Math.log10(lo) + 1e-9);
   let e1 = Math.ceil(Math.log10(hi) - 1e-9);
   if (e1 <= e0) e1 = e0 + 1;

@@ -124,6 +124,108 @@ describe('bilevel (subprocess)', () => {
     expect(PNG.sync.read(fs.readFileSync(path.join(out, 'outer-loss-vs-time.png'))).width).toBe(400);
   });
 
+  it('on SIGTERM stops like Ctrl-C and saves a checkpoint of the step it stopped at', async () => {
+    const out = path.join(tmp.dir, 'results-sigterm');
+    // No periodic checkpoints (every: 0): the one found is the interrupt's.
+    const config = writeConfig(
+      'term',
+      tinyConfig({ trainer: { steps: 100000, evalEvery: 5 }, checkpoint: { every: 0 }, output: { plots: false } }),
+    );
+    const jsonl = path.join(out, 'runs', 'exact-seed0.jsonl');
+    const r = await bilevel(['run', config, '--out', out, '--backend', 'cpu'], (child) => {
+      const poll = setInterval(() => {
+        if (fs.existsSync(jsonl) && fs.readFileSync(jsonl, 'utf8').split('\n').length > 5) {
+          clearInterval(poll);
+          child.kill('SIGTERM');
+        }
+      }, 50);
+      child.on('close', () => clearInterval(poll));
+    });
+    expect(r.code).toBe(130);
+    expect(r.stdout).toMatch(/continue with: bilevel resume /);
+    const rows = readJsonl(jsonl);
+    const files = fs.readdirSync(path.join(out, 'checkpoints', 'exact-seed0'));
+    expect(files).toEqual([`checkpoint-${String(rows.length).padStart(8, '0')}.json`]);
+  });
+
+  it('killed with SIGKILL mid-run and resumed, ends with the same metrics as an uninterrupted run', async () => {
+    // The second run (AID-CG with 2 CG steps per estimate, so its warm start matters, and Adam) sleeps 4 ms per
+    // inner solve: its 60 steps take over half a second, time enough to kill it after its first checkpoint (step 10).
+    const config = writeConfig(
+      'resumable',
+      tinyConfig({
+        methods: [
+          {
+            label: 'es',
+            innerSolver: { name: 'test-gd', options: { iterations: 5 } },
+            estimator: { name: 'es', options: { directions: 3 } },
+            outerOptimizer: { name: 'momentum', options: { learningRate: 0.05 } },
+            trainer: { steps: 10 },
+          },
+          {
+            label: 'cg-adam',
+            innerSolver: { name: 'test-gd', options: { iterations: 5, sleepMs: 4 } },
+            estimator: { name: 'cg', options: { maxIterations: 2, tolerance: 0 } },
+            outerOptimizer: { name: 'adam', options: { learningRate: 0.05 } },
+          },
+        ],
+        trainer: { steps: 60, evalEvery: 10 },
+        checkpoint: { every: 10 },
+        output: { plots: false },
+      }),
+    );
+    const reference = path.join(tmp.dir, 'results-reference');
+    const killed = path.join(tmp.dir, 'results-killed');
+    const ref = await bilevel(['run', config, '--out', reference, '--backend', 'cpu', '--quiet']);
+    expect(ref.code).toBe(0);
+
+    const checkpoints = path.join(killed, 'checkpoints', 'cg-adam-seed0');
+    const first = await bilevel(['run', config, '--out', killed, '--backend', 'cpu', '--quiet'], (child) => {
+      const poll = setInterval(() => {
+        if (fs.existsSync(checkpoints) && fs.readdirSync(checkpoints).some((f) => /^checkpoint-\d+\.json$/.test(f))) {
+          clearInterval(poll);
+          child.kill('SIGKILL');
+        }
+      }, 5);
+      child.on('close', () => clearInterval(poll));
+    });
+    expect(first.signal).toBe('SIGKILL');
+    const cut = JSON.parse(fs.readFileSync(path.join(killed, 'summary.json'), 'utf8'));
+    expect(cut.status).toBe('running');
+    expect(cut.runs.map((r: { method: string; status: string }) => [r.method, r.status])).toEqual([['es', 'completed']]);
+    const rowsAtKill = readJsonl(path.join(killed, 'runs', 'cg-adam-seed0.jsonl')).length;
+    expect(rowsAtKill).toBeGreaterThanOrEqual(10);
+    expect(rowsAtKill).toBeLessThan(60);
+
+    const resumed = await bilevel(['resume', killed]);
+    expect(resumed.stderr).toBe('');
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toMatch(/es, seed 0: already completed \(10 steps\), kept/);
+    expect(resumed.stdout).toMatch(/continuing from step ([1-5]0) \(checkpoints\/cg-adam-seed0\/checkpoint-000000[1-5]0\.json\)/);
+
+    const strip = (row: Record<string, unknown>): Record<string, unknown> => {
+      const { time: _t, wallTime: _w, ...rest } = row;
+      return rest;
+    };
+    for (const [file, steps] of [
+      ['es-seed0', 10],
+      ['cg-adam-seed0', 60],
+    ] as const) {
+      const got = readJsonl(path.join(killed, 'runs', `${file}.jsonl`));
+      const want = readJsonl(path.join(reference, 'runs', `${file}.jsonl`));
+      expect(got.map((r) => r.step)).toEqual(Array.from({ length: steps }, (_, i) => i + 1));
+      expect(got.map(strip)).toEqual(want.map(strip));
+      expect(readCsv(path.join(killed, 'runs', `${file}.csv`)).rows).toHaveLength(steps);
+    }
+    const a = JSON.parse(fs.readFileSync(path.join(killed, 'summary.json'), 'utf8'));
+    const b = JSON.parse(fs.readFileSync(path.join(reference, 'summary.json'), 'utf8'));
+    expect(a.status).toBe('completed');
+    const finals = (s: { runs: { method: string; steps: number; finalOuterLoss: number; finalMetrics: unknown; oracleCalls: unknown }[] }) =>
+      s.runs.map((r) => [r.method, r.steps, r.finalOuterLoss, r.finalMetrics, r.oracleCalls]);
+    expect(finals(a)).toEqual(finals(b));
+    expect(fs.existsSync(path.join(killed, 'checkpoints'))).toBe(false);
+  });
+
   it('exits 2 with a clear message (no stack trace) on a bad config', async () => {
     const config = writeConfig('bad', tinyConfig({ trainer: { steps: 0 } }));
     const r = await bilevel(['run', config]);

@@ -3,8 +3,9 @@
  * The `bilevel` executable. All logic lives in importable modules (see `runCli`); this file only wires the
  * process: arguments, streams, Ctrl-C and the exit code.
  *
- * First Ctrl-C: the current run stops at the end of its step, results so far are written, exit code 130.
- * Second Ctrl-C: exit at once (files already written stay).
+ * First Ctrl-C (or SIGTERM): the current run stops at the end of its step, saves a checkpoint, results so far
+ * are written, exit code 130 (`bilevel resume <results>` continues). Second one: exit at once (files already
+ * written stay).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { runCli } from './cli';
@@ -25,6 +26,7 @@ const onInterrupt = (): void => {
   }
 };
 process.on('SIGINT', onInterrupt);
+process.on('SIGTERM', onInterrupt);
 
 runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, signal: controller.signal }).then(
   (code) => {

@@ -6,21 +6,38 @@ import { renderPng } from './render-png';
 import { renderSvg } from './render-svg';
 import type { MetricsRow } from './run-recorder';
 
+/** The rows of one run, for the plots. */
 export interface PlotRun {
+  /** The method's label. */
   readonly method: string;
+  /** The seed. */
   readonly seed: number;
+  /** The run's per-step metrics. */
   readonly rows: readonly MetricsRow[];
 }
 
+/** What {@link writePlots} draws and how. */
 export interface PlotOptions {
+  /** The experiment's name (figure titles). */
   readonly name: string;
-  readonly methods: readonly { readonly label: string; readonly color?: string }[];
+  /** The methods in legend order, with optional colours. */
+  readonly methods: readonly {
+    /** The method's label. */
+    readonly label: string;
+    /** Its line colour, `#rrggbb` (else the palette's). */
+    readonly color?: string;
+  }[];
+  /** The runs to draw. */
   readonly runs: readonly PlotRun[];
+  /** The problem's main metric (plotted against steps and time besides the outer loss). */
   readonly mainMetric?: string;
+  /** Log y axis: `auto` when the values are positive and span more than 1.5 decades, `always` or `never`. */
   readonly logScale?: 'auto' | 'always' | 'never';
+  /** PNG pixels per chart unit. */
   readonly pixelRatio?: number;
   /** Chart size in SVG units (default 800×500). */
   readonly width?: number;
+  /** Chart height in SVG units. */
   readonly height?: number;
 }
 

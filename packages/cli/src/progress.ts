@@ -3,11 +3,15 @@ import type { MetricsRow } from './run-recorder';
 
 /** Where progress goes: `process.stdout` or a test's buffer. */
 export interface OutputStream {
+  /** Writes text. */
   write(chunk: string): unknown;
+  /** Whether it is a terminal (then a live bar is drawn). */
   readonly isTTY?: boolean;
+  /** Terminal width in columns. */
   readonly columns?: number;
 }
 
+/** Options of {@link ProgressReporter}. */
 export interface ProgressOptions {
   /** A live bar redrawn in place (terminal) instead of plain log lines. */
   readonly tty: boolean;
@@ -21,13 +25,21 @@ export interface ProgressOptions {
   readonly now?: () => number;
 }
 
+/** Which run is starting, for the progress display. */
 export interface RunInfo {
+  /** Position of the run (1-based). */
   readonly index: number;
+  /** Number of runs of the experiment. */
   readonly total: number;
+  /** The method's label. */
   readonly label: string;
+  /** The seed. */
   readonly seed: number;
+  /** Outer steps planned. */
   readonly steps: number;
+  /** Time limit of the run, if any. */
   readonly timeLimitSeconds?: number;
+  /** Name of the problem's main metric, shown beside the loss. */
   readonly mainMetric?: string;
 }
 
@@ -74,6 +86,7 @@ export class ProgressReporter {
     this.out.write(line + '\n');
   }
 
+  /** Starts the display of a run. */
   startRun(info: RunInfo): void {
     this.run = info;
     this.lastDraw = -Infinity;
@@ -81,6 +94,7 @@ export class ProgressReporter {
     this.lastMain = undefined;
   }
 
+  /** Shows the progress after a step. */
   step(row: MetricsRow): void {
     const run = this.run;
     if (!run || this.options.quiet) return;

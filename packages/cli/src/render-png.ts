@@ -20,11 +20,14 @@ export function parseColor(color: string): [number, number, number] {
  * twice, then blends its colour once.
  */
 export class Raster {
+  /** RGBA pixels, row-major, 4 bytes each. */
   readonly data: Uint8Array;
   private readonly coverage: Float32Array;
 
   constructor(
+    /** Width in pixels. */
     readonly width: number,
+    /** Height in pixels. */
     readonly height: number,
   ) {
     if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0)) {

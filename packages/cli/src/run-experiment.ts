@@ -2,10 +2,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  Checkpointer,
   ConfigError,
   createPipeline,
   DataError,
   DivergenceError,
+  loadLatestCheckpoint,
   registry as defaultRegistry,
   StepError,
   zeroCounts,
@@ -19,7 +21,7 @@ import { currentBackend, initBackend as startBackend } from './backend';
 import { formatDuration, formatNumber, slug } from './format';
 import { writePlots } from './plots';
 import { type OutputStream, ProgressReporter } from './progress';
-import { jsonWithNonFinite, rowFromEvent, RunRecorder, totalCalls, type MetricsRow } from './run-recorder';
+import { jsonWithNonFinite, readRunRows, rowFromEvent, RunRecorder, totalCalls, type MetricsRow } from './run-recorder';
 import {
   type ExperimentStatus,
   type ExperimentSummary,
@@ -49,6 +51,12 @@ export interface RunExperimentOptions {
   readonly argv?: readonly string[];
   /** Clock for the default folder name (tests). */
   readonly date?: Date;
+  /**
+   * Continue the experiment of this results folder (`bilevel resume`): finished runs are kept as they are,
+   * every other run continues from its newest valid checkpoint (or starts over when it has none), and its
+   * metrics files keep the rows up to that checkpoint, with no row written twice.
+   */
+  readonly resume?: string;
 }
 
 export interface ExperimentResult {
@@ -154,11 +162,43 @@ function isConfigLike(e: unknown): e is ConfigError | DataError {
  * summary.md (after each run, so a killed experiment keeps what it finished), and at the end (also when
  * interrupted or stopped by an error) the plots.
  *
+ * Each run also saves its whole state (x, y, random generator, optimizer and estimator state, oracle counts)
+ * into checkpoints/<method>-seed<k>/ every `checkpoint.every` steps and when interrupted; the checkpoints of
+ * a finished run are removed. With `resume` (a results folder), finished runs are kept and every other run
+ * continues from its newest valid checkpoint, giving the same numbers as an uninterrupted run.
+ *
  * Config and data errors (ConfigError, DataError) are thrown — before any training when they come from
  * the config, the plugins' options or the problem's data. A run that fails while training (divergence…)
  * is recorded with its method, seed and step; the experiment goes on or stops per `onRunError`, and the
  * exit code is 1. An aborted `signal` ends the current run after its step and gives exit code 130.
  */
+/** Where a run's checkpoints go, relative to the results folder. */
+export function checkpointDir(fileBase: string): string {
+  return path.join('checkpoints', fileBase);
+}
+
+/**
+ * Whether a run recorded in a previous summary is done and is kept as it is on resume: completed runs and
+ * runs that failed while training (re-running them would fail the same way). Runs stopped by a config or
+ * data error, interrupted runs and runs not run yet are continued.
+ */
+export function isFinishedRun(run: RunSummary): boolean {
+  if (run.status === 'completed') return true;
+  return run.status === 'failed' && run.error !== undefined && !['ConfigError', 'DataError'].includes(run.error.kind);
+}
+
+function readPreviousSummary(dir: string): ExperimentSummary | null {
+  const file = path.join(dir, 'summary.json');
+  if (!fs.existsSync(file)) return null;
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'), (_k, v: unknown) =>
+      v === 'NaN' || v === 'Infinity' || v === '-Infinity' ? Number(v) : v,
+    ) as ExperimentSummary;
+  } catch (e) {
+    throw new ConfigError(`resume: ${file} is not valid JSON (${(e as Error).message})`, 'resume');
+  }
+}
+
 export async function runExperiment(plan: ExperimentPlan, options: RunExperimentOptions = {}): Promise<ExperimentResult> {
   const reg = options.registry ?? defaultRegistry;
   const stdout: OutputStream = options.stdout ?? process.stdout;
@@ -174,9 +214,12 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
     options.initBackend === false ? currentBackend() : await startBackend(config.backend, (line) => progress.log(line));
   const backend = running.name;
   precheckPlugins(plan, reg);
-  const dir = resultsDir(plan, options);
+  const resuming = options.resume !== undefined;
+  const dir = resuming ? path.resolve(options.resume as string) : resultsDir(plan, options);
+  const previous = resuming ? readPreviousSummary(dir) : null;
+  const previousRuns = new Map((previous?.runs ?? []).map((r) => [`${r.method}\u0000${r.seed}`, r]));
   fs.mkdirSync(path.join(dir, 'runs'), { recursive: true });
-  const startedAt = new Date().toISOString();
+  const startedAt = previous?.startedAt ?? new Date().toISOString();
 
   const resolved = {
     name: config.name,
@@ -192,12 +235,19 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
     output: config.output,
     progress: config.progress,
     problem: plan.methods[0].pipeline.problem,
+    checkpoint: config.checkpoint,
     methods: plan.methods.map((m) => ({ label: m.label, color: m.color, ...m.pipeline, seed: undefined })),
+    // What `bilevel resume` re-plans the experiment from: the validated config and where its plugin paths start.
+    experiment: config,
+    baseDir: plan.baseDir,
   };
-  fs.writeFileSync(path.join(dir, 'config.resolved.json'), jsonWithNonFinite(resolved, 2) + '\n');
+  // A resumed experiment keeps the file of its first start.
+  if (!resuming || !fs.existsSync(path.join(dir, 'config.resolved.json'))) {
+    fs.writeFileSync(path.join(dir, 'config.resolved.json'), jsonWithNonFinite(resolved, 2) + '\n');
+  }
 
   const problemName = plan.methods[0].pipeline.problem as { name: string };
-  let problemInfo: ExperimentSummary['problem'] = { name: problemName.name };
+  let problemInfo: ExperimentSummary['problem'] = previous?.problem ?? { name: problemName.name };
   const runs: RunSummary[] = [];
   const rowsByRun = new Map<string, readonly MetricsRow[]>();
   const errors: string[] = [];
@@ -270,6 +320,15 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
       for (let k = 2; usedFiles.has(fileBase); k++) fileBase = `${slug(method.label)}-${k}-seed${seed}`;
       usedFiles.add(fileBase);
       const files = { csv: `runs/${fileBase}.csv`, jsonl: `runs/${fileBase}.jsonl` };
+      const ckptDir = path.join(dir, checkpointDir(fileBase));
+      const runKey = `${method.label}\u0000${seed}`;
+      const before = previousRuns.get(runKey);
+      if (before && isFinishedRun(before)) {
+        runs.push(before);
+        rowsByRun.set(runKey, readRunRows(path.join(dir, files.jsonl)));
+        progress.log(`✓ run ${index}/${total}: ${method.label}, seed ${seed}: already ${before.status} (${before.steps} steps), kept`);
+        continue;
+      }
 
       progress.log(
         `▶ run ${index}/${total}: ${method.label} (${names.innerSolver} + ${names.estimator}, outer ${names.outerOptimizer}), seed ${seed}`,
@@ -292,8 +351,47 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
         mainMetric: problem.mainMetric,
         mainMetricHigherIsBetter: problem.mainMetricHigherIsBetter,
       };
-      const recorder = new RunRecorder(path.join(dir, files.csv), path.join(dir, files.jsonl));
-      rowsByRun.set(`${method.label}\u0000${seed}`, recorder.rows);
+      // Resume: the newest valid checkpoint (a damaged newest file falls back to the one before), and the rows
+      // written up to it; rows after it were computed again from there.
+      let keptRows: MetricsRow[] = [];
+      let wallOffset = 0;
+      let found: ReturnType<typeof loadLatestCheckpoint> = null;
+      if (resuming) {
+        const invalid: string[] = [];
+        try {
+          found = loadLatestCheckpoint(ckptDir, {
+            onInvalid: (e) => {
+              invalid.push(e.file);
+              progress.log(`warning: ${e.message}; trying an older checkpoint`);
+            },
+          });
+          // A damaged file would linger among the kept ones (and be tried first again): it goes.
+          for (const f of invalid) fs.rmSync(f, { force: true });
+          if (found) pipeline.trainer.setState(found.payload.trainer);
+        } catch (e) {
+          pipeline.dispose();
+          fatal = isConfigLike(e) ? e : new ConfigError(`resume: ${e instanceof Error ? e.message : String(e)}`, 'checkpoint');
+          runs.push(notRun());
+          break outer;
+        }
+        if (found) {
+          const step = found.payload.trainer.step;
+          keptRows = readRunRows(path.join(dir, files.jsonl)).filter((r) => r.step <= step);
+          const extra = found.payload.extra as { wallSeconds?: number } | undefined;
+          wallOffset = extra?.wallSeconds ?? keptRows[keptRows.length - 1]?.wallTime ?? 0;
+          progress.log(`  continuing from step ${step} (${path.relative(dir, found.file)})`);
+          if (keptRows.length !== step) {
+            progress.log(`warning: ${files.jsonl} holds ${keptRows.length} rows up to step ${step}; the missing ones stay missing`);
+          }
+        } else {
+          progress.log('  no checkpoint: starting over');
+        }
+      }
+      // A run that starts over must not leave older checkpoints (e.g. of an earlier experiment in a --force'd
+      // folder) beside its own: a later resume would take the newest step number.
+      if (!found) fs.rmSync(ckptDir, { recursive: true, force: true });
+      const recorder = new RunRecorder(path.join(dir, files.csv), path.join(dir, files.jsonl), keptRows);
+      rowsByRun.set(runKey, recorder.rows);
       const steps = pipeline.spec.trainer.steps;
       progress.startRun({
         index,
@@ -305,10 +403,18 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
         mainMetric: problem.mainMetric,
       });
       const wallStart = performance.now();
+      const wallNow = (): number => wallOffset + (performance.now() - wallStart) / 1000;
       pipeline.trainer.on('step', (event) => {
-        const row = rowFromEvent(event, (performance.now() - wallStart) / 1000);
+        const row = rowFromEvent(event, wallNow());
         recorder.add(row);
         progress.step(row);
+      });
+      // After the recorder's listener, so the rows of a checkpoint's steps are on disk before it.
+      const checkpointer = new Checkpointer(pipeline.trainer, {
+        dir: ckptDir,
+        every: config.checkpoint.every,
+        keep: config.checkpoint.keep,
+        extra: () => ({ wallSeconds: wallNow(), rows: recorder.rows.length }),
       });
 
       let result: TrainResult | null = null;
@@ -327,9 +433,21 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
           failure = new RunFailure(message, errorKind(cause), step);
         }
       }
-      const wallSeconds = (performance.now() - wallStart) / 1000;
+      const wallSeconds = wallNow();
       const counts: OracleCounts = { ...pipeline.oracles.counts };
       recorder.close();
+      if (result?.stoppedBy === 'interrupt' && config.checkpoint.onInterrupt) {
+        const saved = checkpointer.save();
+        if (saved) progress.log(`checkpoint: ${path.relative(dir, saved)}`);
+      } else if ((result && result.stoppedBy !== 'interrupt') || failure) {
+        // A finished run (completed, or failed while training) is never continued: its checkpoints go.
+        fs.rmSync(ckptDir, { recursive: true, force: true });
+        try {
+          fs.rmdirSync(path.join(dir, 'checkpoints'));
+        } catch {
+          // other runs still have checkpoints (or there never were any)
+        }
+      }
       pipeline.dispose();
 
       const lastRow = recorder.rows[recorder.rows.length - 1];
@@ -409,7 +527,7 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
     progress.log(summaryText(summary));
     progress.log('');
     if (errors.length) for (const e of errors) progress.log(e);
-    if (status === 'interrupted') progress.log('interrupted: partial results kept');
+    if (status === 'interrupted') progress.log(`interrupted: partial results kept; continue with: bilevel resume ${dir}`);
     progress.log(`results: ${dir}`);
   }
   const exitCode = status === 'interrupted' ? EXIT.interrupted : errors.length ? EXIT.runError : EXIT.ok;

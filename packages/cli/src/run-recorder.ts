@@ -3,27 +3,38 @@ import { ORACLE_KINDS, type OracleCounts, type StepEvent } from '@bilevel/core';
 
 /** One row of a run's per-step metrics. */
 export interface MetricsRow {
+  /** Outer steps done (1 after the first). */
   readonly step: number;
   /** Training seconds so far (evaluation excluded) — the time axis of the plots. */
   readonly time: number;
   /** Wall-clock seconds since the run started (evaluation and logging included). */
   readonly wallTime: number;
+  /** Outer loss f(x, y_N) on the whole outer data. */
   readonly outerLoss: number;
+  /** ‖∇Φ‖ of the estimate. */
   readonly hypergradientNorm: number;
+  /** Inner iterations of the step's solve. */
   readonly innerIterations: number;
+  /** ‖∇_y g‖ at the end of the inner solve. */
   readonly innerGradientNorm: number;
+  /** Whether the update was skipped (non-finite estimate with `onNonFinite: skip`). */
   readonly skipped: boolean;
+  /** Problem metrics (on evaluation steps). */
   readonly metrics: Readonly<Record<string, number>>;
+  /** Estimator diagnostics of the step. */
   readonly diagnostics: Readonly<Record<string, number>>;
   /** Cumulative oracle calls by kind. */
   readonly oracleCalls: Readonly<OracleCounts>;
+  /** Cumulative oracle calls in total. */
   readonly oracleCallsTotal: number;
 }
 
+/** The sum of every oracle count. */
 export function totalCalls(counts: Readonly<OracleCounts>): number {
   return ORACLE_KINDS.reduce((s, k) => s + (counts[k] ?? 0), 0);
 }
 
+/** A metrics row from a trainer step event. */
 export function rowFromEvent(event: StepEvent, wallTime: number): MetricsRow {
   return {
     step: event.step,
@@ -68,23 +79,81 @@ export function jsonWithNonFinite(value: unknown, indent?: number): string {
   );
 }
 
+/** Writes `text` to `file` through a temporary file and a rename, so a kill leaves the old or the new file. */
+function writeFileAtomic(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, text);
+  fs.renameSync(tmp, file);
+}
+
+const NON_FINITE = new Set(['NaN', 'Infinity', '-Infinity']);
+
+/**
+ * The rows of a run's `.jsonl` file (non-finite numbers written as strings read back as numbers). A last
+ * line cut short by a kill is ignored; a missing file gives no rows.
+ */
+export function readRunRows(jsonlPath: string): MetricsRow[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(jsonlPath, 'utf8');
+  } catch {
+    return [];
+  }
+  const rows: MetricsRow[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      rows.push(
+        JSON.parse(line, (_k, v: unknown) => (typeof v === 'string' && NON_FINITE.has(v) ? Number(v) : v)) as MetricsRow,
+      );
+    } catch {
+      // A line cut short (the process was killed while writing it).
+    }
+  }
+  return rows;
+}
+
 /**
  * Writes a run's rows as they come: one JSON object per line (`.jsonl`) and a CSV file whose columns are
  * the base quantities, `metric.*`, `diagnostic.*` and `oracle.*` (cumulative calls by kind and in total).
- * When a later row brings a new metric, the CSV is rewritten with the wider header.
+ * When a later row brings a new metric, the CSV is rewritten with the wider header. A resumed run starts
+ * from the rows it already had (`previous`, those up to its checkpoint): both files are rewritten with them
+ * (atomically), and new rows are appended after them.
  */
 export class RunRecorder {
+  /** Every row so far, in order. */
   readonly rows: MetricsRow[] = [];
   private metricKeys: string[] = [];
   private diagnosticKeys: string[] = [];
   private jsonlFd: number | null;
 
   constructor(
+    /** Path of the CSV file. */
     readonly csvPath: string,
+    /** Path of the JSON-lines file. */
     readonly jsonlPath: string,
+    previous: readonly MetricsRow[] = [],
   ) {
-    this.jsonlFd = fs.openSync(jsonlPath, 'w');
-    fs.writeFileSync(csvPath, this.header() + '\n');
+    for (const row of previous) {
+      this.rows.push(row);
+      this.addKeys(row);
+    }
+    writeFileAtomic(jsonlPath, this.rows.map((r) => jsonWithNonFinite(r) + '\n').join(''));
+    this.jsonlFd = fs.openSync(jsonlPath, 'a');
+    this.rewriteCsv();
+  }
+
+  /** Adds the row's new metric and diagnostic names to the columns; true when there were any. */
+  private addKeys(row: MetricsRow): boolean {
+    const newMetrics = Object.keys(row.metrics).filter((k) => !this.metricKeys.includes(k));
+    const newDiagnostics = Object.keys(row.diagnostics).filter((k) => !this.diagnosticKeys.includes(k));
+    this.metricKeys.push(...newMetrics);
+    this.diagnosticKeys.push(...newDiagnostics);
+    return newMetrics.length > 0 || newDiagnostics.length > 0;
+  }
+
+  private rewriteCsv(): void {
+    writeFileAtomic(this.csvPath, [this.header(), ...this.rows.map((r) => this.csvLine(r))].join('\n') + '\n');
   }
 
   private columns(): string[] {
@@ -119,15 +188,12 @@ export class RunRecorder {
     return cells.map(csvCell).join(',');
   }
 
+  /** Appends a row to both files (rewriting the CSV when the row brings a new column). */
   add(row: MetricsRow): void {
     this.rows.push(row);
     if (this.jsonlFd !== null) fs.writeSync(this.jsonlFd, jsonWithNonFinite(row) + '\n');
-    const newMetrics = Object.keys(row.metrics).filter((k) => !this.metricKeys.includes(k));
-    const newDiagnostics = Object.keys(row.diagnostics).filter((k) => !this.diagnosticKeys.includes(k));
-    if (newMetrics.length || newDiagnostics.length) {
-      this.metricKeys.push(...newMetrics);
-      this.diagnosticKeys.push(...newDiagnostics);
-      fs.writeFileSync(this.csvPath, [this.header(), ...this.rows.map((r) => this.csvLine(r))].join('\n') + '\n');
+    if (this.addKeys(row)) {
+      this.rewriteCsv();
     } else {
       fs.appendFileSync(this.csvPath, this.csvLine(row) + '\n');
     }
@@ -142,6 +208,7 @@ export class RunRecorder {
     return undefined;
   }
 
+  /** Closes the JSON-lines file. */
   close(): void {
     if (this.jsonlFd !== null) {
       fs.closeSync(this.jsonlFd);

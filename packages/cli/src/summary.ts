@@ -1,15 +1,28 @@
 import { ORACLE_KINDS, type OracleCounts, type StopReason } from '@bilevel/core';
 import { formatMeanSd, formatNumber, markdownTable, textTable } from './format';
 
+/**
+ * How a run ended: `completed`, `interrupted` (Ctrl-C), `failed` (an error), or `not-run` (skipped: the
+ * experiment stopped before it, after Ctrl-C or a failed run with `onRunError: stop`).
+ */
 export type RunStatus = 'completed' | 'interrupted' | 'failed' | 'not-run';
+/**
+ * The state of a whole experiment: `running` until every run ended, then `completed`, `interrupted` or
+ * `failed`.
+ */
 export type ExperimentStatus = 'running' | 'completed' | 'interrupted' | 'failed';
 
 /** The outcome of one (method, seed) run. */
 export interface RunSummary {
+  /** The method's label. */
   readonly method: string;
+  /** The seed of the run. */
   readonly seed: number;
+  /** How the run ended. */
   readonly status: RunStatus;
+  /** Which stop rule ended a completed run. */
   readonly stoppedBy?: StopReason;
+  /** Outer steps done. */
   readonly steps: number;
   /** Training seconds (evaluation excluded). */
   readonly trainSeconds: number;
@@ -21,29 +34,57 @@ export interface RunSummary {
   readonly finalOuterLoss?: number;
   /** Problem metrics at the final x (the last evaluated ones, when interrupted). */
   readonly finalMetrics: Readonly<Record<string, number>>;
+  /** Oracle calls by kind. */
   readonly oracleCalls: Readonly<OracleCounts>;
+  /** Oracle calls in total. */
   readonly oracleCallsTotal: number;
-  readonly error?: { readonly kind: string; readonly message: string; readonly step?: number };
+  /** Why a failed run failed. */
+  readonly error?: {
+    /** The error class, e.g. `DivergenceError`. */
+    readonly kind: string;
+    /** Its message. */
+    readonly message: string;
+    /** The outer step where it happened, when known. */
+    readonly step?: number;
+  };
   /** Metrics files, relative to the results folder. */
-  readonly files?: { readonly csv: string; readonly jsonl: string };
+  readonly files?: {
+    /** The CSV file. */
+    readonly csv: string;
+    /** The JSON-lines file. */
+    readonly jsonl: string;
+  };
 }
 
 /** Mean, sample standard deviation (n − 1), range and count. */
 export interface Stat {
+  /** Mean. */
   readonly mean: number;
+  /** Sample standard deviation (NaN for one value). */
   readonly sd: number;
+  /** Smallest value. */
   readonly min: number;
+  /** Largest value. */
   readonly max: number;
+  /** Number of finite values. */
   readonly n: number;
 }
 
+/** The runs of one method, with statistics over its seeds. */
 export interface MethodSummary {
+  /** The method's label. */
   readonly label: string;
+  /** Name of its inner solver. */
   readonly innerSolver: string;
+  /** Name of its estimator. */
   readonly estimator: string;
+  /** Name of its outer optimizer. */
   readonly outerOptimizer: string;
+  /** Runs of the method (one per seed). */
   readonly runs: number;
+  /** Runs that completed. */
   readonly completed: number;
+  /** Runs that failed. */
   readonly failed: number;
   /** True when no run completed and the statistics come from interrupted runs. */
   readonly partial: boolean;
@@ -51,16 +92,34 @@ export interface MethodSummary {
   readonly stats: Readonly<Record<string, Stat>>;
 }
 
+/** What summary.json holds: the experiment, its problem and every method and run. */
 export interface ExperimentSummary {
+  /** The experiment's name. */
   readonly name: string;
+  /** The config's description. */
   readonly description?: string;
+  /** Where the experiment stands. */
   readonly status: ExperimentStatus;
+  /** Start time (ISO 8601). */
   readonly startedAt: string;
+  /** Time of the last update (ISO 8601). */
   readonly updatedAt: string;
+  /** The tfjs backend the runs used. */
   readonly backend: string;
-  readonly problem: { readonly name: string; readonly mainMetric?: string; readonly mainMetricHigherIsBetter?: boolean };
+  /** The problem and its main metric. */
+  readonly problem: {
+    /** The problem's name. */
+    readonly name: string;
+    /** Its main metric, shown first in tables and plots. */
+    readonly mainMetric?: string;
+    /** Whether larger values of the main metric are better. */
+    readonly mainMetricHigherIsBetter?: boolean;
+  };
+  /** The seeds, in order. */
   readonly seeds: readonly number[];
+  /** One summary per method, in config order. */
   readonly methods: readonly MethodSummary[];
+  /** One summary per run. */
   readonly runs: readonly RunSummary[];
 }
 
@@ -117,7 +176,12 @@ function statusNote(m: MethodSummary): string {
 }
 
 /** Rows of the main comparison table: method, runs, steps, time, outer loss, main metric, oracle calls. */
-export function comparisonRows(summary: ExperimentSummary): { header: string[]; rows: string[][] } {
+export function comparisonRows(summary: ExperimentSummary): {
+  /** Column titles. */
+  header: string[];
+  /** One row of cells per method. */
+  rows: string[][];
+} {
   const main = summary.problem.mainMetric;
   const header = ['method', 'runs', 'steps', 'train time (s)', 'outer loss'];
   if (main) header.push(main);

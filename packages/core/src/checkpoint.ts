@@ -5,15 +5,20 @@ import type { Trainer, TrainerState } from './trainer';
 
 /** What a checkpoint file holds: the trainer's whole state plus caller data (e.g. metric rows written). */
 export interface CheckpointPayload {
+  /** The trainer's state. */
   readonly trainer: TrainerState;
+  /** Caller data (e.g. the metric rows written so far). */
   readonly extra?: unknown;
+  /** When it was saved (ISO 8601). */
   readonly savedAt: string;
 }
 
 /** A checkpoint file that cannot be used, with the reason. */
 export class CheckpointError extends Error {
   constructor(
+    /** The checkpoint file. */
     readonly file: string,
+    /** Why it cannot be used (cut short, checksum mismatch, …). */
     readonly reason: string,
   ) {
     super(`checkpoint ${file}: ${reason}`);
@@ -109,7 +114,12 @@ export function readCheckpoint(file: string): CheckpointPayload {
 export function loadLatestCheckpoint(
   dir: string,
   options: { onInvalid?: (error: CheckpointError) => void } = {},
-): { file: string; payload: CheckpointPayload } | null {
+): {
+  /** The checkpoint file that was loaded. */
+  file: string;
+  /** Its content. */
+  payload: CheckpointPayload;
+} | null {
   const files = listCheckpoints(dir).reverse();
   for (const file of files) {
     try {
@@ -122,10 +132,13 @@ export function loadLatestCheckpoint(
   return null;
 }
 
+/** Options of a {@link Checkpointer}. */
 export interface CheckpointerOptions {
+  /** Folder of the checkpoint files. */
   readonly dir: string;
   /** Save every this many outer steps (0: only when asked). */
   readonly every: number;
+  /** Checkpoint files kept, newest first (default 2). */
   readonly keep?: number;
   /** Caller data stored beside the trainer state. */
   readonly extra?: () => unknown;
@@ -135,7 +148,9 @@ export interface CheckpointerOptions {
 export class Checkpointer {
   private lastSaved = -1;
   constructor(
+    /** The trainer whose state is saved. */
     readonly trainer: Trainer,
+    /** Where and how often to save. */
     readonly options: CheckpointerOptions,
   ) {
     if (options.every > 0) {

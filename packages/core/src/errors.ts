@@ -2,6 +2,10 @@
 export class ConfigError extends Error {
   constructor(
     message: string,
+    /**
+     * The offending field as a dotted path, e.g. `estimator.options.maxIterations` (empty when not tied to
+     * one).
+     */
     readonly path: string = '',
   ) {
     super(message);
@@ -13,6 +17,7 @@ export class ConfigError extends Error {
 export class DataError extends Error {
   constructor(
     message: string,
+    /** The file that is missing or malformed (empty when the data did not come from a file). */
     readonly file: string = '',
   ) {
     super(message);
@@ -23,8 +28,11 @@ export class DataError extends Error {
 /** A non-finite or diverging quantity, with the outer step where it was seen. */
 export class DivergenceError extends Error {
   constructor(
+    /** The outer step at which the quantity turned non-finite. */
     readonly step: number,
+    /** What diverged: `inner gradient norm`, `hypergradient norm` or `outer loss`. */
     readonly quantity: string,
+    /** The offending value (NaN or ±Infinity). */
     readonly value: number,
   ) {
     super(`${quantity} became ${value} at outer step ${step}`);

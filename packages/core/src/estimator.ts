@@ -6,8 +6,11 @@ import type { TensorTree } from './tree';
 
 /** Everything an estimator may use to form ∇Φ(x). */
 export interface EstimateContext {
+  /** The problem being solved. */
   readonly problem: BilevelProblem;
+  /** The counted oracles of the pipeline (their second-order strategy and counts). */
   readonly oracles: Oracles;
+  /** The outer variable x of this step. */
   readonly x: TensorTree;
   /** The base inner solve at x (from `y0`). */
   readonly inner: InnerResult;
@@ -19,11 +22,16 @@ export interface EstimateContext {
   readonly innerBatches?: BatchSchedule;
   /** The outer minibatch of this step (stochastic problems). */
   readonly outerBatch?: Batch;
+  /**
+   * A random source for this step, seeded from the trainer's (use it for anything random, for
+   * reproducibility).
+   */
   readonly rng: Random;
   /** Outer step index, from 0. */
   readonly step: number;
 }
 
+/** What an estimator returns for one outer step. */
 export interface Estimate {
   /** The hypergradient estimate, x-shaped. */
   readonly hypergradient: TensorTree;
@@ -36,10 +44,14 @@ export type PluginState = unknown;
 
 /** Forms the hypergradient ∇Φ(x) = ∇ₓf + (∂y*(x)/∂x)ᵀ ∇_y f. */
 export interface HypergradientEstimator {
+  /** The estimator's registered name. */
   readonly name: string;
+  /** The hypergradient estimate at `context.x`; called inside the trainer's `tf.tidy`. */
   estimate(context: EstimateContext): Estimate;
   /** State carried across outer steps (CG warm start, quasi-Newton memory), for checkpoints. */
   getState?(): PluginState;
+  /** Restores a state from {@link HypergradientEstimator.getState}. */
   setState?(state: PluginState): void;
+  /** Releases tensors the estimator keeps across steps. */
   dispose?(): void;
 }

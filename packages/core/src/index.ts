@@ -1,3 +1,10 @@
+/**
+ * The contracts and the engine of Bilevel: tensor-tree algebra, the `BilevelProblem`, `Oracles`,
+ * `InnerSolver`, `HypergradientEstimator` and `OuterOptimizer` contracts, counting oracles, second-order-safe
+ * ops, the `Trainer`, checkpoints, seeded randomness, and the plugin registry with `createPipeline`.
+ *
+ * @module @bilevel/core
+ */
 import 'reflect-metadata';
 // The full tfjs package registers every op's gradient and the chained tensor methods (tfjs-core alone
 // has neither); it shares tfjs-core's global engine, so ops imported from tfjs-core see them.
@@ -17,6 +24,7 @@ export * from './registry';
 export * from './trainer';
 export * from './pipeline';
 export * from './checkpoint';
+export * from './preflight';
 export * from './testing';
 export * from './quadratic-fixture';
 export * from './quasi-newton';

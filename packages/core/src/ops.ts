@@ -34,6 +34,7 @@ const stopGradientOp = unaryCustomOp(
   (a) => tf.clone(a),
   (dy) => tf.zerosLike(dy),
 );
+/** `t` in value, with a zero derivative of every order: blocks gradients through `t`. */
 export function stopGradient<T extends tf.Tensor>(t: T): T {
   return stopGradientOp(t) as T;
 }

@@ -17,21 +17,27 @@ import {
 
 /** Updates the outer variable x from a hypergradient. */
 export interface OuterOptimizer {
+  /** The optimizer's registered name. */
   readonly name: string;
   /** Returns the new x; neither `x` nor `gradient` is disposed. */
   step(x: TensorTree, gradient: TensorTree): TensorTree;
   /** Multiplies the step size by `factor` from now on (divergence policy 'shrink'). */
   scaleLearningRate?(factor: number): void;
+  /** State carried across steps (step-size scale, moments), JSON-serializable, for checkpoints. */
   getState?(): PluginState;
+  /** Restores a state from {@link OuterOptimizer.getState}. */
   setState?(state: PluginState): void;
+  /** Releases tensors kept across steps (velocity, moments). */
   dispose?(): void;
 }
 
+/** Options of the outer `gd` optimizer. */
 export const GdOptionsSchema = z
   .object({
     learningRate: z.number().positive().default(0.1).describe('step size α in x ← x − α∇Φ'),
   })
   .strict();
+/** Validated options of {@link GradientDescentOptimizer}. */
 export type GdOptions = z.output<typeof GdOptionsSchema>;
 
 /** Plain gradient descent: x ← x − α ∇Φ(x). */
@@ -39,7 +45,10 @@ export type GdOptions = z.output<typeof GdOptionsSchema>;
 export class GradientDescentOptimizer implements OuterOptimizer {
   readonly name = 'gd';
   private lrScale = 1;
-  constructor(@inject(PLUGIN_OPTIONS) readonly options: GdOptions) {}
+  constructor(
+    /** The validated options. */
+    @inject(PLUGIN_OPTIONS) readonly options: GdOptions,
+  ) {}
 
   step(x: TensorTree, gradient: TensorTree): TensorTree {
     const lr = this.options.learningRate * this.lrScale;
@@ -59,13 +68,17 @@ export class GradientDescentOptimizer implements OuterOptimizer {
   }
 }
 
+/** Options of the outer `momentum` optimizer. */
 export const MomentumOptionsSchema = z
   .object({
+    /** Step size α in x ← x − αv. */
     learningRate: z.number().positive().default(0.1),
     momentum: z.number().min(0).max(1).default(0.9).describe('β in v ← βv + ∇Φ'),
+    /** Nesterov's look-ahead: x ← x − α(∇Φ + βv) instead of x ← x − αv. */
     nesterov: z.boolean().default(false),
   })
   .strict();
+/** Validated options of {@link MomentumOptimizer}. */
 export type MomentumOptions = z.output<typeof MomentumOptionsSchema>;
 
 /** Heavy-ball momentum, optionally Nesterov: v ← βv + g; x ← x − α(v or g + βv). */
@@ -74,7 +87,10 @@ export class MomentumOptimizer implements OuterOptimizer {
   readonly name = 'momentum';
   private velocity: TensorTree | null = null;
   private lrScale = 1;
-  constructor(@inject(PLUGIN_OPTIONS) readonly options: MomentumOptions) {}
+  constructor(
+    /** The validated options. */
+    @inject(PLUGIN_OPTIONS) readonly options: MomentumOptions,
+  ) {}
 
   step(x: TensorTree, gradient: TensorTree): TensorTree {
     const { momentum: beta, nesterov } = this.options;
@@ -112,14 +128,20 @@ export class MomentumOptimizer implements OuterOptimizer {
   }
 }
 
+/** Options of the outer `adam` optimizer. */
 export const AdamOptionsSchema = z
   .object({
+    /** Step size α. */
     learningRate: z.number().positive().default(0.001),
+    /** Decay β₁ of the first-moment estimate. */
     beta1: z.number().min(0).lt(1).default(0.9),
+    /** Decay β₂ of the second-moment estimate. */
     beta2: z.number().min(0).lt(1).default(0.999),
+    /** ε added to √v̂. */
     epsilon: z.number().positive().default(1e-8),
   })
   .strict();
+/** Validated options of {@link AdamOptimizer}. */
 export type AdamOptions = z.output<typeof AdamOptionsSchema>;
 
 /** Adam (Kingma & Ba, 2015) with bias correction. */
@@ -130,7 +152,10 @@ export class AdamOptimizer implements OuterOptimizer {
   private v: TensorTree | null = null;
   private t = 0;
   private lrScale = 1;
-  constructor(@inject(PLUGIN_OPTIONS) readonly options: AdamOptions) {}
+  constructor(
+    /** The validated options. */
+    @inject(PLUGIN_OPTIONS) readonly options: AdamOptions,
+  ) {}
 
   step(x: TensorTree, gradient: TensorTree): TensorTree {
     const { beta1: b1, beta2: b2, epsilon } = this.options;

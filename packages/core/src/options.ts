@@ -27,7 +27,12 @@ export function formatZodError(
   error: z.ZodError,
   input: unknown,
   prefix = '',
-): { message: string; path: string } {
+): {
+  /** The formatted message, one line per issue. */
+  message: string;
+  /** Dotted path of the first offending field. */
+  path: string;
+} {
   const lines: string[] = [];
   let firstPath = '';
   for (const issue of error.issues) {
@@ -56,9 +61,13 @@ export function parseOptions<T extends z.ZodTypeAny>(schema: T, input: unknown, 
 
 /** Default values and descriptions of an object schema's fields, for listings (`bilevel list`). */
 export interface OptionDoc {
+  /** Field name. */
   readonly name: string;
+  /** Type as shown to users, e.g. `number`, `'a' | 'b'`, `string[]`. */
   readonly type: string;
+  /** Default value, when the field has one. */
   readonly default?: unknown;
+  /** The field's `.describe()` text, when it has one. */
   readonly description?: string;
 }
 
@@ -105,6 +114,10 @@ function typeName(t: z.ZodTypeAny): string {
   return 'value';
 }
 
+/**
+ * The fields of an object schema (through optional, default and effects wrappers) with their types, defaults
+ * and descriptions; empty for other schemas.
+ */
 export function describeOptions(schema: z.ZodTypeAny): OptionDoc[] {
   const { inner } = unwrap(schema);
   if (!(inner instanceof z.ZodObject)) return [];

@@ -11,15 +11,25 @@ import {
 } from './tree';
 
 /** How second-order products are formed. */
+/**
+ * How Hessian- and mixed-vector products are formed: `autodiff` (double backprop, exact) or
+ * `finite-difference` (central differences of gradients).
+ */
 export type SecondOrderStrategy = 'autodiff' | 'finite-difference';
+/** The second-order strategies, as listed in messages and `bilevel list`. */
 export const SECOND_ORDER_STRATEGIES: readonly SecondOrderStrategy[] = ['autodiff', 'finite-difference'];
 
 /** Number of calls of each oracle kind. */
 export interface OracleCounts {
+  /** Inner loss values g(x, y) ({@link Oracles.innerLoss}). */
   innerValue: number;
+  /** Inner gradients ∇_y g (also those computed with the value). */
   innerGradY: number;
+  /** Inner gradients ∇ₓg. */
   innerGradX: number;
+  /** Outer loss values f(x, y) ({@link Oracles.outerLoss}). */
   outerValue: number;
+  /** Outer gradients (∇ₓf and ∇_y f from one pass). */
   outerGrad: number;
   /** ∇²_yy g · v */
   hessianVector: number;
@@ -27,6 +37,7 @@ export interface OracleCounts {
   mixedVector: number;
 }
 
+/** The counter names of {@link OracleCounts}, in a fixed order (for reports and metrics files). */
 export const ORACLE_KINDS: readonly (keyof OracleCounts)[] = [
   'innerValue',
   'innerGradY',
@@ -37,6 +48,7 @@ export const ORACLE_KINDS: readonly (keyof OracleCounts)[] = [
   'mixedVector',
 ];
 
+/** Counters all at zero. */
 export function zeroCounts(): OracleCounts {
   return {
     innerValue: 0,
@@ -54,14 +66,27 @@ export function zeroCounts(): OracleCounts {
  * from the chosen {@link SecondOrderStrategy}. Every call is counted.
  */
 export interface Oracles {
+  /** The problem whose losses the oracles evaluate. */
   readonly problem: BilevelProblem;
+  /** How second-order products are formed. */
   readonly secondOrder: SecondOrderStrategy;
+  /** g(x, y), counted as `innerValue`. */
   innerLoss(x: TensorTree, y: TensorTree, batch?: Batch): tf.Scalar;
+  /** f(x, y), counted as `outerValue`. */
   outerLoss(x: TensorTree, y: TensorTree, batch?: Batch): tf.Scalar;
   /** ∇_y g(x, y). */
   innerGradY(x: TensorTree, y: TensorTree, batch?: Batch): TensorTree;
   /** g(x, y) and ∇_y g(x, y) from one pass. */
-  innerValueAndGradY(x: TensorTree, y: TensorTree, batch?: Batch): { value: tf.Scalar; grad: TensorTree };
+  innerValueAndGradY(
+    x: TensorTree,
+    y: TensorTree,
+    batch?: Batch,
+  ): {
+    /** g(x, y). */
+    value: tf.Scalar;
+    /** ∇_y g(x, y). */
+    grad: TensorTree;
+  };
   /** ∇_x g(x, y). */
   innerGradX(x: TensorTree, y: TensorTree, batch?: Batch): TensorTree;
   /** f(x, y), ∇_x f and ∇_y f from one pass. */
@@ -69,7 +94,14 @@ export interface Oracles {
     x: TensorTree,
     y: TensorTree,
     batch?: Batch,
-  ): { value: tf.Scalar; gradX: TensorTree; gradY: TensorTree };
+  ): {
+    /** f(x, y). */
+    value: tf.Scalar;
+    /** ∇ₓf(x, y). */
+    gradX: TensorTree;
+    /** ∇_y f(x, y). */
+    gradY: TensorTree;
+  };
   /** Hessian-vector product ∇²_yy g(x, y) · v (v and the result are y-shaped). */
   hessianVectorProduct(x: TensorTree, y: TensorTree, v: TensorTree, batch?: Batch): TensorTree;
   /** Mixed product ∇²_xy g(x, y) · v = ∇_x ⟨∇_y g(x, y), v⟩ (v is y-shaped, the result x-shaped). */
@@ -80,12 +112,15 @@ export interface Oracles {
   innerGradYBatched(xs: TensorTree, ys: TensorTree, batch?: Batch): TensorTree;
   /** Calls so far, by kind. */
   readonly counts: Readonly<OracleCounts>;
+  /** Sets every counter to zero. */
   resetCounts(): void;
   /** Sets the counters (checkpoint restore, uncharged evaluation). */
   restoreCounts(counts: Readonly<OracleCounts>): void;
 }
 
+/** Options of {@link createOracles}. */
 export interface OracleOptions {
+  /** How second-order products are formed (default `autodiff`). */
   secondOrder?: SecondOrderStrategy;
   /**
    * Finite-difference step: the perturbation moves each coordinate of y by about `h·(1 + rms(y))`

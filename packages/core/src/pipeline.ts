@@ -13,16 +13,22 @@ export const PluginRefSchema = z.union([
   z.string().min(1),
   z
     .object({
+      /** The registered plugin name. */
       name: z.string().min(1),
+      /** The plugin's options, validated against its schema. */
       options: z.record(z.unknown()).default({}),
     })
     .strict(),
 ]);
+/** A plugin choice as written: a name, or `{ name, options }`. */
 export type PluginRef = z.input<typeof PluginRefSchema>;
 
+/** How the pipeline's oracles form second-order products. */
 export const OracleSpecSchema = z
   .object({
+    /** `autodiff` (double backprop, exact) or `finite-difference` (central differences of gradients). */
     secondOrder: z.enum(['autodiff', 'finite-difference']).default('autodiff'),
+    /** Relative step h of the finite differences (each coordinate of y moves by about h·(1 + rms(y))). */
     finiteDifferenceStep: z.number().positive().max(1).default(1e-3),
   })
   .strict();
@@ -30,25 +36,42 @@ export const OracleSpecSchema = z
 /** A whole pipeline described by names and options. */
 export const PipelineSpecSchema = z
   .object({
+    /** The bilevel problem. */
     problem: PluginRefSchema,
+    /** The inner solver. */
     innerSolver: PluginRefSchema,
+    /** The hypergradient estimator. */
     estimator: PluginRefSchema,
+    /** The outer optimizer (default `gd`). */
     outerOptimizer: PluginRefSchema.default('gd'),
+    /** How the oracles form second-order products. */
     oracles: OracleSpecSchema.default({}),
+    /** Stop rules, guards and evaluation of the trainer. */
     trainer: TrainerOptionsSchema.default({}),
+    /** Seed of the trainer's random source (directions, minibatches). */
     seed: z.number().int().min(0).default(0),
   })
   .strict();
+/** A pipeline as written by a user: plugin choices by name, every option optional where it has a default. */
 export type PipelineSpec = z.input<typeof PipelineSpecSchema>;
+/** A validated pipeline spec: every plugin as `{ name, options }` with defaults filled in. */
 export type ResolvedPipelineSpec = z.output<typeof PipelineSpecSchema>;
 
+/** A runnable pipeline built by {@link createPipeline}. */
 export interface Pipeline {
+  /** The resolved spec, every default filled in (worth saving next to results). */
   readonly spec: ResolvedPipelineSpec;
+  /** The problem instance. */
   readonly problem: BilevelProblem;
+  /** The counted oracles shared by the solver, the estimator and the trainer. */
   readonly oracles: Oracles;
+  /** The inner solver. */
   readonly solver: InnerSolver;
+  /** The hypergradient estimator. */
   readonly estimator: HypergradientEstimator;
+  /** The outer optimizer. */
   readonly optimizer: OuterOptimizer;
+  /** The trainer that runs the steps (`run`, `stepOnce`, events). */
   readonly trainer: Trainer;
   /** Releases every tensor the pipeline holds (trainer state, plugin state, problem data). */
   dispose(): void;

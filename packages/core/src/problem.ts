@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
+import type { PluginState } from './estimator';
 import type { Random } from './random';
 import type { TensorTree } from './tree';
 
@@ -15,6 +16,7 @@ export type Batch = { readonly [name: string]: tf.Tensor };
  * batched evolution-strategies solves).
  */
 export interface BilevelProblem {
+  /** The problem's name (as registered). */
   readonly name: string;
   /** Starting outer variable x₀. */
   initialX(rng: Random): TensorTree;
@@ -33,6 +35,9 @@ export interface BilevelProblem {
   sampleTask?(rng: Random): Batch;
   /** Minibatch samplers of the stochastic variant (ESJ-S and other stochastic methods). */
   sampleInnerBatch?(rng: Random, task?: Batch): Batch;
+  /**
+   * Outer minibatch for one outer step (when absent, f is evaluated on the whole outer data, or on the task).
+   */
   sampleOuterBatch?(rng: Random, task?: Batch): Batch;
 
   /** Metrics at (x, y): test accuracy, closed-form errors and the like. */
@@ -47,7 +52,11 @@ export interface BilevelProblem {
 
   /** Closed forms, for problems that have them. */
   innerSolution?(x: TensorTree): TensorTree;
+  /**
+   * Closed-form hypergradient ∇Φ(x); the trainer then reports each estimate's `hypergradientRelativeError`.
+   */
   hypergradient?(x: TensorTree): TensorTree;
+  /** Closed-form minimizer x* of Φ. */
   optimalX?(): TensorTree;
 
   /**
@@ -55,6 +64,14 @@ export interface BilevelProblem {
    * result holds the B losses. Lets estimators run B inner solves as one computation.
    */
   innerLossBatched?(xs: TensorTree, ys: TensorTree, batch?: Batch): tf.Tensor1D;
+
+  /**
+   * State that changes as the run goes and decides what comes next — e.g. the position and order of
+   * epoch-based minibatch samplers — as JSON, so a checkpoint resumes the same data order.
+   */
+  getState?(): PluginState;
+  /** Restores a state from {@link BilevelProblem.getState}. */
+  setState?(state: PluginState): void;
 
   /** Releases data tensors held by the problem. */
   dispose?(): void;

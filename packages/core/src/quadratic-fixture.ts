@@ -14,6 +14,7 @@ export function matVec(a: Float64Array, rows: number, cols: number, v: ArrayLike
   return out;
 }
 
+/** Aᵀv for a row-major float64 matrix A (rows × cols). */
 export function matTVec(a: Float64Array, rows: number, cols: number, v: ArrayLike<number>): Float64Array {
   const out = new Float64Array(cols);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j] += a[i * cols + j] * v[i];
@@ -55,6 +56,7 @@ export function spectralMatrix(q: Float64Array, eig: ArrayLike<number>): Float64
   return a;
 }
 
+/** Options of {@link QuadraticFixture}. */
 export interface QuadraticFixtureOptions {
   /** Inner dimension. */
   readonly innerDimension: number;
@@ -62,6 +64,7 @@ export interface QuadraticFixtureOptions {
   readonly outerDimension?: number;
   /** Condition number κ of A; eigenvalues log-spaced on [1, κ]. */
   readonly conditionNumber?: number;
+  /** Seed of A's eigenvectors, B, z and t (default 0). */
   readonly seed?: number;
 }
 
@@ -75,13 +78,19 @@ export interface QuadraticFixtureOptions {
  */
 export class QuadraticFixture implements BilevelProblem {
   readonly name = 'quadratic-fixture';
+  /** Inner dimension (size of y). */
   readonly dy: number;
+  /** Outer dimension (size of x). */
   readonly dx: number;
   /** Dense float64 references (row-major). */
   readonly a: Float64Array;
+  /** A⁻¹. */
   readonly aInv: Float64Array;
+  /** B (inner dimension × outer dimension). */
   readonly b: Float64Array;
+  /** The outer target z of x. */
   readonly z: Float64Array;
+  /** The outer target t of y. */
   readonly t: Float64Array;
   private readonly aT: tf.Tensor2D;
   private readonly bT: tf.Tensor2D;

@@ -55,6 +55,10 @@ export const QuasiNewtonMemoryOptionsSchema = z
   })
   .strict();
 
+/**
+ * The defaults of {@link QuasiNewtonMemoryOptions}: 10 pairs, `'auto'` scaling, ε = 1e-10, SR1 skip threshold
+ * 1e-8.
+ */
 export const DEFAULT_QUASI_NEWTON_MEMORY_OPTIONS: Required<QuasiNewtonMemoryOptions> = {
   memory: 10,
   initialScaling: 'auto',
@@ -124,6 +128,7 @@ abstract class PairStore implements CurvatureMemory {
   private rejectedCount = 0;
 
   constructor(
+    /** Names and shapes of the trees the operator acts on (vectors are their flattened form). */
     readonly spec: TreeSpec,
     options: QuasiNewtonMemoryOptions,
     kind: string,
@@ -146,6 +151,7 @@ abstract class PairStore implements CurvatureMemory {
     return this.pairCache;
   }
 
+  /** Number of pairs held. */
   get size(): number {
     return this.sList.length;
   }
@@ -160,6 +166,7 @@ abstract class PairStore implements CurvatureMemory {
     return this.acceptedCount;
   }
 
+  /** Pairs refused so far (curvature test, or the SR1 skip rule). */
   get rejected(): number {
     return this.rejectedCount;
   }
@@ -213,6 +220,7 @@ abstract class PairStore implements CurvatureMemory {
     this.gammaValue = this.defaultGamma();
   }
 
+  /** Releases every pair's tensors. */
   dispose(): void {
     this.clear();
   }
@@ -278,6 +286,7 @@ export function lbfgsMiddleMatrix(gram: Float64Array, k: number, gamma: number):
  * and one read (its inner products with the stored vectors, which update the float64 Gram matrix).
  */
 export class LbfgsMemory extends PairStore {
+  /** Which update the memory applies: `'lbfgs'`. */
   readonly kind = 'lbfgs';
   /** G over the interleaved vectors [s₀, r₀, s₁, r₁, …], row-major (2k)². */
   private gram: Float64Array = new Float64Array(0);
@@ -408,6 +417,7 @@ function appendRow(rows: tf.Tensor2D | null, row: tf.Tensor): tf.Tensor2D {
  * matrix: with 2k vectors in ℝⁿ the coefficient form is too ill-conditioned for float32.
  */
 export class Sr1Memory extends PairStore {
+  /** Which update the memory applies: `'sr1'`. */
   readonly kind = 'sr1';
   private factors: Sr1Factors = { w: null, invDelta: null, v: null, invSigma: null };
   private deltas: number[] = [];

@@ -2,7 +2,9 @@ import * as tf from '@tensorflow/tfjs-core';
 
 /** Serializable state of a {@link Random}. */
 export interface RandomState {
+  /** The four 32-bit words of the xoshiro128** state. */
   readonly s: [number, number, number, number];
+  /** The second normal deviate of the last Box–Muller pair, not yet returned (or null). */
   readonly spare: number | null;
 }
 
@@ -106,12 +108,14 @@ export class Random {
     return this.permutation(n).slice(0, count);
   }
 
+  /** `n` independent standard normal deviates. */
   normalArray(n: number): Float32Array {
     const a = new Float32Array(n);
     for (let i = 0; i < n; i++) a[i] = this.normal();
     return a;
   }
 
+  /** `n` independent deviates uniform on [lo, hi). */
   uniformArray(n: number, lo = 0, hi = 1): Float32Array {
     const a = new Float32Array(n);
     for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * this.uniform();
@@ -137,10 +141,12 @@ export class Random {
     return new Random((this.nextUint32() ^ hashString(label)) >>> 0);
   }
 
+  /** The generator's state, JSON-serializable (saved in checkpoints). */
   getState(): RandomState {
     return { s: [...this.s] as [number, number, number, number], spare: this.spare };
   }
 
+  /** Restores a state from {@link Random.getState}, so the sequence continues exactly. */
   setState(state: RandomState): void {
     this.s = [...state.s] as [number, number, number, number];
     this.spare = state.spare;

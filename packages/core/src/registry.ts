@@ -10,14 +10,22 @@ import { describeOptions, parseOptions, type OptionDoc } from './options';
 
 /** The plugin kinds and the contract each one fulfils. */
 export interface PluginKinds {
+  /** Bilevel problems. */
   problem: BilevelProblem;
+  /** Inner solvers. */
   innerSolver: InnerSolver;
+  /** Hypergradient estimators. */
   estimator: HypergradientEstimator;
+  /** Outer optimizers. */
   outerOptimizer: OuterOptimizer;
+  /** Data sets (`@bilevel/datasets` registers loaders; their shape is up to the plugin). */
   dataset: unknown;
+  /** Backbones of the few-shot problem (`@bilevel/meta-learning`). */
   backbone: unknown;
 }
+/** A plugin kind: `problem`, `innerSolver`, `estimator`, `outerOptimizer`, `dataset` or `backbone`. */
 export type PluginKind = keyof PluginKinds;
+/** Every plugin kind, in the order listings show them. */
 export const PLUGIN_KINDS: readonly PluginKind[] = [
   'problem',
   'innerSolver',
@@ -33,14 +41,19 @@ export const PLUGIN_OPTIONS: InjectionToken<unknown> = Symbol.for('bilevel.plugi
 /** A class whose constructor takes (at most) its validated options, injected as {@link PLUGIN_OPTIONS}. */
 export type PluginClass<T> = new (...args: never[]) => T;
 
+/** A registered plugin: its kind, name, option schema and how to create it. */
 export interface PluginDefinition<K extends PluginKind = PluginKind, O = unknown> {
+  /** The plugin kind. */
   readonly kind: K;
+  /** The name the plugin is chosen by (kebab-case, unique within its kind). */
   readonly name: string;
+  /** One line for listings (`bilevel list`). */
   readonly description: string;
   /** Schema of the options; `z.object({...}).strict()` so that unknown keys are refused. */
   readonly options: z.ZodType<O, z.ZodTypeDef, unknown>;
   /** Either a class resolved through tsyringe, or a factory. */
   readonly useClass?: PluginClass<PluginKinds[K]>;
+  /** A factory, called with the validated options and the child container (instead of `useClass`). */
   readonly create?: (options: O, container: DependencyContainer) => PluginKinds[K];
   /** Package that registered the plugin. */
   readonly source?: string;
@@ -61,8 +74,15 @@ function tokenFor(kind: PluginKind, name: string): string {
 export class PluginRegistry {
   private readonly defs = new Map<string, PluginDefinition>();
 
-  constructor(readonly container: DependencyContainer = rootContainer) {}
+  constructor(
+    /** The tsyringe container the plugins are registered in (child containers are opened from it). */
+    readonly container: DependencyContainer = rootContainer,
+  ) {}
 
+  /**
+   * Adds a plugin (replacing one of the same kind and name); throws unless it has `useClass` or `create` and
+   * a kebab-case name.
+   */
   register<K extends PluginKind, O>(def: PluginDefinition<K, O>): void {
     if (!def.useClass && !def.create) {
       throw new Error(`plugin ${def.kind} '${def.name}' needs useClass or create`);
@@ -75,10 +95,12 @@ export class PluginRegistry {
     this.container.register(key, { useValue: def });
   }
 
+  /** Whether a plugin `name` of `kind` is registered. */
   has(kind: PluginKind, name: string): boolean {
     return this.defs.has(tokenFor(kind, name));
   }
 
+  /** The registered names of a kind, sorted. */
   names(kind: PluginKind): string[] {
     return [...this.defs.values()]
       .filter((d) => d.kind === kind)
@@ -86,6 +108,10 @@ export class PluginRegistry {
       .sort();
   }
 
+  /**
+   * The definition of a plugin; a {@link ConfigError} on the field `kind` listing the registered names when
+   * it is unknown.
+   */
   get(kind: PluginKind, name: string): PluginDefinition {
     const def = this.defs.get(tokenFor(kind, name));
     if (!def) {
@@ -101,7 +127,18 @@ export class PluginRegistry {
   /** Every registered plugin with its option documentation. */
   list(
     kind?: PluginKind,
-  ): { kind: PluginKind; name: string; description: string; source?: string; options: OptionDoc[] }[] {
+  ): {
+    /** The plugin kind. */
+    kind: PluginKind;
+    /** The plugin name. */
+    name: string;
+    /** Its one-line description. */
+    description: string;
+    /** The package that registered it, when known. */
+    source?: string;
+    /** Its options with types, defaults and descriptions. */
+    options: OptionDoc[];
+  }[] {
     return [...this.defs.values()]
       .filter((d) => !kind || d.kind === kind)
       .sort((a, b) => (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind.localeCompare(b.kind)))
@@ -164,8 +201,28 @@ function shorthand<K extends PluginKind>(kind: K) {
 
 /** One-line registrations: `registerEstimator('mine', MyEstimator, MyOptionsSchema)`. */
 export const registerProblem = shorthand('problem');
+/**
+ * One-line registration of an inner solver: `registerInnerSolver(name, classOrFactory, optionsSchema?,
+ * description?, registry?)`.
+ */
 export const registerInnerSolver = shorthand('innerSolver');
+/**
+ * One-line registration of a hypergradient estimator: `registerEstimator(name, classOrFactory,
+ * optionsSchema?, description?, registry?)`.
+ */
 export const registerEstimator = shorthand('estimator');
+/**
+ * One-line registration of an outer optimizer: `registerOuterOptimizer(name, classOrFactory, optionsSchema?,
+ * description?, registry?)`.
+ */
 export const registerOuterOptimizer = shorthand('outerOptimizer');
+/**
+ * One-line registration of a data set: `registerDataset(name, classOrFactory, optionsSchema?, description?,
+ * registry?)`.
+ */
 export const registerDataset = shorthand('dataset');
+/**
+ * One-line registration of a backbone: `registerBackbone(name, classOrFactory, optionsSchema?, description?,
+ * registry?)`.
+ */
 export const registerBackbone = shorthand('backbone');

@@ -3,11 +3,13 @@ import { z } from 'zod';
 import { ConfigError, DivergenceError } from './errors';
 import type { HypergradientEstimator, PluginState } from './estimator';
 import type { OuterOptimizer } from './optimizer';
+import { checkParameterTree, describeTreeShapes, preflightProblem, problemError } from './preflight';
 import { type OracleCounts, type Oracles } from './oracles';
 import type { Batch, BilevelProblem } from './problem';
 import { Random, type RandomState } from './random';
 import type { BatchSchedule, InnerSolver } from './solver';
 import {
+  assertSameStructure,
   type TensorTree,
   type TreeData,
   treeDispose,
@@ -22,6 +24,7 @@ import {
   treeToData,
 } from './tree';
 
+/** Options of the {@link Trainer}: stop rules, warm starts, evaluation and divergence guards. */
 export const TrainerOptionsSchema = z
   .object({
     steps: z.number().int().positive().default(100).describe('number of outer steps'),
@@ -55,12 +58,15 @@ export const TrainerOptionsSchema = z
     clipNorm: z.number().positive().optional().describe('rescale the hypergradient to at most this norm'),
   })
   .strict();
+/** Validated trainer options. */
 export type TrainerOptions = z.output<typeof TrainerOptionsSchema>;
 
 /** An error raised during an outer step, with that step's number. */
 export class StepError extends Error {
   constructor(
+    /** The outer step (1-based) during which the error was raised. */
     readonly step: number,
+    /** The original error. */
     override readonly cause: unknown,
   ) {
     super(`at outer step ${step}: ${cause instanceof Error ? cause.message : String(cause)}`);
@@ -76,8 +82,11 @@ export interface StepEvent {
   readonly elapsedSeconds: number;
   /** f(x_k, y_N(x_k)) on the whole outer data. */
   readonly outerLoss: number;
+  /** ‖∇Φ‖ of this step's estimate. */
   readonly hypergradientNorm: number;
+  /** Iterations of this step's inner solve. */
   readonly innerIterations: number;
+  /** ‖∇_y g‖ at the end of this step's inner solve. */
   readonly innerGradientNorm: number;
   /** Problem metrics (on evaluation steps) and closed-form diagnostics. */
   readonly metrics: Record<string, number>;
@@ -89,21 +98,35 @@ export interface StepEvent {
   readonly skipped: boolean;
 }
 
+/** What ended a run: the step budget, the time limit, the tolerance on ‖∇Φ‖, or an abort (`AbortSignal`). */
 export type StopReason = 'steps' | 'time' | 'tolerance' | 'interrupt';
 
+/** What {@link Trainer.run} returns. */
 export interface TrainResult {
+  /** Outer steps done. */
   readonly steps: number;
+  /** What ended the run. */
   readonly stoppedBy: StopReason;
+  /** Training seconds (evaluation excluded). */
   readonly elapsedSeconds: number;
+  /** Outer loss at the final x (after a last inner solve there). */
   readonly finalOuterLoss: number;
   /** Metrics at the final x (after a last inner solve there). */
   readonly finalMetrics: Record<string, number>;
+  /** Oracle calls of the run, by kind. */
   readonly oracleCalls: Readonly<OracleCounts>;
 }
 
+/** The events a {@link Trainer} emits, with their payloads. */
 export interface TrainerEvents {
-  start: { readonly steps: number };
+  /** Before the first step of `run`, with the step budget. */
+  start: {
+    /** The step budget of the run. */
+    readonly steps: number;
+  };
+  /** After every outer step. */
   step: StepEvent;
+  /** When `run` ends, with its result. */
   end: TrainResult;
 }
 
@@ -111,24 +134,43 @@ type Listener<E> = (event: E) => void;
 
 /** Everything needed to continue a run exactly where it stopped. */
 export interface TrainerState {
+  /** Outer steps done. */
   readonly step: number;
+  /** Training seconds so far. */
   readonly elapsedSeconds: number;
+  /** The outer variable x. */
   readonly x: TreeData;
+  /** The inner variable y (the next warm start). */
   readonly y: TreeData;
+  /** State of the trainer's random source. */
   readonly rng: RandomState;
+  /** Updates skipped in a row by the divergence policy. */
   readonly consecutiveSkips?: number;
+  /** Oracle calls so far, by kind. */
   readonly oracleCalls: OracleCounts;
+  /** The outer optimizer's state. */
   readonly optimizer?: PluginState;
+  /** The estimator's state. */
   readonly estimator?: PluginState;
+  /** The problem's own state (minibatch samplers), when it has one. */
+  readonly problem?: PluginState;
 }
 
+/** The parts a {@link Trainer} is built from (`createPipeline` assembles them from a spec). */
 export interface TrainerParts {
+  /** The problem. */
   readonly problem: BilevelProblem;
+  /** The counted oracles of the problem. */
   readonly oracles: Oracles;
+  /** The inner solver. */
   readonly solver: InnerSolver;
+  /** The hypergradient estimator. */
   readonly estimator: HypergradientEstimator;
+  /** The outer optimizer. */
   readonly optimizer: OuterOptimizer;
+  /** Seed of the random source (default 0). */
   readonly seed?: number;
+  /** Trainer options (defaults filled in). */
   readonly options?: Partial<TrainerOptions>;
 }
 
@@ -138,11 +180,17 @@ export interface TrainerParts {
  * state survive it.
  */
 export class Trainer {
+  /** The validated options. */
   readonly options: TrainerOptions;
+  /** The problem. */
   readonly problem: BilevelProblem;
+  /** The counted oracles. */
   readonly oracles: Oracles;
+  /** The inner solver. */
   readonly solver: InnerSolver;
+  /** The hypergradient estimator. */
   readonly estimator: HypergradientEstimator;
+  /** The outer optimizer. */
   readonly optimizer: OuterOptimizer;
   private rng: Random;
   private consecutiveSkips = 0;
@@ -151,6 +199,8 @@ export class Trainer {
   private stepCount = 0;
   private elapsed = 0;
   private lastOuterLoss = NaN;
+  private checked = false;
+  private readonly seed: number;
   private readonly listeners: { [K in keyof TrainerEvents]: Listener<TrainerEvents[K]>[] } = {
     start: [],
     step: [],
@@ -170,10 +220,38 @@ export class Trainer {
         'trainer.onNonFinite',
       );
     }
-    this.rng = new Random(parts.seed ?? 0);
+    this.seed = parts.seed ?? 0;
+    this.rng = new Random(this.seed);
     const init = this.rng.fork('init');
-    this.xCur = treeKeep(tf.tidy(() => this.problem.initialX(init)));
-    this.yCur = treeKeep(tf.tidy(() => this.problem.initialY(init, this.xCur)));
+    this.xCur = treeKeep(this.initial('initialX', () => this.problem.initialX(init)));
+    try {
+      this.yCur = treeKeep(this.initial('initialY', () => this.problem.initialY(init, this.xCur)));
+    } catch (e) {
+      treeDispose(this.xCur);
+      throw e;
+    }
+  }
+
+  /** Calls initialX / initialY, naming the problem when it throws or returns something unusable. */
+  private initial(what: 'initialX' | 'initialY', make: () => TensorTree): TensorTree {
+    let tree: TensorTree;
+    try {
+      tree = tf.tidy(make);
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      const at = what === 'initialY' ? ` (x ${describeTreeShapes(this.xCur)})` : '';
+      throw problemError(this.problem, `${what} failed${at}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    try {
+      checkParameterTree(this.problem, what, tree);
+    } catch (e) {
+      const made: unknown = tree;
+      if (made instanceof tf.Tensor) made.dispose();
+      else if (made && typeof made === 'object')
+        for (const t of Object.values(made)) if (t instanceof tf.Tensor) t.dispose();
+      throw e;
+    }
+    return tree;
   }
 
   /** Current outer variable (owned by the trainer; clone it to keep it). */
@@ -186,14 +264,17 @@ export class Trainer {
     return this.yCur;
   }
 
+  /** Outer steps done so far. */
   get step(): number {
     return this.stepCount;
   }
 
+  /** Training seconds so far (evaluation excluded). */
   get elapsedSeconds(): number {
     return this.elapsed;
   }
 
+  /** Adds a listener for `start`, `step` or `end`; returns the trainer. */
   on<K extends keyof TrainerEvents>(event: K, listener: Listener<TrainerEvents[K]>): this {
     this.listeners[event].push(listener);
     return this;
@@ -239,8 +320,21 @@ export class Trainer {
     return { schedule, release };
   }
 
+  /**
+   * Evaluates the problem once at the current (x, y) — losses, gradients, projection, closed form — and throws
+   * a `ConfigError` naming the problem and the mismatch when shapes do not fit (see {@link preflightProblem}).
+   * Runs by itself before the first step of this trainer; does not change the run.
+   */
+  preflight(): void {
+    preflightProblem(this.problem, this.xCur, this.yCur, new Random(this.seed).fork('preflight'), {
+      closedForm: this.options.closedFormDiagnostics,
+    });
+    this.checked = true;
+  }
+
   /** One outer step. Synchronous; returns what it reports. Errors name the step. */
   stepOnce(): StepEvent {
+    if (!this.checked) this.preflight();
     try {
       return this.stepUnguarded();
     } catch (err) {
@@ -383,7 +477,12 @@ export class Trainer {
   }
 
   /** Metrics at the current x after one more inner solve there (not charged to the method). */
-  finalEvaluation(): { outerLoss: number; metrics: Record<string, number> } {
+  finalEvaluation(): {
+    /** f at the current x and the inner solution there. */
+    outerLoss: number;
+    /** The problem's metrics there. */
+    metrics: Record<string, number>;
+  } {
     const saved = { ...this.oracles.counts };
     let releaseBatches = () => undefined as void;
     try {
@@ -392,10 +491,12 @@ export class Trainer {
         const task = this.problem.sampleTask?.(rng);
         const drawn = this.batchSchedule(rng.fork('inner-batches'), task);
         releaseBatches = drawn.release;
+        // Start where a training step would: the last y, or (warmStart: false) a fresh initial y.
+        const y0 = this.options.warmStart ? this.yCur : this.problem.initialY(rng.fork('y0'), this.xCur);
         const inner = this.solver.solve({
           oracles: this.oracles,
           x: this.xCur,
-          y0: this.yCur,
+          y0,
           maxIterations: this.options.innerIterations,
           batches: drawn.schedule,
         });
@@ -450,6 +551,7 @@ export class Trainer {
     return result;
   }
 
+  /** The whole state of the run (for checkpoints); {@link Trainer.setState} continues from it exactly. */
   getState(): TrainerState {
     return {
       step: this.stepCount,
@@ -461,14 +563,33 @@ export class Trainer {
       oracleCalls: { ...this.oracles.counts },
       optimizer: this.optimizer.getState?.(),
       estimator: this.estimator.getState?.(),
+      problem: this.problem.getState?.(),
     };
   }
 
+  /**
+   * Continues from a saved state (e.g. a checkpoint): x, y, the random generator, step count, time, oracle
+   * counts and the optimizer's, estimator's and problem's own state. A state whose x or y does not have this
+   * problem's names and shapes is refused with a `ConfigError`.
+   */
   setState(state: TrainerState): void {
+    const x = treeKeep(treeFromData(state.x));
+    const y = treeKeep(treeFromData(state.y));
+    try {
+      assertSameStructure(x, this.xCur, 'saved x vs the x of this problem');
+      assertSameStructure(y, this.yCur, 'saved y vs the y of this problem');
+    } catch (e) {
+      treeDispose(x);
+      treeDispose(y);
+      throw new ConfigError(
+        `the saved state does not fit problem '${this.problem.name}': ${e instanceof Error ? e.message : String(e)}`,
+        'checkpoint',
+      );
+    }
     treeDispose(this.xCur);
     treeDispose(this.yCur);
-    this.xCur = treeKeep(treeFromData(state.x));
-    this.yCur = treeKeep(treeFromData(state.y));
+    this.xCur = x;
+    this.yCur = y;
     this.stepCount = state.step;
     this.elapsed = state.elapsedSeconds;
     this.rng.setState(state.rng);
@@ -476,12 +597,14 @@ export class Trainer {
     this.oracles.restoreCounts(state.oracleCalls);
     if (state.optimizer !== undefined) this.optimizer.setState?.(state.optimizer);
     if (state.estimator !== undefined) this.estimator.setState?.(state.estimator);
+    if (state.problem !== undefined) this.problem.setState?.(state.problem);
   }
 
   /** Releases x, y and the plugins' state. */
   dispose(): void {
     treeDispose(this.xCur);
     treeDispose(this.yCur);
+    this.solver.dispose?.();
     this.estimator.dispose?.();
     this.optimizer.dispose?.();
   }

@@ -9,8 +9,11 @@ export type TensorTree = { readonly [name: string]: tf.Tensor };
 
 /** Shapes of a tree, enough to turn a flat vector back into the tree. */
 export interface TreeSpec {
+  /** Tensor names, sorted. */
   readonly names: readonly string[];
+  /** Shape of each tensor, in the order of `names`. */
   readonly shapes: readonly (readonly number[])[];
+  /** Number of scalars of each tensor, in the order of `names`. */
   readonly sizes: readonly number[];
   /** Total number of scalars. */
   readonly total: number;
@@ -21,6 +24,7 @@ export function treeNames(tree: TensorTree): string[] {
   return Object.keys(tree).sort();
 }
 
+/** The names, shapes and sizes of a tree (what {@link treeUnflatten} needs). */
 export function treeSpec(tree: TensorTree): TreeSpec {
   const names = treeNames(tree);
   const shapes = names.map((n) => tree[n].shape.slice());
@@ -44,12 +48,14 @@ export function assertSameStructure(a: TensorTree, b: TensorTree, what = 'trees'
   }
 }
 
+/** A new tree with `fn` applied to each tensor (and its name). */
 export function treeMap(tree: TensorTree, fn: (t: tf.Tensor, name: string) => tf.Tensor): TensorTree {
   const out: Record<string, tf.Tensor> = {};
   for (const n of treeNames(tree)) out[n] = fn(tree[n], n);
   return out;
 }
 
+/** A new tree combining the same-named tensors of two trees of the same structure with `fn`. */
 export function treeZip(
   a: TensorTree,
   b: TensorTree,
@@ -61,14 +67,17 @@ export function treeZip(
   return out;
 }
 
+/** a + b, tensor by tensor. */
 export function treeAdd(a: TensorTree, b: TensorTree): TensorTree {
   return treeZip(a, b, (x, y) => tf.add(x, y));
 }
 
+/** a − b, tensor by tensor. */
 export function treeSub(a: TensorTree, b: TensorTree): TensorTree {
   return treeZip(a, b, (x, y) => tf.sub(x, y));
 }
 
+/** −a, tensor by tensor. */
 export function treeNeg(a: TensorTree): TensorTree {
   return treeMap(a, (x) => tf.neg(x));
 }
@@ -94,6 +103,7 @@ export function treeDot(a: TensorTree, b: TensorTree): tf.Scalar {
   });
 }
 
+/** ‖a‖², the sum of squares of every entry, as a scalar tensor. */
 export function treeNormSquared(a: TensorTree): tf.Scalar {
   return treeDot(a, a);
 }
@@ -103,10 +113,12 @@ export function treeNorm(a: TensorTree): tf.Scalar {
   return tf.tidy(() => tf.sqrt(treeNormSquared(a)));
 }
 
+/** A tree of zeros shaped like `a`. */
 export function treeZerosLike(a: TensorTree): TensorTree {
   return treeMap(a, (x) => tf.zerosLike(x));
 }
 
+/** A copy of `a` (new tensors). */
 export function treeClone(a: TensorTree): TensorTree {
   return treeMap(a, (x) => tf.clone(x));
 }
@@ -144,6 +156,7 @@ export function treeSize(a: TensorTree): number {
   return s;
 }
 
+/** Disposes every tensor of the tree; does nothing for `undefined` or `null`. */
 export function treeDispose(a: TensorTree | undefined | null): void {
   if (!a) return;
   for (const n of Object.keys(a)) a[n].dispose();
@@ -184,15 +197,22 @@ export function treeIsFinite(a: TensorTree): boolean {
 
 /** Plain serializable copy of a tree (for checkpoints and tests). */
 export interface TreeData {
-  readonly [name: string]: { readonly shape: number[]; readonly values: number[] };
+  readonly [name: string]: {
+    /** Tensor shape. */
+    readonly shape: number[];
+    /** Entries in row-major order. */
+    readonly values: number[];
+  };
 }
 
+/** A plain, JSON-serializable copy of the tree (reads every tensor synchronously). */
 export function treeToData(a: TensorTree): TreeData {
   const out: Record<string, { shape: number[]; values: number[] }> = {};
   for (const n of treeNames(a)) out[n] = { shape: a[n].shape.slice(), values: Array.from(a[n].dataSync()) };
   return out;
 }
 
+/** Float32 tensors built from a {@link TreeData} copy. */
 export function treeFromData(d: TreeData): TensorTree {
   const out: Record<string, tf.Tensor> = {};
   for (const n of Object.keys(d).sort()) out[n] = tf.tensor(d[n].values, d[n].shape, 'float32');

@@ -12,9 +12,11 @@ export interface CorruptedLabels {
   readonly original: Int32Array;
 }
 
+/** Options of {@link corruptLabels}. */
 export interface CorruptionOptions {
   /** Fraction of samples whose label is replaced; exactly round(rate·n) samples are changed. */
   readonly rate: number;
+  /** Seed of the choice of samples and of their new labels (default 0). */
   readonly seed?: number;
 }
 

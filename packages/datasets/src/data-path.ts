@@ -15,7 +15,11 @@ export const SYSTEM_DATA_ROOT = '/usr/share/datasets';
 
 /** Where a search for data set `name` looks, and why. */
 export interface DataSearchPath {
+  /** The candidate folder. */
   readonly path: string;
+  /**
+   * Where it comes from: the explicit path, `BILEVEL_DATA_PATH`, the cache folder or the system data folder.
+   */
   readonly source: 'explicit' | 'env' | 'cache' | 'system';
 }
 

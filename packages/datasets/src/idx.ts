@@ -14,13 +14,18 @@ const DTYPES: Readonly<Record<number, { dtype: IdxDtype; bytes: number }>> = {
   0x0e: { dtype: 'float64', bytes: 8 },
 };
 
+/** The typed array holding an IDX file's values, by element type. */
 export type IdxData = Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
 
 /** A parsed IDX file: element type, dimensions and the values in row-major order. */
 export interface IdxArray {
+  /** The file it was read from. */
   readonly file: string;
+  /** Element type. */
   readonly dtype: IdxDtype;
+  /** Dimensions, outermost first. */
   readonly dims: readonly number[];
+  /** The values in row-major order. */
   readonly data: IdxData;
 }
 
@@ -124,7 +129,12 @@ export function isGzip(bytes: Uint8Array): boolean {
  * Decompresses gzip bytes. A stream that ends early is decompressed as far as it goes and reported by the
  * caller together with the byte count it found; corrupt deflate data raises a {@link DataError}.
  */
-export function gunzip(bytes: Uint8Array, file: string): { bytes: Uint8Array; complete: boolean } {
+export function gunzip(bytes: Uint8Array, file: string): {
+  /** The decompressed bytes (as far as they go). */
+  bytes: Uint8Array;
+  /** Whether the stream was complete. */
+  complete: boolean;
+} {
   try {
     return { bytes: gunzipSync(bytes), complete: true };
   } catch (first) {

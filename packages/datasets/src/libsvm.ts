@@ -7,21 +7,29 @@ import { gunzip, isGzip } from './idx';
  * `values[indptr[r] .. indptr[r+1])` at columns `indices[...]` (0-based, ascending within a row).
  */
 export interface CsrMatrix {
+  /** Number of rows. */
   readonly rows: number;
+  /** Number of columns. */
   readonly cols: number;
+  /** Row r's nonzeros are entries indptr[r] … indptr[r+1] − 1 (rows + 1 entries). */
   readonly indptr: Int32Array;
+  /** Column of each nonzero (0-based). */
   readonly indices: Int32Array;
+  /** Value of each nonzero. */
   readonly values: Float32Array;
 }
 
 /** A LIBSVM data set: a CSR feature matrix and one numeric label per row. */
 export interface LibsvmData {
+  /** The file it was read from. */
   readonly file: string;
+  /** The features, one row per sample. */
   readonly features: CsrMatrix;
   /** The labels as written (e.g. −1/+1, 1..k, or real targets). */
   readonly labels: Float64Array;
 }
 
+/** Options of {@link readLibsvm} and {@link parseLibsvm}. */
 export interface LibsvmReadOptions {
   /**
    * Number of feature columns. Defaults to the largest index seen; give it to align several files
@@ -128,8 +136,11 @@ export function readLibsvm(file: string, options: LibsvmReadOptions = {}): Libsv
  * Labels are collected from all the given sets, so train and validation share one mapping.
  */
 export function labelsToClasses(...sets: readonly ArrayLike<number>[]): {
+  /** Number of distinct labels k. */
   classes: number;
+  /** The distinct labels, ascending (class i is values[i]). */
   values: readonly number[];
+  /** Maps labels to class indices 0..k−1. */
   map: (labels: ArrayLike<number>) => Int32Array;
 } {
   const distinct = new Set<number>();

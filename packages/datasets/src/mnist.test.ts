@@ -55,6 +55,11 @@ describe('loadMnistLayout', () => {
     expect(() => loadFashionMnist({ split: 'train', path: dir, indices: [5] })).toThrow(
       /index 5 .* outside 0\.\.4/,
     );
+    // A file with fewer images than the indices ask for is a data problem that names the file.
+    expect(() => loadFashionMnist({ split: 'train', path: dir, indices: [5] })).toThrow(DataError);
+    expect(() => loadFashionMnist({ split: 'train', path: dir, indices: [5] })).toThrow(
+      /train-images-idx3-ubyte\.gz: .* holds only 5 images/,
+    );
   });
 
   it('finds the folder through BILEVEL_DATA_PATH', () => {

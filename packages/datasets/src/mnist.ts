@@ -10,15 +10,22 @@ export interface ImageClassificationData {
   readonly images: Float32Array;
   /** count labels in 0..classes−1. */
   readonly labels: Int32Array;
+  /** Number of images. */
   readonly count: number;
+  /** Image height. */
   readonly rows: number;
+  /** Image width. */
   readonly cols: number;
+  /** Number of classes. */
   readonly classes: number;
 }
 
+/** A split of an MNIST-layout data set: 60,000 training or 10,000 test images (for (Fashion-)MNIST). */
 export type MnistSplit = 'train' | 'test';
 
+/** Options of {@link loadFashionMnist} and {@link loadMnist}. */
 export interface MnistLoadOptions {
+  /** Which split to load. */
   readonly split: MnistSplit;
   /** Keep only the first `limit` samples. */
   readonly limit?: number;
@@ -34,11 +41,13 @@ export interface MnistLayoutInfo {
   readonly name: string;
   /** Human name, e.g. `Fashion-MNIST`. */
   readonly title: string;
+  /** Number of classes. */
   readonly classes: number;
   /** How to install it, one sentence. */
   readonly install?: string;
 }
 
+/** Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017): 10 classes of clothing, in the folder `fashion-mnist`. */
 export const FASHION_MNIST: MnistLayoutInfo = {
   name: 'fashion-mnist',
   title: 'Fashion-MNIST',
@@ -47,6 +56,7 @@ export const FASHION_MNIST: MnistLayoutInfo = {
     'install the Debian package with `apt-get install dataset-fashion-mnist` (it puts the files in /usr/share/datasets/fashion-mnist)',
 };
 
+/** MNIST: 10 digit classes, in the folder `mnist`. */
 export const MNIST: MnistLayoutInfo = { name: 'mnist', title: 'MNIST', classes: 10 };
 
 /** The two files of a split in the standard layout (`train-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte`, …). */
@@ -145,8 +155,10 @@ export function loadMnistLayout(info: MnistLayoutInfo, options: MnistLoadOptions
     for (let i = 0; i < pick.length; i++) {
       const k = pick[i];
       if (!Number.isInteger(k) || k < 0 || k >= total) {
-        throw new RangeError(
-          `loadMnistLayout: index ${k} (position ${i}) is outside 0..${total - 1} of ${imageFile}`,
+        // The indices come from the data set's documented size: a file with fewer samples is a data problem.
+        throw new DataError(
+          `${imageFile}: sample index ${k} (position ${i}) is outside 0..${total - 1}: the file holds only ${total} images (is it complete?)`,
+          imageFile,
         );
       }
     }

@@ -3,6 +3,7 @@ import { readLibsvm } from './libsvm';
 import { loadFashionMnist, loadMnist } from './mnist';
 import { makeClassification, makeRegression } from './synthetic';
 
+/** Options of the `fashion-mnist` and `mnist` dataset plugins. */
 export const MnistDatasetOptionsSchema = z
   .object({
     split: z
@@ -20,6 +21,7 @@ export const MnistDatasetOptionsSchema = z
   })
   .strict();
 
+/** Options of the `libsvm` dataset plugin. */
 export const LibsvmDatasetOptionsSchema = z
   .object({
     file: z.string().min(1).describe('LIBSVM text file (plain or gzip)'),
@@ -32,6 +34,7 @@ export const LibsvmDatasetOptionsSchema = z
   })
   .strict();
 
+/** Options of the `synthetic-classification` dataset plugin. */
 export const SyntheticClassificationOptionsSchema = z
   .object({
     samples: z.number().int().positive().default(1000).describe('number of samples'),
@@ -43,6 +46,7 @@ export const SyntheticClassificationOptionsSchema = z
   })
   .strict();
 
+/** Options of the `synthetic-regression` dataset plugin. */
 export const SyntheticRegressionOptionsSchema = z
   .object({
     samples: z.number().int().positive().default(1000).describe('number of samples'),

@@ -2,9 +2,13 @@ import { Random, type RandomState } from '@bilevel/core';
 
 /** Serializable state of a {@link MinibatchSampler} (for checkpoints). */
 export interface MinibatchSamplerState {
+  /** Completed epochs. */
   readonly epoch: number;
+  /** Position in the current epoch's order. */
   readonly position: number;
+  /** The current epoch's order of sample indices. */
   readonly order: number[];
+  /** State of the sampler's random source. */
   readonly rng: RandomState;
 }
 
@@ -21,7 +25,9 @@ export class MinibatchSampler {
   private readonly rng: Random;
 
   constructor(
+    /** Number of samples n. */
     readonly size: number,
+    /** Indices per batch. */
     readonly batchSize: number,
     seed: number | Random = 0,
   ) {
@@ -71,6 +77,7 @@ export class MinibatchSampler {
     this.order = Int32Array.from([...front, ...back]);
   }
 
+  /** The sampler's state, JSON-serializable (saved in checkpoints). */
   getState(): MinibatchSamplerState {
     return {
       epoch: this.epochCount,
@@ -80,6 +87,7 @@ export class MinibatchSampler {
     };
   }
 
+  /** Restores a state from {@link MinibatchSampler.getState}; the data size must match. */
   setState(state: MinibatchSamplerState): void {
     if (state.order.length !== this.size)
       throw new Error(`sampler state is for ${state.order.length} samples, not ${this.size}`);

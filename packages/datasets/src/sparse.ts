@@ -6,10 +6,15 @@ import type { CsrMatrix } from './libsvm';
  * value values[e]. Create it once with {@link sparseTensorsFromCsr} (and `tf.keep` it for long-lived data).
  */
 export interface SparseTensors {
+  /** Number of rows. */
   readonly rows: number;
+  /** Number of columns. */
   readonly cols: number;
+  /** Row of each nonzero (int32). */
   readonly rowIds: tf.Tensor1D;
+  /** Column of each nonzero (int32). */
   readonly colIds: tf.Tensor1D;
+  /** Value of each nonzero. */
   readonly values: tf.Tensor1D;
 }
 
@@ -32,6 +37,7 @@ export function sparseTensorList(s: SparseTensors): tf.Tensor[] {
   return [s.rowIds, s.colIds, s.values];
 }
 
+/** Disposes the three tensors. */
 export function disposeSparse(s: SparseTensors): void {
   for (const t of sparseTensorList(s)) t.dispose();
 }

@@ -79,7 +79,14 @@ export function trainValidationTestSplit(
   data: ClassificationData,
   sizes: { train: number; validation: number; test: number },
   seed = 0,
-): { train: ClassificationData; validation: ClassificationData; test: ClassificationData } {
+): {
+  /** The training samples. */
+  train: ClassificationData;
+  /** The validation samples. */
+  validation: ClassificationData;
+  /** The test samples. */
+  test: ClassificationData;
+} {
   const [tr, va, te] = splitIndices(data.count, [sizes.train, sizes.validation, sizes.test], { seed });
   return {
     train: subsetClassification(data, tr),

@@ -6,8 +6,11 @@ export interface ClassificationData {
   readonly inputs: Float32Array;
   /** count labels in 0..classes−1. */
   readonly labels: Int32Array;
+  /** Number of samples. */
   readonly count: number;
+  /** Number of features. */
   readonly dimension: number;
+  /** Number of classes. */
   readonly classes: number;
 }
 
@@ -17,15 +20,23 @@ export interface RegressionData {
   readonly inputs: Float32Array;
   /** count × outputs targets. */
   readonly targets: Float32Array;
+  /** Number of samples. */
   readonly count: number;
+  /** Number of inputs per sample. */
   readonly dimension: number;
+  /** Number of targets per sample. */
   readonly outputs: number;
 }
 
+/** Options of {@link makeClassification}. */
 export interface ClassificationOptions {
+  /** Number of samples. */
   readonly samples: number;
+  /** Number of features. */
   readonly features: number;
+  /** Number of classes. */
   readonly classes: number;
+  /** Seed (default 0). */
   readonly seed?: number;
   /** Distance scale of the class means: μ_c ~ N(0, (separation²/features)·I), so ‖μ_c‖ ≈ separation. */
   readonly separation?: number;
@@ -68,10 +79,15 @@ export function makeClassification(options: ClassificationOptions): Classificati
   return { inputs, labels, count: samples, dimension: features, classes };
 }
 
+/** Options of {@link makeRegression}. */
 export interface RegressionOptions {
+  /** Number of samples. */
   readonly samples: number;
+  /** Number of inputs per sample. */
   readonly features: number;
+  /** Number of targets per sample (default 1). */
   readonly outputs?: number;
+  /** Seed (default 0). */
   readonly seed?: number;
   /** Standard deviation of the target noise. */
   readonly noise?: number;
@@ -85,7 +101,10 @@ export interface RegressionOptions {
  */
 export function makeRegression(
   options: RegressionOptions,
-): RegressionData & { readonly weights: Float64Array } {
+): RegressionData & {
+  /** The true weights used (features × outputs, row-major). */
+  readonly weights: Float64Array;
+} {
   const { samples, features } = options;
   const outputs = options.outputs ?? 1;
   checkCount('samples', samples, 1);

@@ -8,6 +8,8 @@ import {
   disposeLabeledSet,
   featureMatMul,
   resolveBatch,
+  restoreSamplers,
+  SetSampler,
   sparseLabeledSet,
 } from './index';
 
@@ -65,5 +67,40 @@ describe('labeled sets', () => {
     tf.dispose([w, b]);
     disposeLabeledSet(dense);
     disposeLabeledSet(sparse);
+  });
+});
+
+describe('minibatch sampler state (checkpoints)', () => {
+  it('a sampler restored from a saved state draws the same batches, across an epoch boundary', () => {
+    const set = denseLabeledSet('training', data);
+    const a = new SetSampler(set, 2, 7);
+    const b = new SetSampler(set, 2, 7);
+    const indices = (s: SetSampler): number[] => {
+      const batch = s.next();
+      const out = Array.from(batch.indices.dataSync());
+      tf.dispose(Object.values(batch));
+      return out;
+    };
+    indices(a); // 2 of the 3 samples: the state is saved inside an epoch
+    const saved = JSON.parse(JSON.stringify(a.getState()));
+    const fromA = [indices(a), indices(a), indices(a)];
+    indices(b);
+    indices(b);
+    b.setState(saved);
+    expect([indices(b), indices(b), indices(b)]).toEqual(fromA);
+    disposeLabeledSet(set);
+  });
+
+  it('restoreSamplers names what does not match', () => {
+    const set = denseLabeledSet('training', data);
+    const inner = new SetSampler(set, 2, 1);
+    expect(() => restoreSamplers('p', { innerSampler: null, outerSampler: null }, { inner })).toThrow(
+      'p: saved problem state has no inner minibatch sampler, this problem has one (batch sizes differ?)',
+    );
+    expect(() => restoreSamplers('p', { rng: 1 }, { inner })).toThrow(
+      'p: saved problem state must be { innerSampler, outerSampler }',
+    );
+    restoreSamplers('p', { innerSampler: inner.getState(), outerSampler: null }, { inner });
+    disposeLabeledSet(set);
   });
 });

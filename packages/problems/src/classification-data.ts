@@ -4,6 +4,7 @@ import {
   type CsrMatrix,
   csrSelectRows,
   MinibatchSampler,
+  type MinibatchSamplerState,
   type SparseTensors,
   sparseDenseMatMul,
   sparseTensorsFromCsr,
@@ -12,18 +13,40 @@ import * as tf from '@tensorflow/tfjs-core';
 
 /** A feature matrix held as tensors: dense rows, or a sparse matrix in coordinate form. */
 export type FeatureMatrix =
-  | { readonly kind: 'dense'; readonly rows: number; readonly cols: number; readonly matrix: tf.Tensor2D }
-  | { readonly kind: 'sparse'; readonly rows: number; readonly cols: number; readonly matrix: SparseTensors };
+  | {
+      /** Dense features. */
+      readonly kind: 'dense';
+      /** Number of samples. */
+      readonly rows: number;
+      /** Number of features. */
+      readonly cols: number;
+      /** The [rows, cols] matrix. */
+      readonly matrix: tf.Tensor2D;
+    }
+  | {
+      /** Sparse features (LIBSVM data). */
+      readonly kind: 'sparse';
+      /** Number of samples. */
+      readonly rows: number;
+      /** Number of features. */
+      readonly cols: number;
+      /** The nonzeros in coordinate form. */
+      readonly matrix: SparseTensors;
+    };
 
 /** A labeled data set as long-lived tensors (kept; released by {@link disposeLabeledSet}). */
 export interface LabeledSet {
+  /** Name of the set in messages (`train`, `validation`, `test`). */
   readonly name: string;
+  /** The features, dense or sparse. */
   readonly features: FeatureMatrix;
   /** Labels on the JS side (for metrics). */
   readonly labels: Int32Array;
   /** One-hot labels [count, classes]. */
   readonly oneHot: tf.Tensor2D;
+  /** Number of samples. */
   readonly count: number;
+  /** Number of classes. */
   readonly classes: number;
   /** The CSR source of sparse features (minibatches are cut from it). */
   readonly csr?: CsrMatrix;
@@ -104,6 +127,7 @@ export function sparseLabeledSet(
   };
 }
 
+/** Releases the set's tensors (nothing for undefined). */
 export function disposeLabeledSet(set: LabeledSet | undefined): void {
   if (!set) return;
   set.oneHot.dispose();
@@ -137,7 +161,16 @@ export function batchFromIndices(set: LabeledSet, indices: Int32Array): Batch {
 export function resolveBatch(
   set: LabeledSet,
   batch: Batch | undefined,
-): { features: FeatureMatrix; targets: tf.Tensor2D; indices?: tf.Tensor1D; count: number } {
+): {
+  /** The features to use. */
+  features: FeatureMatrix;
+  /** One-hot targets [count, classes]. */
+  targets: tf.Tensor2D;
+  /** Positions of the batch in the set (absent for the whole set). */
+  indices?: tf.Tensor1D;
+  /** Number of samples. */
+  count: number;
+} {
   if (!batch) return { features: set.features, targets: set.oneHot, count: set.count };
   const indices = batch.indices as tf.Tensor1D | undefined;
   if (!indices) throw new Error(`${set.name} batch: missing 'indices'`);
@@ -224,6 +257,7 @@ export function accuracy(set: LabeledSet, w: tf.Tensor, b: tf.Tensor): number {
 export class SetSampler {
   private readonly sampler: MinibatchSampler;
   constructor(
+    /** The set the batches are drawn from. */
     readonly set: LabeledSet,
     batchSize: number,
     seed: number,
@@ -234,7 +268,52 @@ export class SetSampler {
     this.sampler = new MinibatchSampler(set.count, batchSize, seed);
   }
 
+  /** The next minibatch: indices into the set and the gathered features and one-hot targets. */
   next(rng?: Random): Batch {
     return batchFromIndices(this.set, this.sampler.next(rng));
+  }
+
+  /** Position and order of the epoch (for checkpoints: a resumed run draws the same batches). */
+  getState(): MinibatchSamplerState {
+    return this.sampler.getState();
+  }
+
+  /** Restores a state from {@link SetSampler.getState}. */
+  setState(state: MinibatchSamplerState): void {
+    this.sampler.setState(state);
+  }
+}
+
+/** Checkpoint state of a problem's inner and outer minibatch samplers (null: that level has none). */
+export interface SamplersState {
+  /** State of the inner (training) sampler, or null. */
+  readonly innerSampler: MinibatchSamplerState | null;
+  /** State of the outer (validation) sampler, or null. */
+  readonly outerSampler: MinibatchSamplerState | null;
+}
+
+/** Restores {@link SamplersState} into the samplers a problem holds, checking it was made for them. */
+export function restoreSamplers(
+  problem: string,
+  state: unknown,
+  samplers: {
+    inner?: { setState(s: MinibatchSamplerState): void };
+    outer?: { setState(s: MinibatchSamplerState): void };
+  },
+): void {
+  const s = state as Partial<SamplersState> | null;
+  if (!s || typeof s !== 'object' || !('innerSampler' in s) || !('outerSampler' in s)) {
+    throw new Error(`${problem}: saved problem state must be { innerSampler, outerSampler }`);
+  }
+  for (const [level, saved, sampler] of [
+    ['inner', s.innerSampler, samplers.inner],
+    ['outer', s.outerSampler, samplers.outer],
+  ] as const) {
+    if ((saved == null) !== (sampler === undefined)) {
+      throw new Error(
+        `${problem}: saved problem state ${saved == null ? 'has no' : 'has an'} ${level} minibatch sampler, this problem ${sampler ? 'has one' : 'has none'} (batch sizes differ?)`,
+      );
+    }
+    if (saved && sampler) sampler.setState(saved);
   }
 }

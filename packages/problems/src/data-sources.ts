@@ -16,24 +16,36 @@ export const SyntheticDataOptionsSchema = z
     noise: z.number().min(0).default(1).describe('within-class standard deviation'),
   })
   .strict();
+/** Validated options of the synthetic data. */
 export type SyntheticDataOptions = z.output<typeof SyntheticDataOptionsSchema>;
 
 /** Train / validation / test parts of a dense classification data set. */
 export interface ClassificationSplits {
+  /** The training set. */
   readonly train: ClassificationData;
+  /** The validation set. */
   readonly validation: ClassificationData;
+  /** The test set, when one was asked for. */
   readonly test?: ClassificationData;
   /** Where the data came from, for reports. */
   readonly source: string;
 }
 
+/** Which data to load and how to split it (the problems' shared data options). */
 export interface DenseSplitRequest {
+  /** `fashion-mnist` (real data) or `synthetic`. */
   readonly dataset: 'fashion-mnist' | 'synthetic';
+  /** Explicit data folder (else the documented search order). */
   readonly path?: string;
+  /** Samples of the training set. */
   readonly trainSamples: number;
+  /** Samples of the validation set. */
   readonly validationSamples: number;
+  /** Samples of the test set (0: none). */
   readonly testSamples: number;
+  /** Seed of the split (and of the synthetic data). */
   readonly seed: number;
+  /** Options of the synthetic data. */
   readonly synthetic: SyntheticDataOptions;
   /** Option path for error messages, e.g. `problem.options`. */
   readonly where?: string;

@@ -19,10 +19,13 @@ import {
   linearLogits,
   linearLogitsBatched,
   resolveBatch,
+  restoreSamplers,
+  type SamplersState,
   SetSampler,
 } from './classification-data';
 import { loadDenseSplits, SyntheticDataOptionsSchema } from './data-sources';
 
+/** Options of the `hyper-cleaning` problem. */
 export const HyperCleaningOptionsSchema = z
   .object({
     dataset: z
@@ -78,6 +81,7 @@ export const HyperCleaningOptionsSchema = z
     ),
   })
   .strict();
+/** Validated options of the `hyper-cleaning` problem. */
 export type HyperCleaningOptions = z.output<typeof HyperCleaningOptionsSchema>;
 
 /** The data of a hyper-cleaning instance: a training set with noisy labels and the record of the noise. */
@@ -86,23 +90,33 @@ export interface HyperCleaningData {
   readonly train: ClassificationData;
   /** 1 where the training label was corrupted. */
   readonly corrupted: Uint8Array;
+  /** The clean validation set (the outer data). */
   readonly validation: ClassificationData;
+  /** The test set, when there is one. */
   readonly test?: ClassificationData;
 }
 
+/** Settings of a {@link HyperCleaningProblem} built from data directly. */
 export interface HyperCleaningSettings {
   /** λ of (λ/2)‖W‖². */
   readonly innerL2: number;
+  /** Starting x_i (default 0: weights σ(x_i) = 0.5). */
   readonly initialLogit?: number;
+  /** Inner minibatch size (the stochastic variant); full batches when absent. */
   readonly batchSize?: number;
+  /** Outer minibatch size; defaults to `batchSize`. */
   readonly outerBatchSize?: number;
+  /** Seed of the minibatches (default 0). */
   readonly seed?: number;
 }
 
 /** Precision, recall and F1 of a set of flags against the truth. */
 export interface FlagScores {
+  /** Flagged samples that are truly in the set: tp / (tp + fp). */
   readonly precision: number;
+  /** Samples of the set that are flagged: tp / (tp + fn). */
   readonly recall: number;
+  /** Harmonic mean of precision and recall. */
   readonly f1: number;
 }
 
@@ -129,7 +143,12 @@ function scores(flagged: ArrayLike<boolean>, truth: ArrayLike<boolean>): FlagSco
 export function cleaningFlagScores(
   logits: ArrayLike<number>,
   corrupted: ArrayLike<number>,
-): { clean: FlagScores; corrupted: FlagScores } {
+): {
+  /** Scores of the samples flagged clean (σ(x_i) > 0.5) against the truly clean ones. */
+  clean: FlagScores;
+  /** Scores of the samples flagged corrupted against the truly corrupted ones. */
+  corrupted: FlagScores;
+} {
   if (logits.length !== corrupted.length) {
     throw new Error(`cleaningFlagScores: ${logits.length} weights for ${corrupted.length} samples`);
   }
@@ -162,10 +181,15 @@ export class HyperCleaningProblem implements BilevelProblem {
   readonly name = 'hyper-cleaning';
   readonly mainMetric: string;
   readonly mainMetricHigherIsBetter = true;
+  /** λ of (λ/2)‖W‖². */
   readonly innerL2: number;
+  /** Starting value of every x_i. */
   readonly initialLogit: number;
+  /** 1 where the training label was corrupted (the truth the flag scores are measured against). */
   readonly corrupted: Uint8Array;
+  /** Number of features. */
   readonly dimension: number;
+  /** Number of classes. */
   readonly classes: number;
   private readonly train: LabeledSet;
   private readonly validation: LabeledSet;
@@ -252,6 +276,7 @@ export class HyperCleaningProblem implements BilevelProblem {
   sampleInnerBatch?: (rng: Random) => Batch;
   sampleOuterBatch?: (rng: Random) => Batch;
 
+  /** Number of training samples (the size of x). */
   get trainSamples(): number {
     return this.train.count;
   }
@@ -323,6 +348,18 @@ export class HyperCleaningProblem implements BilevelProblem {
     };
     if (this.test) out.testAccuracy = accuracy(this.test, y.weights, y.bias);
     return out;
+  }
+
+  /** The minibatch samplers' positions (checkpoints: a resumed run draws the same batches). */
+  getState(): SamplersState {
+    return {
+      innerSampler: this.innerSampler?.getState() ?? null,
+      outerSampler: this.outerSampler?.getState() ?? null,
+    };
+  }
+
+  setState(state: unknown): void {
+    restoreSamplers(this.name, state, { inner: this.innerSampler, outer: this.outerSampler });
   }
 
   dispose(): void {

@@ -8,9 +8,11 @@ import {
   z,
 } from '@bilevel/core';
 import { MinibatchSampler } from '@bilevel/datasets';
+import { restoreSamplers, type SamplersState } from './classification-data';
 import * as tf from '@tensorflow/tfjs-core';
 import { choleskySolve64, matMul64, matTMul64 } from './float64';
 
+/** Options of the `hyper-representation` problem. */
 export const HyperRepresentationOptionsSchema = z
   .object({
     variant: z
@@ -55,30 +57,46 @@ export const HyperRepresentationOptionsSchema = z
     seed: z.number().int().min(0).default(0).describe('seed of the data'),
   })
   .strict();
+/** Validated options of the `hyper-representation` problem. */
 export type HyperRepresentationOptions = z.output<typeof HyperRepresentationOptionsSchema>;
 
 /** Regression samples as plain arrays: inputs [count, p] row-major and targets [count]. */
 export interface RegressionSet {
+  /** Inputs [count, p], row-major. */
   readonly inputs: Float32Array;
+  /** Targets [count]. */
   readonly targets: Float32Array;
+  /** Number of samples. */
   readonly count: number;
 }
 
 /** Data of a hyper-representation instance. */
 export interface HyperRepresentationData {
+  /** Samples of the inner (training) loss. */
   readonly inner: RegressionSet;
+  /** Samples of the outer (validation) loss. */
   readonly outer: RegressionSet;
+  /** Held-out samples for `testLoss`, when there are any. */
   readonly test?: RegressionSet;
 }
 
+/** Settings of a {@link HyperRepresentationProblem} built from data directly. */
 export interface HyperRepresentationSettings {
+  /** `linear`: x is one p × d map; `deep`: a two-layer sigmoid network. */
   readonly variant: 'linear' | 'deep';
+  /** p, input dimension. */
   readonly inputDimension: number;
+  /** q, hidden width (`deep` only). */
   readonly hiddenDimension?: number;
+  /** d, embedding dimension (the size of the head w). */
   readonly embeddingDimension: number;
+  /** ρ of the inner penalty ½ρ‖w‖² (default 0.1 for `linear`, 0.001 for `deep`). */
   readonly ridge?: number;
+  /** Inner minibatch size (the stochastic variant); full batches when absent. */
   readonly batchSize?: number;
+  /** Outer minibatch size; defaults to `batchSize`. */
   readonly outerBatchSize?: number;
+  /** Seed of the initial x and of the minibatches (default 0). */
   readonly seed?: number;
 }
 
@@ -149,14 +167,21 @@ export class HyperRepresentationProblem implements BilevelProblem {
   readonly name = 'hyper-representation';
   readonly mainMetric: string;
   readonly mainMetricHigherIsBetter = false;
+  /** `linear` or `deep`. */
   readonly variant: 'linear' | 'deep';
+  /** ρ of the inner penalty ½ρ‖w‖². */
   readonly ridge: number;
+  /** p, input dimension. */
   readonly p: number;
+  /** q, hidden width (used by `deep` only). */
   readonly q: number;
+  /** d, embedding dimension. */
   readonly d: number;
   private readonly inner: SetTensors;
   private readonly outer: SetTensors;
   private readonly test?: SetTensors;
+  private readonly innerSampler?: MinibatchSampler;
+  private readonly outerSampler?: MinibatchSampler;
   sampleInnerBatch?: (rng: Random) => Batch;
   sampleOuterBatch?: (rng: Random) => Batch;
   innerSolution?: (x: TensorTree) => TensorTree;
@@ -195,10 +220,12 @@ export class HyperRepresentationProblem implements BilevelProblem {
     const outerBatch = settings.outerBatchSize ?? settings.batchSize;
     if (settings.batchSize !== undefined) {
       const sampler = new MinibatchSampler(this.inner.count, settings.batchSize, seed + 11);
+      this.innerSampler = sampler;
       this.sampleInnerBatch = (rng: Random) => this.gatherBatch(this.inner, sampler.next(rng));
     }
     if (outerBatch !== undefined) {
       const sampler = new MinibatchSampler(this.outer.count, outerBatch, seed + 12);
+      this.outerSampler = sampler;
       this.sampleOuterBatch = (rng: Random) => this.gatherBatch(this.outer, sampler.next(rng));
     }
     if (this.variant === 'linear') {
@@ -214,6 +241,7 @@ export class HyperRepresentationProblem implements BilevelProblem {
     }
   }
 
+  /** Builds the data described by the options (seeded synthetic regression) and the problem on it. */
   static fromOptions(options: HyperRepresentationOptions): HyperRepresentationProblem {
     for (const [field, size, limit] of [
       ['batchSize', options.batchSize, options.samples],
@@ -396,6 +424,18 @@ export class HyperRepresentationProblem implements BilevelProblem {
       }
       return out;
     });
+  }
+
+  /** The minibatch samplers' positions (checkpoints: a resumed run draws the same batches). */
+  getState(): SamplersState {
+    return {
+      innerSampler: this.innerSampler?.getState() ?? null,
+      outerSampler: this.outerSampler?.getState() ?? null,
+    };
+  }
+
+  setState(state: unknown): void {
+    restoreSamplers(this.name, state, { inner: this.innerSampler, outer: this.outerSampler });
   }
 
   dispose(): void {

@@ -27,6 +27,8 @@ import {
   linearLogits,
   linearLogitsBatched,
   resolveBatch,
+  restoreSamplers,
+  type SamplersState,
   SetSampler,
   sparseLabeledSet,
 } from './classification-data';
@@ -50,6 +52,7 @@ const LibsvmFilesSchema = z
   })
   .strict();
 
+/** Options of the `hyperparameter-optimization` problem. */
 export const HyperparameterOptimizationOptionsSchema = z
   .object({
     dataset: z
@@ -99,19 +102,28 @@ export const HyperparameterOptimizationOptionsSchema = z
       });
     }
   });
+/** Validated options of the `hyperparameter-optimization` problem. */
 export type HyperparameterOptimizationOptions = z.output<typeof HyperparameterOptimizationOptionsSchema>;
 
 /** The sets of a hyperparameter-optimization instance, already as kept tensors. */
 export interface HyperparameterData {
+  /** The training set (the inner loss). */
   readonly train: LabeledSet;
+  /** The validation set (the outer loss). */
   readonly validation: LabeledSet;
+  /** The test set, when there is one. */
   readonly test?: LabeledSet;
 }
 
+/** Settings of a {@link HyperparameterOptimizationProblem} built from data directly. */
 export interface HyperparameterSettings {
+  /** Starting x_j (default −2: penalties exp(−2)/2). */
   readonly initialLogPenalty?: number;
+  /** Inner minibatch size (the stochastic variant); full batches when absent. */
   readonly batchSize?: number;
+  /** Outer minibatch size; defaults to `batchSize`. */
   readonly outerBatchSize?: number;
+  /** Seed of the minibatches (default 0). */
   readonly seed?: number;
 }
 
@@ -195,8 +207,11 @@ export class HyperparameterOptimizationProblem implements BilevelProblem {
   readonly name = 'hyperparameter-optimization';
   readonly mainMetric: string;
   readonly mainMetricHigherIsBetter = true;
+  /** Number of features (the size of x). */
   readonly features: number;
+  /** Number of classes. */
   readonly classes: number;
+  /** Starting value of every x_j. */
   readonly initialLogPenalty: number;
   private readonly data: HyperparameterData;
   private readonly innerSampler?: SetSampler;
@@ -230,6 +245,10 @@ export class HyperparameterOptimizationProblem implements BilevelProblem {
       this.sampleOuterBatch = (rng: Random) => (this.outerSampler as SetSampler).next(rng);
   }
 
+  /**
+   * Loads the data described by the options (synthetic, Fashion-MNIST or LIBSVM) and builds the problem on
+   * it.
+   */
   static fromOptions(options: HyperparameterOptimizationOptions): HyperparameterOptimizationProblem {
     let data: HyperparameterData;
     if (options.dataset === 'libsvm') {
@@ -296,6 +315,18 @@ export class HyperparameterOptimizationProblem implements BilevelProblem {
     };
     if (this.data.test) out.testAccuracy = accuracy(this.data.test, y.weights, y.bias);
     return out;
+  }
+
+  /** The minibatch samplers' positions (checkpoints: a resumed run draws the same batches). */
+  getState(): SamplersState {
+    return {
+      innerSampler: this.innerSampler?.getState() ?? null,
+      outerSampler: this.outerSampler?.getState() ?? null,
+    };
+  }
+
+  setState(state: unknown): void {
+    restoreSamplers(this.name, state, { inner: this.innerSampler, outer: this.outerSampler });
   }
 
   dispose(): void {

@@ -1,3 +1,10 @@
+/**
+ * The problem zoo of Bilevel: `quadratic`, `hyper-representation`, `hyperparameter-optimization` and
+ * `hyper-cleaning`, each a `BilevelProblem` with validated options. Importing the package registers them by
+ * name in core's registry.
+ *
+ * @module @bilevel/problems
+ */
 import { registerProblem } from '@bilevel/core';
 import {
   type HyperCleaningOptions,

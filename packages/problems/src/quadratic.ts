@@ -9,12 +9,14 @@ import {
 } from '@bilevel/core';
 import * as tf from '@tensorflow/tfjs-core';
 
+/** Options of the `quadratic` problem. */
 export const QuadraticOptionsSchema = z
   .object({
     dimension: z.number().int().positive().max(2000).default(100).describe('n, the size of x and of y'),
     seed: z.number().int().min(0).default(0).describe('seed of Q, of the spectrum and of z₀'),
   })
   .strict();
+/** Validated options of the `quadratic` problem. */
 export type QuadraticOptions = z.output<typeof QuadraticOptionsSchema>;
 
 /**
@@ -31,10 +33,13 @@ export class QuadraticProblem implements BilevelProblem {
   readonly name = 'quadratic';
   readonly mainMetric = 'xRelativeError';
   readonly mainMetricHigherIsBetter = false;
+  /** n, the size of x and of y. */
   readonly dimension: number;
   /** A, A⁻¹ and (A⁻¹ + I)⁻¹, row-major float64. */
   readonly a: Float64Array;
+  /** A⁻¹, row-major float64. */
   readonly aInverse: Float64Array;
+  /** z₀, the outer target. */
   readonly z0: Float64Array;
   /** Eigenvalues 1 + u_k of A. */
   readonly eigenvalues: Float64Array;

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { type ElementwiseRule, runElementwise, type SolverResult } from './elementwise';
 import { checkEveryShape, stopOptionShape } from './options';
 
+/** Options of the `adam` inner solver. */
 export const AdamSolverOptionsSchema = z
   .object({
     learningRate: z.number().positive().default(0.001).describe('step size α'),
@@ -20,6 +21,7 @@ export const AdamSolverOptionsSchema = z
     ...checkEveryShape,
   })
   .strict();
+/** Validated options of {@link AdamSolver}. */
 export type AdamSolverOptions = z.output<typeof AdamSolverOptionsSchema>;
 /** Options as given (every field optional; defaults filled in). */
 export type AdamSolverInput = z.input<typeof AdamSolverOptionsSchema>;
@@ -37,6 +39,7 @@ export class AdamSolver implements InnerSolver {
   readonly name = 'adam';
   readonly elementwise = true;
 
+  /** The validated options. */
   readonly options: AdamSolverOptions;
 
   /** Validates `options` (a ConfigError names a bad field) and fills in the defaults. */

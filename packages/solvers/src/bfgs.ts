@@ -12,8 +12,11 @@ import { z } from 'zod';
 import { quasiNewtonOptionShape, wolfeConstantsInOrder } from './options';
 import { type InverseHessianOperator, QuasiNewtonSolver } from './quasi-newton-solver';
 
+/** Options of {@link DenseBfgsMemory}. */
 export interface DenseBfgsOptions {
+  /** H₀ = γI: `'auto'` takes γ = sᵀr / rᵀr of the first pair, a number fixes γ. */
   readonly initialScaling: 'auto' | number;
+  /** Curvature test: a pair is used only when sᵀr > ε. */
   readonly curvatureEpsilon: number;
   /** Recent pairs kept in `pairs` for estimators that build their own memory (H itself is dense). */
   readonly keepPairs: number;
@@ -34,7 +37,9 @@ export class DenseBfgsMemory implements InverseHessianOperator {
   private updates = 0;
 
   constructor(
+    /** Names and shapes of the trees the operator acts on. */
     readonly spec: TreeSpec,
+    /** The memory's options. */
     readonly options: DenseBfgsOptions,
   ) {}
 
@@ -108,6 +113,7 @@ export class DenseBfgsMemory implements InverseHessianOperator {
     return tf.tidy(() => treeUnflatten(this.applyFlat(treeFlatten(v)), this.spec));
   }
 
+  /** Drops H and the kept pairs (H back to H₀). */
   clear(): void {
     this.h?.dispose();
     this.h = null;
@@ -121,6 +127,7 @@ export class DenseBfgsMemory implements InverseHessianOperator {
   }
 }
 
+/** Options of the `bfgs` inner solver: the quasi-Newton options plus `maxDimension` and `keepPairs`. */
 export const BfgsSolverOptionsSchema = z
   .object({
     ...quasiNewtonOptionShape('strong-wolfe'),
@@ -139,6 +146,7 @@ export const BfgsSolverOptionsSchema = z
   })
   .strict()
   .superRefine(wolfeConstantsInOrder);
+/** Validated options of {@link BfgsSolver}. */
 export type BfgsSolverOptions = z.output<typeof BfgsSolverOptionsSchema>;
 /** Options as given (every field optional; defaults filled in). */
 export type BfgsSolverInput = z.input<typeof BfgsSolverOptionsSchema>;
@@ -151,6 +159,7 @@ export class BfgsSolver extends QuasiNewtonSolver {
   readonly name = 'bfgs';
   protected readonly positiveDefinite = true;
 
+  /** The validated options. */
   override readonly options: BfgsSolverOptions;
 
   /** Validates `options` (a ConfigError names a bad field) and fills in the defaults. */

@@ -17,6 +17,10 @@ export type StopReason = 'tolerance' | 'budget' | 'stalled' | 'observer';
 
 /** {@link InnerResult} plus why the solver stopped. */
 export interface SolverResult extends InnerResult {
+  /**
+   * Why the solver stopped: `tolerance` reached, iteration `budget` spent, `stalled` (no progress possible),
+   * or stopped by the `observer`.
+   */
   readonly stoppedBy: StopReason;
 }
 
@@ -25,12 +29,26 @@ export interface ElementwiseRule {
   /** Optimizer state for a starting point (a tree of tensors, possibly empty). */
   init(y: TensorTree): TensorTree;
   /** The next point and state from y, its gradient g and the state, at iteration k (from 0). */
-  step(y: TensorTree, g: TensorTree, state: TensorTree, k: number): { y: TensorTree; state: TensorTree };
+  step(
+    y: TensorTree,
+    g: TensorTree,
+    state: TensorTree,
+    k: number,
+  ): {
+    /** The next point. */
+    y: TensorTree;
+    /** The next state. */
+    state: TensorTree;
+  };
 }
 
+/** Stop rules of the elementwise solvers. */
 export interface ElementwiseStopOptions {
+  /** Iteration budget. */
   readonly maxIterations: number;
+  /** Stop once ‖∇_y g‖ ≤ tolerance (0: run the whole budget). */
   readonly tolerance: number;
+  /** Read ‖∇_y g‖ every k iterations (each read is a device sync). */
   readonly checkEvery: number;
 }
 

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { type ElementwiseRule, runElementwise, type SolverResult, zerosState } from './elementwise';
 import { checkEveryShape, stopOptionShape } from './options';
 
+/** Options of the `gd` inner solver. */
 export const GdSolverOptionsSchema = z
   .object({
     stepSize: z.number().positive().default(0.1).describe('step size α in y ← y − α∇_y g'),
@@ -19,6 +20,7 @@ export const GdSolverOptionsSchema = z
     ...checkEveryShape,
   })
   .strict();
+/** Validated options of {@link GdSolver}. */
 export type GdSolverOptions = z.output<typeof GdSolverOptionsSchema>;
 /** Options as given (every field optional; defaults filled in). */
 export type GdSolverInput = z.input<typeof GdSolverOptionsSchema>;
@@ -33,6 +35,7 @@ export class GdSolver implements InnerSolver {
   readonly name = 'gd';
   readonly elementwise = true;
 
+  /** The validated options. */
   readonly options: GdSolverOptions;
 
   /** Validates `options` (a ConfigError names a bad field) and fills in the defaults. */

@@ -1,3 +1,9 @@
+/**
+ * Inner solvers of Bilevel: `gd`, `adam`, `bfgs`, `lbfgs` and `sr1`, with strong Wolfe, Armijo and
+ * fixed-step line searches. Importing the package registers them by name in core's registry.
+ *
+ * @module @bilevel/solvers
+ */
 import { registerInnerSolver } from '@bilevel/core';
 import { AdamSolver, type AdamSolverOptions, AdamSolverOptionsSchema } from './adam';
 import { BfgsSolver, type BfgsSolverOptions, BfgsSolverOptionsSchema } from './bfgs';

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { quasiNewtonOptionShape, wolfeConstantsInOrder } from './options';
 import { type InverseHessianOperator, QuasiNewtonSolver } from './quasi-newton-solver';
 
+/** Options of the `lbfgs` inner solver: the quasi-Newton options plus `memory`. */
 export const LbfgsSolverOptionsSchema = z
   .object({
     ...quasiNewtonOptionShape('strong-wolfe'),
@@ -10,6 +11,7 @@ export const LbfgsSolverOptionsSchema = z
   })
   .strict()
   .superRefine(wolfeConstantsInOrder);
+/** Validated options of {@link LbfgsSolver}. */
 export type LbfgsSolverOptions = z.output<typeof LbfgsSolverOptionsSchema>;
 /** Options as given (every field optional; defaults filled in). */
 export type LbfgsSolverInput = z.input<typeof LbfgsSolverOptionsSchema>;
@@ -23,6 +25,7 @@ export class LbfgsSolver extends QuasiNewtonSolver {
   readonly name = 'lbfgs';
   protected readonly positiveDefinite = true;
 
+  /** The validated options. */
   override readonly options: LbfgsSolverOptions;
 
   /** Validates `options` (a ConfigError names a bad field) and fills in the defaults. */

@@ -2,8 +2,11 @@ import * as tf from '@tensorflow/tfjs-core';
 
 /** A trial point y + αd of a line search: its tensors and the numbers the search needs. */
 export interface TrialPoint {
+  /** The step α. */
   readonly alpha: number;
+  /** The point y + αd (flat). */
   readonly y: tf.Tensor1D;
+  /** ∇g(y + αd) (flat). */
   readonly grad: tf.Tensor1D;
   /** φ(α) = g(y + αd). */
   readonly value: number;
@@ -16,6 +19,7 @@ export interface TrialPoint {
 /** Evaluates φ at α (one gradient evaluation); the caller owns the returned tensors. */
 export type Trial = (alpha: number) => TrialPoint;
 
+/** Where a line search starts: φ(0), φ'(0) and the first trial step. */
 export interface LineSearchStart {
   /** φ(0). */
   readonly value: number;
@@ -25,21 +29,31 @@ export interface LineSearchStart {
   readonly alpha0: number;
 }
 
+/** Options of {@link backtrackingArmijo}. */
 export interface ArmijoOptions {
+  /** Sufficient-decrease constant c₁. */
   readonly c1: number;
   /** Relative noise of g's values (see {@link sufficientDecrease}). */
   readonly valueNoise: number;
+  /** Factor ρ of the trial steps α₀, ρα₀, ρ²α₀, … */
   readonly backtrackingFactor: number;
+  /** Most trial points. */
   readonly maxLineSearchSteps: number;
 }
 
+/** Options of {@link strongWolfe}. */
 export interface WolfeOptions {
+  /** Sufficient-decrease constant c₁. */
   readonly c1: number;
+  /** Relative noise of g's values (see {@link sufficientDecrease}). */
   readonly valueNoise: number;
+  /** Curvature constant c₂ (c₁ < c₂ < 1). */
   readonly c2: number;
+  /** Most trial points. */
   readonly maxLineSearchSteps: number;
 }
 
+/** Disposes the tensors of a trial point (nothing for null or undefined). */
 export function disposeTrial(p: TrialPoint | null | undefined): void {
   if (p) tf.dispose([p.y, p.grad]);
 }

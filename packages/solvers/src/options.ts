@@ -21,7 +21,9 @@ export const checkEveryShape = {
     .describe('read ‖∇_y g‖ every k iterations (tolerance and divergence checks; each read is a sync)'),
 };
 
+/** The line searches of the quasi-Newton solvers: strong Wolfe, backtracking Armijo, or a fixed step. */
 export const LINE_SEARCHES = ['strong-wolfe', 'armijo', 'fixed'] as const;
+/** A line-search name: `'strong-wolfe'`, `'armijo'` or `'fixed'`. */
 export type LineSearchKind = (typeof LINE_SEARCHES)[number];
 
 /** Line-search and schedule options of the quasi-Newton solvers. */
@@ -85,17 +87,30 @@ export function wolfeConstantsInOrder(o: { c1: number; c2: number }, ctx: z.Refi
 
 /** The options every quasi-Newton solver reads. */
 export interface QuasiNewtonOptions {
+  /** Iteration budget, warm-up steps included. */
   readonly maxIterations: number;
+  /** Stop once ‖∇_y g‖ ≤ tolerance (0: run the whole budget). */
   readonly tolerance: number;
+  /** The step-length rule. */
   readonly lineSearch: LineSearchKind;
+  /** Step length α of the `'fixed'` line search. */
   readonly stepSize: number;
+  /** Sufficient-decrease constant c₁. */
   readonly c1: number;
+  /** Strong Wolfe curvature constant c₂ (c₁ < c₂ < 1). */
   readonly c2: number;
+  /** Relative float32 noise of g's values, within which decrease is judged from the slope. */
   readonly valueNoise: number;
+  /** Armijo backtracking factor: α ← factor·α. */
   readonly backtrackingFactor: number;
+  /** Trial points per line search. */
   readonly maxLineSearchSteps: number;
+  /** qNBO's schedule: P plain gradient steps before the quasi-Newton steps. */
   readonly warmupSteps: number;
+  /** Step size of the warm-up gradient steps. */
   readonly warmupStepSize: number;
+  /** H₀ = γI: `'auto'` takes γ from the newest pair (sᵀr / rᵀr), a number fixes γ. */
   readonly initialScaling: 'auto' | number;
+  /** Curvature test: a pair (s, r) is used only when sᵀr > ε. */
   readonly curvatureEpsilon: number;
 }

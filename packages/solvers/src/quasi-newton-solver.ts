@@ -21,7 +21,9 @@ export interface InverseHessianOperator extends CurvatureMemory {
   push(s: tf.Tensor1D, r: tf.Tensor1D): boolean;
   /** H·v on flat vectors. */
   applyFlat(v: tf.Tensor1D): tf.Tensor1D;
+  /** Drops every pair (H back to H₀). */
   clear(): void;
+  /** Number of pairs held (for dense BFGS, the updates applied). */
   readonly size: number;
 }
 
@@ -30,6 +32,7 @@ export interface QuasiNewtonResult extends SolverResult {
   readonly curvature: InverseHessianOperator;
   /** Pairs offered to the memory and pairs it used. */
   readonly pairsOffered: number;
+  /** Pairs the memory used (curvature test passed). */
   readonly pairsAccepted: number;
   /** Iterations whose quasi-Newton direction was replaced by steepest descent (not a descent direction, or a failed line search). */
   readonly restarts: number;
@@ -41,6 +44,7 @@ export interface IterationEvent {
   readonly iteration: number;
   /** g(x, y) at the current point, on the iteration's batch. */
   readonly value: number;
+  /** ‖∇_y g‖ at the current point. */
   readonly gradientNorm: number;
 }
 
@@ -49,6 +53,7 @@ export type IterationObserver = (event: IterationEvent) => boolean | void;
 
 /** A solve request with an optional observer (traces, benchmarks, stopping at a target value). */
 export interface ObservedSolveRequest extends InnerSolveRequest {
+  /** Called after every iteration and once at the start; returning true stops the solve. */
   readonly onIteration?: IterationObserver;
 }
 
@@ -79,7 +84,10 @@ export abstract class QuasiNewtonSolver implements InnerSolver {
   protected abstract readonly positiveDefinite: boolean;
   private lastCurvature: InverseHessianOperator | null = null;
 
-  constructor(readonly options: QuasiNewtonOptions) {}
+  constructor(
+    /** The solver's validated options. */
+    readonly options: QuasiNewtonOptions,
+  ) {}
 
   get maxIterations(): number {
     return this.options.maxIterations;
@@ -94,6 +102,11 @@ export abstract class QuasiNewtonSolver implements InnerSolver {
   releaseCurvature(): void {
     this.lastCurvature?.dispose();
     this.lastCurvature = null;
+  }
+
+  /** Releases what the solver keeps between solves (the last curvature memory); the solver stays usable. */
+  dispose(): void {
+    this.releaseCurvature();
   }
 
   solve(request: ObservedSolveRequest): QuasiNewtonResult {

@@ -209,4 +209,19 @@ describe('curvature memory returned by the quasi-Newton solvers', () => {
     expect(eig).toBeGreaterThan(0);
     tf.dispose([h, res.y.y]);
   });
+
+  it.each([
+    ['BFGS', () => new BfgsSolver({ maxIterations: 4 })],
+    ['L-BFGS', () => new LbfgsSolver({ maxIterations: 4 })],
+    ['SR1', () => new Sr1Solver({ maxIterations: 4 })],
+  ])('%s: dispose() releases the curvature memory kept since the last solve', (_name, make) => {
+    const before = tf.memory().numTensors;
+    const solver = make();
+    const res = solver.solve({ oracles: createOracles(p), x, y0 });
+    tf.dispose(res.y.y);
+    expect(res.curvature?.pairs.length).toBeGreaterThan(0);
+    expect(tf.memory().numTensors).toBeGreaterThan(before);
+    solver.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
 });

@@ -3,6 +3,10 @@ import { z } from 'zod';
 import { quasiNewtonOptionShape, wolfeConstantsInOrder } from './options';
 import { type InverseHessianOperator, QuasiNewtonSolver } from './quasi-newton-solver';
 
+/**
+ * Options of the `sr1` inner solver: the quasi-Newton options (backtracking Armijo by default) plus `memory`
+ * and `skipThreshold`.
+ */
 export const Sr1SolverOptionsSchema = z
   .object({
     ...quasiNewtonOptionShape('armijo'),
@@ -16,6 +20,7 @@ export const Sr1SolverOptionsSchema = z
   })
   .strict()
   .superRefine(wolfeConstantsInOrder);
+/** Validated options of {@link Sr1Solver}. */
 export type Sr1SolverOptions = z.output<typeof Sr1SolverOptionsSchema>;
 /** Options as given (every field optional; defaults filled in). */
 export type Sr1SolverInput = z.input<typeof Sr1SolverOptionsSchema>;
@@ -31,6 +36,7 @@ export class Sr1Solver extends QuasiNewtonSolver {
   readonly name = 'sr1';
   protected readonly positiveDefinite = false;
 
+  /** The validated options. */
   override readonly options: Sr1SolverOptions;
 
   /** Validates `options` (a ConfigError names a bad field) and fills in the defaults. */

@@ -4,6 +4,7 @@
  * declares exactly the packages its library code imports.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { join, resolve } from 'node:path';
 import { createPipeline } from '@bilevel/core';
 import '@bilevel/estimators';
@@ -86,7 +87,7 @@ const packages: Pkg[] = readdirSync(join(root, 'packages')).map((d) => {
   const deps = new Set([...Object.keys(json.dependencies ?? {}), ...Object.keys(json.peerDependencies ?? {})]);
   return { name: json.name as string, dir, deps, imports };
 });
-const NODE_BUILTINS = new Set(require('node:module').builtinModules as string[]);
+const NODE_BUILTINS = new Set(builtinModules);
 
 describe('the package map', () => {
   it('holds every package of the map', () => {

@@ -4,7 +4,8 @@
  * - problem `test-quadratic`: core's QuadraticFixture (closed forms in float64) with a metric, the norm of
  *   the true hypergradient ‖∇Φ(x)‖ (main metric, lower is better);
  * - problem `test-data`: the same, but it first checks that its data file exists (DataError otherwise);
- * - inner solver `test-gd`: plain gradient descent y ← y − η∇_y g;
+ * - inner solver `test-gd`: plain gradient descent y ← y − η∇_y g (optionally sleeping `sleepMs` per solve, to
+ *   give subprocess tests time to act mid-run);
  * - estimator `test-closed-form`: `scale`·∇Φ(x) from the closed form (one counted outer-gradient call), or
  *   NaN at step `nanAtStep` to make a run diverge, or an error at step `throwAtStep`.
  *
@@ -92,6 +93,7 @@ export const TestGdOptions = z
   .object({
     learningRate: z.number().positive().default(0.2).describe('step size η'),
     iterations: z.number().int().positive().default(20).describe('iterations per solve'),
+    sleepMs: z.number().min(0).max(1000).optional().describe('milliseconds to sleep per solve (slows a run down)'),
   })
   .strict();
 
@@ -104,6 +106,7 @@ class TestGd implements InnerSolver {
   }
 
   solve(request: InnerSolveRequest): InnerResult {
+    if (this.options.sleepMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, this.options.sleepMs);
     const n = request.maxIterations ?? this.maxIterations;
     let y: TensorTree = request.y0;
     let gradientNorm = NaN;
