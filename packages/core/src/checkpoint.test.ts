@@ -1,15 +1,23 @@
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
 import {
   CheckpointError,
   listCheckpoints,
   loadLatestCheckpoint,
   readCheckpoint,
   writeCheckpoint,
+  type CheckpointPayload,
 } from './checkpoint';
-import type { TrainerState } from './trainer';
-import { zeroCounts } from './oracles';
+import type { Estimate, EstimateContext, HypergradientEstimator } from './estimator';
+import { AdamOptimizer } from './optimizer';
+import { createOracles, zeroCounts } from './oracles';
+import { QuadraticFixture } from './quadratic-fixture';
+import type { InnerResult, InnerSolveRequest, InnerSolver } from './solver';
+import { Trainer, type TrainerState } from './trainer';
+import { Float32Values, treeDispose, treeFromData, treeToData, type TreeData } from './tree';
 
 function state(step: number): TrainerState {
   return {
@@ -20,6 +28,84 @@ function state(step: number): TrainerState {
     rng: { s: [1, 2, 3, step], spare: null },
     oracleCalls: zeroCounts(),
   };
+}
+
+/** A state whose x is one tensor of `n` entries (i/7 − 3): enough to have a binary section. */
+function bigState(step: number, n = 1000): TrainerState {
+  const values = new Float32Values(n);
+  for (let i = 0; i < n; i++) values[i] = i / 7 - 3;
+  return { ...state(step), x: { w: { shape: [n], values } } };
+}
+
+/** The float32 bit patterns of an array, as unsigned integers. */
+function bits(a: Float32Array | number[]): number[] {
+  const f = a instanceof Float32Array ? a : Float32Array.from(a);
+  return Array.from(new Uint32Array(f.buffer, f.byteOffset, f.length));
+}
+
+/** Float32Values with exactly these bit patterns. */
+function fromBits(pattern: readonly number[]): Float32Values {
+  const v = new Float32Values(pattern.length);
+  new Uint32Array(v.buffer).set(pattern);
+  return v;
+}
+
+/**
+ * ±0, the smallest and largest subnormals, the largest finite values, ±∞, the quiet NaN, a NaN with a
+ * payload, 1/3 and 1: as raw IEEE-754 single-precision bit patterns.
+ */
+const SPECIAL_BITS = [
+  0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x7f7fffff, 0xff7fffff, 0x7f800000, 0xff800000, 0x7fc00000,
+  0x7fa00001, 0x3eaaaaab, 0x3f800000,
+];
+
+/** y = y*(x) in closed form. */
+class ClosedFormSolver implements InnerSolver {
+  readonly name = 'closed-form';
+  readonly elementwise = false;
+  readonly maxIterations = 1;
+  solve(req: InnerSolveRequest): InnerResult {
+    const p = req.oracles.problem as QuadraticFixture;
+    return { y: p.innerSolution(req.x), iterations: 1, gradientNorm: 0, converged: true };
+  }
+}
+
+/** ∇Φ in closed form. */
+class ClosedFormEstimator implements HypergradientEstimator {
+  readonly name = 'closed-form';
+  estimate(ctx: EstimateContext): Estimate {
+    return { hypergradient: (ctx.problem as QuadraticFixture).hypergradient(ctx.x), diagnostics: {} };
+  }
+}
+
+function adamTrainer(problem: QuadraticFixture): Trainer {
+  return new Trainer({
+    problem,
+    oracles: createOracles(problem),
+    solver: new ClosedFormSolver(),
+    estimator: new ClosedFormEstimator(),
+    optimizer: new AdamOptimizer({ learningRate: 0.05, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }),
+    seed: 3,
+    options: { steps: 100, evalEvery: 0 },
+  });
+}
+
+/** Entries of the tensors of a tree, read back. */
+function treeBits(tree: TreeData): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const n of Object.keys(tree)) out[n] = bits(tree[n].values);
+  return out;
+}
+
+/**
+ * A version 2 file written by hand from the documented layout (header line, manifest line, raw little-endian
+ * data), independently of the writer.
+ */
+function handWritten(file: string, manifest: unknown, data: Buffer, version = 2): void {
+  const payload = Buffer.concat([Buffer.from(`${JSON.stringify(manifest)}\n`), data]);
+  const sha256 = createHash('sha256').update(payload).digest('hex');
+  const header = JSON.stringify({ format: 'bilevel-checkpoint', version, bytes: payload.length, sha256 });
+  fs.writeFileSync(file, Buffer.concat([Buffer.from(`${header}\n`), payload]));
 }
 
 describe('checkpoint files', () => {
@@ -61,5 +147,362 @@ describe('checkpoint files', () => {
     fs.writeFileSync(f, '{"trainer"');
     expect(() => readCheckpoint(f)).toThrow(/no header line/);
     expect(loadLatestCheckpoint(dir)).toBeNull();
+  });
+
+  it('stores tensor entries as raw float32 after a JSON header and manifest', () => {
+    const f = writeCheckpoint(dir, { trainer: bigState(4, 1000), savedAt: 'a' });
+    const bytes = fs.readFileSync(f);
+    const nl1 = bytes.indexOf(0x0a);
+    const nl2 = bytes.indexOf(0x0a, nl1 + 1);
+    const header = JSON.parse(bytes.subarray(0, nl1).toString('utf8'));
+    const manifest = JSON.parse(bytes.subarray(nl1 + 1, nl2).toString('utf8'));
+    expect(header).toMatchObject({ format: 'bilevel-checkpoint', version: 2, bytes: bytes.length - nl1 - 1 });
+    expect(header.sha256).toBe(
+      createHash('sha256')
+        .update(bytes.subarray(nl1 + 1))
+        .digest('hex'),
+    );
+    expect(manifest.arrays).toEqual([
+      { path: ['trainer', 'x', 'w', 'values'], dtype: 'float32', kind: 'tree', offset: 0, length: 1000 },
+    ]);
+    expect(manifest.dataBytes).toBe(4000);
+    expect(manifest.payload.trainer.x.w).toEqual({ shape: [1000], values: null });
+    // The data section is the entries, little-endian.
+    const data = bytes.subarray(nl2 + 1);
+    expect(data.length).toBe(4000);
+    for (const i of [0, 1, 500, 999]) expect(data.readFloatLE(4 * i)).toBe(Math.fround(i / 7 - 3));
+  });
+
+  it('keeps the exact float32 bits of a trainer state with Adam moments (±0, subnormals, ±max, ±∞, NaNs)', () => {
+    const tensors = tf.memory().numTensors;
+    const problem = new QuadraticFixture({
+      innerDimension: SPECIAL_BITS.length,
+      conditionNumber: 4,
+      seed: 2,
+    });
+    const a = adamTrainer(problem);
+    const b = adamTrainer(problem);
+    for (let i = 0; i < 3; i++) a.stepOnce();
+    const real = a.getState();
+    const opt = real.optimizer as { t: number; lrScale: number; m: TreeData; v: TreeData };
+    expect(opt.t).toBe(3);
+    const special = fromBits(SPECIAL_BITS);
+    const reversed = fromBits([...SPECIAL_BITS].reverse());
+    const saved: TrainerState = {
+      ...real,
+      x: { x: { shape: [SPECIAL_BITS.length], values: special } },
+      optimizer: { ...opt, m: { x: { shape: [SPECIAL_BITS.length], values: reversed } } },
+    };
+    const file = writeCheckpoint(dir, { trainer: saved, extra: { note: 'adam' }, savedAt: 'a' });
+    const back = readCheckpoint(file).trainer;
+    expect(back.x.x.values).toBeInstanceOf(Float32Values);
+    expect(bits(back.x.x.values)).toEqual(SPECIAL_BITS);
+    const backOpt = back.optimizer as typeof opt;
+    expect(bits(backOpt.m.x.values)).toEqual([...SPECIAL_BITS].reverse());
+    // The real second moments and y, bit for bit; the rest as it was.
+    expect(treeBits(backOpt.v)).toEqual(treeBits(opt.v));
+    expect(treeBits(back.y)).toEqual(treeBits(real.y));
+    expect({ ...backOpt, m: null, v: null }).toEqual({ ...opt, m: null, v: null });
+    expect(back.rng).toEqual(real.rng);
+    expect(back.oracleCalls).toEqual(real.oracleCalls);
+    expect([back.step, back.elapsedSeconds]).toEqual([real.step, real.elapsedSeconds]);
+
+    // Through the tensors of another trainer and back: still the same bits.
+    b.setState(back);
+    const again = b.getState();
+    expect(bits(again.x.x.values)).toEqual(SPECIAL_BITS);
+    expect(bits((again.optimizer as typeof opt).m.x.values)).toEqual([...SPECIAL_BITS].reverse());
+    expect(treeBits((again.optimizer as typeof opt).v)).toEqual(treeBits(opt.v));
+    a.dispose();
+    b.dispose();
+    problem.dispose();
+    expect(tf.memory().numTensors).toBe(tensors);
+  });
+
+  it('resumes an Adam run from a checkpoint file exactly', () => {
+    const tensors = tf.memory().numTensors;
+    const problem = new QuadraticFixture({ innerDimension: 7, conditionNumber: 6, seed: 5 });
+    const a = adamTrainer(problem);
+    const b = adamTrainer(problem);
+    for (let i = 0; i < 4; i++) a.stepOnce();
+    writeCheckpoint(dir, { trainer: a.getState(), savedAt: 'a' });
+    const found = loadLatestCheckpoint(dir);
+    b.setState(found!.payload.trainer);
+    for (let i = 0; i < 5; i++) {
+      const ea = a.stepOnce();
+      const eb = b.stepOnce();
+      expect(eb.outerLoss).toBe(ea.outerLoss);
+      expect(eb.hypergradientNorm).toBe(ea.hypergradientNorm);
+    }
+    expect(bits(b.x.x.dataSync() as Float32Array)).toEqual(bits(a.x.x.dataSync() as Float32Array));
+    expect(b.getState().optimizer).toEqual(a.getState().optimizer);
+    a.dispose();
+    b.dispose();
+    problem.dispose();
+    expect(tf.memory().numTensors).toBe(tensors);
+  });
+
+  it('detects a cut or a flipped byte anywhere in a binary file and falls back to the previous one', () => {
+    writeCheckpoint(dir, { trainer: bigState(10), savedAt: 'a' }, { keep: 5 });
+    const last = writeCheckpoint(dir, { trainer: bigState(20), savedAt: 'b' }, { keep: 5 });
+    const good = fs.readFileSync(last);
+    const nl1 = good.indexOf(0x0a);
+    const nl2 = good.indexOf(0x0a, nl1 + 1);
+    const cases: [string, Buffer, RegExp][] = [
+      [
+        'cut in the data',
+        good.subarray(0, good.length - 1),
+        /payload has \d+ bytes, header says \d+ \(file cut short\?\)/,
+      ],
+      ['cut in the manifest', good.subarray(0, nl1 + 20), /cut short/],
+      ['cut in the header', good.subarray(0, 30), /no header line/],
+      ['empty', Buffer.alloc(0), /no header line/],
+    ];
+    for (const offset of [nl1 + 5, nl2 - 2, nl2 + 1, good.length - 1, Math.floor((nl2 + good.length) / 2)]) {
+      const flipped = Buffer.from(good);
+      flipped[offset] ^= 0x10;
+      cases.push([`byte ${offset} flipped`, flipped, /checksum mismatch \(file corrupted\)/]);
+    }
+    for (const [what, content, message] of cases) {
+      fs.writeFileSync(last, content);
+      let error: unknown = null;
+      try {
+        readCheckpoint(last);
+      } catch (e) {
+        error = e;
+      }
+      expect([what, error instanceof CheckpointError, String(error)]).toEqual([
+        what,
+        true,
+        expect.stringMatching(message),
+      ]);
+      const seen: CheckpointError[] = [];
+      const found = loadLatestCheckpoint(dir, { onInvalid: (e) => seen.push(e) });
+      expect([what, found?.payload.trainer.step, seen.map((e) => e.file)]).toEqual([what, 10, [last]]);
+      expect(seen[0].message).toContain(`checkpoint ${last}: `);
+      expect(bits(found!.payload.trainer.x.w.values)).toEqual(bits(bigState(10).x.w.values));
+    }
+    // A flipped byte in the header's checksum or length.
+    const header = good.subarray(0, nl1).toString('utf8');
+    const sha = JSON.parse(header).sha256 as string;
+    fs.writeFileSync(
+      last,
+      Buffer.concat([
+        Buffer.from(
+          header.replace(
+            sha,
+            sha.replace(/^./, (c) => (c === '0' ? '1' : '0')),
+          ),
+        ),
+        good.subarray(nl1),
+      ]),
+    );
+    expect(() => readCheckpoint(last)).toThrow(/checksum mismatch/);
+    // A version 2 file whose header claims version 1.
+    fs.writeFileSync(
+      last,
+      Buffer.concat([Buffer.from(header.replace('"version":2', '"version":1')), good.subarray(nl1)]),
+    );
+    expect(() => readCheckpoint(last)).toThrow(new CheckpointError(last, 'payload is not valid JSON'));
+  });
+
+  it('writes a state of 10,000,000 float32 values in about 4 bytes each and reads every bit back', () => {
+    const n = 10_000_000;
+    const tensors = tf.memory().numTensors;
+    // Arbitrary bit patterns (xorshift32): every kind of float32, NaNs with payloads included.
+    const source = new Float32Array(n);
+    const raw = new Uint32Array(source.buffer);
+    let s = 0x9e3779b9;
+    for (let i = 0; i < n; i++) {
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      raw[i] = s >>> 0;
+    }
+    const t = tf.tensor(new Float32Array(source), [1000, 10_000], 'float32');
+    const x = treeToData({ w: t });
+    t.dispose();
+    const file = writeCheckpoint(dir, { trainer: { ...state(1), x }, savedAt: 'big' });
+    const size = fs.statSync(file).size;
+    expect(size).toBeGreaterThanOrEqual(4 * n);
+    expect(size).toBeLessThan(5 * n + 4096);
+    // Nothing but the entries and a few hundred bytes of header and manifest.
+    expect(size - 4 * n).toBeLessThan(1024);
+
+    const back = readCheckpoint(file).trainer.x.w;
+    expect(back.shape).toEqual([1000, 10_000]);
+    const v = back.values as Float32Array;
+    expect(v.length).toBe(n);
+    const same = (a: Float32Array, b: Float32Array): boolean =>
+      Buffer.compare(
+        Buffer.from(a.buffer, a.byteOffset, a.byteLength),
+        Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+      ) === 0;
+    expect(same(v, source)).toBe(true);
+    // And as a tensor again.
+    const tree = treeFromData({ w: back });
+    expect(same(tree.w.dataSync() as Float32Array, source)).toBe(true);
+    treeDispose(tree);
+    expect(tf.memory().numTensors).toBe(tensors);
+  });
+
+  it('stores long and non-JSON number arrays and typed arrays of any plugin state exactly, as they were', () => {
+    const order = Array.from({ length: 1000 }, (_, i) => (i * 7919) % 1000);
+    const doubles = Array.from({ length: 100 }, (_, i) => 0.1 * i);
+    const floats = Array.from({ length: 100 }, (_, i) => Math.fround(i / 3));
+    const extra = {
+      sampler: { order, epoch: 2 },
+      doubles,
+      floats,
+      short: [1, 2.5, 3],
+      nonFinite: [NaN, -0, Infinity, -Infinity, 1],
+      mixed: [1, 'two', null, [4, 5]],
+      nested: [[...order], { deep: new Int32Array([-1, 2, 2147483647]) }],
+      bytes: new Uint8Array([0, 255, 7]),
+      f64: new Float64Array([Math.PI, -0, NaN]),
+      when: new Date(0),
+      empty: [],
+      nothing: undefined,
+    };
+    const f = writeCheckpoint(dir, { trainer: state(1), extra, savedAt: 'a' });
+    const manifest = JSON.parse(fs.readFileSync(f, 'utf8').split('\n')[1]);
+    const dtypes = Object.fromEntries(
+      (manifest.arrays as { path: unknown[]; dtype: string; kind: string }[]).map((e) => [
+        e.path.slice(1).join('.'),
+        `${e.kind}:${e.dtype}`,
+      ]),
+    );
+    expect(dtypes).toEqual({
+      'sampler.order': 'array:int32',
+      doubles: 'array:float64',
+      floats: 'array:float32',
+      nonFinite: 'array:float32',
+      'nested.0': 'array:int32',
+      'nested.1.deep': 'typed:int32',
+      bytes: 'typed:uint8',
+      f64: 'typed:float64',
+    });
+    const back = readCheckpoint(f).extra as typeof extra;
+    expect(Array.isArray(back.sampler.order)).toBe(true);
+    expect(back.sampler).toEqual({ order, epoch: 2 });
+    expect(back.doubles).toEqual(doubles);
+    expect(back.floats).toEqual(floats);
+    expect(back.short).toEqual([1, 2.5, 3]);
+    expect(back.nonFinite.map((v) => (Object.is(v, -0) ? '-0' : String(v)))).toEqual([
+      'NaN',
+      '-0',
+      'Infinity',
+      '-Infinity',
+      '1',
+    ]);
+    expect(back.mixed).toEqual([1, 'two', null, [4, 5]]);
+    expect(back.nested[0]).toEqual(order);
+    expect((back.nested[1] as { deep: Int32Array }).deep).toEqual(new Int32Array([-1, 2, 2147483647]));
+    expect(back.bytes).toEqual(new Uint8Array([0, 255, 7]));
+    expect(Array.from(back.f64).map(String)).toEqual([String(Math.PI), '0', 'NaN']);
+    expect(Object.is(back.f64[1], -0)).toBe(true);
+    expect(back.when).toBe('1970-01-01T00:00:00.000Z');
+    expect(back.empty).toEqual([]);
+    expect('nothing' in back).toBe(false);
+  });
+
+  it('tree data stays JSON-serializable', () => {
+    const t = tf.tensor([1.5, -2, 0.1], [3]);
+    const d = treeToData({ a: t });
+    t.dispose();
+    expect(d.a.values).toBeInstanceOf(Float32Values);
+    expect(JSON.parse(JSON.stringify(d))).toEqual({ a: { shape: [3], values: [1.5, -2, Math.fround(0.1)] } });
+  });
+
+  it('reads version 1 (JSON) checkpoints and refuses newer versions by name', () => {
+    // A version 1 file as the previous writer made it: the header line, then the payload as JSON.
+    const body = JSON.stringify({ trainer: state(7), extra: { rows: 7 }, savedAt: 'old' });
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    const v1 = path.join(dir, 'checkpoint-00000007.json');
+    fs.writeFileSync(
+      v1,
+      `${JSON.stringify({ format: 'bilevel-checkpoint', version: 1, bytes: Buffer.byteLength(body), sha256 })}\n${body}`,
+    );
+    const p = readCheckpoint(v1);
+    expect(p.trainer).toEqual(state(7));
+    expect(p.extra).toEqual({ rows: 7 });
+    // A newer checkpoint beside it is preferred; one of an unknown version is reported and skipped.
+    const v9 = path.join(dir, 'checkpoint-00000009.json');
+    handWritten(
+      v9,
+      { payload: { trainer: state(9), savedAt: 'x' }, arrays: [], dataBytes: 0 },
+      Buffer.alloc(0),
+      3,
+    );
+    expect(() => readCheckpoint(v9)).toThrow(
+      new CheckpointError(
+        v9,
+        'format version 3 is not supported (this @bilevel/core reads versions 1 and 2; a newer version wrote it?)',
+      ),
+    );
+    const seen: string[] = [];
+    expect(loadLatestCheckpoint(dir, { onInvalid: (e) => seen.push(e.message) })?.payload.trainer.step).toBe(
+      7,
+    );
+    expect(seen).toEqual([expect.stringContaining(`checkpoint ${v9}: format version 3`)]);
+    // Writing goes on in version 2 beside the old files.
+    writeCheckpoint(dir, { trainer: state(8), savedAt: 'new' }, { keep: 3 });
+    expect(listCheckpoints(dir).map((f) => path.basename(f))).toEqual([
+      'checkpoint-00000007.json',
+      'checkpoint-00000008.json',
+      'checkpoint-00000009.json',
+    ]);
+  });
+
+  it('reads a file written by hand from the documented layout, and refuses manifests that place arrays oddly', () => {
+    const data = Buffer.alloc(4 * 3 + 4 * 2);
+    [0.5, -1, 3].forEach((v, i) => data.writeFloatLE(v, 4 * i));
+    [7, -9].forEach((v, i) => data.writeInt32LE(v, 12 + 4 * i));
+    const trainer = { ...state(2), x: { x: { shape: [3], values: null } } };
+    const f = path.join(dir, 'checkpoint-00000002.json');
+    handWritten(
+      f,
+      {
+        payload: { trainer, extra: { ids: null }, savedAt: 'hand' },
+        arrays: [
+          { path: ['trainer', 'x', 'x', 'values'], dtype: 'float32', kind: 'tree', offset: 0, length: 3 },
+          { path: ['extra', 'ids'], dtype: 'int32', kind: 'array', offset: 12, length: 2 },
+        ],
+        dataBytes: 20,
+      },
+      data,
+    );
+    const p = readCheckpoint(f);
+    expect(Array.from(p.trainer.x.x.values)).toEqual([0.5, -1, 3]);
+    expect(p.extra).toEqual({ ids: [7, -9] });
+
+    const bad = (arrays: unknown[], dataBytes = 4): void => {
+      handWritten(
+        f,
+        { payload: { trainer: state(2), savedAt: 'x' }, arrays, dataBytes },
+        Buffer.alloc(dataBytes),
+      );
+    };
+    bad([{ path: ['__proto__', 'polluted'], dtype: 'float32', kind: 'tree', offset: 0, length: 1 }]);
+    expect(() => readCheckpoint(f)).toThrow(/manifest: no place for an array at '__proto__.polluted'/);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    bad([{ path: ['savedAt'], dtype: 'float128', kind: 'typed', offset: 0, length: 1 }]);
+    expect(() => readCheckpoint(f)).toThrow(/manifest: bad array entry at 'savedAt'/);
+    bad([{ path: ['savedAt'], dtype: 'float32', kind: 'typed', offset: 0, length: 2 }]);
+    expect(() => readCheckpoint(f)).toThrow(/manifest: bad array entry/);
+    bad([], 4);
+    expect(() => readCheckpoint(f)).toThrow(/arrays cover 0 of 4 data bytes/);
+  });
+
+  it('leaves no temporary file when the write fails, and refuses circular payloads', () => {
+    // The target name is taken by a folder: the rename fails.
+    fs.mkdirSync(path.join(dir, 'checkpoint-00000004.json'));
+    expect(() => writeCheckpoint(dir, { trainer: bigState(4), savedAt: 'a' })).toThrow();
+    expect(fs.readdirSync(dir)).toEqual(['checkpoint-00000004.json']);
+    const loop: Record<string, unknown> = { a: 1 };
+    loop.self = loop;
+    expect(() =>
+      writeCheckpoint(dir, { trainer: state(5), extra: loop, savedAt: 'a' } as CheckpointPayload),
+    ).toThrow(/circular reference at 'extra.self'/);
   });
 });

@@ -39,7 +39,10 @@ export interface Estimate {
   readonly diagnostics: Record<string, number>;
 }
 
-/** JSON-serializable state of a plugin (for checkpoints). */
+/**
+ * State of a plugin (for checkpoints): JSON-serializable, and typed arrays such as the `Float32Values` of
+ * `treeToData` may sit anywhere in it (checkpoint files store those, and long number arrays, in binary).
+ */
 export type PluginState = unknown;
 
 /** Forms the hypergradient ∇Φ(x) = ∇ₓf + (∂y*(x)/∂x)ᵀ ∇_y f. */

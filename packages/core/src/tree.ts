@@ -195,27 +195,52 @@ export function treeIsFinite(a: TensorTree): boolean {
   return v === 0;
 }
 
+/**
+ * The entries of one tensor of a {@link TreeData} copy: a `Float32Array` holding the exact float32 bits (4 bytes
+ * an entry; checkpoint files store it as raw binary) that `JSON.stringify` writes as a plain number array, so
+ * a state holding it stays JSON-serializable.
+ */
+export class Float32Values extends Float32Array {
+  /** The entries as a plain number array (what `JSON.stringify` writes). */
+  toJSON(): number[] {
+    return Array.from(this);
+  }
+}
+
 /** Plain serializable copy of a tree (for checkpoints and tests). */
 export interface TreeData {
   readonly [name: string]: {
     /** Tensor shape. */
     readonly shape: number[];
-    /** Entries in row-major order. */
-    readonly values: number[];
+    /**
+     * Entries in row-major order: a {@link Float32Values} from {@link treeToData}, or a plain number array
+     * (e.g. after a trip through `JSON.parse`).
+     */
+    readonly values: Float32Array | number[];
   };
 }
 
-/** A plain, JSON-serializable copy of the tree (reads every tensor synchronously). */
+/**
+ * A copy of the tree that survives the tensors and `JSON.stringify` (reads every tensor synchronously). The
+ * entries are {@link Float32Values}: the exact float32 bits, 4 bytes an entry.
+ */
 export function treeToData(a: TensorTree): TreeData {
-  const out: Record<string, { shape: number[]; values: number[] }> = {};
-  for (const n of treeNames(a)) out[n] = { shape: a[n].shape.slice(), values: Array.from(a[n].dataSync()) };
+  const out: Record<string, { shape: number[]; values: Float32Values }> = {};
+  for (const n of treeNames(a)) {
+    // A copy (the CPU backend hands out its own buffer); same element type, so the bits are kept as they are.
+    out[n] = { shape: a[n].shape.slice(), values: new Float32Values(a[n].dataSync()) };
+  }
   return out;
 }
 
-/** Float32 tensors built from a {@link TreeData} copy. */
+/** Float32 tensors built from a {@link TreeData} copy (the tensors do not share memory with `d`). */
 export function treeFromData(d: TreeData): TensorTree {
   const out: Record<string, tf.Tensor> = {};
-  for (const n of Object.keys(d).sort()) out[n] = tf.tensor(d[n].values, d[n].shape, 'float32');
+  for (const n of Object.keys(d).sort()) {
+    const v = d[n].values;
+    // tfjs keeps a Float32Array it is given as the tensor's storage: hand it a copy.
+    out[n] = tf.tensor(Array.isArray(v) ? v : new Float32Array(v), d[n].shape, 'float32');
+  }
   return out;
 }
 

@@ -11,6 +11,7 @@ import {
 
 /** Checkpoint form of a {@link WarmStart}: the kept solution as plain arrays, or null. */
 export interface WarmStartState {
+  /** The kept solution, or null when there is none yet. */
   readonly warmStart: TreeData | null;
 }
 
@@ -39,10 +40,12 @@ export class WarmStart {
     this.u = next;
   }
 
+  /** The kept solution as tree data (exact float32 entries, JSON-serializable). */
   getState(): WarmStartState {
     return { warmStart: this.u ? treeToData(this.u) : null };
   }
 
+  /** Restores a state from {@link WarmStart.getState}, replacing (and releasing) the kept solution. */
   setState(state: unknown): void {
     const s = state as Partial<WarmStartState> | null | undefined;
     if (!s || typeof s !== 'object' || !('warmStart' in s)) {
@@ -53,6 +56,7 @@ export class WarmStart {
     if (s.warmStart) this.u = treeMap(treeFromData(s.warmStart), (t) => tf.keep(t));
   }
 
+  /** Releases the kept solution. */
   dispose(): void {
     treeDispose(this.u);
     this.u = null;
