@@ -1,24 +1,48 @@
 #!/usr/bin/env node
 /**
- * For every publishable package: `npm pack` it (and the @bilevel packages it depends on), install the tarballs
- * into an empty project so that only declared dependencies are present, then take the first ```ts block of the
- * package's README, compile it with TypeScript and run it there. Fails when a package cannot be installed,
- * imported, or its README example fails.
+ * Checks that every publishable package works when a user installs it on its own from its tarball.
  *
- * Usage: node tools/check-packs/check-packs.js [package-name ...]   (packages must be built first)
+ * 1. Declared dependencies: the bare imports of each package's sources (tests excluded) must be exactly its
+ *    `dependencies` + `peerDependencies` + `optionalDependencies` — nothing missing, nothing unused.
+ * 2. For each package: `npm pack` it and the @bilevel packages it depends on, install the tarballs into an empty
+ *    project (npm also installs the peer `@tensorflow/tfjs-core`), so that only declared dependencies are
+ *    present, and load it there. Its `bin` commands must answer `--help`.
+ * 3. Take the first ```ts block of the package's README, transpile it with TypeScript and run it in that
+ *    project. @bilevel packages the example imports beyond the package's own closure (e.g. meta-learning's
+ *    example also uses solvers and estimators, as its README's install line says) are installed first.
+ *    Some packages' examples run more than once (`VARIANTS`, e.g. tfjs-blas without its native addon).
+ *
+ * Prints, per package: packed and unpacked size, install time, the example's output and PASS/FAIL; then a table.
+ * Exits 1 when anything failed. Packages must be built first (`npm run check-packs` builds them).
+ *
+ * Usage: node tools/check-packs/check-packs.js [--quiet] [--keep] [package-name ...]
+ *   --quiet  do not print the examples' output (only the table)
+ *   --keep   keep the temporary folder (its path is printed)
+ *
+ * npm's cache is reused (`--prefer-offline`), so a second run installs from the cache; third-party packages
+ * come from the registry the first time.
  */
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { builtinModules } = require('node:module');
 
 const root = path.resolve(__dirname, '../..');
 const ts = require(require.resolve('typescript', { paths: [root] }));
 
-function sh(cmd, args, cwd) {
-  return execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', env: { ...process.env, npm_config_nodedir: '' } });
-}
+/** Extra runs of a package's README example, each with these environment variables. */
+const VARIANTS = {
+  '@bilevel/tfjs-blas': [{ label: 'without the native addon', env: { BILEVEL_BLAS_DISABLE: '1' } }],
+};
+/** Time limit of one example run. */
+const EXAMPLE_TIMEOUT_MS = 180_000;
+
+const args = process.argv.slice(2);
+const quiet = args.includes('--quiet');
+const keep = args.includes('--keep');
+const wanted = args.filter((a) => !a.startsWith('--'));
 
 const pkgsDir = path.join(root, 'packages');
 const packages = fs
@@ -28,31 +52,125 @@ const packages = fs
   .map((dir) => ({ dir, json: JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) }))
   .filter((p) => !p.json.private);
 const byName = new Map(packages.map((p) => [p.json.name, p]));
-
-const wanted = process.argv.slice(2);
+for (const w of wanted) {
+  if (!byName.has(w)) {
+    console.error(`unknown package ${w}; publishable packages: ${[...byName.keys()].join(', ')}`);
+    process.exit(2);
+  }
+}
 const selected = wanted.length ? packages.filter((p) => wanted.includes(p.json.name)) : packages;
 
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bilevel-packs-'));
-const tarballs = new Map();
-function pack(p) {
-  if (tarballs.has(p.json.name)) return tarballs.get(p.json.name);
-  for (const f of ['dist/index.js', 'dist/index.d.ts']) {
-    if (!fs.existsSync(path.join(p.dir, f))) throw new Error(`${p.json.name}: ${f} is missing — build first`);
-  }
-  const out = sh('npm', ['pack', '--silent', '--pack-destination', work], p.dir).trim().split('\n').pop();
-  const file = path.join(work, out);
-  tarballs.set(p.json.name, file);
-  return file;
+function run(cmd, cmdArgs, cwd, env = {}, timeout = 600_000) {
+  return execFileSync(cmd, cmdArgs, {
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+    timeout,
+    maxBuffer: 64 * 1024 * 1024,
+    env: { ...process.env, npm_config_nodedir: '', npm_config_update_notifier: 'false', ...env },
+  });
 }
 
-/** The package and every @bilevel package it depends on, transitively. */
-function closure(p, seen = new Set()) {
-  if (seen.has(p.json.name)) return seen;
-  seen.add(p.json.name);
-  const deps = { ...(p.json.dependencies || {}), ...(p.json.optionalDependencies || {}) };
-  for (const d of Object.keys(deps)) if (byName.has(d)) closure(byName.get(d), seen);
+const kib = (bytes) =>
+  bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} kB` : `${(bytes / 1024 / 1024).toFixed(2)} MB`;
+const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
+const indent = (text) =>
+  text
+    .trimEnd()
+    .split('\n')
+    .map((l) => `    │ ${l}`)
+    .join('\n');
+
+// ---------------------------------------------------------------------------------------------------------
+// 1. Declared dependencies against the imports of the sources.
+
+/** Package name of a bare import specifier ('@scope/name/sub' → '@scope/name'), or null for relative/builtin. */
+function packageOf(spec) {
+  if (spec.startsWith('.') || spec.startsWith('/') || spec.startsWith('node:')) return null;
+  const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+  return builtinModules.includes(name) ? null : name;
+}
+
+function sourceFiles(dir) {
+  const out = [];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const file = path.join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (entry.name !== 'test-utils' && entry.name !== '__tests__') out.push(...sourceFiles(file));
+    } else if (/\.ts$/.test(entry.name) && !/\.(test|spec)\.ts$/.test(entry.name)) {
+      out.push(file);
+    }
+  }
+  return out;
+}
+
+function checkDeclaredDependencies(p) {
+  const imported = new Map(); // name → first file importing it
+  for (const file of sourceFiles(path.join(p.dir, 'src'))) {
+    const info = ts.preProcessFile(fs.readFileSync(file, 'utf8'), true, true);
+    for (const ref of info.importedFiles) {
+      const name = packageOf(ref.fileName);
+      if (name && !imported.has(name)) imported.set(name, path.relative(p.dir, file));
+    }
+  }
+  const declared = new Set(
+    ['dependencies', 'peerDependencies', 'optionalDependencies'].flatMap((k) => Object.keys(p.json[k] || {})),
+  );
+  const problems = [];
+  for (const [name, file] of imported) {
+    if (!declared.has(name)) problems.push(`imports ${name} (${file}) but does not declare it`);
+  }
+  for (const name of declared) {
+    if (!imported.has(name)) problems.push(`declares ${name} but never imports it`);
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 2. Pack, install, load.
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bilevel-packs-'));
+const packed = new Map(); // name → { file, size, unpackedSize, entryCount }
+function pack(p) {
+  if (packed.has(p.json.name)) return packed.get(p.json.name);
+  for (const f of ['dist/index.js', 'dist/index.d.ts']) {
+    if (!fs.existsSync(path.join(p.dir, f))) throw new Error(`${f} is missing — build first (npm run build)`);
+  }
+  const [info] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work], p.dir));
+  const result = {
+    file: path.join(work, info.filename),
+    size: info.size,
+    unpackedSize: info.unpackedSize,
+    entryCount: info.entryCount,
+  };
+  packed.set(p.json.name, result);
+  return result;
+}
+
+/** The packages and every @bilevel package they depend on, transitively. */
+function closure(names, seen = new Set()) {
+  for (const name of names) {
+    if (seen.has(name)) continue;
+    seen.add(name);
+    const p = byName.get(name);
+    const deps = { ...(p.json.dependencies || {}), ...(p.json.optionalDependencies || {}) };
+    closure(
+      Object.keys(deps).filter((d) => byName.has(d)),
+      seen,
+    );
+  }
   return seen;
 }
+
+function npmInstall(proj, names) {
+  const files = [...names].map((n) => pack(byName.get(n)).file);
+  const started = Date.now();
+  run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', ...files], proj);
+  return Date.now() - started;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 3. The README example.
 
 function readmeExample(p) {
   const file = path.join(p.dir, 'README.md');
@@ -61,35 +179,144 @@ function readmeExample(p) {
   return m ? m[1] : null;
 }
 
-let failures = 0;
+function exampleImports(code) {
+  return ts
+    .preProcessFile(code, true, true)
+    .importedFiles.map((f) => packageOf(f.fileName))
+    .filter((n) => n !== null);
+}
+
+function writeExample(proj, code) {
+  const js = ts.transpileModule(code, {
+    compilerOptions: {
+      module: ts.ModuleKind.CommonJS,
+      target: ts.ScriptTarget.ES2022,
+      experimentalDecorators: true,
+      emitDecoratorMetadata: true,
+      esModuleInterop: true,
+    },
+  }).outputText;
+  // Top-level await: the transpiled module body runs inside an async function.
+  const file = path.join(proj, 'example.js');
+  fs.writeFileSync(
+    file,
+    `(async () => {\n${js}\n})().catch((e) => { console.error(e); process.exit(1); });\n`,
+  );
+  return file;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+const results = [];
+const totalStarted = Date.now();
+console.log(`check-packs: ${selected.length} package(s), working in ${work}\n`);
+
 for (const p of selected) {
   const name = p.json.name;
-  const started = Date.now();
+  const row = { name, packed: '', unpacked: '', files: '', install: '', example: '', status: 'PASS' };
+  results.push(row);
+  const lines = [];
+  const fail = (msg) => {
+    row.status = 'FAIL';
+    lines.push(`  ✗ ${msg}`);
+  };
+  console.log(`── ${name}`);
   try {
-    const names = [...closure(p)];
-    const files = names.map((n) => pack(byName.get(n)));
+    const depProblems = checkDeclaredDependencies(p);
+    if (depProblems.length) depProblems.forEach((d) => fail(`dependencies: ${d}`));
+    else lines.push('  ✓ declared dependencies match the imports of src/');
+
+    const own = pack(p);
+    row.packed = kib(own.size);
+    row.unpacked = kib(own.unpackedSize);
+    row.files = String(own.entryCount);
+    lines.push(`  packed ${row.packed} (${row.unpacked} unpacked, ${own.entryCount} files)`);
+
     const proj = path.join(work, name.replace('@bilevel/', 'project-'));
     fs.mkdirSync(proj, { recursive: true });
-    fs.writeFileSync(path.join(proj, 'package.json'), JSON.stringify({ name: 'check', version: '1.0.0', private: true }));
-    sh('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', ...files], proj);
+    fs.writeFileSync(
+      path.join(proj, 'package.json'),
+      JSON.stringify({ name: 'check', version: '1.0.0', private: true }),
+    );
+    const names = closure([name]);
+    const installMs = npmInstall(proj, names);
+    row.install = secs(installMs);
+    lines.push(`  installed with ${[...names].join(', ')} in ${row.install}`);
+
     const entry = require.resolve(name, { paths: [proj] });
     if (!entry.startsWith(proj)) throw new Error(`${name} resolved outside the test project: ${entry}`);
+    const exported = run(
+      process.execPath,
+      ['-e', `console.log(Object.keys(require(${JSON.stringify(name)})).length)`],
+      proj,
+    ).trim();
+    lines.push(`  ✓ require('${name}') loads: ${exported} exports`);
+
+    for (const bin of Object.keys(
+      typeof p.json.bin === 'string' ? { [name]: p.json.bin } : p.json.bin || {},
+    )) {
+      const binPath = path.join(proj, 'node_modules', '.bin', bin);
+      if (!fs.existsSync(binPath)) fail(`bin ${bin} was not linked`);
+      else {
+        const help = run(binPath, ['--help'], proj);
+        lines.push(`  ✓ npx ${bin} --help: ${help.split('\n')[0].trim()}`);
+      }
+    }
+
     const example = readmeExample(p);
     if (!example) throw new Error('README.md has no ```ts example block');
-    const js = ts.transpileModule(example, {
-      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, experimentalDecorators: true, emitDecoratorMetadata: true, esModuleInterop: true },
-    }).outputText;
-    fs.writeFileSync(path.join(proj, 'example.js'), `(async () => {\n${js}\n})().catch((e) => { console.error(e); process.exit(1); });\n`);
-    const out = sh(process.execPath, ['example.js'], proj);
-    const secs = ((Date.now() - started) / 1000).toFixed(1);
-    console.log(`ok   ${name} (${secs}s): installed with ${names.length} @bilevel package(s); README example ran`);
-    if (process.env.VERBOSE) console.log(out);
+    const extra = closure(exampleImports(example).filter((n) => byName.has(n) && !names.has(n)));
+    for (const n of names) extra.delete(n);
+    if (extra.size) {
+      const ms = npmInstall(proj, extra);
+      lines.push(`  the README example also needs ${[...extra].join(', ')}: installed in ${secs(ms)}`);
+    }
+    const undeclared = exampleImports(example).filter(
+      (n) => !byName.has(n) && !fs.existsSync(path.join(proj, 'node_modules', n, 'package.json')),
+    );
+    if (undeclared.length)
+      fail(`the README example imports ${undeclared.join(', ')}, which installing ${name} does not bring`);
+    const file = writeExample(proj, example);
+    const times = [];
+    for (const variant of [{ label: '', env: {} }, ...(VARIANTS[name] || [])]) {
+      const started = Date.now();
+      try {
+        const out = run(process.execPath, [file], proj, variant.env, EXAMPLE_TIMEOUT_MS);
+        times.push(Date.now() - started);
+        lines.push(
+          `  ✓ README example${variant.label ? ` (${variant.label})` : ''} ran in ${secs(Date.now() - started)}`,
+        );
+        if (!quiet) lines.push(indent(out || '(no output)'));
+        if (!out.trim()) fail('the README example printed nothing');
+      } catch (err) {
+        fail(
+          `README example${variant.label ? ` (${variant.label})` : ''} failed after ${secs(Date.now() - started)}`,
+        );
+        lines.push(indent(`${err.stdout || ''}${err.stderr || err.message}`));
+      }
+    }
+    row.example = times.map(secs).join(' + ');
   } catch (err) {
-    failures++;
-    const detail = err.stderr ? `${err.message}\n${err.stderr}` : err.message;
-    console.error(`FAIL ${name}: ${detail}`);
+    fail(err.stderr ? `${err.message.split('\n')[0]}\n${indent(err.stderr)}` : err.message);
   }
+  console.log(lines.join('\n'));
+  console.log(`  ${row.status} ${name}\n`);
 }
-fs.rmSync(work, { recursive: true, force: true });
-console.log(`${selected.length - failures} passed, ${failures} failed`);
-process.exit(failures ? 1 : 0);
+
+if (keep) console.log(`kept ${work}`);
+else fs.rmSync(work, { recursive: true, force: true });
+
+const headers = ['package', 'packed', 'unpacked', 'files', 'install', 'example', 'result'];
+const table = results.map((r) => [r.name, r.packed, r.unpacked, r.files, r.install, r.example, r.status]);
+const widths = headers.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
+const fmt = (cells) =>
+  cells
+    .map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+    .join('  ');
+console.log(fmt(headers));
+console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+for (const r of table) console.log(fmt(r));
+const failed = results.filter((r) => r.status !== 'PASS').length;
+console.log(`\ntotal ${secs(Date.now() - totalStarted)}`);
+console.log(`check-packs: ${results.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,6 +1,8 @@
 /**
- * @bilevel/backend — picks and starts the TensorFlow.js backend (tensorflow, cpu-blas, wasm or cpu) and says
+ * `@bilevel/backend` — picks and starts the TensorFlow.js backend (tensorflow, cpu-blas, wasm or cpu) and says
  * which one runs and why.
+ *
+ * @module @bilevel/backend
  */
 export {
   BACKEND_CHOICES,

@@ -32,7 +32,9 @@ export const INSTALL_HINTS: Record<BackendName, string> = {
 /** Asking for a backend that is not installed or does not start; the message says how to install it. */
 export class BackendUnavailableError extends ConfigError {
   constructor(
+    /** The backend asked for. */
     readonly backend: BackendName,
+    /** Why it is unavailable (e.g. `tfjs-node not installed`). */
     readonly reason: string,
   ) {
     super(
@@ -43,6 +45,7 @@ export class BackendUnavailableError extends ConfigError {
   }
 }
 
+/** Options of {@link initBackend}. */
 export interface InitBackendOptions {
   /** Which backend; `auto` (default) picks the fastest available, unless BILEVEL_BACKEND names one. */
   backend?: BackendChoice;
@@ -54,6 +57,7 @@ export interface InitBackendOptions {
 
 /** The backend that runs, and why. */
 export interface BackendSelection {
+  /** The backend that runs. */
   readonly name: BackendName;
   /** What runs and why the faster ones were passed over, e.g. `OpenBLAS 0.3.21 (Haswell), 2 threads; ...`. */
   readonly reason: string;
@@ -62,12 +66,19 @@ export interface BackendSelection {
   /** Who chose: `auto`, the `backend` option, or the environment variable. */
   readonly chosenBy: 'auto' | 'option' | 'environment';
   /** The faster backends that `auto` passed over, each with why. */
-  readonly skipped: readonly { readonly name: BackendName; readonly reason: string }[];
+  readonly skipped: readonly {
+    /** A faster backend that was passed over. */
+    readonly name: BackendName;
+    /** Why it could not run. */
+    readonly reason: string;
+  }[];
 }
 
 /** Whether a backend can run here, and why (for `bilevel list`). */
 export interface BackendStatus {
+  /** The backend's name. */
   readonly name: BackendName;
+  /** Whether it can start here. */
   readonly available: boolean;
   /** What it is when available, otherwise why not and how to install it. */
   readonly reason: string;

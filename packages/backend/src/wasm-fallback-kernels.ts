@@ -179,7 +179,7 @@ function conv2DBackpropFilterWasm(fallback: KernelFunc): KernelFunc {
  * Registers, for the `wasm` backend, every numeric kernel that the JS `cpu` backend has and wasm lacks
  * (in tfjs 4.22: Conv2DBackpropFilter, the depthwise convolution gradients, UnsortedSegmentSum — the
  * gradient of gather —, Einsum and the ragged-tensor kernels). Conv2DBackpropFilter becomes one wasm
- * convolution (see {@link conv2DBackpropFilterWasm}); the others are bridged to the JS implementation.
+ * convolution (`conv2DBackpropFilterWasm` in this file); the others are bridged to the JS implementation.
  * Without them, training a convnet on wasm throws. Idempotent; returns the names it registered.
  */
 export function registerWasmFallbackKernels(): string[] {

@@ -13,7 +13,9 @@ import { EXIT, runExperiment } from './run-experiment';
 
 /** Where the command reads its environment from (process streams, or a test's). */
 export interface CliIo {
+  /** Standard output. */
   readonly stdout: OutputStream;
+  /** Standard error. */
   readonly stderr: OutputStream;
   /** Aborted on Ctrl-C: the current run stops after its step. */
   readonly signal?: AbortSignal;
@@ -56,7 +58,12 @@ function cliVersion(): string {
 }
 
 /** Exit code and message for an error that reached the top. */
-export function describeError(e: unknown): { code: number; message: string } {
+export function describeError(e: unknown): {
+  /** The exit code (see {@link EXIT}). */
+  code: number;
+  /** The message to print. */
+  message: string;
+} {
   if (e instanceof ConfigError) return { code: EXIT.configError, message: `config error: ${e.message}` };
   if (e instanceof DataError) {
     return {

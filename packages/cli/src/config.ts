@@ -28,12 +28,15 @@ export const PluginChoiceSchema = z.preprocess(
     })
     .strict(),
 );
+/** A validated plugin choice: a name, or `{ name, options }`. */
 export type PluginChoice = z.output<typeof PluginChoiceSchema>;
 
 /** Trainer and oracle settings given at the top of a config or per method; unset fields fall through. */
 export const TrainerOverridesSchema = TrainerOptionsSchema.partial();
+/** Oracle settings given at the top of a config or per method; unset fields fall through. */
 export const OracleOverridesSchema = OracleSpecSchema.partial();
 
+/** One method of an experiment: inner solver, estimator and outer optimizer, with optional overrides. */
 export const MethodSchema = z
   .object({
     label: z
@@ -53,8 +56,10 @@ export const MethodSchema = z
       .describe('plot colour (#rrggbb); a palette colour when absent'),
   })
   .strict();
+/** A validated method. */
 export type MethodConfig = z.output<typeof MethodSchema>;
 
+/** Where and how the results are written. */
 export const OutputSchema = z
   .object({
     dir: z.string().min(1).optional().describe('results folder (default results/<name>-<timestamp>)'),
@@ -69,6 +74,7 @@ export const OutputSchema = z
   })
   .strict();
 
+/** Progress output off a terminal. */
 export const ProgressSchema = z
   .object({
     intervalSeconds: z
@@ -85,6 +91,7 @@ export const ProgressSchema = z
   })
   .strict();
 
+/** Checkpoints of every run, so that an interrupted experiment can be resumed. */
 export const CheckpointSchema = z
   .object({
     every: z
@@ -112,6 +119,7 @@ export const ExperimentConfigSchema = z
       .max(80)
       .describe('experiment name; the results folder is results/<name>-<timestamp>'),
     description: z.string().optional().describe('free text, copied to the summary'),
+    /** The tfjs backend (`auto` by default; `--backend` or `BILEVEL_BACKEND` override it). */
     backend: BackendChoiceSchema.optional(),
     plugins: z
       .array(z.string().min(1))
@@ -126,7 +134,9 @@ export const ExperimentConfigSchema = z
       .enum(['continue', 'stop'])
       .default('continue')
       .describe('after a run fails (divergence…): go on with the other runs, or stop'),
+    /** Where and how the results are written. */
     output: OutputSchema.default({}),
+    /** Progress output off a terminal. */
     progress: ProgressSchema.default({}),
     checkpoint: CheckpointSchema.default({}).describe(
       'checkpoints in <results>/checkpoints/, for `bilevel resume <results>`',
@@ -150,27 +160,38 @@ export const ExperimentConfigSchema = z
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['seeds'], message: 'seeds must be distinct' });
     }
   });
+/** An experiment config as written (fields with defaults may be left out). */
 export type ExperimentConfigInput = z.input<typeof ExperimentConfigSchema>;
+/** A validated experiment config, every default filled in. */
 export type ExperimentConfig = z.output<typeof ExperimentConfigSchema>;
 
 /** Command-line overrides (`--backend`, `--seed`, `--steps`, `--out`). */
 export interface ConfigOverrides {
+  /** `--backend`: the tfjs backend. */
   readonly backend?: string;
+  /** `--seed`: the seeds, replacing the config's. */
   readonly seeds?: readonly number[];
+  /** `--steps`: outer steps of every method. */
   readonly steps?: number;
+  /** `--out`: the results folder. */
   readonly out?: string;
 }
 
 /** One method, fully resolved: every plugin option validated and defaulted. */
 export interface ResolvedMethod {
+  /** The method's label. */
   readonly label: string;
+  /** Its plot colour, when the config gives one. */
   readonly color?: string;
   /** The pipeline spec (seed 0; each run sets its own seed). */
   readonly pipeline: ResolvedPipelineSpec;
 }
 
+/** A validated experiment ready to run: the config and every method's resolved pipeline. */
 export interface ExperimentPlan {
+  /** The validated config. */
   readonly config: ExperimentConfig;
+  /** The methods, in config order. */
   readonly methods: readonly ResolvedMethod[];
   /** Folder of the config file (plugin paths are relative to it); cwd for in-memory configs. */
   readonly baseDir: string;

@@ -32,14 +32,26 @@ import {
 } from './summary';
 
 /** Exit codes of the `bilevel` command. */
-export const EXIT = { ok: 0, runError: 1, configError: 2, interrupted: 130 } as const;
+export const EXIT = {
+  /** Every run completed. */
+  ok: 0,
+  /** A run failed (it names the method, seed and outer step). */
+  runError: 1,
+  /** A config or data error, before anything ran. */
+  configError: 2,
+  /** Interrupted (Ctrl-C); everything computed so far is kept. */
+  interrupted: 130,
+} as const;
 
+/** Options of {@link runExperiment}. */
 export interface RunExperimentOptions {
+  /** The plugin registry (default: core's global one). */
   readonly registry?: PluginRegistry;
   /** Progress and messages (default process.stdout). */
   readonly stdout?: OutputStream;
   /** Live bar (true) or plain lines (false); default: whether `stdout` is a terminal. */
   readonly tty?: boolean;
+  /** No progress output. */
   readonly quiet?: boolean;
   /** Aborting it stops the current run at the end of its step and skips the remaining runs. */
   readonly signal?: AbortSignal;
@@ -59,9 +71,13 @@ export interface RunExperimentOptions {
   readonly resume?: string;
 }
 
+/** What {@link runExperiment} returns. */
 export interface ExperimentResult {
+  /** The results folder. */
   readonly dir: string;
+  /** The experiment's summary (also in summary.json). */
   readonly summary: ExperimentSummary;
+  /** The exit code of the `bilevel` command for this outcome (see {@link EXIT}). */
   readonly exitCode: number;
   /** One line per failed run: method, seed, step, error. */
   readonly errors: readonly string[];
@@ -199,6 +215,10 @@ function readPreviousSummary(dir: string): ExperimentSummary | null {
   }
 }
 
+/**
+ * Runs every method and seed of a plan one after another, writing metrics, summaries and plots into the
+ * results folder; resolves when all runs ended (or the signal stopped them).
+ */
 export async function runExperiment(plan: ExperimentPlan, options: RunExperimentOptions = {}): Promise<ExperimentResult> {
   const reg = options.registry ?? defaultRegistry;
   const stdout: OutputStream = options.stdout ?? process.stdout;

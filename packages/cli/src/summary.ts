@@ -60,7 +60,7 @@ export interface RunSummary {
 export interface Stat {
   /** Mean. */
   readonly mean: number;
-  /** Sample standard deviation (NaN for one value). */
+  /** Sample standard deviation (divided by n − 1; 0 for a single value). */
   readonly sd: number;
   /** Smallest value. */
   readonly min: number;

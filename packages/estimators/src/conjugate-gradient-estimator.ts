@@ -18,6 +18,7 @@ import { conjugateGradient } from './linear-solve';
 import { OracleCallMeter } from './oracle-calls';
 import { WarmStart } from './warm-start';
 
+/** Options of the `cg` estimator (AID-CG). */
 export const ConjugateGradientEstimatorOptionsSchema = z
   .object({
     maxIterations: z
@@ -34,6 +35,7 @@ export const ConjugateGradientEstimatorOptionsSchema = z
     warmStart: z.boolean().default(true).describe("start CG from the previous outer step's solution u"),
   })
   .strict();
+/** Validated options of {@link ConjugateGradientEstimator}. */
 export type ConjugateGradientEstimatorOptions = z.output<typeof ConjugateGradientEstimatorOptionsSchema>;
 
 /**
@@ -47,6 +49,7 @@ export type ConjugateGradientEstimatorOptions = z.output<typeof ConjugateGradien
  */
 export class ConjugateGradientEstimator implements HypergradientEstimator {
   readonly name = 'cg';
+  /** The validated options. */
   readonly options: ConjugateGradientEstimatorOptions;
   private readonly warm = new WarmStart();
 

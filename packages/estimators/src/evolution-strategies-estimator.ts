@@ -23,8 +23,10 @@ import { OracleCallMeter } from './oracle-calls';
 
 /** How the random directions u_q of the evolution-strategies estimator are drawn. */
 export const DIRECTION_DISTRIBUTIONS = ['gaussian', 'sphere', 'per-tensor-unit'] as const;
+/** How the random directions are drawn: `'gaussian'`, `'sphere'` or `'per-tensor-unit'`. */
 export type DirectionDistribution = (typeof DIRECTION_DISTRIBUTIONS)[number];
 
+/** Options of the `es` estimator (ESJ / ESJ-S). */
 export const EvolutionStrategiesOptionsSchema = z
   .object({
     directions: z
@@ -70,6 +72,7 @@ export const EvolutionStrategiesOptionsSchema = z
       ),
   })
   .strict();
+/** Validated options of {@link EvolutionStrategiesEstimator}. */
 export type EvolutionStrategiesOptions = z.output<typeof EvolutionStrategiesOptionsSchema>;
 
 /**
@@ -98,6 +101,7 @@ export type EvolutionStrategiesOptions = z.output<typeof EvolutionStrategiesOpti
  */
 export class EvolutionStrategiesEstimator implements HypergradientEstimator {
   readonly name = 'es';
+  /** The validated options. */
   readonly options: EvolutionStrategiesOptions;
 
   constructor(options: z.input<typeof EvolutionStrategiesOptionsSchema> = {}) {

@@ -18,6 +18,7 @@ import {
 import { denseSolve } from './linear-solve';
 import { OracleCallMeter } from './oracle-calls';
 
+/** Options of the `exact` estimator. */
 export const ExactEstimatorOptionsSchema = z
   .object({
     maxDimension: z
@@ -40,6 +41,7 @@ export const ExactEstimatorOptionsSchema = z
       ),
   })
   .strict();
+/** Validated options of {@link ExactEstimator}. */
 export type ExactEstimatorOptions = z.output<typeof ExactEstimatorOptionsSchema>;
 
 /**
@@ -56,6 +58,7 @@ export type ExactEstimatorOptions = z.output<typeof ExactEstimatorOptionsSchema>
  */
 export class ExactEstimator implements HypergradientEstimator {
   readonly name = 'exact';
+  /** The validated options. */
   readonly options: ExactEstimatorOptions;
 
   constructor(options: z.input<typeof ExactEstimatorOptionsSchema> = {}) {

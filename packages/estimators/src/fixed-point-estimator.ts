@@ -18,6 +18,7 @@ import { fixedPointIteration } from './linear-solve';
 import { OracleCallMeter } from './oracle-calls';
 import { WarmStart } from './warm-start';
 
+/** Options of the `fixed-point` estimator (AID-FP). */
 export const FixedPointEstimatorOptionsSchema = z
   .object({
     maxIterations: z
@@ -39,6 +40,7 @@ export const FixedPointEstimatorOptionsSchema = z
     warmStart: z.boolean().default(true).describe("start from the previous outer step's solution u"),
   })
   .strict();
+/** Validated options of {@link FixedPointEstimator}. */
 export type FixedPointEstimatorOptions = z.output<typeof FixedPointEstimatorOptionsSchema>;
 
 /**
@@ -49,6 +51,7 @@ export type FixedPointEstimatorOptions = z.output<typeof FixedPointEstimatorOpti
  */
 export class FixedPointEstimator implements HypergradientEstimator {
   readonly name = 'fixed-point';
+  /** The validated options. */
   readonly options: FixedPointEstimatorOptions;
   private readonly warm = new WarmStart();
 

@@ -20,7 +20,12 @@ export function innerHessian(context: EstimateContext, batch: Batch | undefined)
 }
 
 /** ∇ₓf(x, y_N) and ∇_y f(x, y_N) on the step's outer batch. */
-export function outerGradients(context: EstimateContext): { gradX: TensorTree; gradY: TensorTree } {
+export function outerGradients(context: EstimateContext): {
+  /** ∇ₓf(x, y_N). */
+  gradX: TensorTree;
+  /** ∇_y f(x, y_N). */
+  gradY: TensorTree;
+} {
   const { value, gradX, gradY } = context.oracles.outerGrads(context.x, context.inner.y, context.outerBatch);
   value.dispose();
   return { gradX, gradY };

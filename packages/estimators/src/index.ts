@@ -1,8 +1,10 @@
 /**
- * @bilevel/estimators — hypergradient estimators ∇Φ(x) = ∇ₓf + (∂y*(x)/∂x)ᵀ∇_y f for any registered
+ * `@bilevel/estimators` — hypergradient estimators ∇Φ(x) = ∇ₓf + (∂y*(x)/∂x)ᵀ∇_y f for any registered
  * problem: evolution strategies (ESJ / ESJ-S), quasi-Newton (qNBO), conjugate gradient, Neumann series,
  * fixed point, iterative differentiation and an exact dense solve; plus the linear solvers they share.
  * Importing the package registers every estimator by name in core's registry.
+ *
+ * @module @bilevel/estimators
  */
 import { type HypergradientEstimator, registry, type z } from '@bilevel/core';
 import {

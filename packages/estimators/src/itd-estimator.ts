@@ -14,6 +14,7 @@ import {
 import { checkedBatches } from './batch-schedule';
 import { OracleCallMeter } from './oracle-calls';
 
+/** Options of the `itd` estimator. */
 export const ItdEstimatorOptionsSchema = z
   .object({
     steps: z.number().int().positive().default(20).describe('K: unrolled gradient steps on the inner loss'),
@@ -24,6 +25,7 @@ export const ItdEstimatorOptionsSchema = z
       .describe('α in y_{k+1} = y_k − α∇_y g(x, y_k); needs α < 2/λ_max(∇²_yy g)'),
   })
   .strict();
+/** Validated options of {@link ItdEstimator}. */
 export type ItdEstimatorOptions = z.output<typeof ItdEstimatorOptionsSchema>;
 
 /**
@@ -45,6 +47,7 @@ export type ItdEstimatorOptions = z.output<typeof ItdEstimatorOptionsSchema>;
  */
 export class ItdEstimator implements HypergradientEstimator {
   readonly name = 'itd';
+  /** The validated options. */
   readonly options: ItdEstimatorOptions;
 
   constructor(options: z.input<typeof ItdEstimatorOptionsSchema> = {}) {

@@ -16,6 +16,7 @@ import {
 import { neumannSeries } from './linear-solve';
 import { OracleCallMeter } from './oracle-calls';
 
+/** Options of the `neumann` estimator (AID-NS). */
 export const NeumannEstimatorOptionsSchema = z
   .object({
     terms: z
@@ -31,6 +32,7 @@ export const NeumannEstimatorOptionsSchema = z
       .describe('η in u = η Σ_{k<K} (I − η∇²_yy g)^k ∇_y f; needs η < 2/λ_max(∇²_yy g)'),
   })
   .strict();
+/** Validated options of {@link NeumannEstimator}. */
 export type NeumannEstimatorOptions = z.output<typeof NeumannEstimatorOptionsSchema>;
 
 /**
@@ -43,6 +45,7 @@ export type NeumannEstimatorOptions = z.output<typeof NeumannEstimatorOptionsSch
  */
 export class NeumannEstimator implements HypergradientEstimator {
   readonly name = 'neumann';
+  /** The validated options. */
   readonly options: NeumannEstimatorOptions;
 
   constructor(options: z.input<typeof NeumannEstimatorOptionsSchema> = {}) {

@@ -11,6 +11,7 @@ export class OracleCallMeter {
     this.before = { ...oracles.counts };
   }
 
+  /** The calls made since the meter was created, as `calls.<kind>` entries and their sum `calls.total`. */
   diagnostics(): Record<string, number> {
     const out: Record<string, number> = {};
     let total = 0;

@@ -19,6 +19,7 @@ import {
 import { implicitHypergradient, linearSystemBatch, outerGradients } from './implicit';
 import { OracleCallMeter } from './oracle-calls';
 
+/** Options of the `qnbo` estimator. */
 export const QnboEstimatorOptionsSchema = z
   .object({
     update: z
@@ -82,6 +83,7 @@ export const QnboEstimatorOptionsSchema = z
       ),
   })
   .strict();
+/** Validated options of {@link QnboEstimator}. */
 export type QnboEstimatorOptions = z.output<typeof QnboEstimatorOptionsSchema>;
 
 /**
@@ -119,6 +121,7 @@ export type QnboEstimatorOptions = z.output<typeof QnboEstimatorOptionsSchema>;
  */
 export class QnboEstimator implements HypergradientEstimator {
   readonly name = 'qnbo';
+  /** The validated options. */
   readonly options: QnboEstimatorOptions;
 
   constructor(options: z.input<typeof QnboEstimatorOptionsSchema> = {}) {

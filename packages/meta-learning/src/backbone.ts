@@ -31,6 +31,7 @@ export interface ForwardOptions {
  * buffers, so `forward(params, images, options)` is a pure function of its arguments.
  */
 export interface Backbone {
+  /** The backbone's registered name, e.g. `conv4`. */
   readonly name: string;
   /** [height, width, channels] of the images it takes. */
   readonly inputShape: readonly [number, number, number];

@@ -13,6 +13,7 @@ import {
 } from './backbone';
 import { maxPool2x2 } from './layers';
 
+/** Options of the `conv4` backbone. */
 export const Conv4OptionsSchema = z
   .object({
     filters: z.number().int().positive().default(64).describe('filters of every block (32 or 64 in the literature)'),
@@ -25,6 +26,7 @@ export const Conv4OptionsSchema = z
     batchNormEpsilon: z.number().positive().default(1e-5).describe('ε in (x − μ)/√(σ² + ε)'),
   })
   .strict();
+/** Validated options of {@link Conv4Backbone}. */
 export type Conv4Options = z.output<typeof Conv4OptionsSchema>;
 
 /** Side after four 2×2 max-poolings (floored). */
@@ -46,6 +48,7 @@ function pooledSize(s: number): number {
  */
 export class Conv4Backbone implements Backbone {
   readonly name = 'conv4';
+  /** The validated options. */
   readonly options: Conv4Options;
   readonly inputShape: readonly [number, number, number];
   readonly featureDimension: number;

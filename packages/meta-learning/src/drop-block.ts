@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 
+/** Arguments of {@link dropBlock}. */
 export interface DropBlockArgs {
   /** Side of the dropped square blocks (5 in the ResNet-12 of MetaOptNet). */
   readonly blockSize: number;

@@ -4,7 +4,9 @@ import type { ClassImageSet } from './image-set';
 
 /** N-way K-shot episodes with Q query images per class. */
 export interface EpisodeShape {
+  /** N, classes per episode. */
   readonly ways: number;
+  /** K, support images per class. */
   readonly shots: number;
   /** Query images per class. */
   readonly queries: number;
@@ -15,20 +17,27 @@ export interface EpisodeShape {
  * set's class `classes[l]`. Support and query images are distinct images of the set, ordered class by class.
  */
 export interface Episode {
+  /** The set's class of each episode label (N entries). */
   readonly classes: Int32Array;
   /** Image indices of the support set (N·K), class-major. */
   readonly support: Int32Array;
+  /** Episode label (0 … N−1) of each support image. */
   readonly supportLabels: Int32Array;
   /** Image indices of the query set (N·Q), class-major. */
   readonly query: Int32Array;
+  /** Episode label (0 … N−1) of each query image. */
   readonly queryLabels: Int32Array;
 }
 
 /** Names of a task batch's tensors (see {@link makeTaskBatch}). */
 export const TASK_KEYS = {
+  /** Support images [B·n_s, h, w, c], task after task. */
   supportImages: 'supportImages',
+  /** One-hot support labels [B, n_s, N]. */
   supportLabels: 'supportLabels',
+  /** Query images [B·n_q, h, w, c], task after task. */
   queryImages: 'queryImages',
+  /** One-hot query labels [B, n_q, N]. */
   queryLabels: 'queryLabels',
 } as const;
 
@@ -94,9 +103,11 @@ export function sampleEpisodes(set: ClassImageSet, shape: EpisodeShape, count: n
 export interface TaskArrays {
   /** [n_support, h, w, c] */
   readonly supportImages: Float32Array;
+  /** Episode labels of the support images. */
   readonly supportLabels: Int32Array;
   /** [n_query, h, w, c] */
   readonly queryImages: Float32Array;
+  /** Episode labels of the query images. */
   readonly queryLabels: Int32Array;
 }
 

@@ -4,7 +4,9 @@ import type { Backbone } from './backbone';
 
 /** Training-mode forward options that change the features (batch-norm groups, DropBlock seed). */
 export interface CachedForwardOptions {
+  /** Independent batch-norm groups along the batch axis. */
   readonly groups: number;
+  /** DropBlock seed. */
   readonly seed: number;
 }
 
@@ -29,14 +31,21 @@ export class FeatureCache {
   private missCount = 0;
 
   constructor(
+    /** The backbone whose features are cached. */
     readonly backbone: Backbone,
+    /** Most entries kept; the least recently used is dropped. */
     readonly capacity = 8,
   ) {
     if (!(capacity >= 1)) throw new Error(`FeatureCache: capacity must be >= 1 (got ${capacity})`);
   }
 
   /** Cache hits and misses so far. */
-  get stats(): { hits: number; misses: number } {
+  get stats(): {
+    /** Lookups answered from the cache. */
+    hits: number;
+    /** Lookups that ran the backbone. */
+    misses: number;
+  } {
     return { hits: this.hitCount, misses: this.missCount };
   }
 
@@ -96,6 +105,7 @@ export class FeatureCache {
     this.entries.clear();
   }
 
+  /** Releases every cached feature tensor. */
   dispose(): void {
     this.clear();
   }

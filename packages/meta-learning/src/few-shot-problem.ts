@@ -75,9 +75,12 @@ export const FewShotSettingsShape = {
   seed: z.number().int().min(0).default(0).describe('seed of the class split, evaluation episodes and default task'),
 };
 
+/** The problem settings (`FewShotSettingsShape`) as a strict schema. */
 export const FewShotSettingsSchema = z.object(FewShotSettingsShape).strict();
+/** Validated problem settings. */
 export type FewShotSettings = z.output<typeof FewShotSettingsSchema>;
 
+/** A backbone chosen by name, with its options. */
 export const BackboneRefSchema = z
   .object({
     name: z.string().min(1).default('conv4').describe("registered backbone: 'conv4', 'resnet12', …"),
@@ -85,6 +88,7 @@ export const BackboneRefSchema = z
   })
   .strict();
 
+/** Options of the `few-shot` problem: the data, the backbone and the settings. */
 export const FewShotProblemOptionsSchema = z
   .object({
     dataset: z
@@ -110,6 +114,7 @@ export const FewShotProblemOptionsSchema = z
     channels: z.union([z.literal(1), z.literal(3)]).optional().describe('image-folder: 3 (RGB, default) or 1'),
     syntheticClasses: z.number().int().min(4).default(40).describe('synthetic: number of classes'),
     syntheticImagesPerClass: z.number().int().min(2).default(20).describe('synthetic: images per class'),
+    /** The backbone φ_x by name, with its options (default `conv4`). */
     backbone: BackboneRefSchema.default({}),
     ...FewShotSettingsShape,
   })
@@ -131,15 +136,18 @@ export const FewShotProblemOptionsSchema = z
       }
     }
   });
+/** Validated options of the `few-shot` problem. */
 export type FewShotProblemOptions = z.output<typeof FewShotProblemOptionsSchema>;
 
 /** What a {@link FewShotProblem} is built from. */
 export interface FewShotProblemConfig {
+  /** The backbone (the outer variable is its parameters). */
   readonly backbone: Backbone;
   /** Meta-training classes. */
   readonly train: ClassImageSet;
   /** Held-out classes for evaluate(). */
   readonly test: ClassImageSet;
+  /** Episode, evaluation and head settings (defaults filled in). */
   readonly settings?: z.input<typeof FewShotSettingsSchema>;
 }
 
@@ -173,9 +181,13 @@ export class FewShotProblem implements BilevelProblem {
   readonly name = 'few-shot';
   readonly mainMetric = 'testAccuracy';
   readonly mainMetricHigherIsBetter = true;
+  /** The backbone φ_x. */
   readonly backbone: Backbone;
+  /** Meta-training classes. */
   readonly train: ClassImageSet;
+  /** Held-out classes for {@link FewShotProblem.evaluate}. */
   readonly test: ClassImageSet;
+  /** The validated settings. */
   readonly settings: FewShotSettings;
   private readonly cache: FeatureCache | null;
   private readonly trainShape: EpisodeShape;
@@ -218,6 +230,7 @@ export class FewShotProblem implements BilevelProblem {
     this.cache = s.cacheFeatures ? new FeatureCache(this.backbone, 8) : null;
   }
 
+  /** D, the backbone's feature dimension (the heads' input size). */
   get featureDimension(): number {
     return this.backbone.featureDimension;
   }
@@ -387,7 +400,12 @@ export class FewShotProblem implements BilevelProblem {
 }
 
 /** Loads the data named by the options and splits it into meta-training and held-out classes. */
-export function loadFewShotData(options: FewShotProblemOptions): { train: ClassImageSet; test: ClassImageSet } {
+export function loadFewShotData(options: FewShotProblemOptions): {
+  /** Meta-training classes. */
+  train: ClassImageSet;
+  /** Held-out classes. */
+  test: ClassImageSet;
+} {
   const o = options;
   const split = (set: ClassImageSet): { train: ClassImageSet; test: ClassImageSet } =>
     o.testAlphabets ? set.splitByGroups(o.testAlphabets) : set.splitRandomly(o.testFraction, o.seed);

@@ -7,6 +7,7 @@ import { softmaxCrossEntropy, type TensorTree } from '@bilevel/core';
  * `weight` [B, N, D] and `bias` [B, N], with logits_b = F_b W_bᵀ + b_b for the features F_b [n, D] of task b.
  */
 export const HEAD_WEIGHT = 'weight';
+/** Name of the head's bias tensor in the inner variable y. */
 export const HEAD_BIAS = 'bias';
 
 /** Zero heads for B tasks of N ways on D features (the usual zero initialization of ANIL heads). */
@@ -70,6 +71,7 @@ export function taskAccuracies(logits: tf.Tensor3D, labels: tf.Tensor3D): number
   });
 }
 
+/** Options of {@link fitHeads}. */
 export interface FitHeadOptions {
   /** λ of the (λ/2)‖W‖² penalty. */
   readonly lambda: number;

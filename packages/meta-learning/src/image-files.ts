@@ -6,9 +6,13 @@ import { PNG } from 'pngjs';
 
 /** A decoded image: pixels [height, width, channels] in [0, 1]. */
 export interface DecodedImage {
+  /** Width in pixels. */
   readonly width: number;
+  /** Height in pixels. */
   readonly height: number;
+  /** 1 (grey) or 3 (RGB). */
   readonly channels: 1 | 3;
+  /** Pixels [height, width, channels], row-major, in [0, 1]. */
   readonly pixels: Float32Array;
 }
 
@@ -45,6 +49,7 @@ export interface FileTree {
   readonly source: string;
   /** Relative paths, sorted. */
   readonly paths: readonly string[];
+  /** The bytes of the file at a relative path. */
   read(path: string): Uint8Array;
 }
 

@@ -5,6 +5,7 @@ import { describeSearch, resolveDataPath } from '@bilevel/datasets';
 import { assertPng, decodePng, isImagePath } from './image-files';
 import { ClassImageSet, resizeArea } from './image-set';
 
+/** Options of {@link loadImageFolderSplit}. */
 export interface ImageFolderSplitOptions {
   /**
    * Data set folder. Resolved in the documented order under the name `dataset` (default `mini-imagenet`):

@@ -4,8 +4,11 @@ import { Random } from '@bilevel/core';
 export interface ClassImageSetData {
   /** Pixels [count, height, width, channels], row-major, values usually in [0, 1]. */
   readonly images: Float32Array;
+  /** Image height. */
   readonly height: number;
+  /** Image width. */
   readonly width: number;
+  /** Channels per pixel. */
   readonly channels: number;
   /** Class index of every image, in 0 … classNames.length − 1. */
   readonly labels: Int32Array;
@@ -21,8 +24,11 @@ export interface ClassImageSetData {
  */
 export class ClassImageSet implements ClassImageSetData {
   readonly images: Float32Array;
+  /** Image height. */
   readonly height: number;
+  /** Image width. */
   readonly width: number;
+  /** Channels per pixel. */
   readonly channels: number;
   readonly labels: Int32Array;
   readonly classNames: readonly string[];
@@ -62,10 +68,12 @@ export class ClassImageSet implements ClassImageSetData {
     this.byClass = members.map((m) => Int32Array.from(m));
   }
 
+  /** Number of images. */
   get count(): number {
     return this.labels.length;
   }
 
+  /** Number of classes. */
   get numClasses(): number {
     return this.classNames.length;
   }
@@ -106,7 +114,12 @@ export class ClassImageSet implements ClassImageSetData {
   }
 
   /** Splits the classes by group name: classes of `testGroups` go to `test`, the others to `train`. */
-  splitByGroups(testGroups: readonly string[]): { train: ClassImageSet; test: ClassImageSet } {
+  splitByGroups(testGroups: readonly string[]): {
+    /** The classes kept for meta-training. */
+    train: ClassImageSet;
+    /** The held-out classes. */
+    test: ClassImageSet;
+  } {
     const groups = this.classGroups;
     if (!groups) throw new Error('ClassImageSet.splitByGroups: the set has no class groups');
     const known = new Set(groups);
@@ -124,7 +137,12 @@ export class ClassImageSet implements ClassImageSetData {
   }
 
   /** Splits the classes at random (seeded): a fraction `testFraction` of them to `test`. */
-  splitRandomly(testFraction: number, seed: number): { train: ClassImageSet; test: ClassImageSet } {
+  splitRandomly(testFraction: number, seed: number): {
+    /** The classes kept for meta-training. */
+    train: ClassImageSet;
+    /** The held-out classes. */
+    test: ClassImageSet;
+  } {
     if (!(testFraction > 0 && testFraction < 1)) throw new Error(`testFraction must be in (0, 1) (got ${testFraction})`);
     const perm = new Random(seed).permutation(this.numClasses);
     const nTest = Math.max(1, Math.round(testFraction * this.numClasses));

@@ -1,8 +1,10 @@
 /**
- * @bilevel/meta-learning — few-shot meta-learning as a bilevel problem: Conv-4 and ResNet-12 backbones as
+ * `@bilevel/meta-learning` — few-shot meta-learning as a bilevel problem: Conv-4 and ResNet-12 backbones as
  * functional models, few-shot episodes from class-indexed image sets (Omniglot, miniImageNet layouts,
  * synthetic), the Omniglot one-shot runs, and the ANIL-style 'few-shot' problem. Importing the package
  * registers the backbones 'conv4' and 'resnet12' and the problem 'few-shot' in core's registry.
+ *
+ * @module @bilevel/meta-learning
  */
 import { registry } from '@bilevel/core';
 import { Conv4Backbone, Conv4OptionsSchema } from './conv4';

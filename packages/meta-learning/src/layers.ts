@@ -247,22 +247,31 @@ function groupMeans(x: tf.Tensor3D): tf.Tensor3D {
   return tf.matMul(tf.fill([g, 1, m], 1 / m) as tf.Tensor3D, x);
 }
 
+/** Arguments of {@link batchNorm}. */
 export interface BatchNormArgs {
+  /** Scale γ per channel. */
   readonly gamma: tf.Tensor1D;
+  /** Shift β per channel. */
   readonly beta: tf.Tensor1D;
+  /** ε in (x − μ)/√(σ² + ε). */
   readonly epsilon: number;
   /** Batch statistics (training) or the running statistics below (evaluation). */
   readonly training: boolean;
+  /** Running mean per channel (used in evaluation mode). */
   readonly runningMean?: tf.Tensor1D;
+  /** Running variance per channel (used in evaluation mode). */
   readonly runningVariance?: tf.Tensor1D;
   /** Independent equal-size groups along the batch axis, each with its own statistics (training mode). */
   readonly groups?: number;
 }
 
+/** What {@link batchNorm} returns. */
 export interface BatchNormResult {
+  /** The normalized, scaled and shifted activations. */
   readonly y: tf.Tensor4D;
   /** Batch mean and biased variance [c], averaged over the groups (training mode only). */
   readonly mean?: tf.Tensor1D;
+  /** Biased batch variance per channel (training mode only). */
   readonly variance?: tf.Tensor1D;
   /** Values per channel that each statistic was computed from (n·h·w / groups). */
   readonly count?: number;

@@ -160,6 +160,7 @@ export function loadOmniglot(options: OmniglotOptions = {}): ClassImageSet {
 
 /** One of the 20 one-shot classification runs of Lake et al. (2015). */
 export interface OneShotRun {
+  /** Name of the run, e.g. `run01`. */
   readonly name: string;
   /** One image per class [classes, size, size, 1], classes in file order (class01 … class20). */
   readonly support: Float32Array;
@@ -167,7 +168,9 @@ export interface OneShotRun {
   readonly query: Float32Array;
   /** For each query, the index of its class in `support`. */
   readonly queryLabels: Int32Array;
+  /** Side of the (square) images. */
   readonly imageSize: number;
+  /** Number of classes (and of support images). */
   readonly classes: number;
 }
 

@@ -14,6 +14,7 @@ import {
 import { dropBlock } from './drop-block';
 import { globalAveragePool, leakyRelu, maxPool2x2 } from './layers';
 
+/** Options of DropBlock in the last two residual blocks. */
 export const DropBlockOptionsSchema = z
   .object({
     enabled: z.boolean().default(false).describe('apply DropBlock in the last two residual blocks (training mode)'),
@@ -22,6 +23,7 @@ export const DropBlockOptionsSchema = z
   })
   .strict();
 
+/** Options of the `resnet12` backbone. */
 export const ResNet12OptionsSchema = z
   .object({
     imageSize: z.number().int().min(16).default(84).describe('height and width of the (square) input images'),
@@ -36,6 +38,7 @@ export const ResNet12OptionsSchema = z
     batchNormEpsilon: z.number().positive().default(1e-5).describe('ε in (x − μ)/√(σ² + ε)'),
   })
   .strict();
+/** Validated options of {@link ResNet12Backbone}. */
 export type ResNet12Options = z.output<typeof ResNet12OptionsSchema>;
 
 /**
@@ -54,6 +57,7 @@ export type ResNet12Options = z.output<typeof ResNet12OptionsSchema>;
  */
 export class ResNet12Backbone implements Backbone {
   readonly name = 'resnet12';
+  /** The validated options. */
   readonly options: ResNet12Options;
   readonly inputShape: readonly [number, number, number];
   readonly featureDimension: number;

@@ -1,9 +1,13 @@
 import { Random } from '@bilevel/core';
 import { ClassImageSet } from './image-set';
 
+/** Options of {@link syntheticImageSet}. */
 export interface SyntheticImageSetOptions {
+  /** Number of classes. */
   readonly classes: number;
+  /** Images per class. */
   readonly imagesPerClass: number;
+  /** Side of the (square) images. */
   readonly imageSize: number;
   /** Default 1. */
   readonly channels?: number;
@@ -13,6 +17,7 @@ export interface SyntheticImageSetOptions {
   readonly maxShift?: number;
   /** Gaussian strokes per class prototype (default 3). */
   readonly blobs?: number;
+  /** Seed (default 0). */
   readonly seed?: number;
   /** Number of class groups (classes are assigned round-robin to `group0`, `group1`, …; default 1). */
   readonly groups?: number;

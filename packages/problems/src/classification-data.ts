@@ -36,7 +36,7 @@ export type FeatureMatrix =
 
 /** A labeled data set as long-lived tensors (kept; released by {@link disposeLabeledSet}). */
 export interface LabeledSet {
-  /** Name of the set in messages (`train`, `validation`, `test`). */
+  /** Name of the set in messages (e.g. `training`, `validation`, `test`). */
   readonly name: string;
   /** The features, dense or sparse. */
   readonly features: FeatureMatrix;

@@ -96,7 +96,7 @@ export interface HyperRepresentationSettings {
   readonly batchSize?: number;
   /** Outer minibatch size; defaults to `batchSize`. */
   readonly outerBatchSize?: number;
-  /** Seed of the initial x and of the minibatches (default 0). */
+  /** Seed of the minibatch samplers (default 0). */
   readonly seed?: number;
 }
 

@@ -18,8 +18,8 @@ export type StopReason = 'tolerance' | 'budget' | 'stalled' | 'observer';
 /** {@link InnerResult} plus why the solver stopped. */
 export interface SolverResult extends InnerResult {
   /**
-   * Why the solver stopped: `tolerance` reached, iteration `budget` spent, `stalled` (no progress possible),
-   * or stopped by the `observer`.
+   * Why the solver stopped: `tolerance` reached, iteration `budget` spent, `stalled` (a quasi-Newton solver
+   * found no acceptable step, even along steepest descent), or stopped by the `observer`.
    */
   readonly stoppedBy: StopReason;
 }

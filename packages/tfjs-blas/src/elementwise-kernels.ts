@@ -93,7 +93,14 @@ export function broadcastLayout(
   outShape: readonly number[],
   aShape: readonly number[],
   bShape: readonly number[],
-): { shape: number[]; aStrides: number[]; bStrides: number[] } {
+): {
+  /** The merged output dims. */
+  shape: number[];
+  /** Strides of the first operand along them (0 where it broadcasts). */
+  aStrides: number[];
+  /** Strides of the second operand along them (0 where it broadcasts). */
+  bStrides: number[];
+} {
   const sa = alignedStrides(aShape, outShape);
   const sb = alignedStrides(bShape, outShape);
   const shape: number[] = [];

@@ -1,7 +1,9 @@
 /**
- * @bilevel/tfjs-blas — an optional TensorFlow.js backend, `cpu-blas`, that runs the heavy kernels (matrix
+ * `@bilevel/tfjs-blas` — an optional TensorFlow.js backend, `cpu-blas`, that runs the heavy kernels (matrix
  * products and 2-D convolutions, forward and backward) on the system BLAS through a small N-API addon, and
  * every other kernel as the pure-JS `cpu` backend does.
+ *
+ * @module @bilevel/tfjs-blas
  */
 // The JS cpu backend's kernels are copied from its registry, so it must be loaded first.
 import '@tensorflow/tfjs-backend-cpu';

@@ -32,7 +32,9 @@ export type NativeActivation = keyof typeof ACTIVATION_CODES;
  * JS error naming the bad argument instead of reading out of bounds.
  */
 export interface NativeBlas {
+  /** The linked BLAS library, its configuration, core and threads. */
   info(): NativeBlasInfo;
+  /** Sets the BLAS threads (OpenBLAS's `openblas_set_num_threads`). */
   setThreads(threads: number): void;
   /** C = alpha·op(A)·op(B) + beta·C (cblas_sgemm, row-major). */
   sgemm(

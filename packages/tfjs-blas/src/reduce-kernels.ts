@@ -27,7 +27,12 @@ const REDUCTIONS: Record<string, { code: number; axisAttr: 'axis' | 'reductionIn
 export function reductionLayout(
   shape: readonly number[],
   axes: readonly number[],
-): { shape: number[]; reduced: number[] } {
+): {
+  /** The merged dims. */
+  shape: number[];
+  /** 1 for each reduced dim, 0 for each kept one. */
+  reduced: number[];
+} {
   const out: number[] = [];
   const reduced: number[] = [];
   shape.forEach((n, d) => {

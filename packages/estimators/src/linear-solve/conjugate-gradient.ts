@@ -10,6 +10,7 @@ import {
   vectorNorm,
 } from './linear-solve';
 
+/** Options of {@link conjugateGradient}. */
 export interface ConjugateGradientOptions {
   /** Starting guess x₀ (a warm start); zero when absent. */
   readonly init?: TensorTree;

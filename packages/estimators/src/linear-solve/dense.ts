@@ -5,6 +5,7 @@ import { type LinearSolveResult, type MatVec, checkFinite, flatOperator } from '
 /** How a dense system was solved. */
 export type DenseFactorization = 'cholesky' | 'eigen' | 'lu';
 
+/** Options of {@link denseSolve}. */
 export interface DenseSolveOptions {
   /** Refuse systems with more unknowns than this (d matvecs and O(d³) work). Default 1000. */
   readonly maxDimension?: number;
@@ -22,7 +23,9 @@ export interface DenseSolveOptions {
 /** A dense system was too large for {@link denseSolve}. */
 export class DimensionLimitError extends Error {
   constructor(
+    /** Unknowns of the system. */
     readonly dimension: number,
+    /** The largest number of unknowns allowed. */
     readonly limit: number,
     optionName: string,
   ) {
@@ -123,7 +126,12 @@ export function luSolve(a: Float64Array, n: number, b: ArrayLike<number>): Float
  * method (Golub & Van Loan, Matrix Computations, §8.5): plane rotations zero the off-diagonal entries until
  * their norm is negligible. Returns the eigenvalues and V (row-major, eigenvectors in the columns).
  */
-export function symmetricEigen(a: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
+export function symmetricEigen(a: Float64Array, n: number): {
+  /** The eigenvalues λ, in no particular order. */
+  values: Float64Array;
+  /** V, row-major, the eigenvector of λ_k in column k. */
+  vectors: Float64Array;
+} {
   const m = Float64Array.from(a);
   const v = new Float64Array(n * n);
   for (let i = 0; i < n; i++) v[i * n + i] = 1;
@@ -177,7 +185,12 @@ export function pseudoInverseSolve(
   n: number,
   b: ArrayLike<number>,
   rcond: number,
-): { x: Float64Array; rank: number } {
+): {
+  /** The minimum-norm solution A⁺b. */
+  x: Float64Array;
+  /** Eigenvalues kept (the numerical rank). */
+  rank: number;
+} {
   const { values, vectors } = symmetricEigen(a, n);
   let maxAbs = 0;
   for (const l of values) maxAbs = Math.max(maxAbs, Math.abs(l));
@@ -207,7 +220,14 @@ export function solveDenseSystem(
   b: ArrayLike<number>,
   symmetric = true,
   rcond = 1e-6,
-): { x: Float64Array; factorization: DenseFactorization; rank: number } {
+): {
+  /** The solution. */
+  x: Float64Array;
+  /** How the system was solved. */
+  factorization: DenseFactorization;
+  /** The numerical rank (n unless the eigendecomposition dropped eigenvalues). */
+  rank: number;
+} {
   if (a.length !== n * n) throw new Error(`dense solve: matrix has ${a.length} entries, expected ${n}×${n}`);
   if (b.length !== n) throw new Error(`dense solve: right-hand side has ${b.length} entries, expected ${n}`);
   if (!symmetric) return { x: luSolve(a, n, b), factorization: 'lu', rank: n };
@@ -244,6 +264,7 @@ export function denseMatrix(
 
 /** A dense solve's result, with the factorization that was used and the numerical rank. */
 export interface DenseSolveResult extends LinearSolveResult {
+  /** How the system was solved: `cholesky`, `eigen` (minimum-norm, pseudo-inverse) or `lu`. */
   readonly factorization: DenseFactorization;
   /** Eigenvalues kept by the pseudo-inverse ('eigen'); n otherwise. */
   readonly rank: number;

@@ -9,6 +9,7 @@ import {
   vectorNorm,
 } from './linear-solve';
 
+/** Options of {@link fixedPointIteration}. */
 export interface FixedPointOptions {
   /** Starting guess x₀ (a warm start); zero when absent. */
   readonly init?: TensorTree;

@@ -26,7 +26,9 @@ export type LinearSolver<O> = (matvec: MatVec, b: TensorTree, options?: O) => Li
 
 /** A tree operator seen as an operator on flat vectors (all tensors of the tree concatenated). */
 export interface FlatOperator {
+  /** Names and shapes of the tree the flat vectors stand for. */
   readonly spec: TreeSpec;
+  /** The operator on a flat vector. */
   apply(v: tf.Tensor1D): tf.Tensor1D;
 }
 

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type TensorTree, treeFlatten, treeUnflatten } from '@bilevel/core';
 import { type LinearSolveResult, type MatVec, checkFinite, flatOperator, vectorNorm } from './linear-solve';
 
+/** Options of {@link neumannSeries}. */
 export interface NeumannOptions {
   /** Number of terms K of the truncated series (one matvec each). Default 20. */
   readonly terms?: number;
