@@ -1,0 +1,134 @@
+/** Command line of `node tools/bench/dist/run.js`: parsing and validation (no side effects). */
+import { SECTION_IDS, type SectionId } from './suite/settings';
+
+export const COMMANDS = ['suite', 'kernels', 'solvers', 'estimators'] as const;
+export type Command = (typeof COMMANDS)[number];
+
+export const BACKEND_CHOICES = ['auto', 'tensorflow', 'cpu-blas', 'wasm', 'cpu'] as const;
+
+export interface SuiteArgs {
+  readonly quick: boolean;
+  /** As given (resolved by the caller); undefined: the repository's docs/. */
+  readonly out?: string;
+  readonly backend: string;
+  readonly sections: readonly SectionId[];
+  readonly png: boolean;
+  readonly json: boolean;
+}
+
+export type ParsedArgs =
+  | { readonly kind: 'help' }
+  | { readonly kind: 'command'; readonly command: Exclude<Command, 'suite'> }
+  | { readonly kind: 'suite'; readonly args: SuiteArgs };
+
+/** A bad command line; the message says what is wrong. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export const USAGE = `Usage: node tools/bench/dist/run.js [command] [options]
+
+Commands:
+  suite (default)  the papers' settings: writes <out>/benchmarks.md and the figures in <out>/benchmarks/
+  kernels          GFLOP/s of matmul and Conv-4 / ResNet-12 convolutions on every tfjs backend
+  solvers          inner solvers on the hyper-cleaning inner problem (gradient evaluations, seconds)
+  estimators       evolution-strategies estimator: batched against one-by-one perturbed solves
+
+Options of the suite:
+  --quick               smaller problems and budgets, the same code paths (a smoke test, about 2 minutes)
+  --out <dir>           folder of benchmarks.md and benchmarks/ (default: the repository's docs/)
+  --backend <name>      ${BACKEND_CHOICES.join(', ')} (default: auto, or BILEVEL_BACKEND)
+  --only <sections>     comma-separated subset of ${SECTION_IDS.join(', ')}
+  --png                 also write a PNG of every figure
+  --json                also write <out>/benchmarks/results.json (every curve and measurement)
+  -h, --help            this text
+
+Real data are found through BILEVEL_DATA_PATH (Fashion-MNIST, Omniglot); a section whose data is missing is
+reported as skipped. Exit codes: 0 done (a diverged method is a result), 1 a method failed or timed out,
+2 bad command line.`;
+
+function valueOf(argv: readonly string[], i: number, flag: string, inline: string | undefined): { value: string; next: number } {
+  if (inline !== undefined) {
+    if (inline === '') throw new UsageError(`option '${flag}' needs a value`);
+    return { value: inline, next: i };
+  }
+  const v = argv[i + 1];
+  if (v === undefined || v.startsWith('-')) throw new UsageError(`option '${flag}' needs a value`);
+  return { value: v, next: i + 1 };
+}
+
+/** Parses the arguments after `run.js`. Throws a {@link UsageError}. */
+export function parseArgs(argv: readonly string[]): ParsedArgs {
+  let command: Command | undefined;
+  let quick = false;
+  let png = false;
+  let json = false;
+  let out: string | undefined;
+  let backend = 'auto';
+  let sections: SectionId[] = [...SECTION_IDS];
+  const seen = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '-h' || arg === '--help') return { kind: 'help' };
+    if (!arg.startsWith('-')) {
+      if (command !== undefined) throw new UsageError(`unexpected argument '${arg}' (the command is already '${command}')`);
+      if (!(COMMANDS as readonly string[]).includes(arg)) {
+        throw new UsageError(`unknown command '${arg}' (expected one of: ${COMMANDS.join(', ')})`);
+      }
+      command = arg as Command;
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+    const inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
+    if (seen.has(flag)) throw new UsageError(`option '${flag}' given twice`);
+    seen.add(flag);
+    switch (flag) {
+      case '--quick':
+      case '--png':
+      case '--json':
+        if (inline !== undefined) throw new UsageError(`option '${flag}' takes no value`);
+        if (flag === '--quick') quick = true;
+        else if (flag === '--png') png = true;
+        else json = true;
+        break;
+      case '--out': {
+        const r = valueOf(argv, i, flag, inline);
+        out = r.value;
+        i = r.next;
+        break;
+      }
+      case '--backend': {
+        const r = valueOf(argv, i, flag, inline);
+        if (!(BACKEND_CHOICES as readonly string[]).includes(r.value)) {
+          throw new UsageError(`option '--backend': '${r.value}' is not one of ${BACKEND_CHOICES.join(', ')}`);
+        }
+        backend = r.value;
+        i = r.next;
+        break;
+      }
+      case '--only': {
+        const r = valueOf(argv, i, flag, inline);
+        const names = r.value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+        const bad = names.filter((n) => !(SECTION_IDS as readonly string[]).includes(n));
+        if (names.length === 0 || bad.length > 0) {
+          throw new UsageError(`option '--only': unknown section ${bad.map((b) => `'${b}'`).join(', ') || "''"} (expected: ${SECTION_IDS.join(', ')})`);
+        }
+        sections = SECTION_IDS.filter((s) => names.includes(s));
+        i = r.next;
+        break;
+      }
+      default:
+        throw new UsageError(`unknown option '${flag}' (see --help)`);
+    }
+  }
+  const cmd = command ?? 'suite';
+  if (cmd !== 'suite') {
+    if (seen.size > 0) throw new UsageError(`command '${cmd}' takes no options (got ${[...seen].join(', ')})`);
+    return { kind: 'command', command: cmd };
+  }
+  return { kind: 'suite', args: { quick, png, json, backend, sections, ...(out !== undefined ? { out } : {}) } };
+}

@@ -1,0 +1,394 @@
+/**
+ * The fixed benchmark suite: four settings from the ESJ (Sow, Ji & Liang, NeurIPS 2022) and qNBO (Fang et al.,
+ * ICLR 2025) papers, each with its methods, in a full and a `--quick` size. The quick sizes run the same code
+ * paths on smaller problems and budgets (a smoke test for CI), so their numbers say little.
+ */
+
+export type SectionId = 'quadratic' | 'hyper-representation' | 'hyper-cleaning' | 'few-shot';
+export const SECTION_IDS: readonly SectionId[] = ['quadratic', 'hyper-representation', 'hyper-cleaning', 'few-shot'];
+
+/** A plugin by registered name, with options. */
+export interface PluginChoice {
+  readonly name: string;
+  readonly options: Record<string, unknown>;
+}
+
+/** The bench's own estimator name for the ∇ₓf-only reference (no implicit term; see partial-gradient.ts). */
+export const PARTIAL_GRADIENT = 'partial-gradient';
+
+export interface MethodSetting {
+  /** Unique within its section (with the protocol). */
+  readonly label: string;
+  /** A group of runs within a section (hyper-representation: 'authors' or 'warm'). */
+  readonly protocol?: string;
+  readonly innerSolver: PluginChoice;
+  readonly estimator: PluginChoice;
+  readonly outerOptimizer: PluginChoice;
+  /** Start every inner solve from the previous y (core's default) or from the initial y. */
+  readonly warmStart: boolean;
+  /**
+   * The initial y is one fixed draw w₀ (from the trainer's seed): with `warmStart: false` every inner solve starts
+   * there, as in the ESJ code, instead of at a fresh draw per step; with warm starts only the first one does.
+   */
+  readonly fixedInitialY?: boolean;
+  /** Plot colour (`#rrggbb`). */
+  readonly color: string;
+  /** Seed of the trainer and of the problem's data (its `seed` option), instead of the section's. */
+  readonly seed?: number;
+}
+
+/** A threshold on the main metric: "time to reach it". */
+export interface Target {
+  readonly value: number;
+  readonly label: string;
+}
+
+export interface SectionSetting {
+  readonly id: SectionId;
+  readonly title: string;
+  readonly problem: PluginChoice;
+  /** Real data the section needs; missing data skips the section. */
+  readonly data?: 'fashion-mnist' | 'omniglot';
+  readonly methods: readonly MethodSetting[];
+  /** Outer-step cap (the time budget usually stops first). */
+  readonly steps: number;
+  /** Training-time budget per method (core trainer's `timeLimitSeconds`), if any. */
+  readonly timeLimitSeconds?: number;
+  /**
+   * Metrics are computed at the current x (after an uncharged inner solve there, core's
+   * `Trainer.finalEvaluation`) whenever the training time has advanced this much since the last evaluation:
+   * 0 means after every step, Infinity only at the start and the end.
+   */
+  readonly evalIntervalSeconds: number;
+  /** Compare each estimate with the closed-form hypergradient (problems that have one; not charged). */
+  readonly closedFormDiagnostics: boolean;
+  readonly seed: number;
+  readonly mainMetric: string;
+  readonly mainMetricTitle: string;
+  readonly higherIsBetter: boolean;
+  readonly targets: readonly Target[];
+  /** A worker that runs longer than this is killed and its method reported as timed out. */
+  readonly workerTimeoutSeconds: number;
+}
+
+export interface SuiteSizes {
+  readonly quick: boolean;
+}
+
+// Tableau 10, one colour per method across all figures.
+const COLOR = {
+  qnboBfgs: '#1f77b4',
+  qnboSr1: '#17becf',
+  esj: '#d62728',
+  cg: '#2ca02c',
+  neumann: '#ff7f0e',
+  fixedPoint: '#9467bd',
+  itd: '#8c564b',
+  partial: '#7f7f7f',
+} as const;
+
+function choice(name: string, options: Record<string, unknown> = {}): PluginChoice {
+  return { name, options };
+}
+
+/**
+ * qNBO's quadratic toy (Fang et al., 2025): g(x, y) = ½yᵀAy − xᵀy, f(x, y) = ½‖x − z₀‖² + ½yᵀAy, A with
+ * spectrum in [1, 2], x* in closed form. Every method steps x with gradient descent, learning rate 0.5 ≈
+ * 2/(λ_min + λ_max) of ∇²Φ = I + A⁻¹ (spectrum [1.5, 2]), except ESJ, whose estimate has a relative error of
+ * about √(d/Q) and needs a much smaller step.
+ */
+function quadratic({ quick }: SuiteSizes): SectionSetting {
+  const dimension = quick ? 300 : 1000;
+  const gdInner = choice('gd', { stepSize: 0.6, maxIterations: 20 });
+  const outer = choice('gd', { learningRate: 0.5 });
+  const m = (label: string, color: string, innerSolver: PluginChoice, estimator: PluginChoice, outerOptimizer = outer): MethodSetting => ({
+    label,
+    innerSolver,
+    estimator,
+    outerOptimizer,
+    warmStart: true,
+    color,
+  });
+  return {
+    id: 'quadratic',
+    title: `qNBO toy quadratic, d = ${dimension.toLocaleString('en-US')}`,
+    problem: choice('quadratic', { dimension, seed: 0 }),
+    methods: [
+      // Subroutine A: P = 3 gradient warm-up steps, then quasi-Newton steps (two-loop recursion, unit step);
+      // subroutine B: Q = 10 passes along ∇_y f.
+      m(
+        'qNBO (BFGS)',
+        COLOR.qnboBfgs,
+        choice('lbfgs', { maxIterations: 10, warmupSteps: 3, warmupStepSize: 0.6, lineSearch: 'fixed', stepSize: 1 }),
+        choice('qnbo', { update: 'bfgs', passes: 10 }),
+      ),
+      m(
+        'qNBO (SR1)',
+        COLOR.qnboSr1,
+        choice('sr1', { maxIterations: 10, warmupSteps: 3, warmupStepSize: 0.6 }),
+        choice('qnbo', { update: 'sr1', passes: 10 }),
+      ),
+      m(
+        'ESJ',
+        COLOR.esj,
+        gdInner,
+        choice('es', { directions: 20, smoothing: 0.01 }),
+        choice('gd', { learningRate: 0.02 }),
+      ),
+      m('AID-CG', COLOR.cg, gdInner, choice('cg', { maxIterations: 10 })),
+      m('AID-NS', COLOR.neumann, gdInner, choice('neumann', { terms: 10, stepSize: 0.6 })),
+      m('AID-FP', COLOR.fixedPoint, gdInner, choice('fixed-point', { maxIterations: 10, stepSize: 0.6 })),
+      m('ITD', COLOR.itd, gdInner, choice('itd', { steps: 20, stepSize: 0.6 })),
+    ],
+    steps: 100_000,
+    timeLimitSeconds: quick ? 0.5 : 3,
+    evalIntervalSeconds: 0,
+    closedFormDiagnostics: true,
+    seed: 0,
+    mainMetric: 'xRelativeError',
+    mainMetricTitle: '‖x − x*‖/‖x*‖',
+    higherIsBetter: false,
+    targets: [
+      { value: 1e-2, label: '1e-2' },
+      { value: 1e-5, label: '1e-5' },
+    ],
+    workerTimeoutSeconds: 300,
+  };
+}
+
+/** Seeds besides 0 on which the hyper-representation section reruns the authors' protocol. */
+export const HYPER_REPRESENTATION_EXTRA_SEEDS: readonly number[] = [1, 2];
+
+/**
+ * ESJ's linear hyper-representation with the authors' notebook settings: n = 500, p = 64, d = 128, ρ = 0.1,
+ * 100 outer steps of Adam (0.05) on H, 20 inner gradient steps of 0.001, ESJ with one unit direction per
+ * tensor, μ = 0.01 and no dimension scaling; AID-FP 20 fixed-point steps of 0.001 from u = 0; AID-CG 20 CG
+ * steps from u = 0. Protocol 'authors': every inner solve (and ESJ's perturbed one) starts from the same w₀;
+ * protocol 'warm': inner solves warm-started from the previous step's w (this library's default).
+ */
+function hyperRepresentation({ quick }: SuiteSizes): SectionSetting {
+  const inner = choice('gd', { stepSize: 0.001, maxIterations: 20 });
+  const outer = choice('adam', { learningRate: 0.05 });
+  const estimators: { label: string; color: string; estimator: PluginChoice }[] = [
+    {
+      label: 'ESJ',
+      color: COLOR.esj,
+      estimator: choice('es', { directions: 1, smoothing: 0.01, distribution: 'per-tensor-unit', unbiased: false }),
+    },
+    {
+      label: 'AID-FP',
+      color: COLOR.fixedPoint,
+      estimator: choice('fixed-point', { maxIterations: 20, stepSize: 0.001, tolerance: 0, warmStart: false }),
+    },
+    {
+      label: 'AID-CG',
+      color: COLOR.cg,
+      estimator: choice('cg', { maxIterations: 20, tolerance: 1e-10, warmStart: false }),
+    },
+    { label: '∇ₓf only (reference)', color: COLOR.partial, estimator: choice(PARTIAL_GRADIENT) },
+  ];
+  const methods: MethodSetting[] = [];
+  for (const protocol of ['authors', 'warm'] as const) {
+    for (const e of estimators) {
+      methods.push({
+        label: e.label,
+        protocol,
+        innerSolver: inner,
+        estimator: e.estimator,
+        outerOptimizer: outer,
+        warmStart: protocol === 'warm',
+        // Both protocols start from the same w₀; 'authors' also restarts every inner solve there.
+        fixedInitialY: true,
+        color: e.color,
+      });
+    }
+  }
+  // The authors' protocol on other draws of the data, H₀ and w₀: does the ordering of the three methods hold?
+  for (const seed of HYPER_REPRESENTATION_EXTRA_SEEDS) {
+    for (const e of estimators.slice(0, 3)) {
+      methods.push({
+        label: e.label,
+        protocol: `authors-seed${seed}`,
+        innerSolver: inner,
+        estimator: e.estimator,
+        outerOptimizer: outer,
+        warmStart: false,
+        fixedInitialY: true,
+        color: e.color,
+        seed,
+      });
+    }
+  }
+  return {
+    id: 'hyper-representation',
+    title: 'ESJ linear hyper-representation (n = 500, p = 64, d = 128, ρ = 0.1)',
+    problem: choice('hyper-representation', {
+      variant: 'linear',
+      samples: 500,
+      testSamples: 500,
+      inputDimension: 64,
+      embeddingDimension: 128,
+      ridge: 0.1,
+      seed: 0,
+    }),
+    methods,
+    steps: quick ? 10 : 100,
+    evalIntervalSeconds: Infinity,
+    closedFormDiagnostics: true,
+    seed: 0,
+    mainMetric: 'testLoss',
+    mainMetricTitle: 'test loss',
+    higherIsBetter: false,
+    targets: [],
+    workerTimeoutSeconds: 300,
+  };
+}
+
+/**
+ * Data hyper-cleaning on Fashion-MNIST as in examples/hyper-cleaning-fashion-mnist.yaml, at the papers' sizes
+ * (5,000 training samples with half of their labels corrupted, 5,000 clean validation samples, the 10,000 test
+ * images) under a training-time budget.
+ */
+function hyperCleaning({ quick }: SuiteSizes): SectionSetting {
+  const sizes = quick
+    ? { trainSamples: 500, validationSamples: 500, testSamples: 2000 }
+    : { trainSamples: 5000, validationSamples: 5000, testSamples: 10000 };
+  return {
+    id: 'hyper-cleaning',
+    title: `Data hyper-cleaning, Fashion-MNIST (${sizes.trainSamples.toLocaleString('en-US')} training samples, 50 % corrupted)`,
+    problem: choice('hyper-cleaning', {
+      dataset: 'fashion-mnist',
+      ...sizes,
+      corruptionRate: 0.5,
+      innerL2: 0.001,
+      seed: 0,
+    }),
+    data: 'fashion-mnist',
+    methods: [
+      {
+        label: 'ESJ',
+        innerSolver: choice('gd', { stepSize: 0.2, maxIterations: 10 }),
+        estimator: choice('es', { directions: 10, smoothing: 0.01 }),
+        outerOptimizer: choice('adam', { learningRate: 0.2 }),
+        warmStart: true,
+        color: COLOR.esj,
+      },
+      {
+        label: 'qNBO (BFGS)',
+        innerSolver: choice('lbfgs', { maxIterations: 20, tolerance: 1e-4, warmupSteps: 2, warmupStepSize: 0.5 }),
+        estimator: choice('qnbo', { update: 'bfgs', passes: 10, maxPasses: 20 }),
+        outerOptimizer: choice('adam', { learningRate: 0.3 }),
+        warmStart: true,
+        color: COLOR.qnboBfgs,
+      },
+      {
+        label: 'AID-CG',
+        innerSolver: choice('lbfgs', { maxIterations: 20, tolerance: 1e-4 }),
+        estimator: choice('cg', { maxIterations: 20, tolerance: 1e-3 }),
+        outerOptimizer: choice('adam', { learningRate: 0.3 }),
+        warmStart: true,
+        color: COLOR.cg,
+      },
+    ],
+    steps: 100_000,
+    timeLimitSeconds: quick ? 3 : 60,
+    evalIntervalSeconds: quick ? 0.5 : 3,
+    closedFormDiagnostics: false,
+    seed: 0,
+    mainMetric: 'testAccuracy',
+    mainMetricTitle: 'test accuracy',
+    higherIsBetter: true,
+    targets: [
+      { value: 0.78, label: '0.78' },
+      { value: 0.8, label: '0.80' },
+    ],
+    workerTimeoutSeconds: quick ? 240 : 900,
+  };
+}
+
+/**
+ * Few-shot meta-learning, ANIL-style, Conv-4 (32 filters) on Omniglot 5-way 1-shot, as in
+ * examples/few-shot-omniglot.yaml, under a training-time budget.
+ */
+function fewShot({ quick }: SuiteSizes): SectionSetting {
+  const inner = choice('gd', { stepSize: 0.05, maxIterations: 20 });
+  const outer = choice('adam', { learningRate: 0.003 });
+  return {
+    id: 'few-shot',
+    title: 'Few-shot Conv-4 on Omniglot, 5-way 1-shot',
+    problem: choice('few-shot', {
+      dataset: 'omniglot',
+      imageSize: 28,
+      // The quick run loads one of the two background subsets only (half the decoding).
+      ...(quick
+        ? { omniglotSets: ['images_background_small1'], testAlphabets: ['Balinese', 'Early_Aramaic'] }
+        : { testAlphabets: ['Balinese', 'Early_Aramaic', 'Tagalog'] }),
+      rotations: true,
+      ways: 5,
+      shots: 1,
+      queries: 5,
+      metaBatchSize: 4,
+      headWeightDecay: 0.01,
+      evalEpisodes: quick ? 10 : 100,
+      evalQueries: 5,
+      evalInnerSteps: 100,
+      evalBatchSize: 20,
+      backbone: { name: 'conv4', options: { filters: 32 } },
+    }),
+    data: 'omniglot',
+    methods: [
+      {
+        label: 'ESJ',
+        innerSolver: inner,
+        estimator: choice('es', { directions: 1, smoothing: 0.01, distribution: 'per-tensor-unit', unbiased: false }),
+        outerOptimizer: outer,
+        warmStart: false,
+        color: COLOR.esj,
+      },
+      {
+        label: 'AID-CG',
+        innerSolver: inner,
+        estimator: choice('cg', { maxIterations: 10 }),
+        outerOptimizer: outer,
+        warmStart: false,
+        color: COLOR.cg,
+      },
+    ],
+    steps: 100_000,
+    timeLimitSeconds: quick ? 4 : 90,
+    evalIntervalSeconds: quick ? 2 : 10,
+    closedFormDiagnostics: false,
+    seed: 0,
+    mainMetric: 'testAccuracy',
+    mainMetricTitle: 'query accuracy (held-out tasks)',
+    higherIsBetter: true,
+    targets: [
+      { value: 0.6, label: '60 %' },
+      { value: 0.7, label: '70 %' },
+    ],
+    workerTimeoutSeconds: quick ? 240 : 900,
+  };
+}
+
+/** The suite's sections, in the order they run. */
+export function suiteSettings(sizes: SuiteSizes): SectionSetting[] {
+  return [quadratic(sizes), hyperRepresentation(sizes), hyperCleaning(sizes), fewShot(sizes)];
+}
+
+/** The section and method a worker runs, found again from the suite's settings. */
+export function findMethod(
+  sizes: SuiteSizes,
+  section: SectionId,
+  key: string,
+): { section: SectionSetting; method: MethodSetting } {
+  const s = suiteSettings(sizes).find((x) => x.id === section);
+  if (!s) throw new Error(`unknown section '${section}'`);
+  const method = s.methods.find((m) => methodKey(m) === key);
+  if (!method) throw new Error(`unknown method '${key}' in section '${section}'`);
+  return { section: s, method };
+}
+
+/** A method's unique name within its section. */
+export function methodKey(m: MethodSetting): string {
+  return m.protocol ? `${m.protocol}/${m.label}` : m.label;
+}

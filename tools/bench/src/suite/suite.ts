@@ -1,0 +1,138 @@
+/**
+ * Runs the suite: each method of each section in its own worker process (one after another, so the methods
+ * do not compete for the cores and each one's memory is its own), then writes the report.
+ */
+import { fork } from 'child_process';
+import * as os from 'os';
+import { describeSearch, findFashionMnist, resolveDataPath } from '@bilevel/datasets';
+import { type SectionOutcome, type SuiteReport, writeReport } from './report';
+import type { RunResult, WorkerTask } from './results';
+import { type SectionId, type SectionSetting, methodKey, suiteSettings } from './settings';
+
+export interface SuiteOptions {
+  readonly quick: boolean;
+  readonly outDir: string;
+  readonly backend: string;
+  readonly sections: readonly SectionId[];
+  readonly png: boolean;
+  readonly json: boolean;
+  readonly command: string;
+  /** The script a worker runs (dist/run.js), started with the argument `__worker`. */
+  readonly workerScript: string;
+  readonly log: (line: string) => void;
+}
+
+/** Why a section cannot run here (its real data is missing), or null. */
+export function missingData(section: SectionSetting): string | null {
+  if (section.data === 'fashion-mnist') {
+    return findFashionMnist()
+      ? null
+      : `Fashion-MNIST not found (searched: ${describeSearch('fashion-mnist')}). Install it with ` +
+          '`apt-get install dataset-fashion-mnist` or set BILEVEL_DATA_PATH to a folder holding fashion-mnist/.';
+  }
+  if (section.data === 'omniglot') {
+    return resolveDataPath('omniglot')
+      ? null
+      : `Omniglot not found (searched: ${describeSearch('omniglot')}). Set BILEVEL_DATA_PATH to a folder holding ` +
+          'omniglot/ (the images_background*.zip files).';
+  }
+  return null;
+}
+
+function failedRun(section: SectionSetting, key: string, label: string, status: RunResult['status'], error: string, wallSeconds: number): RunResult {
+  return { section: section.id, key, label, status, error, steps: 0, trainSeconds: 0, wallSeconds, setupSeconds: 0, curve: [], evals: [] };
+}
+
+/** Runs one method in a worker process; never throws. */
+export function runInWorker(section: SectionSetting, key: string, label: string, options: SuiteOptions): Promise<RunResult> {
+  const task: WorkerTask = { kind: 'bench-task', quick: options.quick, section: section.id, key, backend: options.backend };
+  const start = performance.now();
+  const elapsed = () => (performance.now() - start) / 1000;
+  return new Promise((resolve) => {
+    let settled = false;
+    const child = fork(options.workerScript, ['__worker'], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const finish = (r: RunResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(r);
+    };
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      finish(failedRun(section, key, label, 'timeout', `worker killed after ${section.workerTimeoutSeconds} s`, elapsed()));
+    }, section.workerTimeoutSeconds * 1000);
+    child.on('message', (m: unknown) => finish(m as RunResult));
+    child.on('error', (e) => finish(failedRun(section, key, label, 'failed', `worker: ${e.message}`, elapsed())));
+    // 'close' comes after the process ended and its channels closed; the short delay lets a last message in.
+    child.on('close', (code, signal) =>
+      setTimeout(
+        () =>
+          finish(
+            failedRun(section, key, label, 'failed', `worker exited (${signal ? `signal ${signal}` : `code ${code}`}) without a result`, elapsed()),
+          ),
+        200,
+      ),
+    );
+    child.send(task);
+  });
+}
+
+function summary(section: SectionSetting, r: RunResult): string {
+  const last = r.evals.length ? r.evals[r.evals.length - 1] : undefined;
+  const metric = last?.metrics[section.mainMetric];
+  const head = `[${section.id}] ${r.protocol ? `${r.protocol}/` : ''}${r.label}: ${r.status}`;
+  if (r.status === 'skipped' || (r.steps === 0 && r.status !== 'completed')) return `${head} — ${r.error ?? ''}`;
+  return (
+    `${head}, ${r.steps} steps, ${r.trainSeconds.toFixed(1)} s training, ${r.wallSeconds.toFixed(1)} s wall` +
+    (metric !== undefined ? `, ${section.mainMetric} ${metric.toPrecision(4)}` : '') +
+    (last ? `, outer loss ${last.outerLoss.toPrecision(4)}` : '') +
+    (r.error ? ` — ${r.error}` : '')
+  );
+}
+
+/** Runs the selected sections and writes the report. Returns the exit code: 1 when a run failed or timed out. */
+export async function runSuite(options: SuiteOptions): Promise<number> {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const loadAverageStart = os.loadavg();
+  const outcomes: SectionOutcome[] = [];
+  for (const section of suiteSettings({ quick: options.quick })) {
+    if (!options.sections.includes(section.id)) continue;
+    const missing = missingData(section);
+    if (missing) {
+      options.log(`[${section.id}] skipped: ${missing}`);
+      outcomes.push({ setting: section, skipped: missing, runs: [] });
+      continue;
+    }
+    const runs: RunResult[] = [];
+    let skipped: string | undefined;
+    for (const m of section.methods) {
+      const r = await runInWorker(section, methodKey(m), m.label, options);
+      options.log(summary(section, r));
+      if (r.status === 'skipped') {
+        skipped = r.error;
+        break;
+      }
+      runs.push(r);
+    }
+    outcomes.push(skipped ? { setting: section, skipped, runs: [] } : { setting: section, runs });
+  }
+  const report: SuiteReport = {
+    quick: options.quick,
+    startedAt,
+    totalSeconds: (performance.now() - t0) / 1000,
+    command: options.command,
+    backendChoice: options.backend,
+    loadAverageStart,
+    loadAverageEnd: os.loadavg(),
+    sections: outcomes,
+  };
+  const files = writeReport(report, { outDir: options.outDir, png: options.png, json: options.json });
+  options.log(`wrote ${files.length} files: ${files[0]} and ${files.length - 1} more in ${files[1] ? files[1].replace(/[^/]+$/, '') : ''}`);
+  options.log(`suite time ${report.totalSeconds.toFixed(1)} s`);
+  const bad = outcomes.flatMap((o) => o.runs).filter((r) => r.status === 'failed' || r.status === 'timeout');
+  return bad.length > 0 ? 1 : 0;
+}
