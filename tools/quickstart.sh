@@ -10,7 +10,11 @@ need=()
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${BILEVEL_DATA_PATH:-}" ]; then
   need+=(dataset-fashion-mnist)
 fi
-if ! ls /usr/include/cblas.h /usr/include/*/cblas.h /usr/include/openblas/cblas.h >/dev/null 2>&1; then
+have_cblas=no
+for h in /usr/include/cblas.h /usr/include/*/cblas.h /usr/include/openblas/cblas.h; do
+  [ -f "$h" ] && have_cblas=yes
+done
+if [ "$have_cblas" = no ]; then
   need+=(libopenblas-dev)
 fi
 if [ ${#need[@]} -gt 0 ]; then
