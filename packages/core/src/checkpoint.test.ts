@@ -119,7 +119,7 @@ describe('checkpoint files', () => {
     for (const s of [5, 10, 15])
       writeCheckpoint(dir, { trainer: state(s), extra: { rows: s }, savedAt: 'now' });
     const files = listCheckpoints(dir).map((f) => path.basename(f));
-    expect(files).toEqual(['checkpoint-00000010.json', 'checkpoint-00000015.json']);
+    expect(files).toEqual(['checkpoint-00000010.ckpt', 'checkpoint-00000015.ckpt']);
     const p = readCheckpoint(path.join(dir, files[1]));
     expect(p.trainer.x.x.values).toEqual([15, -15]);
     expect(p.extra).toEqual({ rows: 15 });
@@ -427,7 +427,7 @@ describe('checkpoint files', () => {
     expect(p.trainer).toEqual(state(7));
     expect(p.extra).toEqual({ rows: 7 });
     // A newer checkpoint beside it is preferred; one of an unknown version is reported and skipped.
-    const v9 = path.join(dir, 'checkpoint-00000009.json');
+    const v9 = path.join(dir, 'checkpoint-00000009.ckpt');
     handWritten(
       v9,
       { payload: { trainer: state(9), savedAt: 'x' }, arrays: [], dataBytes: 0 },
@@ -449,8 +449,8 @@ describe('checkpoint files', () => {
     writeCheckpoint(dir, { trainer: state(8), savedAt: 'new' }, { keep: 3 });
     expect(listCheckpoints(dir).map((f) => path.basename(f))).toEqual([
       'checkpoint-00000007.json',
-      'checkpoint-00000008.json',
-      'checkpoint-00000009.json',
+      'checkpoint-00000008.ckpt',
+      'checkpoint-00000009.ckpt',
     ]);
   });
 
@@ -459,7 +459,7 @@ describe('checkpoint files', () => {
     [0.5, -1, 3].forEach((v, i) => data.writeFloatLE(v, 4 * i));
     [7, -9].forEach((v, i) => data.writeInt32LE(v, 12 + 4 * i));
     const trainer = { ...state(2), x: { x: { shape: [3], values: null } } };
-    const f = path.join(dir, 'checkpoint-00000002.json');
+    const f = path.join(dir, 'checkpoint-00000002.ckpt');
     handWritten(
       f,
       {
@@ -496,9 +496,9 @@ describe('checkpoint files', () => {
 
   it('leaves no temporary file when the write fails, and refuses circular payloads', () => {
     // The target name is taken by a folder: the rename fails.
-    fs.mkdirSync(path.join(dir, 'checkpoint-00000004.json'));
+    fs.mkdirSync(path.join(dir, 'checkpoint-00000004.ckpt'));
     expect(() => writeCheckpoint(dir, { trainer: bigState(4), savedAt: 'a' })).toThrow();
-    expect(fs.readdirSync(dir)).toEqual(['checkpoint-00000004.json']);
+    expect(fs.readdirSync(dir)).toEqual(['checkpoint-00000004.ckpt']);
     const loop: Record<string, unknown> = { a: 1 };
     loop.self = loop;
     expect(() =>

@@ -46,7 +46,8 @@ export class CheckpointError extends Error {
 const FORMAT = 'bilevel-checkpoint';
 /** The version this module writes. */
 export const CHECKPOINT_FORMAT_VERSION = 2;
-const PATTERN = /^checkpoint-(\d{8})\.json$/;
+/** Checkpoint files: `.ckpt` (version 2, binary); `.json` is still listed for version 1 files. */
+const PATTERN = /^checkpoint-(\d{8})\.(ckpt|json)$/;
 /** Plain number arrays up to this length stay in the JSON manifest (when JSON writes them exactly). */
 const INLINE_MAX = 64;
 /** Reads and writes go through the file system in pieces of at most this many bytes. */
@@ -89,7 +90,7 @@ interface Manifest {
 }
 
 function fileFor(dir: string, step: number): string {
-  return path.join(dir, `checkpoint-${String(step).padStart(8, '0')}.json`);
+  return path.join(dir, `checkpoint-${String(step).padStart(8, '0')}.ckpt`);
 }
 
 function dtypeOf(a: ArrayBufferView): DType | null {
