@@ -4,19 +4,11 @@ import {
   type EstimateContext,
   type HypergradientEstimator,
   parseOptions,
-  tidy,
   treeSize,
   z,
 } from '@bilevel/core';
-import {
-  implicitHypergradient,
-  innerHessian,
-  linearSystemBatch,
-  outerGradients,
-  solveDiagnostics,
-} from './implicit';
+import { implicitEstimate } from './implicit';
 import { denseSolve } from './linear-solve';
-import { OracleCallMeter } from './oracle-calls';
 
 /** Options of the `exact` estimator. */
 export const ExactEstimatorOptionsSchema = z
@@ -75,25 +67,20 @@ export class ExactEstimator implements HypergradientEstimator {
         'estimator.options.maxDimension',
       );
     }
-    const meter = new OracleCallMeter(context.oracles);
-    const { hypergradient, diagnostics } = tidy(() => {
-      const batch = linearSystemBatch(context);
-      const { gradX, gradY } = outerGradients(context);
-      const solution = denseSolve(innerHessian(context, batch), gradY, {
+    let factorization = { cholesky: 0, rank: 0 };
+    const estimate = implicitEstimate(context, (hessian, rhs) => {
+      const solution = denseSolve(hessian, rhs, {
         maxDimension: this.options.maxDimension,
         symmetrize: this.options.symmetrize,
         rcond: this.options.rcond,
         sizeOptionName: 'estimator.options.maxDimension',
       });
-      return {
-        hypergradient: implicitHypergradient(context, gradX, solution.x, batch),
-        diagnostics: {
-          ...solveDiagnostics(solution),
-          cholesky: solution.factorization === 'cholesky' ? 1 : 0,
-          rank: solution.rank,
-        },
-      };
+      factorization = { cholesky: solution.factorization === 'cholesky' ? 1 : 0, rank: solution.rank };
+      return solution;
     });
-    return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
+    return {
+      hypergradient: estimate.hypergradient,
+      diagnostics: { ...estimate.diagnostics, ...factorization },
+    };
   }
 }

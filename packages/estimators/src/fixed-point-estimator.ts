@@ -4,18 +4,10 @@ import {
   type HypergradientEstimator,
   type PluginState,
   parseOptions,
-  tidy,
   z,
 } from '@bilevel/core';
-import {
-  implicitHypergradient,
-  innerHessian,
-  linearSystemBatch,
-  outerGradients,
-  solveDiagnostics,
-} from './implicit';
+import { implicitEstimate } from './implicit';
 import { fixedPointIteration } from './linear-solve';
-import { OracleCallMeter } from './oracle-calls';
 import { WarmStart } from './warm-start';
 
 /** Options of the `fixed-point` estimator (AID-FP). */
@@ -60,24 +52,12 @@ export class FixedPointEstimator implements HypergradientEstimator {
   }
 
   estimate(context: EstimateContext): Estimate {
-    const meter = new OracleCallMeter(context.oracles);
-    const { hypergradient, diagnostics } = tidy(() => {
-      const batch = linearSystemBatch(context);
-      const { gradX, gradY } = outerGradients(context);
-      const init = this.options.warmStart ? this.warm.get(gradY) : null;
-      const solution = fixedPointIteration(innerHessian(context, batch), gradY, {
-        init: init ?? undefined,
-        maxIterations: this.options.maxIterations,
-        stepSize: this.options.stepSize,
-        tolerance: this.options.tolerance,
-      });
-      if (this.options.warmStart) this.warm.set(solution.x);
-      return {
-        hypergradient: implicitHypergradient(context, gradX, solution.x, batch),
-        diagnostics: { ...solveDiagnostics(solution), warmStarted: init ? 1 : 0 },
-      };
-    });
-    return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
+    const { maxIterations, stepSize, tolerance, warmStart } = this.options;
+    return implicitEstimate(
+      context,
+      (hessian, rhs, init) => fixedPointIteration(hessian, rhs, { init, maxIterations, stepSize, tolerance }),
+      { memory: this.warm, enabled: warmStart },
+    );
   }
 
   getState(): PluginState {

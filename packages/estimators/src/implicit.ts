@@ -1,7 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type Batch, type EstimateContext, type TensorTree, treeSub } from '@bilevel/core';
+import {
+  type Batch,
+  type Estimate,
+  type EstimateContext,
+  type TensorTree,
+  tidy,
+  treeSub,
+} from '@bilevel/core';
 import { checkedBatches } from './batch-schedule';
 import type { LinearSolveResult, MatVec } from './linear-solve';
+import { OracleCallMeter } from './oracle-calls';
+import type { WarmStart } from './warm-start';
 
 /**
  * The minibatch on which the linear system of an implicit estimator is formed (stochastic problems): the
@@ -55,4 +64,38 @@ export function solveDiagnostics(result: LinearSolveResult): Record<string, numb
     iterations: result.iterations,
     converged: result.converged ? 1 : 0,
   };
+}
+
+/** Solves ∇²_yy g · u = ∇_y f approximately, from `init` when given. */
+export type ImplicitLinearSolver = (
+  hessian: MatVec,
+  rhs: TensorTree,
+  init: TensorTree | undefined,
+) => LinearSolveResult;
+
+/**
+ * The whole estimate of an implicit (AID) estimator: the linear system on its batch, u from `solve`, then
+ * ∇Φ ≈ ∇ₓf − ∇²_xy g · u, with the solve's diagnostics and the oracle calls it made. With `warmStart`, the
+ * solve starts from the previous step's u when `enabled` (diagnostic `warmStarted`) and the new u is kept.
+ */
+export function implicitEstimate(
+  context: EstimateContext,
+  solve: ImplicitLinearSolver,
+  warmStart?: { readonly memory: WarmStart; readonly enabled: boolean },
+): Estimate {
+  const meter = new OracleCallMeter(context.oracles);
+  const { hypergradient, diagnostics } = tidy(() => {
+    const batch = linearSystemBatch(context);
+    const { gradX, gradY } = outerGradients(context);
+    const warm = warmStart?.enabled ? warmStart.memory : undefined;
+    const init = warm?.get(gradY) ?? undefined;
+    const solution = solve(innerHessian(context, batch), gradY, init);
+    warm?.set(solution.x);
+    const solveDiag = solveDiagnostics(solution);
+    return {
+      hypergradient: implicitHypergradient(context, gradX, solution.x, batch),
+      diagnostics: warmStart ? { ...solveDiag, warmStarted: init ? 1 : 0 } : solveDiag,
+    };
+  });
+  return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
 }

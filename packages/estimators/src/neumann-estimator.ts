@@ -3,18 +3,10 @@ import {
   type EstimateContext,
   type HypergradientEstimator,
   parseOptions,
-  tidy,
   z,
 } from '@bilevel/core';
-import {
-  implicitHypergradient,
-  innerHessian,
-  linearSystemBatch,
-  outerGradients,
-  solveDiagnostics,
-} from './implicit';
+import { implicitEstimate } from './implicit';
 import { neumannSeries } from './linear-solve';
-import { OracleCallMeter } from './oracle-calls';
 
 /** Options of the `neumann` estimator (AID-NS). */
 export const NeumannEstimatorOptionsSchema = z
@@ -53,19 +45,7 @@ export class NeumannEstimator implements HypergradientEstimator {
   }
 
   estimate(context: EstimateContext): Estimate {
-    const meter = new OracleCallMeter(context.oracles);
-    const { hypergradient, diagnostics } = tidy(() => {
-      const batch = linearSystemBatch(context);
-      const { gradX, gradY } = outerGradients(context);
-      const solution = neumannSeries(innerHessian(context, batch), gradY, {
-        terms: this.options.terms,
-        stepSize: this.options.stepSize,
-      });
-      return {
-        hypergradient: implicitHypergradient(context, gradX, solution.x, batch),
-        diagnostics: solveDiagnostics(solution),
-      };
-    });
-    return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
+    const { terms, stepSize } = this.options;
+    return implicitEstimate(context, (hessian, rhs) => neumannSeries(hessian, rhs, { terms, stepSize }));
   }
 }
