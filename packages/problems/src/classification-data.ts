@@ -292,6 +292,17 @@ export interface SamplersState {
   readonly outerSampler: MinibatchSamplerState | null;
 }
 
+/** The {@link SamplersState} of the samplers a problem holds (what {@link restoreSamplers} reads back). */
+export function samplersState(samplers: {
+  inner?: { getState(): MinibatchSamplerState };
+  outer?: { getState(): MinibatchSamplerState };
+}): SamplersState {
+  return {
+    innerSampler: samplers.inner?.getState() ?? null,
+    outerSampler: samplers.outer?.getState() ?? null,
+  };
+}
+
 /** Restores {@link SamplersState} into the samplers a problem holds, checking it was made for them. */
 export function restoreSamplers(
   problem: string,

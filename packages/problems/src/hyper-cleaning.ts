@@ -20,6 +20,7 @@ import {
   linearLogitsBatched,
   resolveBatch,
   restoreSamplers,
+  samplersState,
   type SamplersState,
   SetSampler,
 } from './classification-data';
@@ -352,10 +353,7 @@ export class HyperCleaningProblem implements BilevelProblem {
 
   /** The minibatch samplers' positions (checkpoints: a resumed run draws the same batches). */
   getState(): SamplersState {
-    return {
-      innerSampler: this.innerSampler?.getState() ?? null,
-      outerSampler: this.outerSampler?.getState() ?? null,
-    };
+    return samplersState({ inner: this.innerSampler, outer: this.outerSampler });
   }
 
   setState(state: unknown): void {

@@ -8,7 +8,7 @@ import {
   z,
 } from '@bilevel/core';
 import { MinibatchSampler } from '@bilevel/datasets';
-import { restoreSamplers, type SamplersState } from './classification-data';
+import { restoreSamplers, samplersState, type SamplersState } from './classification-data';
 import * as tf from '@tensorflow/tfjs-core';
 import { choleskySolve64, matMul64, matTMul64 } from './float64';
 
@@ -428,10 +428,7 @@ export class HyperRepresentationProblem implements BilevelProblem {
 
   /** The minibatch samplers' positions (checkpoints: a resumed run draws the same batches). */
   getState(): SamplersState {
-    return {
-      innerSampler: this.innerSampler?.getState() ?? null,
-      outerSampler: this.outerSampler?.getState() ?? null,
-    };
+    return samplersState({ inner: this.innerSampler, outer: this.outerSampler });
   }
 
   setState(state: unknown): void {

@@ -28,6 +28,7 @@ import {
   linearLogitsBatched,
   resolveBatch,
   restoreSamplers,
+  samplersState,
   type SamplersState,
   SetSampler,
   sparseLabeledSet,
@@ -319,10 +320,7 @@ export class HyperparameterOptimizationProblem implements BilevelProblem {
 
   /** The minibatch samplers' positions (checkpoints: a resumed run draws the same batches). */
   getState(): SamplersState {
-    return {
-      innerSampler: this.innerSampler?.getState() ?? null,
-      outerSampler: this.outerSampler?.getState() ?? null,
-    };
+    return samplersState({ inner: this.innerSampler, outer: this.outerSampler });
   }
 
   setState(state: unknown): void {
