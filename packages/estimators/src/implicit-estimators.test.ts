@@ -1,11 +1,7 @@
-import * as tf from '@tensorflow/tfjs-core';
 import {
   ConfigError,
   type HypergradientEstimator,
-  QuadraticFixture,
-  Random,
   SECOND_ORDER_STRATEGIES,
-  type TensorTree,
   createOracles,
   matVec,
   registry,
@@ -21,31 +17,14 @@ import {
 } from './index';
 import { makeContext } from './test-utils/context';
 import { relativeError, treeToArray } from './test-utils/dense-operator';
-import { ClosedFormSolver } from './test-utils/test-solvers';
+import { quadraticSetup } from './test-utils/quadratic-setup';
 
-// d = 100, κ(A) = 10 (eigenvalues log-spaced on [1, 10]), exact inner solve y*(x) = A⁻¹Bx in float64.
-const d = 100;
-const fixture = new QuadraticFixture({ innerDimension: d, conditionNumber: 10, seed: 3 });
-const solver = new ClosedFormSolver((x) => fixture.innerSolution(x));
-const rng = new Random(17);
-const xData = Float64Array.from({ length: d }, () => rng.normal());
-const truth = fixture.hypergradientArray(xData);
-let x: TensorTree;
-let y0: TensorTree;
-
-beforeAll(() => {
-  x = { x: tf.keep(tf.tensor1d(Float32Array.from(xData))) };
-  y0 = { y: tf.keep(tf.zeros([d])) };
-});
-afterAll(() => {
-  treeDispose(x);
-  treeDispose(y0);
-  fixture.dispose();
-});
+// d = 100, κ(A) = 10, exact inner solve y*(x) = A⁻¹Bx, closed-form hypergradient in float64.
+const { d, fixture, solver, xData, truth, point } = quadraticSetup();
 
 function relErrorOf(estimator: HypergradientEstimator, strategy: (typeof SECOND_ORDER_STRATEGIES)[number]) {
   const oracles = createOracles(fixture, { secondOrder: strategy });
-  const ctx = makeContext({ problem: fixture, oracles, solver, x, y0 });
+  const ctx = makeContext({ problem: fixture, oracles, solver, ...point });
   const est = estimator.estimate(ctx);
   const err = relativeError(treeToArray(est.hypergradient), truth);
   treeDispose(est.hypergradient);
@@ -142,7 +121,7 @@ describe('itd differentiates its own unrolled steps exactly', () => {
     (strategy) => {
       for (const K of [8, 25]) {
         const oracles = createOracles(fixture, { secondOrder: strategy });
-        const ctx = makeContext({ problem: fixture, oracles, solver, x, y0 });
+        const ctx = makeContext({ problem: fixture, oracles, solver, ...point });
         const est = new ItdEstimator({ steps: K, stepSize: 0.1 }).estimate(ctx);
         expect(relativeError(treeToArray(est.hypergradient), truncatedHypergradient(K, 0.1))).toBeLessThan(
           1e-4,
@@ -160,7 +139,7 @@ describe('itd differentiates its own unrolled steps exactly', () => {
 describe('warm starts, checkpoints and memory', () => {
   it('cg warm start: the second solve starts from the first solution and needs fewer steps', () => {
     const oracles = createOracles(fixture);
-    const ctx = makeContext({ problem: fixture, oracles, solver, x, y0 });
+    const ctx = makeContext({ problem: fixture, oracles, solver, ...point });
     const cg = new ConjugateGradientEstimator({ maxIterations: 60, tolerance: 1e-5 });
     const first = cg.estimate(ctx);
     const second = cg.estimate(ctx);
@@ -177,7 +156,7 @@ describe('warm starts, checkpoints and memory', () => {
     ['fixed-point', () => new FixedPointEstimator({ maxIterations: 3, stepSize: 0.1 })],
   ] as const)('%s: getState/setState resume exactly (state survives JSON)', (_name, make) => {
     const oracles = createOracles(fixture);
-    const ctx = makeContext({ problem: fixture, oracles, solver, x, y0 });
+    const ctx = makeContext({ problem: fixture, oracles, solver, ...point });
     const a = make();
     treeDispose(a.estimate(ctx).hypergradient);
     const state: unknown = JSON.parse(JSON.stringify(a.getState()));
@@ -207,7 +186,7 @@ describe('warm starts, checkpoints and memory', () => {
   ] as const)('%s: tensor count flat over repeated estimates (both strategies)', (_name, make) => {
     for (const strategy of SECOND_ORDER_STRATEGIES) {
       const oracles = createOracles(fixture, { secondOrder: strategy });
-      const ctx = makeContext({ problem: fixture, oracles, solver, x, y0 });
+      const ctx = makeContext({ problem: fixture, oracles, solver, ...point });
       const est = make();
       const growth = tensorCountGrowth(() => treeDispose(est.estimate(ctx).hypergradient), 6);
       // a warm-started estimator keeps one solution after the first call; nothing may grow afterwards
@@ -256,7 +235,7 @@ describe('options', () => {
 
   it('exact refuses inner variables above maxDimension with a ConfigError naming it', () => {
     const oracles = createOracles(fixture);
-    const ctx = makeContext({ problem: fixture, oracles, solver, x, y0 });
+    const ctx = makeContext({ problem: fixture, oracles, solver, ...point });
     const call = () => new ExactEstimator({ maxDimension: 50 }).estimate(ctx);
     expect(call).toThrow(ConfigError);
     expect(call).toThrow(/100 entries, above estimator\.options\.maxDimension = 50/);

@@ -4,10 +4,8 @@ import {
   type CurvatureMemory,
   type InnerSolveRequest,
   LbfgsMemory,
-  QuadraticFixture,
   Random,
   SECOND_ORDER_STRATEGIES,
-  type TensorTree,
   createOracles,
   matTVec,
   matVec,
@@ -20,26 +18,10 @@ import { QnboEstimator } from './index';
 import { makeContext } from './test-utils/context';
 import { relativeError, treeToArray } from './test-utils/dense-operator';
 import { ClosedFormSolver } from './test-utils/test-solvers';
+import { quadraticSetup } from './test-utils/quadratic-setup';
 
-// The same d = 100, κ = 10 quadratic as the implicit estimators' test, exact inner solve.
-const d = 100;
-const fixture = new QuadraticFixture({ innerDimension: d, conditionNumber: 10, seed: 3 });
-const solver = new ClosedFormSolver((x) => fixture.innerSolution(x));
-const rng = new Random(17);
-const xData = Float64Array.from({ length: d }, () => rng.normal());
-const truth = fixture.hypergradientArray(xData);
-let x: TensorTree;
-let y0: TensorTree;
-
-beforeAll(() => {
-  x = { x: tf.keep(tf.tensor1d(Float32Array.from(xData))) };
-  y0 = { y: tf.keep(tf.zeros([d])) };
-});
-afterAll(() => {
-  treeDispose(x);
-  treeDispose(y0);
-  fixture.dispose();
-});
+// d = 100, κ(A) = 10, exact inner solve y*(x) = A⁻¹Bx, closed-form hypergradient in float64.
+const { d, fixture, solver, xData, truth, point } = quadraticSetup();
 
 function run(
   options: ConstructorParameters<typeof QnboEstimator>[0],
@@ -47,7 +29,7 @@ function run(
   step = 0,
 ) {
   const oracles = createOracles(fixture, { secondOrder: strategy });
-  const ctx = makeContext({ problem: fixture, oracles, solver, x, y0, step });
+  const ctx = makeContext({ problem: fixture, oracles, solver, ...point, step });
   const est = new QnboEstimator(options).estimate(ctx);
   const values = treeToArray(est.hypergradient);
   treeDispose(est.hypergradient);
@@ -108,7 +90,7 @@ describe('subroutine B details', () => {
 
   it('keeps the tensor count flat', () => {
     const oracles = createOracles(fixture);
-    const ctx = makeContext({ problem: fixture, oracles, solver, x, y0 });
+    const ctx = makeContext({ problem: fixture, oracles, solver, ...point });
     for (const update of ['bfgs', 'sr1'] as const) {
       for (const pairs of ['steps', 'directions'] as const) {
         const est = new QnboEstimator({ update, pairs, passes: 6 });
@@ -152,7 +134,7 @@ describe("mode 'reuse-inner'", () => {
   it("applies the inner solver's memory: ∇Φ = ∇ₓf + BᵀH∇_y f (float64 check), no passes", () => {
     const cs = new CurvatureSolver();
     const oracles = createOracles(fixture);
-    const ctx = makeContext({ problem: fixture, oracles, solver: cs, x, y0 });
+    const ctx = makeContext({ problem: fixture, oracles, solver: cs, ...point });
     const est = new QnboEstimator({ mode: 'reuse-inner' }).estimate(ctx);
     // reference: u = H b with b = y* − t, then (x − z) + Bᵀu
     const b = treeToArray(ctx.inner.y).map((v, i) => v - fixture.t[i]);
@@ -169,7 +151,7 @@ describe("mode 'reuse-inner'", () => {
   });
 
   it('raises a ConfigError naming the mode when the solver returns no curvature', () => {
-    const ctx = makeContext({ problem: fixture, oracles: createOracles(fixture), solver, x, y0 });
+    const ctx = makeContext({ problem: fixture, oracles: createOracles(fixture), solver, ...point });
     const call = () => new QnboEstimator({ mode: 'reuse-inner' }).estimate(ctx);
     expect(call).toThrow(ConfigError);
     expect(call).toThrow(/mode 'reuse-inner' needs an inner solver that returns its curvature pairs/);
