@@ -16,11 +16,11 @@ import {
   treeDot,
   treeFromData,
   treeKeep,
-  treeNames,
   treeNorm,
   tidy,
   treeReplace,
   treeScale,
+  treeSub,
   treeToData,
 } from './tree';
 
@@ -415,8 +415,7 @@ export class Trainer {
           const truth = this.problem.hypergradient(x);
           const dot = treeDot(truth, est.hypergradient).dataSync()[0];
           const tn = treeNorm(truth).dataSync()[0];
-          const diff = treeNames(truth).map((n) => tf.sub(truth[n], est.hypergradient[n]));
-          const dn = Math.sqrt(diff.reduce((s, d) => s + tf.sum(tf.square(d)).dataSync()[0], 0));
+          const dn = treeNorm(treeSub(truth, est.hypergradient)).dataSync()[0];
           metrics.hypergradientCosine = dot / Math.max(tn * gradNorm, 1e-30);
           metrics.hypergradientRelativeError = dn / Math.max(tn, 1e-30);
         }
