@@ -28,3 +28,4 @@ export * from './preflight';
 export * from './testing';
 export * from './quadratic-fixture';
 export * from './quasi-newton';
+export * from './cholesky';

@@ -3,6 +3,8 @@
  * products and a Cholesky solve. Sizes here are a few hundred at most.
  */
 
+import { choleskyFactor, choleskySolve } from '@bilevel/core';
+
 /** C = A·B for A [m, k] and B [k, n]. */
 export function matMul64(
   a: ArrayLike<number>,
@@ -47,31 +49,7 @@ export function matTMul64(
 
 /** Solves S·x = b for a symmetric positive definite S [n, n] (Cholesky, S = LLᵀ). */
 export function choleskySolve64(s: ArrayLike<number>, b: ArrayLike<number>, n: number): Float64Array {
-  const l = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let sum = s[i * n + j];
-      for (let k = 0; k < j; k++) sum -= l[i * n + k] * l[j * n + k];
-      if (i === j) {
-        if (!(sum > 0))
-          throw new Error(`choleskySolve64: matrix is not positive definite (pivot ${i} is ${sum})`);
-        l[i * n + i] = Math.sqrt(sum);
-      } else {
-        l[i * n + j] = sum / l[j * n + j];
-      }
-    }
-  }
-  const y = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    let sum = b[i];
-    for (let k = 0; k < i; k++) sum -= l[i * n + k] * y[k];
-    y[i] = sum / l[i * n + i];
-  }
-  const x = new Float64Array(n);
-  for (let i = n - 1; i >= 0; i--) {
-    let sum = y[i];
-    for (let k = i + 1; k < n; k++) sum -= l[k * n + i] * x[k];
-    x[i] = sum / l[i * n + i];
-  }
-  return x;
+  const l = choleskyFactor(Float64Array.from(s), n);
+  if (!l) throw new Error('choleskySolve64: matrix is not positive definite');
+  return choleskySolve(l, n, b);
 }

@@ -1,5 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type TensorTree, treeFlatten, treeSpec, treeUnflatten } from '@bilevel/core';
+import {
+  type TensorTree,
+  choleskyFactor,
+  choleskySolve,
+  treeFlatten,
+  treeSpec,
+  treeUnflatten,
+} from '@bilevel/core';
+// The float64 Cholesky routines live in core (shared with the problems' closed forms); re-exported here.
+export { choleskyFactor, choleskySolve } from '@bilevel/core';
 import { type LinearSolveResult, type MatVec, checkFinite, flatOperator } from './linear-solve';
 
 /** How a dense system was solved. */
@@ -36,47 +45,6 @@ export class DimensionLimitError extends Error {
     );
     this.name = 'DimensionLimitError';
   }
-}
-
-/**
- * Cholesky factorization A = LLᵀ of a symmetric n×n row-major float64 matrix; returns null when A is not
- * positive definite, or when a pivot falls to rcond·max|A_jj| or below (numerically singular).
- */
-export function choleskyFactor(a: Float64Array, n: number, rcond = 0): Float64Array | null {
-  const l = new Float64Array(n * n);
-  let maxDiag = 0;
-  for (let j = 0; j < n; j++) maxDiag = Math.max(maxDiag, Math.abs(a[j * n + j]));
-  const floor = rcond * maxDiag;
-  for (let j = 0; j < n; j++) {
-    let diag = a[j * n + j];
-    for (let k = 0; k < j; k++) diag -= l[j * n + k] * l[j * n + k];
-    if (!(diag > floor) || !Number.isFinite(diag)) return null;
-    const ljj = Math.sqrt(diag);
-    l[j * n + j] = ljj;
-    for (let i = j + 1; i < n; i++) {
-      let s = a[i * n + j];
-      for (let k = 0; k < j; k++) s -= l[i * n + k] * l[j * n + k];
-      l[i * n + j] = s / ljj;
-    }
-  }
-  return l;
-}
-
-/** Solves LLᵀx = b by forward and back substitution. */
-export function choleskySolve(l: Float64Array, n: number, b: ArrayLike<number>): Float64Array {
-  const z = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    let s = b[i];
-    for (let k = 0; k < i; k++) s -= l[i * n + k] * z[k];
-    z[i] = s / l[i * n + i];
-  }
-  const x = new Float64Array(n);
-  for (let i = n - 1; i >= 0; i--) {
-    let s = z[i];
-    for (let k = i + 1; k < n; k++) s -= l[k * n + i] * x[k];
-    x[i] = s / l[i * n + i];
-  }
-  return x;
 }
 
 /**
@@ -126,7 +94,10 @@ export function luSolve(a: Float64Array, n: number, b: ArrayLike<number>): Float
  * method (Golub & Van Loan, Matrix Computations, §8.5): plane rotations zero the off-diagonal entries until
  * their norm is negligible. Returns the eigenvalues and V (row-major, eigenvectors in the columns).
  */
-export function symmetricEigen(a: Float64Array, n: number): {
+export function symmetricEigen(
+  a: Float64Array,
+  n: number,
+): {
   /** The eigenvalues λ, in no particular order. */
   values: Float64Array;
   /** V, row-major, the eigenvector of λ_k in column k. */
