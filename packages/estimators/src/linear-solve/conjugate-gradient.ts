@@ -78,8 +78,9 @@ export function conjugateGradient(
   while (iterations < maxIterations && Math.sqrt(rs) > target && rs > 0) {
     const step = tidy(() => {
       const ap = op.apply(p);
-      const pap = vectorDot(p, ap).dataSync()[0];
-      const curvature = pap / vectorDot(p, p).dataSync()[0];
+      // pᵀAp and pᵀp in one read (each read waits for the backend).
+      const [pap, pp] = tf.stack([vectorDot(p, ap), vectorDot(p, p)]).dataSync();
+      const curvature = pap / pp;
       if (!(pap > 0) || !(curvature > rcond * maxCurvature)) return null;
       maxCurvature = Math.max(maxCurvature, curvature);
       const alpha = rs / pap;
