@@ -27,7 +27,7 @@ const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { builtinModules } = require('node:module');
+const { packageImports, packageOf } = require('./package-imports');
 
 const root = path.resolve(__dirname, '../..');
 const ts = require(require.resolve('typescript', { paths: [root] }));
@@ -84,35 +84,8 @@ const indent = (text) =>
 // ---------------------------------------------------------------------------------------------------------
 // 1. Declared dependencies against the imports of the sources.
 
-/** Package name of a bare import specifier ('@scope/name/sub' → '@scope/name'), or null for relative/builtin. */
-function packageOf(spec) {
-  if (spec.startsWith('.') || spec.startsWith('/') || spec.startsWith('node:')) return null;
-  const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
-  return builtinModules.includes(name) ? null : name;
-}
-
-function sourceFiles(dir) {
-  const out = [];
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const file = path.join(dir, entry.name);
-    if (entry.isDirectory()) {
-      if (entry.name !== 'test-utils' && entry.name !== '__tests__') out.push(...sourceFiles(file));
-    } else if (/\.ts$/.test(entry.name) && !/\.(test|spec)\.ts$/.test(entry.name)) {
-      out.push(file);
-    }
-  }
-  return out;
-}
-
 function checkDeclaredDependencies(p) {
-  const imported = new Map(); // name → first file importing it
-  for (const file of sourceFiles(path.join(p.dir, 'src'))) {
-    const info = ts.preProcessFile(fs.readFileSync(file, 'utf8'), true, true);
-    for (const ref of info.importedFiles) {
-      const name = packageOf(ref.fileName);
-      if (name && !imported.has(name)) imported.set(name, path.relative(p.dir, file));
-    }
-  }
+  const imported = packageImports(p.dir); // name → first file importing it
   const declared = new Set(
     ['dependencies', 'peerDependencies', 'optionalDependencies'].flatMap((k) => Object.keys(p.json[k] || {})),
   );

@@ -1,15 +1,15 @@
 /**
  * The foundation's promises, checked across packages: the walking skeleton (createPipeline on the quadratic
- * toy, d = 100, converging to the closed-form x*), the layering of the package map, and that every package
- * declares exactly the packages its library code imports.
+ * toy, d = 100, converging to the closed-form x*) and the layering of the package map. (That every package
+ * declares exactly what its library code imports is checked by tools/check-packs with the same scanner.)
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { builtinModules } from 'node:module';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createPipeline } from '@bilevel/core';
 import '@bilevel/estimators';
 import '@bilevel/problems';
 import '@bilevel/solvers';
+import { packageImports } from '../../check-packs/package-imports';
 
 describe('walking skeleton: the quadratic toy (d = 100) through createPipeline', () => {
   for (const estimator of ['exact', 'cg']) {
@@ -50,44 +50,12 @@ const LAYERS = [
   '@bilevel/core',
 ];
 
-interface Pkg {
-  name: string;
-  dir: string;
-  deps: Set<string>;
-  imports: Set<string>;
-}
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir).flatMap((f) => {
-    const p = join(dir, f);
-    if (statSync(p).isDirectory()) return f === 'test-utils' ? [] : sourceFiles(p);
-    return /\.ts$/.test(f) && !/\.test\.ts$/.test(f) ? [p] : [];
-  });
-}
-
-function packageOf(spec: string): string {
-  const parts = spec.split('/');
-  return spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
-}
-
-const packages: Pkg[] = readdirSync(join(root, 'packages')).map((d) => {
+// One import scanner for the whole repository (check-packs uses it to check declared dependencies).
+const packages = readdirSync(join(root, 'packages')).map((d) => {
   const dir = join(root, 'packages', d);
-  const json = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
-  const imports = new Set<string>();
-  for (const file of sourceFiles(join(dir, 'src'))) {
-    const text = readFileSync(file, 'utf8');
-    // Static imports and exports (`import type` included: declarations need the package too), and require().
-    const re = /(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+'([^']+)'|(?:^|\n)\s*import\s+'([^']+)'|require\('([^']+)'\)/g;
-    for (const m of text.matchAll(re)) {
-      const spec = m[1] ?? m[2] ?? m[3];
-      if (spec.startsWith('.') || spec.startsWith('node:')) continue;
-      imports.add(packageOf(spec));
-    }
-  }
-  const deps = new Set([...Object.keys(json.dependencies ?? {}), ...Object.keys(json.peerDependencies ?? {})]);
-  return { name: json.name as string, dir, deps, imports };
+  const json = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name: string };
+  return { name: json.name, imports: new Set(packageImports(dir).keys()) };
 });
-const NODE_BUILTINS = new Set(builtinModules);
 
 describe('the package map', () => {
   it('holds every package of the map', () => {
@@ -99,13 +67,5 @@ describe('the package map', () => {
     const level = LAYERS.indexOf(name);
     const upward = [...pkg.imports].filter((i) => LAYERS.includes(i) && LAYERS.indexOf(i) <= level);
     expect(upward).toEqual([]);
-  });
-
-  it.each(LAYERS)('%s declares exactly the packages its library code imports', (name) => {
-    const pkg = packages.find((p) => p.name === name)!;
-    const external = [...pkg.imports].filter((i) => !NODE_BUILTINS.has(i));
-    const undeclared = external.filter((i) => !pkg.deps.has(i));
-    const unused = [...pkg.deps].filter((d) => !pkg.imports.has(d));
-    expect({ undeclared, unused }).toEqual({ undeclared: [], unused: [] });
   });
 });
