@@ -1,4 +1,4 @@
-import { type Batch, DataError, logSumExp, type Random, softmaxCrossEntropy } from '@bilevel/core';
+import { type Batch, DataError, logSumExp, type Random, softmaxCrossEntropy, z } from '@bilevel/core';
 import {
   type ClassificationData,
   type CsrMatrix,
@@ -283,6 +283,22 @@ export class SetSampler {
     this.sampler.setState(state);
   }
 }
+
+/** The minibatch options shared by the stochastic problems (spread into their option schemas). */
+export const MinibatchOptionsShape = {
+  batchSize: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe('inner minibatch size: enables the stochastic variant (ESJ-S); full batch when absent'),
+  outerBatchSize: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe('outer minibatch size; defaults to batchSize'),
+};
 
 /** Checkpoint state of a problem's inner and outer minibatch samplers (null: that level has none). */
 export interface SamplersState {

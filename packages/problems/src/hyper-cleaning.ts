@@ -18,6 +18,7 @@ import {
   type LabeledSet,
   linearLogits,
   linearLogitsBatched,
+  MinibatchOptionsShape,
   resolveBatch,
   restoreSamplers,
   samplersState,
@@ -59,18 +60,7 @@ export const HyperCleaningOptionsSchema = z
       .describe('fraction of training labels replaced by a different class, uniformly'),
     innerL2: z.number().min(0).default(0.001).describe('λ of the inner penalty (λ/2)‖W‖²'),
     initialLogit: z.number().default(0).describe('starting x_i (sample weight σ(x_i); 0 gives 0.5)'),
-    batchSize: z
-      .number()
-      .int()
-      .positive()
-      .optional()
-      .describe('inner minibatch size: enables the stochastic variant (ESJ-S); full batch when absent'),
-    outerBatchSize: z
-      .number()
-      .int()
-      .positive()
-      .optional()
-      .describe('outer (validation) minibatch size; defaults to batchSize'),
+    ...MinibatchOptionsShape,
     seed: z
       .number()
       .int()

@@ -8,7 +8,12 @@ import {
   z,
 } from '@bilevel/core';
 import { MinibatchSampler } from '@bilevel/datasets';
-import { restoreSamplers, samplersState, type SamplersState } from './classification-data';
+import {
+  MinibatchOptionsShape,
+  restoreSamplers,
+  samplersState,
+  type SamplersState,
+} from './classification-data';
 import * as tf from '@tensorflow/tfjs-core';
 import { choleskySolve64, matMul64, matTMul64 } from './float64';
 
@@ -42,18 +47,7 @@ export const HyperRepresentationOptionsSchema = z
         "weight ρ of the inner ridge penalty ½ρ‖w‖² (default 0.1 for 'linear', 0.001 for 'deep', as in ESJ)",
       ),
     noise: z.number().min(0).default(0.1).describe('standard deviation of the target noise'),
-    batchSize: z
-      .number()
-      .int()
-      .positive()
-      .optional()
-      .describe('inner minibatch size: enables the stochastic variant (ESJ-S); full batch when absent'),
-    outerBatchSize: z
-      .number()
-      .int()
-      .positive()
-      .optional()
-      .describe('outer minibatch size; defaults to batchSize'),
+    ...MinibatchOptionsShape,
     seed: z.number().int().min(0).default(0).describe('seed of the data'),
   })
   .strict();

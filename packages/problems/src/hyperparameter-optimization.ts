@@ -26,6 +26,7 @@ import {
   type LabeledSet,
   linearLogits,
   linearLogitsBatched,
+  MinibatchOptionsShape,
   resolveBatch,
   restoreSamplers,
   samplersState,
@@ -76,18 +77,7 @@ export const HyperparameterOptimizationOptionsSchema = z
       .number()
       .default(-2)
       .describe('starting x_j; the penalty of feature j is exp(x_j)/2 · ‖W_j‖²'),
-    batchSize: z
-      .number()
-      .int()
-      .positive()
-      .optional()
-      .describe('inner minibatch size: enables the stochastic variant (ESJ-S); full batch when absent'),
-    outerBatchSize: z
-      .number()
-      .int()
-      .positive()
-      .optional()
-      .describe('outer minibatch size; defaults to batchSize'),
+    ...MinibatchOptionsShape,
     seed: z.number().int().min(0).default(0).describe('seed of the data split and the minibatches'),
     synthetic: SyntheticDataOptionsSchema.default({}).describe(
       "shape of the data when dataset is 'synthetic'",
