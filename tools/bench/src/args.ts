@@ -1,5 +1,10 @@
 /** Command line of `node tools/bench/dist/run.js`: parsing and validation (no side effects). */
 import { SECTION_IDS, type SectionId } from './suite/settings';
+import { SPEED_FAMILIES, speedSelectors } from './suite/speed/workloads';
+
+/** The suite's sections: the training settings, then `speed` (Bilevel against PyTorch twins). */
+export type SuiteSectionId = SectionId | 'speed';
+export const SUITE_SECTION_IDS: readonly SuiteSectionId[] = [...SECTION_IDS, 'speed'];
 
 export const COMMANDS = ['suite', 'kernels', 'solvers', 'estimators'] as const;
 export type Command = (typeof COMMANDS)[number];
@@ -11,9 +16,13 @@ export interface SuiteArgs {
   /** As given (resolved by the caller); undefined: the repository's docs/. */
   readonly out?: string;
   readonly backend: string;
-  readonly sections: readonly SectionId[];
+  readonly sections: readonly SuiteSectionId[];
   readonly png: boolean;
   readonly json: boolean;
+  /** Timed steps of every speed workload, instead of each one's own. */
+  readonly speedSteps?: number;
+  /** The speed workloads to run (ids or families); all when absent. */
+  readonly workloads?: readonly string[];
 }
 
 export type ParsedArgs =
@@ -41,7 +50,10 @@ Options of the suite:
   --quick               smaller problems and budgets, the same code paths (a smoke test, about 2 minutes)
   --out <dir>           folder of benchmarks.md and benchmarks/ (default: the repository's docs/)
   --backend <name>      ${BACKEND_CHOICES.join(', ')} (default: auto, or BILEVEL_BACKEND)
-  --only <sections>     comma-separated subset of ${SECTION_IDS.join(', ')}
+  --only <sections>     comma-separated subset of ${SUITE_SECTION_IDS.join(', ')}
+  --workloads <names>   speed section: comma-separated families (${SPEED_FAMILIES.join(', ')}) or
+                        workloads (e.g. quadratic/aid-cg); without --only it implies --only speed
+  --speed-steps <n>     speed section: timed steps of every workload (default: each workload's own)
   --png                 also write a PNG of every figure
   --json                also write <out>/benchmarks/results.json (every curve and measurement)
   -h, --help            this text
@@ -68,7 +80,10 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   let json = false;
   let out: string | undefined;
   let backend = 'auto';
-  let sections: SectionId[] = [...SECTION_IDS];
+  let sections: SuiteSectionId[] = [...SUITE_SECTION_IDS];
+  let only = false;
+  let speedSteps: number | undefined;
+  let workloads: string[] | undefined;
   const seen = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -113,11 +128,34 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
       case '--only': {
         const r = valueOf(argv, i, flag, inline);
         const names = r.value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-        const bad = names.filter((n) => !(SECTION_IDS as readonly string[]).includes(n));
+        const bad = names.filter((n) => !(SUITE_SECTION_IDS as readonly string[]).includes(n));
         if (names.length === 0 || bad.length > 0) {
-          throw new UsageError(`option '--only': unknown section ${bad.map((b) => `'${b}'`).join(', ') || "''"} (expected: ${SECTION_IDS.join(', ')})`);
+          throw new UsageError(`option '--only': unknown section ${bad.map((b) => `'${b}'`).join(', ') || "''"} (expected: ${SUITE_SECTION_IDS.join(', ')})`);
         }
-        sections = SECTION_IDS.filter((s) => names.includes(s));
+        sections = SUITE_SECTION_IDS.filter((s) => names.includes(s));
+        only = true;
+        i = r.next;
+        break;
+      }
+      case '--workloads': {
+        const r = valueOf(argv, i, flag, inline);
+        const names = r.value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+        const known = speedSelectors();
+        const bad = names.filter((n) => !known.includes(n));
+        if (names.length === 0 || bad.length > 0) {
+          throw new UsageError(`option '--workloads': unknown workload ${bad.map((b) => `'${b}'`).join(', ') || "''"} (expected: ${known.join(', ')})`);
+        }
+        workloads = [...new Set(names)];
+        i = r.next;
+        break;
+      }
+      case '--speed-steps': {
+        const r = valueOf(argv, i, flag, inline);
+        const n = Number(r.value);
+        if (!/^\d+$/.test(r.value) || !Number.isSafeInteger(n) || n < 1) {
+          throw new UsageError(`option '--speed-steps': expected a positive integer (got '${r.value}')`);
+        }
+        speedSteps = n;
         i = r.next;
         break;
       }
@@ -130,5 +168,24 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     if (seen.size > 0) throw new UsageError(`command '${cmd}' takes no options (got ${[...seen].join(', ')})`);
     return { kind: 'command', command: cmd };
   }
-  return { kind: 'suite', args: { quick, png, json, backend, sections, ...(out !== undefined ? { out } : {}) } };
+  if (workloads !== undefined) {
+    if (!only) sections = ['speed'];
+    else if (!sections.includes('speed')) throw new UsageError("option '--workloads' selects speed workloads, but '--only' leaves out the speed section");
+  }
+  if (speedSteps !== undefined && !sections.includes('speed')) {
+    throw new UsageError("option '--speed-steps' applies to the speed section, which '--only' leaves out");
+  }
+  return {
+    kind: 'suite',
+    args: {
+      quick,
+      png,
+      json,
+      backend,
+      sections,
+      ...(out !== undefined ? { out } : {}),
+      ...(speedSteps !== undefined ? { speedSteps } : {}),
+      ...(workloads !== undefined ? { workloads } : {}),
+    },
+  };
 }

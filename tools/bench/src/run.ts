@@ -46,8 +46,15 @@ async function worker(): Promise<void> {
     process.exit(2);
   }
   const { isWorkerTask } = await import('./suite/results');
+  const { isSpeedTask } = await import('./suite/speed/results');
   process.once('message', (m: unknown) => {
     void (async () => {
+      if (isSpeedTask(m)) {
+        const { runSpeedTask } = await import('./suite/speed/bilevel');
+        const r = await runSpeedTask(m);
+        send(r, () => process.exit(0));
+        return;
+      }
       if (!isWorkerTask(m)) {
         console.error('bench worker: unexpected message');
         process.exit(2);
@@ -105,6 +112,8 @@ async function main(argv: readonly string[]): Promise<number> {
     outDir: a.out !== undefined ? path.resolve(a.out) : path.join(REPO_ROOT, 'docs'),
     backend: a.backend,
     sections: a.sections,
+    ...(a.speedSteps !== undefined ? { speedSteps: a.speedSteps } : {}),
+    ...(a.workloads !== undefined ? { workloads: a.workloads } : {}),
     png: a.png,
     json: a.json,
     command: ['node', script, ...argv].join(' '),

@@ -21,6 +21,8 @@ import {
   wantsLogScale,
 } from '@bilevel/cli';
 import type { EvalPoint, RunResult } from './results';
+import { speedSection } from './speed/report';
+import type { SpeedOutcome } from './speed/section';
 import { HYPER_REPRESENTATION_EXTRA_SEEDS, type MethodSetting, type SectionSetting, methodKey } from './settings';
 
 export interface SectionOutcome {
@@ -40,6 +42,8 @@ export interface SuiteReport {
   readonly loadAverageStart: readonly number[];
   readonly loadAverageEnd: readonly number[];
   readonly sections: readonly SectionOutcome[];
+  /** The speed section (Bilevel against PyTorch twins), when it ran. */
+  readonly speed?: SpeedOutcome;
 }
 
 export interface WriteOptions {
@@ -693,6 +697,7 @@ function header(report: SuiteReport): string {
   const model = cpus.length > 0 ? cpus[0].model.trim() : 'unknown CPU';
   const backends = new Map<string, string>();
   for (const sec of report.sections) for (const r of sec.runs) if (r.backend) backends.set(r.backend.name, r.backend.reason);
+  for (const r of report.speed?.rows ?? []) if (r.bilevel.backend) backends.set(r.bilevel.backend.name, r.bilevel.backend.reason);
   const backendText =
     backends.size === 0
       ? `none started (every section skipped); requested \`${report.backendChoice}\``
@@ -772,6 +777,11 @@ export function writeReport(report: SuiteReport, options: WriteOptions): string[
         break;
     }
   });
+  if (report.speed) {
+    const n = report.sections.length + 1;
+    toc.push(`${n}. Speed: Bilevel and PyTorch on the same workloads`);
+    parts.push(speedSection(n, report.speed, report.quick));
+  }
   parts.splice(1, 0, ['## Contents', '', ...toc, ''].join('\n'));
   const md = parts.join('\n').replace(/\n{3,}/g, '\n\n');
   fs.mkdirSync(options.outDir, { recursive: true });

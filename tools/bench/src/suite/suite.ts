@@ -7,13 +7,20 @@ import * as os from 'os';
 import { describeSearch, findFashionMnist, resolveDataPath } from '@bilevel/datasets';
 import { type SectionOutcome, type SuiteReport, writeReport } from './report';
 import type { RunResult, WorkerTask } from './results';
-import { type SectionId, type SectionSetting, methodKey, suiteSettings } from './settings';
+import { type SectionSetting, methodKey, suiteSettings } from './settings';
+import type { SuiteSectionId } from '../args';
+import { speedEnvironment, speedTable } from './speed/report';
+import { type SpeedOutcome, runSpeedSection } from './speed/section';
 
 export interface SuiteOptions {
   readonly quick: boolean;
   readonly outDir: string;
   readonly backend: string;
-  readonly sections: readonly SectionId[];
+  readonly sections: readonly SuiteSectionId[];
+  /** Speed section: timed steps of every workload. */
+  readonly speedSteps?: number;
+  /** Speed section: the workloads to run (ids or families). */
+  readonly workloads?: readonly string[];
   readonly png: boolean;
   readonly json: boolean;
   readonly command: string;
@@ -120,6 +127,22 @@ export async function runSuite(options: SuiteOptions): Promise<number> {
     }
     outcomes.push(skipped ? { setting: section, skipped, runs: [] } : { setting: section, runs });
   }
+  let speed: SpeedOutcome | undefined;
+  if (options.sections.includes('speed')) {
+    speed = await runSpeedSection({
+      quick: options.quick,
+      ...(options.speedSteps !== undefined ? { steps: options.speedSteps } : {}),
+      ...(options.workloads !== undefined ? { workloads: options.workloads } : {}),
+      backend: options.backend,
+      workerScript: options.workerScript,
+      log: options.log,
+    });
+    options.log('');
+    options.log(speedEnvironment(speed));
+    options.log('');
+    options.log(speedTable(speed));
+    options.log('');
+  }
   const report: SuiteReport = {
     quick: options.quick,
     startedAt,
@@ -129,10 +152,12 @@ export async function runSuite(options: SuiteOptions): Promise<number> {
     loadAverageStart,
     loadAverageEnd: os.loadavg(),
     sections: outcomes,
+    ...(speed ? { speed } : {}),
   };
   const files = writeReport(report, { outDir: options.outDir, png: options.png, json: options.json });
   options.log(`wrote ${files.length} files: ${files[0]} and ${files.length - 1} more in ${files[1] ? files[1].replace(/[^/]+$/, '') : ''}`);
   options.log(`suite time ${report.totalSeconds.toFixed(1)} s`);
   const bad = outcomes.flatMap((o) => o.runs).filter((r) => r.status === 'failed' || r.status === 'timeout');
-  return bad.length > 0 ? 1 : 0;
+  const speedBad = (speed?.rows ?? []).flatMap((r) => [r.bilevel, r.torch]).filter((r) => r && (r.status === 'failed' || r.status === 'timeout'));
+  return bad.length + speedBad.length > 0 ? 1 : 0;
 }

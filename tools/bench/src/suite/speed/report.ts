@@ -1,0 +1,172 @@
+/**
+ * The speed section of docs/benchmarks.md (and the table printed to the terminal): per workload the median
+ * and the fastest step on each side, their ratio, and what both sides computed (so a reader sees that the
+ * twins do the same work).
+ */
+import type { SpeedOutcome, SpeedRow } from './section';
+import { type SpeedSideResult, median, minimum } from './results';
+import { torchMissingText } from './torch';
+import { type SpeedWorkload, microFlops } from './workloads';
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const esc = (s: string): string => s.replace(/\|/g, '\\|');
+  return [
+    `| ${header.map(esc).join(' | ')} |`,
+    `| ${header.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n');
+}
+
+/** Milliseconds with 3 significant digits (at least one decimal below 100). */
+export function formatMs(v: number): string {
+  if (!Number.isFinite(v)) return '—';
+  if (v >= 100) return v.toFixed(0);
+  if (v >= 1) return v.toPrecision(3);
+  if (v >= 0.001) return v.toPrecision(2);
+  return v.toExponential(1);
+}
+
+function num(v: number | undefined): string {
+  if (v === undefined || !Number.isFinite(v)) return '—';
+  const a = Math.abs(v);
+  return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(3) : v.toPrecision(4);
+}
+
+function sideCell(r: SpeedSideResult | undefined, missing: string): string {
+  if (!r) return missing;
+  if (r.status !== 'completed') return `${r.status}${r.error ? `: ${r.error}` : ''}`;
+  return `${formatMs(median(r.timesMs))} (min ${formatMs(minimum(r.timesMs))})`;
+}
+
+/** Bilevel's median over PyTorch's, or — when either side has no time. */
+export function ratio(row: SpeedRow): number | undefined {
+  if (row.bilevel.status !== 'completed' || row.torch?.status !== 'completed') return undefined;
+  const a = median(row.bilevel.timesMs);
+  const b = median(row.torch.timesMs);
+  return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : undefined;
+}
+
+function ratioText(v: number | undefined): string {
+  if (v === undefined) return '—';
+  return v >= 10 ? v.toFixed(0) : v.toFixed(2);
+}
+
+/** What both sides computed, side by side ("Bilevel vs PyTorch"). */
+export function agreementText(w: SpeedWorkload, bilevel: SpeedSideResult, torch: SpeedSideResult | undefined): string {
+  const both = (key: string, title: string): string | undefined => {
+    const a = bilevel.checks[key];
+    const b = torch?.checks[key];
+    if (a === undefined && b === undefined) return undefined;
+    return torch && torch.status === 'completed' ? `${title} ${num(a)} vs ${num(b)}` : `${title} ${num(a)}`;
+  };
+  const parts: (string | undefined)[] = [];
+  const spec = w.spec;
+  if (spec.kind === 'micro') {
+    const flops = microFlops(spec);
+    if (flops !== undefined) {
+      const g = (r: SpeedSideResult | undefined) =>
+        r && r.status === 'completed' ? (flops / (median(r.timesMs) * 1e-3) / 1e9).toFixed(1) : undefined;
+      const a = g(bilevel);
+      const b = g(torch);
+      if (a !== undefined) parts.push(b !== undefined ? `GFLOP/s ${a} vs ${b}` : `GFLOP/s ${a}`);
+    }
+  } else if (spec.kind === 'network') {
+    parts.push(both('loss', 'loss'), both('gradientNorm', '‖∇‖'));
+  } else if (spec.problem.name === 'quadratic') {
+    parts.push(both('xRelativeError', '‖x − x*‖/‖x*‖'));
+  } else {
+    parts.push(both('outerLoss', 'outer loss'));
+  }
+  return parts.filter((p): p is string => p !== undefined).join('; ') || '—';
+}
+
+/** The section's table. */
+export function speedTable(outcome: SpeedOutcome): string {
+  const missing = torchMissingText(outcome.torch);
+  const rows = outcome.rows.map((r) => [
+    r.workload.label,
+    sideCell(r.bilevel, '—'),
+    sideCell(r.torch, missing),
+    ratioText(ratio(r)),
+    agreementText(r.workload, r.bilevel, r.torch),
+  ]);
+  return table(['workload', 'Bilevel ms (median, min)', 'PyTorch ms (median, min)', 'Bilevel ÷ PyTorch', 'Bilevel vs PyTorch: computed'], rows);
+}
+
+function backendOf(outcome: SpeedOutcome): { name: string; reason: string; threads?: number } | undefined {
+  const r = outcome.rows.find((x) => x.bilevel.backend);
+  return r?.bilevel.backend ? { ...r.bilevel.backend, threads: r.bilevel.threads } : undefined;
+}
+
+/** One line on the backend, threads and PyTorch (also printed to the terminal). */
+export function speedEnvironment(outcome: SpeedOutcome): string {
+  const b = backendOf(outcome);
+  const backend = b ? `Bilevel on \`${b.name}\` (${b.reason}), ${b.threads ?? '?'} thread${b.threads === 1 ? '' : 's'}` : 'no Bilevel worker started';
+  const torch = outcome.torch.found
+    ? `PyTorch ${outcome.torch.version} (\`${outcome.torch.python}\`), CPU, float32, torch.set_num_threads(${b?.threads ?? '?'})`
+    : torchMissingText(outcome.torch);
+  const load = (l: readonly number[]) => l.map((v) => v.toFixed(2)).join(' / ');
+  return `${backend}; ${torch}. Load average (1 / 5 / 15 min): ${load(outcome.loadAverageStart)} at the start, ${load(outcome.loadAverageEnd)} at the end.`;
+}
+
+function failures(outcome: SpeedOutcome): string {
+  const lines: string[] = [];
+  for (const r of outcome.rows) {
+    for (const [side, res] of [
+      ['Bilevel', r.bilevel],
+      ['PyTorch', r.torch],
+    ] as const) {
+      if (res && res.status !== 'completed' && res.status !== 'skipped') lines.push(`- **${r.workload.label}**, ${side}: ${res.status} — ${res.error ?? 'no message'}`);
+    }
+  }
+  return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+function settingsText(w: SpeedWorkload): string {
+  const o = (x: Record<string, unknown>) =>
+    Object.entries(x)
+      .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+      .join(', ');
+  const s = w.spec;
+  const steps = `${w.warmup} warm-up, ${w.steps} timed`;
+  if (s.kind === 'pipeline') {
+    return (
+      `- **${w.label}** (\`${w.id}\`): problem \`${s.problem.name}\` {${o(s.problem.options)}}; inner \`${s.innerSolver.name}\` {${o(s.innerSolver.options)}}; ` +
+      `estimator \`${s.estimator.name}\` {${o(s.estimator.options)}}; outer \`${s.outerOptimizer.name}\` {${o(s.outerOptimizer.options)}}; ${steps} outer steps`
+    );
+  }
+  if (s.kind === 'network') {
+    return `- **${w.label}** (\`${w.id}\`): backbone \`${s.backbone.name}\`, ${s.images} images ${s.imageSize}×${s.imageSize}×${s.channels}; ${steps} steps`;
+  }
+  return `- **${w.label}** (\`${w.id}\`): ${s.repeats} calls per sample, ${steps} samples`;
+}
+
+/** The whole section (heading number `n`). */
+export function speedSection(n: number, outcome: SpeedOutcome, quick: boolean): string {
+  return [
+    `## ${n}. Speed: Bilevel and PyTorch on the same workloads`,
+    '',
+    'Each workload runs on Bilevel (a worker process that builds the pipeline with `createPipeline` as a user would) and then on ' +
+      'its PyTorch twin (`tools/bench/torch/*.py`: the same algorithm step for step — autograd gradients, double-backward ' +
+      'Hessian- and mixed-vector products, the same iteration counts and oracle calls), one after the other. Times are wall ' +
+      'clock per outer step (`performance.now()` around `trainer.stepOnce()`; `time.perf_counter()` around the twin\'s step), ' +
+      'after warm-up steps; micro-kernels are per call, averaged over a batch of calls per sample. The ratio is of the medians ' +
+      '(above 1: Bilevel is slower). The last column shows what each side computed after its steps: for the quadratic the ' +
+      'twins start from the same x₀ = 0 on the same A and z₀ (written by the Bilevel worker), so the deterministic methods ' +
+      '(AID-CG, AID-FP, qNBO) end at the same ‖x − x*‖/‖x*‖ up to float32 rounding, while ESJ draws its own random ' +
+      'directions on each side; hyper-cleaning runs on the same training and validation data (the same split and corrupted ' +
+      'labels); ResNet-12 on the same images and parameters (same loss and gradient norm); few-shot on synthetic images drawn ' +
+      'by each side (same sizes, so only the time compares).' +
+      (quick ? ' **Quick mode: smaller sizes and fewer steps (a smoke test, not results).**' : ''),
+    '',
+    speedEnvironment(outcome),
+    '',
+    speedTable(outcome),
+    '',
+    failures(outcome),
+    '**Settings.**',
+    '',
+    ...outcome.rows.map((r) => settingsText(r.workload)),
+    '',
+  ].join('\n');
+}

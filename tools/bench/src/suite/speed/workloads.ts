@@ -1,0 +1,257 @@
+/**
+ * The `speed` section: fixed workloads timed on Bilevel and on a PyTorch twin (tools/bench/torch/*.py) that
+ * runs the same algorithm step for step. Each workload is one table row. The definitions here are plain data
+ * (no tfjs), shared by the suite, the Bilevel worker and the report; the twins receive the same settings as
+ * JSON.
+ */
+
+/** The workload families; each has one twin script `torch/<script>.py`. */
+export type SpeedFamily = 'quadratic' | 'hyper-cleaning' | 'resnet' | 'few-shot' | 'micro';
+export const SPEED_FAMILIES: readonly SpeedFamily[] = ['quadratic', 'hyper-cleaning', 'resnet', 'few-shot', 'micro'];
+
+/** A plugin by registered name, with options (as in a pipeline spec). */
+export interface SpeedPlugin {
+  readonly name: string;
+  readonly options: Record<string, unknown>;
+}
+
+/** A bilevel pipeline timed per outer step. */
+export interface PipelineWorkload {
+  readonly kind: 'pipeline';
+  readonly problem: SpeedPlugin;
+  readonly innerSolver: SpeedPlugin;
+  readonly estimator: SpeedPlugin;
+  readonly outerOptimizer: SpeedPlugin;
+}
+
+/** ResNet-12 forward and backward on a batch of images. */
+export interface NetworkWorkload {
+  readonly kind: 'network';
+  readonly backbone: SpeedPlugin;
+  readonly images: number;
+  readonly imageSize: number;
+  readonly channels: number;
+}
+
+/** One tensor operation, timed per call. */
+export interface MicroWorkload {
+  readonly kind: 'micro';
+  readonly op: 'sgemm' | 'add' | 'dot-read';
+  /** Matrix side (sgemm) or vector length. */
+  readonly size: number;
+  /** Calls per timed sample (the sample's time is divided by it). */
+  readonly repeats: number;
+}
+
+export type SpeedSpec = PipelineWorkload | NetworkWorkload | MicroWorkload;
+
+export interface SpeedWorkload {
+  /** `family/name`, unique; what `--workloads` selects. */
+  readonly id: string;
+  readonly family: SpeedFamily;
+  /** The row title. */
+  readonly label: string;
+  /** Real data the workload needs (missing data skips it). */
+  readonly data?: 'fashion-mnist';
+  readonly spec: SpeedSpec;
+  /** Untimed steps (or samples) before the timed ones. */
+  readonly warmup: number;
+  /** Timed steps (or samples). */
+  readonly steps: number;
+  /** Kill either side after this long. */
+  readonly timeoutSeconds: number;
+}
+
+export interface SpeedSizes {
+  readonly quick: boolean;
+  /** Timed steps of every workload (`--speed-steps`), instead of each workload's own. */
+  readonly steps?: number;
+}
+
+function plugin(name: string, options: Record<string, unknown> = {}): SpeedPlugin {
+  return { name, options };
+}
+
+function quadraticWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
+  const problem = plugin('quadratic', { dimension: quick ? 300 : 1000, seed: 0 });
+  const gd = plugin('gd', { stepSize: 0.6, maxIterations: 10 });
+  const outer = plugin('gd', { learningRate: 0.5 });
+  const w = (name: string, label: string, innerSolver: SpeedPlugin, estimator: SpeedPlugin, outerOptimizer = outer): SpeedWorkload => ({
+    id: `quadratic/${name}`,
+    family: 'quadratic',
+    label: `quadratic d=${(problem.options.dimension as number).toLocaleString('en-US')}, ${label}`,
+    spec: { kind: 'pipeline', problem, innerSolver, estimator, outerOptimizer },
+    warmup: quick ? 2 : 3,
+    steps: quick ? 5 : 30,
+    timeoutSeconds: quick ? 120 : 300,
+  });
+  return [
+    w('aid-cg', 'AID-CG', gd, plugin('cg', { maxIterations: 10 })),
+    w('aid-fp', 'AID-FP', gd, plugin('fixed-point', { maxIterations: 10, stepSize: 0.6 })),
+    w(
+      'qnbo',
+      'qNBO (BFGS)',
+      plugin('lbfgs', { maxIterations: 10, warmupSteps: 3, warmupStepSize: 0.6, lineSearch: 'fixed', stepSize: 1 }),
+      plugin('qnbo', { update: 'bfgs', passes: 10 }),
+    ),
+    w('esj', 'ESJ', gd, plugin('es', { directions: 10, smoothing: 0.01 }), plugin('gd', { learningRate: 0.02 })),
+  ];
+}
+
+function hyperCleaningWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
+  const sizes = quick
+    ? { trainSamples: 500, validationSamples: 500, testSamples: 500 }
+    : { trainSamples: 5000, validationSamples: 5000, testSamples: 10000 };
+  const problem = plugin('hyper-cleaning', {
+    dataset: 'fashion-mnist',
+    ...sizes,
+    corruptionRate: 0.5,
+    innerL2: 0.001,
+    seed: 0,
+  });
+  const gd = plugin('gd', { stepSize: 0.2, maxIterations: 50 });
+  const outer = plugin('adam', { learningRate: 0.2 });
+  const w = (name: string, label: string, innerSolver: SpeedPlugin, estimator: SpeedPlugin): SpeedWorkload => ({
+    id: `hyper-cleaning/${name}`,
+    family: 'hyper-cleaning',
+    label: `hyper-cleaning n=${sizes.trainSamples.toLocaleString('en-US')}, ${label}`,
+    data: 'fashion-mnist',
+    spec: { kind: 'pipeline', problem, innerSolver, estimator, outerOptimizer: outer },
+    warmup: 2,
+    steps: quick ? 3 : 10,
+    timeoutSeconds: quick ? 120 : 600,
+  });
+  return [
+    w('esj', 'ESJ', gd, plugin('es', { directions: 10, smoothing: 0.01 })),
+    w('aid-cg', 'AID-CG', gd, plugin('cg', { maxIterations: 10 })),
+    w(
+      'qnbo',
+      'qNBO (BFGS)',
+      plugin('lbfgs', { maxIterations: 20, tolerance: 1e-4, warmupSteps: 2, warmupStepSize: 0.5 }),
+      plugin('qnbo', { update: 'bfgs', passes: 10, maxPasses: 20 }),
+    ),
+  ];
+}
+
+function resnetWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
+  const images = quick ? 2 : 10;
+  const imageSize = quick ? 32 : 84;
+  return [
+    {
+      id: 'resnet/forward-backward',
+      family: 'resnet',
+      label: `ResNet-12 forward + backward, ${images} × ${imageSize}×${imageSize}×3`,
+      spec: { kind: 'network', backbone: plugin('resnet12'), images, imageSize, channels: 3 },
+      warmup: quick ? 1 : 2,
+      steps: quick ? 2 : 10,
+      timeoutSeconds: quick ? 120 : 600,
+    },
+  ];
+}
+
+/**
+ * One outer step of the few-shot problem (ANIL-style: the backbone is x, the task heads are y) on synthetic
+ * images (the `synthetic` data of the few-shot problem): Conv-4 on 28×28 grey images as for Omniglot,
+ * ResNet-12 on 84×84 colour images as for miniImageNet. AID-CG with 20 inner gradient steps, as the suite's
+ * few-shot section.
+ */
+function fewShotWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
+  const inner = plugin('gd', { stepSize: 0.05, maxIterations: 20 });
+  const estimator = plugin('cg', { maxIterations: 10 });
+  const outer = plugin('adam', { learningRate: 0.003 });
+  const episode = { ways: 5, shots: 1, queries: quick ? 2 : 5, metaBatchSize: quick ? 1 : 4, headWeightDecay: 0.01 };
+  const common = {
+    dataset: 'synthetic',
+    syntheticClasses: 20,
+    syntheticImagesPerClass: 10,
+    ...episode,
+    evalEpisodes: 1,
+    evalInnerSteps: 1,
+    seed: 0,
+  };
+  const conv4Size = 28;
+  const resnetSize = quick ? 32 : 84;
+  const w = (name: string, label: string, problemOptions: Record<string, unknown>): SpeedWorkload => ({
+    id: `few-shot/${name}`,
+    family: 'few-shot',
+    label,
+    spec: { kind: 'pipeline', problem: plugin('few-shot', problemOptions), innerSolver: inner, estimator, outerOptimizer: outer },
+    warmup: quick ? 1 : 2,
+    steps: quick ? 2 : 5,
+    timeoutSeconds: quick ? 180 : 900,
+  });
+  const tasks = `${episode.metaBatchSize} task${episode.metaBatchSize === 1 ? '' : 's'} 5-way 1-shot ${episode.queries} queries`;
+  return [
+    w('conv4', `few-shot Conv-4 (32 filters), ${conv4Size}×${conv4Size}×1, ${tasks}, AID-CG`, {
+      ...common,
+      imageSize: conv4Size,
+      channels: 1,
+      backbone: { name: 'conv4', options: { filters: 32 } },
+    }),
+    w('resnet12', `few-shot ResNet-12, ${resnetSize}×${resnetSize}×3, ${tasks}, AID-CG`, {
+      ...common,
+      imageSize: resnetSize,
+      channels: 3,
+      backbone: { name: 'resnet12', options: {} },
+    }),
+  ];
+}
+
+function microWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
+  const w = (name: string, label: string, spec: MicroWorkload, steps: number): SpeedWorkload => ({
+    id: `micro/${name}`,
+    family: 'micro',
+    label,
+    spec,
+    warmup: 3,
+    steps,
+    timeoutSeconds: 120,
+  });
+  const n = quick ? 256 : 512;
+  return [
+    w('sgemm', `sgemm ${n}×${n}×${n}`, { kind: 'micro', op: 'sgemm', size: n, repeats: quick ? 2 : 5 }, quick ? 5 : 20),
+    w('add-1e6', 'add, 2 × 1e6 floats', { kind: 'micro', op: 'add', size: 1_000_000, repeats: 10 }, quick ? 5 : 30),
+    w('add-100', 'add, 2 × 100 floats', { kind: 'micro', op: 'add', size: 100, repeats: 1000 }, quick ? 5 : 30),
+    w('dot-read', 'dot of 2 × 100 floats, read back as a number', { kind: 'micro', op: 'dot-read', size: 100, repeats: 1000 }, quick ? 5 : 30),
+  ];
+}
+
+/** Every workload of the section, in the order they run. */
+export function speedWorkloads(sizes: SpeedSizes): SpeedWorkload[] {
+  const all = [
+    ...quadraticWorkloads(sizes),
+    ...hyperCleaningWorkloads(sizes),
+    ...resnetWorkloads(sizes),
+    ...fewShotWorkloads(sizes),
+    ...microWorkloads(sizes),
+  ];
+  return sizes.steps === undefined ? all : all.map((w) => ({ ...w, steps: sizes.steps as number }));
+}
+
+/** Every workload id and family name (what `--workloads` accepts). */
+export function speedSelectors(): string[] {
+  return [...SPEED_FAMILIES, ...speedWorkloads({ quick: false }).map((w) => w.id)];
+}
+
+/**
+ * The workloads a selection names: a family name selects its workloads, an id one workload. Undefined
+ * selects all. Unknown names throw.
+ */
+export function selectWorkloads(all: readonly SpeedWorkload[], selection: readonly string[] | undefined): SpeedWorkload[] {
+  if (selection === undefined) return [...all];
+  const unknown = selection.filter((s) => !(SPEED_FAMILIES as readonly string[]).includes(s) && !all.some((w) => w.id === s));
+  if (unknown.length > 0) throw new Error(`unknown workload ${unknown.map((u) => `'${u}'`).join(', ')}`);
+  return all.filter((w) => selection.includes(w.family) || selection.includes(w.id));
+}
+
+/** The twin script of a family, relative to tools/bench. */
+export function twinScript(family: SpeedFamily): string {
+  return `torch/${family.replace('-', '_')}.py`;
+}
+
+/** Floating-point operations of one call of a micro workload, when meaningful (GFLOP/s). */
+export function microFlops(spec: SpeedSpec): number | undefined {
+  if (spec.kind !== 'micro') return undefined;
+  if (spec.op === 'sgemm') return 2 * spec.size ** 3;
+  return undefined;
+}
