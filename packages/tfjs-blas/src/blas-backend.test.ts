@@ -5,6 +5,7 @@ import {
   NATIVE_KERNEL_NAMES,
   blasInfo,
   isBlasAvailable,
+  preferredOpenBlasCore,
   registerBlasBackend,
   requireNativeBlas,
   setBlasThreads,
@@ -50,6 +51,22 @@ function referenceGemm(
 );
 
 // Runs first, while no cpu-blas backend is registered in this test file's tfjs engine.
+describe('preferredOpenBlasCore', () => {
+  const cpuinfo = (flags: string) => `processor\t: 0\nmodel name\t: x\nflags\t\t: fpu sse sse2 ${flags}\n`;
+  it('asks for the AVX-512 kernels when every AVX-512 subset they use is present', () => {
+    expect(preferredOpenBlasCore(cpuinfo('avx2 fma avx512f avx512cd avx512bw avx512dq avx512vl'))).toBe(
+      'SkylakeX',
+    );
+  });
+  it('asks for the AVX2 kernels with AVX2 and FMA but an incomplete AVX-512', () => {
+    expect(preferredOpenBlasCore(cpuinfo('avx avx2 fma avx512f'))).toBe('Haswell');
+  });
+  it("leaves older CPUs and other formats to OpenBLAS's own detection", () => {
+    expect(preferredOpenBlasCore(cpuinfo('avx'))).toBeUndefined();
+    expect(preferredOpenBlasCore('Features\t: fp asimd evtstrm\n')).toBeUndefined();
+  });
+});
+
 describe('without the native addon', () => {
   it('falls back: not available, registers nothing, says why and how to enable it', () => {
     const saved = process.env.BILEVEL_BLAS_DISABLE;

@@ -21,11 +21,14 @@ export { broadcastBatchIndex, nativeBatchMatMul } from './matmul-kernels';
 export { convGeometry } from './conv-kernels';
 export { broadcastLayout } from './elementwise-kernels';
 export { reductionLayout } from './reduce-kernels';
+export { transposeLayout } from './transpose-kernel';
 export { poolGeometry } from './pool-kernels';
 export {
   ADDON_PATH,
   DISABLE_ENV_VAR,
   INSTALL_HINT,
+  OPENBLAS_CORETYPE_ENV,
+  preferredOpenBlasCore,
   requireNativeBlas,
   type NativeBlas,
   type NativeBlasInfo,
