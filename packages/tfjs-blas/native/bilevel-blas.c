@@ -277,6 +277,19 @@ static int is_skinny(int m, int n) { return n < 16 && m >= 4 * n; }
 /* c (m × n, ld n) = op(a)·op(b); `scratch` (m·n floats) enables the transposed path for skinny outputs. */
 static void gemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
                  float* scratch) {
+  /* Matrix-vector products stream the matrix once through sgemv, about 3x faster than sgemm with one
+   * column (the quadratic toy's d = 1,000 products: 65 us instead of 190 us). The vector operand is
+   * contiguous in either storage order ([k, 1] or [1, k]). */
+  if (n == 1) {
+    if (ta) cblas_sgemv(CblasRowMajor, CblasTrans, k, m, 1.f, a, lda, b, 1, 0.f, c, 1);
+    else cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1.f, a, lda, b, 1, 0.f, c, 1);
+    return;
+  }
+  if (m == 1) {
+    if (tb) cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.f, b, ldb, a, 1, 0.f, c, 1);
+    else cblas_sgemv(CblasRowMajor, CblasTrans, k, n, 1.f, b, ldb, a, 1, 0.f, c, 1);
+    return;
+  }
   if (scratch != NULL && is_skinny(m, n)) {
     cblas_sgemm(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, ta ? CblasNoTrans : CblasTrans, n, m, k, 1.f, b, ldb,
                 a, lda, 0.f, scratch, m);
@@ -331,7 +344,7 @@ static napi_value js_batch_mat_mul(napi_env env, napi_callback_info info) {
   for (size_t i = 0; fold && i < batch; i++) fold = ai[i] == (int32_t)i && bi[i] == bi[0];
   const int rows = (int)(fold ? batch * (size_t)m : (size_t)m);
   float* scratch = NULL;
-  if (is_skinny(rows, (int)n)) {
+  if (n > 1 && rows > 1 && is_skinny(rows, (int)n)) {
     scratch = (float*)malloc((size_t)rows * (size_t)n * sizeof(float));
     if (!scratch) return throw_error(env, fn, "out of memory"), NULL;
   }
@@ -897,6 +910,99 @@ static napi_value js_unary(napi_env env, napi_callback_info info) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* transpose(x, shape, perm, out): out = x with its dims permuted (out dim j is x dim perm[j]). The caller
+ * merges dims that stay neighbours, so perm moves every dim. When the innermost dim stays innermost the
+ * copy is a run of memcpy's; otherwise the two dims that hold the input's and the output's contiguous axis
+ * are transposed in cache-sized tiles, and every other dim is walked by an odometer. */
+
+#define TILE 32
+
+static napi_value js_transpose(napi_env env, napi_callback_info info) {
+  const char* fn = "transpose";
+  napi_value argv[4];
+  float *x, *o;
+  size_t lx, lo, lshape, lperm;
+  int32_t *shape, *perm;
+  if (get_args(env, info, 4, argv, fn)) return NULL;
+  if (arg_f32(env, argv[0], fn, "x", 0, &x, &lx) || arg_i32(env, argv[1], fn, "shape", &shape, &lshape) ||
+      arg_i32(env, argv[2], fn, "perm", &perm, &lperm) || arg_f32(env, argv[3], fn, "out", 0, &o, &lo))
+    return NULL;
+  const size_t rank = lshape;
+  if (rank < 1 || rank > MAX_RANK || lperm != rank) return throw_error(env, fn, "shape and perm must have rank 1 to 8"), NULL;
+  int seen[MAX_RANK] = {0};
+  size_t total = 1;
+  for (size_t d = 0; d < rank; d++) {
+    if (shape[d] < 0) return throw_error(env, fn, "negative dimension"), NULL;
+    if (perm[d] < 0 || (size_t)perm[d] >= rank || seen[perm[d]]++) return throw_error(env, fn, "perm is not a permutation"), NULL;
+    total *= (size_t)shape[d];
+  }
+  if (lx != total || lo != total) return throw_error(env, fn, "x or out does not match the shape"), NULL;
+  if (total == 0) return NULL;
+  int64_t istride[MAX_RANK], oshape[MAX_RANK], ostride[MAX_RANK], src[MAX_RANK];
+  int64_t st = 1;
+  for (int64_t d = (int64_t)rank - 1; d >= 0; d--) istride[d] = st, st *= shape[d];
+  st = 1;
+  for (int64_t j = (int64_t)rank - 1; j >= 0; j--) {
+    oshape[j] = shape[perm[j]];
+    src[j] = istride[perm[j]];
+    ostride[j] = st;
+    st *= oshape[j];
+  }
+  const size_t r = rank;
+  if ((size_t)perm[r - 1] == r - 1) {
+    /* Inner rows stay contiguous: copy them whole. */
+    const size_t row = (size_t)oshape[r - 1];
+    const size_t rows = total / row;
+    int64_t idx[MAX_RANK] = {0};
+    int64_t off = 0;
+    for (size_t q = 0; q < rows; q++) {
+      memcpy(o + q * row, x + off, row * sizeof(float));
+      for (int64_t d = (int64_t)r - 2; d >= 0; d--) {
+        idx[d]++;
+        off += src[d];
+        if (idx[d] < oshape[d]) break;
+        off -= src[d] * idx[d];
+        idx[d] = 0;
+      }
+    }
+    return NULL;
+  }
+  /* jx: the output dim that is the input's innermost dim (stride 1 in x). */
+  size_t jx = 0;
+  while ((size_t)perm[jx] != r - 1) jx++;
+  const int64_t n1 = oshape[jx], n2 = oshape[r - 1];
+  const int64_t s2 = src[r - 1], o1 = ostride[jx];
+  /* Odometer over every output dim except jx and r-1. */
+  int64_t idx[MAX_RANK] = {0};
+  size_t outer = total / (size_t)(n1 * n2);
+  int64_t ioff = 0, ooff = 0;
+  for (size_t q = 0; q < outer; q++) {
+    for (int64_t a0 = 0; a0 < n1; a0 += TILE) {
+      const int64_t a1 = a0 + TILE < n1 ? a0 + TILE : n1;
+      for (int64_t b0 = 0; b0 < n2; b0 += TILE) {
+        const int64_t b1 = b0 + TILE < n2 ? b0 + TILE : n2;
+        for (int64_t a = a0; a < a1; a++) {
+          const float* xs = x + ioff + a;
+          float* os = o + ooff + a * o1;
+          for (int64_t b = b0; b < b1; b++) os[b] = xs[b * s2];
+        }
+      }
+    }
+    for (int64_t d = (int64_t)r - 2; d >= 0; d--) {
+      if ((size_t)d == jx) continue;
+      idx[d]++;
+      ioff += src[d];
+      ooff += ostride[d];
+      if (idx[d] < oshape[d]) break;
+      ioff -= src[d] * idx[d];
+      ooff -= ostride[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 
 NAPI_MODULE_INIT() {
   const napi_property_descriptor props[] = {
@@ -912,6 +1018,7 @@ NAPI_MODULE_INIT() {
       {"maxPool", NULL, js_max_pool, NULL, NULL, NULL, napi_enumerable, NULL},
       {"maxPoolGrad", NULL, js_max_pool_grad, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unary", NULL, js_unary, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"transpose", NULL, js_transpose, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -13,6 +13,7 @@ import { elementwiseKernelConfigs } from './elementwise-kernels';
 import { matMulKernelConfigs } from './matmul-kernels';
 import { poolKernelConfigs } from './pool-kernels';
 import { reduceKernelConfigs } from './reduce-kernels';
+import { transposeKernelConfigs } from './transpose-kernel';
 
 /** Name under which the backend is registered with TensorFlow.js. */
 export const BLAS_BACKEND_NAME = 'cpu-blas';
@@ -44,6 +45,7 @@ export function blasKernelConfigs(backendName: string = BLAS_BACKEND_NAME): Kern
     ...elementwiseKernelConfigs(backendName),
     ...reduceKernelConfigs(backendName),
     ...poolKernelConfigs(backendName),
+    ...transposeKernelConfigs(backendName),
   ];
 }
 

@@ -104,6 +104,41 @@ function broadcastMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transp
     }
   });
 
+  it('matrix-vector and vector-matrix products (the sgemv paths), every transpose, batched and stacked', async () => {
+    const rand = seededRandom(11);
+    for (const [m, k, n] of [
+      [300, 257, 1],
+      [1, 257, 300],
+      [1, 5, 1],
+      [1000, 1000, 1],
+      [1, 64, 33],
+    ] as [number, number, number][]) {
+      for (const [tA, tB] of [
+        [false, false],
+        [true, false],
+        [false, true],
+        [true, true],
+      ] as [boolean, boolean][]) {
+        for (const batch of [[], [3]]) {
+          const ops = matmulOperands(rand, batch, batch, m, k, n, tA, tB);
+          const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, (a, b) => tf.matMul(a, b, tA, tB));
+          expect({ m, k, n, tA, tB, batch, agrees: err < TOL }).toEqual({
+            m,
+            k,
+            n,
+            tA,
+            tB,
+            batch,
+            agrees: true,
+          });
+        }
+      }
+    }
+    // A stack of row vectors against one shared matrix folds into one product of 3 rows.
+    const ops = matmulOperands(rand, [3], [], 1, 40, 7, false, false);
+    expect(await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, (a, b) => tf.matMul(a, b))).toBeLessThan(TOL);
+  });
+
   it('BatchMatMul broadcasts batch dims (numpy rules), against explicitly broadcast operands', async () => {
     const rand = seededRandom(3);
     const cases: [number[], number[]][] = [
