@@ -604,13 +604,15 @@ class Trainer:
         self.x = problem.initial_x()
         self.y = problem.initial_y()
         self.optimizer = make_optimizer(spec["outerOptimizer"], self.x)
+        self.warm_start = spec.get("warmStart", True)
         self.steps = 0
         self.outer_loss = math.nan
 
     def step(self):
         if hasattr(self.problem, "begin_step"):
             self.problem.begin_step()
-        x, y0 = self.x, self.y
+        x = self.x
+        y0 = self.y if self.warm_start else self.problem.initial_y()
         inner = self.solver.solve(self.oracles, x, y0)
         hypergradient = self.estimator.estimate(Context(self.oracles, x, inner, y0, self.solver, self.steps))
         gradient_norm = hypergradient.norm().item()

@@ -7,7 +7,7 @@
 import * as os from 'os';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendChoice } from '@bilevel/backend';
-import { DataError, Random, createPipeline } from '@bilevel/core';
+import { type BilevelProblem, DataError, Random, createPipeline } from '@bilevel/core';
 import '@bilevel/solvers';
 import '@bilevel/estimators';
 import { QuadraticProblem, loadDenseSplits } from '@bilevel/problems';
@@ -76,6 +76,32 @@ function hyperCleaningArrays(options: Record<string, unknown>): ArrayEntry[] {
   ];
 }
 
+/** The tensors of a tree as float32 arrays (copies), named `<prefix><name>`. */
+function treeArrays(prefix: string, tree: Readonly<Record<string, tf.Tensor>>): ArrayEntry[] {
+  return Object.keys(tree).map((n) => ({
+    name: `${prefix}${n}`,
+    dtype: 'float32' as const,
+    shape: tree[n].shape,
+    data: Float32Array.from(tree[n].dataSync()),
+  }));
+}
+
+/**
+ * Keeps (a clone of) every task batch the problem draws, in order, so the twin can replay them. A clone shares
+ * the batch's data, so the timed steps do no extra work beyond it.
+ */
+function recordTasks(problem: BilevelProblem, into: Record<string, tf.Tensor>[]): void {
+  const sample = problem.sampleTask?.bind(problem);
+  if (!sample) return;
+  problem.sampleTask = (rng) => {
+    const batch = sample(rng);
+    const kept: Record<string, tf.Tensor> = {};
+    for (const k of Object.keys(batch)) kept[k] = tf.keep(tf.clone(batch[k]));
+    into.push(kept);
+    return batch;
+  };
+}
+
 async function timePipeline(w: SpeedWorkload, spec: PipelineWorkload, twinDataDir: string | undefined): Promise<Timed> {
   const setupStart = performance.now();
   const pipeline = createPipeline({
@@ -84,13 +110,22 @@ async function timePipeline(w: SpeedWorkload, spec: PipelineWorkload, twinDataDi
     estimator: spec.estimator,
     outerOptimizer: spec.outerOptimizer,
     // No metrics or closed-form comparisons inside the steps: only the method's own work is timed.
-    trainer: { steps: 1_000_000, evalEvery: 0, closedFormDiagnostics: false },
+    trainer: { steps: 1_000_000, evalEvery: 0, closedFormDiagnostics: false, warmStart: spec.warmStart },
     seed: 0,
   });
+  // Few-shot: the twin replays the tasks drawn here, from the same initial backbone.
+  const tasks: Record<string, tf.Tensor>[] = [];
+  const entries: ArrayEntry[] = [];
   try {
+    // The trainer's one-time check of the problem (it draws a task of its own) before anything is recorded.
+    pipeline.trainer.preflight();
     if (twinDataDir) {
-      if (pipeline.problem instanceof QuadraticProblem) writeArrays(twinDataDir, quadraticArrays(pipeline.problem));
-      else if (spec.problem.name === 'hyper-cleaning') writeArrays(twinDataDir, hyperCleaningArrays(spec.problem.options));
+      if (pipeline.problem instanceof QuadraticProblem) entries.push(...quadraticArrays(pipeline.problem));
+      else if (spec.problem.name === 'hyper-cleaning') entries.push(...hyperCleaningArrays(spec.problem.options));
+      else if (spec.problem.name === 'few-shot') {
+        entries.push(...treeArrays('param:', pipeline.trainer.x));
+        recordTasks(pipeline.problem, tasks);
+      }
     }
     const setupSeconds = (performance.now() - setupStart) / 1000;
     const trainer = pipeline.trainer;
@@ -107,8 +142,11 @@ async function timePipeline(w: SpeedWorkload, spec: PipelineWorkload, twinDataDi
     if (pipeline.problem instanceof QuadraticProblem) {
       checks.xRelativeError = pipeline.problem.evaluate(trainer.x, trainer.y).xRelativeError;
     }
+    tasks.forEach((t, i) => entries.push(...treeArrays(`step${i}:`, t)));
+    if (twinDataDir && entries.length > 0) writeArrays(twinDataDir, entries);
     return { timesMs, checks, setupSeconds };
   } finally {
+    for (const t of tasks) tf.dispose(Object.values(t));
     pipeline.dispose();
   }
 }
@@ -236,5 +274,5 @@ export async function runSpeedTask(task: SpeedTask): Promise<BilevelSpeedResult>
 }
 
 function hasTwinData(spec: PipelineWorkload | MicroWorkload): boolean {
-  return spec.kind === 'pipeline' && (spec.problem.name === 'quadratic' || spec.problem.name === 'hyper-cleaning');
+  return spec.kind === 'pipeline' && ['quadratic', 'hyper-cleaning', 'few-shot'].includes(spec.problem.name);
 }

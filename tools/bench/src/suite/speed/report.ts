@@ -89,8 +89,12 @@ export function speedTable(outcome: SpeedOutcome): string {
     sideCell(r.torch, missing),
     ratioText(ratio(r)),
     agreementText(r.workload, r.bilevel, r.torch),
+    r.load ? [r.load.bilevel, r.load.torch].filter((v): v is number => v !== undefined).map((v) => v.toFixed(1)).join(' / ') : '—',
   ]);
-  return table(['workload', 'Bilevel ms (median, min)', 'PyTorch ms (median, min)', 'Bilevel ÷ PyTorch', 'Bilevel vs PyTorch: computed'], rows);
+  return table(
+    ['workload', 'Bilevel ms (median, min)', 'PyTorch ms (median, min)', 'Bilevel ÷ PyTorch', 'Bilevel vs PyTorch: computed', 'load'],
+    rows,
+  );
 }
 
 function backendOf(outcome: SpeedOutcome): { name: string; reason: string; threads?: number } | undefined {

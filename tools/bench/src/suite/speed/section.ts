@@ -16,6 +16,8 @@ export interface SpeedRow {
   readonly bilevel: BilevelSpeedResult;
   /** Absent when PyTorch was not found. */
   readonly torch?: SpeedSideResult;
+  /** 1-minute load average when each side started (the machine may be shared). */
+  readonly load?: { readonly bilevel: number; readonly torch?: number };
 }
 
 export interface SpeedOutcome {
@@ -72,7 +74,7 @@ export function runBilevelWorker(workerScript: string, task: SpeedTask, timeoutS
 export function twinNeedsData(w: SpeedWorkload): boolean {
   const s = w.spec;
   if (s.kind === 'network') return true;
-  return s.kind === 'pipeline' && (s.problem.name === 'quadratic' || s.problem.name === 'hyper-cleaning');
+  return s.kind === 'pipeline' && ['quadratic', 'hyper-cleaning', 'few-shot'].includes(s.problem.name);
 }
 
 function ms(v: number): string {
@@ -110,9 +112,12 @@ export async function runSpeedSection(options: SpeedOptions): Promise<SpeedOutco
         backend: options.backend,
         ...(dataDir ? { twinDataDir: dataDir } : {}),
       };
+      const loadBilevel = os.loadavg()[0];
       const bilevel = await runBilevelWorker(options.workerScript, task, w.timeoutSeconds);
       let twin: SpeedSideResult | undefined;
+      let loadTorch: number | undefined;
       if (torch.found) {
+        loadTorch = os.loadavg()[0];
         if (dataDir && !bilevel.twinData) {
           twin = failed('skipped', 'not run: the Bilevel side wrote no data for it');
         } else {
@@ -125,7 +130,12 @@ export async function runSpeedSection(options: SpeedOptions): Promise<SpeedOutco
         }
         if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
       }
-      rows.push({ workload: w, bilevel, ...(twin ? { torch: twin } : {}) });
+      rows.push({
+        workload: w,
+        bilevel,
+        ...(twin ? { torch: twin } : {}),
+        load: { bilevel: loadBilevel, ...(loadTorch !== undefined ? { torch: loadTorch } : {}) },
+      });
       options.log(`[speed] ${w.id}: ${summary('Bilevel', bilevel)}${twin ? `, ${summary('PyTorch', twin)}` : ''}`);
     }
   } finally {

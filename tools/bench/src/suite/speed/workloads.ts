@@ -22,6 +22,8 @@ export interface PipelineWorkload {
   readonly innerSolver: SpeedPlugin;
   readonly estimator: SpeedPlugin;
   readonly outerOptimizer: SpeedPlugin;
+  /** Start each inner solve from the previous y (core's default) or from the problem's initial y. */
+  readonly warmStart: boolean;
 }
 
 /** ResNet-12 forward and backward on a batch of images. */
@@ -80,7 +82,7 @@ function quadraticWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
     id: `quadratic/${name}`,
     family: 'quadratic',
     label: `quadratic d=${(problem.options.dimension as number).toLocaleString('en-US')}, ${label}`,
-    spec: { kind: 'pipeline', problem, innerSolver, estimator, outerOptimizer },
+    spec: { kind: 'pipeline', problem, innerSolver, estimator, outerOptimizer, warmStart: true },
     warmup: quick ? 2 : 3,
     steps: quick ? 5 : 30,
     timeoutSeconds: quick ? 120 : 300,
@@ -116,7 +118,7 @@ function hyperCleaningWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
     family: 'hyper-cleaning',
     label: `hyper-cleaning n=${sizes.trainSamples.toLocaleString('en-US')}, ${label}`,
     data: 'fashion-mnist',
-    spec: { kind: 'pipeline', problem, innerSolver, estimator, outerOptimizer: outer },
+    spec: { kind: 'pipeline', problem, innerSolver, estimator, outerOptimizer: outer, warmStart: true },
     warmup: 2,
     steps: quick ? 3 : 10,
     timeoutSeconds: quick ? 120 : 600,
@@ -142,8 +144,8 @@ function resnetWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
       family: 'resnet',
       label: `ResNet-12 forward + backward, ${images} × ${imageSize}×${imageSize}×3`,
       spec: { kind: 'network', backbone: plugin('resnet12'), images, imageSize, channels: 3 },
-      warmup: quick ? 1 : 2,
-      steps: quick ? 2 : 10,
+      warmup: 1,
+      steps: quick ? 2 : 5,
       timeoutSeconds: quick ? 120 : 600,
     },
   ];
@@ -151,49 +153,59 @@ function resnetWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
 
 /**
  * One outer step of the few-shot problem (ANIL-style: the backbone is x, the task heads are y) on synthetic
- * images (the `synthetic` data of the few-shot problem): Conv-4 on 28×28 grey images as for Omniglot,
- * ResNet-12 on 84×84 colour images as for miniImageNet. AID-CG with 20 inner gradient steps, as the suite's
- * few-shot section.
+ * images (the `synthetic` data of the few-shot problem): Conv-4 (32 filters) on 28×28 grey images with the
+ * suite's Omniglot episodes (4 tasks of 5-way 1-shot, 5 queries per class); ResNet-12 on 84×84 colour images
+ * as for miniImageNet, one task of 5-way 1-shot with 5 queries per class (30 images). AID-CG with 20 inner
+ * gradient steps from zero heads, as the suite's few-shot section.
  */
 function fewShotWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
   const inner = plugin('gd', { stepSize: 0.05, maxIterations: 20 });
   const estimator = plugin('cg', { maxIterations: 10 });
   const outer = plugin('adam', { learningRate: 0.003 });
-  const episode = { ways: 5, shots: 1, queries: quick ? 2 : 5, metaBatchSize: quick ? 1 : 4, headWeightDecay: 0.01 };
-  const common = {
-    dataset: 'synthetic',
-    syntheticClasses: 20,
-    syntheticImagesPerClass: 10,
-    ...episode,
-    evalEpisodes: 1,
-    evalInnerSteps: 1,
-    seed: 0,
-  };
-  const conv4Size = 28;
-  const resnetSize = quick ? 32 : 84;
-  const w = (name: string, label: string, problemOptions: Record<string, unknown>): SpeedWorkload => ({
+  const w = (
+    name: string,
+    backbone: string,
+    backboneOptions: Record<string, unknown>,
+    imageSize: number,
+    channels: number,
+    tasks: number,
+    queries: number,
+  ): SpeedWorkload => ({
     id: `few-shot/${name}`,
     family: 'few-shot',
-    label,
-    spec: { kind: 'pipeline', problem: plugin('few-shot', problemOptions), innerSolver: inner, estimator, outerOptimizer: outer },
-    warmup: quick ? 1 : 2,
-    steps: quick ? 2 : 5,
+    label:
+      `few-shot ${backbone}, ${imageSize}×${imageSize}×${channels}, ${tasks} task${tasks === 1 ? '' : 's'} ` +
+      `5-way 1-shot ${queries} queries, AID-CG`,
+    spec: {
+      kind: 'pipeline',
+      problem: plugin('few-shot', {
+        dataset: 'synthetic',
+        syntheticClasses: 20,
+        syntheticImagesPerClass: 10,
+        imageSize,
+        channels,
+        ways: 5,
+        shots: 1,
+        queries,
+        metaBatchSize: tasks,
+        headWeightDecay: 0.01,
+        evalEpisodes: 1,
+        evalInnerSteps: 1,
+        backbone: { name, options: backboneOptions },
+        seed: 0,
+      }),
+      innerSolver: inner,
+      estimator,
+      outerOptimizer: outer,
+      warmStart: false,
+    },
+    warmup: 1,
+    steps: quick ? 2 : name === 'resnet12' ? 3 : 5,
     timeoutSeconds: quick ? 180 : 900,
   });
-  const tasks = `${episode.metaBatchSize} task${episode.metaBatchSize === 1 ? '' : 's'} 5-way 1-shot ${episode.queries} queries`;
   return [
-    w('conv4', `few-shot Conv-4 (32 filters), ${conv4Size}×${conv4Size}×1, ${tasks}, AID-CG`, {
-      ...common,
-      imageSize: conv4Size,
-      channels: 1,
-      backbone: { name: 'conv4', options: { filters: 32 } },
-    }),
-    w('resnet12', `few-shot ResNet-12, ${resnetSize}×${resnetSize}×3, ${tasks}, AID-CG`, {
-      ...common,
-      imageSize: resnetSize,
-      channels: 3,
-      backbone: { name: 'resnet12', options: {} },
-    }),
+    w('conv4', 'Conv-4 (32 filters)', { filters: 32 }, 28, 1, quick ? 1 : 4, quick ? 2 : 5),
+    w('resnet12', 'ResNet-12', {}, quick ? 32 : 84, 3, 1, quick ? 2 : 5),
   ];
 }
 
