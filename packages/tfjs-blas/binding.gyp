@@ -2,8 +2,9 @@
   "targets": [
     {
       "target_name": "bilevel_blas",
-      "sources": ["native/bilevel-blas.c"],
-      "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra"],
+      "sources": ["native/bilevel-blas.c", "native/thread-pool.c"],
+      "cflags": ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math", "-pthread", "-Wall", "-Wextra"],
+      "ldflags": ["-pthread"],
       "defines": ["NAPI_VERSION=8"],
       "conditions": [
         [

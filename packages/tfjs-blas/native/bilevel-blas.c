@@ -23,11 +23,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "thread-pool.h"
+#include "vector-math.h"
+
 #ifdef BILEVEL_ACCELERATE
 #include <Accelerate/Accelerate.h>
 #else
 #include <cblas.h>
 #endif
+
+/* Element-wise loops are compiled for AVX-512 and AVX2 too and picked at load by the CPU (GCC function
+ * multi-versioning by CPU feature, x86-64 Linux); elsewhere the portable build (NEON is baseline on ARM64).
+ * -fno-trapping-math (binding.gyp) lets the compiler turn the special-value selects into vector blends. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/* Smallest element count per thread in the threaded element-wise kernels (128 KB of float32). */
+#define PARALLEL_GRAIN 32768
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Argument helpers: each returns 0 on success; on failure it has thrown a JS error and returns -1. */
@@ -231,6 +246,7 @@ static napi_value js_set_threads(napi_env env, napi_callback_info info) {
 #ifndef BILEVEL_ACCELERATE
   openblas_set_num_threads((int)n);
 #endif
+  pool_set_threads((int)n);
   return NULL;
 }
 
@@ -608,6 +624,7 @@ static inline uint8_t cmp_apply(int op, float a, float b) {
 }
 
 /* One inner run of length n with element steps sa, sb (0 or 1 after collapsing, or any stride). */
+VECTOR_CLONES
 static void bin_run(int op, const float* a, int64_t sa, const float* b, int64_t sb, float* o, int64_t n) {
 #define RUN(EXPR)                                                                                  \
   if (sa == 1 && sb == 1) { for (int64_t i = 0; i < n; i++) { const float x = a[i], y = b[i]; o[i] = (EXPR); } } \
@@ -619,9 +636,64 @@ static void bin_run(int op, const float* a, int64_t sa, const float* b, int64_t 
     case BIN_SUB: RUN(x - y) break;
     case BIN_MUL: RUN(x * y) break;
     case BIN_DIV: RUN(x / y) break;
+    case BIN_MAX: RUN((x != x || y != y) ? NAN : (x > y ? x : y)) break;
+    case BIN_MIN: RUN((x != x || y != y) ? NAN : (x < y ? x : y)) break;
+    case BIN_SQDIFF: RUN((x - y) * (x - y)) break;
     default: RUN(bin_apply(op, x, y)) break;
   }
 #undef RUN
+}
+
+/* A binary op over a collapsed layout, split by element ranges for the thread pool. */
+typedef struct {
+  int op, compare;
+  const float *a, *b;
+  void* out;
+  size_t rank;
+  int64_t shape[MAX_RANK], sa[MAX_RANK], sb[MAX_RANK];
+} BinTask;
+
+VECTOR_CLONES
+static void cmp_run(int op, const float* a, int64_t sa, const float* b, int64_t sb, uint8_t* o, int64_t n) {
+  for (int64_t i = 0; i < n; i++) o[i] = cmp_apply(op, a[i * sa], b[i * sb]);
+}
+
+/* Elements [begin, end) of the output: the odometer starts at `begin` and walks whole or partial runs. */
+static void bin_range(void* ctx, size_t begin, size_t end) {
+  const BinTask* t = (const BinTask*)ctx;
+  const size_t r = t->rank;
+  const int64_t n = t->shape[r - 1];
+  int64_t idx[MAX_RANK] = {0};
+  size_t run = begin / (size_t)n;
+  int64_t i0 = (int64_t)(begin % (size_t)n);
+  int64_t ao = i0 * t->sa[r - 1], bo = i0 * t->sb[r - 1];
+  for (int64_t d = (int64_t)r - 2; d >= 0; d--) {
+    idx[d] = (int64_t)(run % (size_t)t->shape[d]);
+    run /= (size_t)t->shape[d];
+    ao += idx[d] * t->sa[d];
+    bo += idx[d] * t->sb[d];
+  }
+  size_t pos = begin;
+  while (pos < end) {
+    const int64_t len = (int64_t)(end - pos) < n - i0 ? (int64_t)(end - pos) : n - i0;
+    if (t->compare)
+      cmp_run(t->op, t->a + ao, t->sa[r - 1], t->b + bo, t->sb[r - 1], (uint8_t*)t->out + pos, len);
+    else
+      bin_run(t->op, t->a + ao, t->sa[r - 1], t->b + bo, t->sb[r - 1], (float*)t->out + pos, len);
+    pos += (size_t)len;
+    ao -= i0 * t->sa[r - 1];
+    bo -= i0 * t->sb[r - 1];
+    i0 = 0;
+    for (int64_t d = (int64_t)r - 2; d >= 0; d--) {
+      idx[d]++;
+      ao += t->sa[d];
+      bo += t->sb[d];
+      if (idx[d] < t->shape[d]) break;
+      ao -= t->sa[d] * idx[d];
+      bo -= t->sb[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
 }
 
 /* binary(op, a, aStrides, b, bStrides, out, shape): out[i] = a[i] ∘ b[i] over `shape`, where an operand's
@@ -664,27 +736,9 @@ static napi_value js_binary(napi_env env, napi_callback_info info) {
   if (lo != total) return throw_error(env, fn, "out does not match the shape"), NULL;
   if (total == 0) return NULL;
   if ((size_t)amax >= la || (size_t)bmax >= lb) return throw_error(env, fn, "a or b is too small for its strides"), NULL;
-  const int64_t n = shape[rank - 1];
-  const size_t runs = total / (size_t)n;
-  int64_t idx[MAX_RANK] = {0};
-  int64_t ao = 0, bo = 0;
-  for (size_t r = 0; r < runs; r++) {
-    if (compare) {
-      uint8_t* o = (uint8_t*)optr + r * (size_t)n;
-      for (int64_t i = 0; i < n; i++) o[i] = cmp_apply((int)op, a[ao + i * sa[rank - 1]], b[bo + i * sb[rank - 1]]);
-    } else {
-      bin_run((int)op, a + ao, sa[rank - 1], b + bo, sb[rank - 1], (float*)optr + r * (size_t)n, n);
-    }
-    for (int64_t d = (int64_t)rank - 2; d >= 0; d--) {
-      idx[d]++;
-      ao += sa[d];
-      bo += sb[d];
-      if (idx[d] < shape[d]) break;
-      ao -= (int64_t)sa[d] * idx[d];
-      bo -= (int64_t)sb[d] * idx[d];
-      idx[d] = 0;
-    }
-  }
+  BinTask t = {(int)op, compare, a, b, optr, rank, {0}, {0}, {0}};
+  for (size_t d = 0; d < rank; d++) t.shape[d] = shape[d], t.sa[d] = sa[d], t.sb[d] = sb[d];
+  pool_parallel_for(total, PARALLEL_GRAIN, bin_range, &t);
   return NULL;
 }
 
@@ -867,11 +921,49 @@ static napi_value js_max_pool_grad(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* unary(op, x, out, alpha): elementwise, with the JS kernels' formulas (transcendentals in double). */
+/* unary(op, x, out, alpha): element-wise, with the JS kernels' formulas (alpha: Step's value at x <= 0,
+ * LeakyRelu's slope). */
 enum {
   UN_RELU = 0, UN_STEP = 1, UN_NEG = 2, UN_SQUARE = 3, UN_SQRT = 4, UN_RSQRT = 5, UN_EXP = 6, UN_LOG = 7,
-  UN_ABS = 8, UN_SIGMOID = 9, UN_TANH = 10, UN_RELU6 = 11, UN_ELU = 12
+  UN_ABS = 8, UN_SIGMOID = 9, UN_TANH = 10, UN_RELU6 = 11, UN_ELU = 12, UN_LEAKY_RELU = 13
 };
+
+typedef struct {
+  int op;
+  const float* x;
+  float* o;
+  float alpha;
+} UnaryTask;
+
+/* The transcendental ops use vm_exp / vm_log (vector-math.h, about 1 ulp); the JS kernels compute in double
+ * and round, so results may differ from them by an ulp or two. */
+VECTOR_CLONES
+static void unary_range(void* ctx, size_t begin, size_t end) {
+  const UnaryTask* t = (const UnaryTask*)ctx;
+  const float* x = t->x + begin;
+  float* o = t->o + begin;
+  const size_t n = end - begin;
+  const float a = t->alpha;
+  switch (t->op) {
+    case UN_RELU: for (size_t i = 0; i < n; i++) o[i] = x[i] != x[i] ? x[i] : (x[i] > 0.f ? x[i] : 0.f); break;
+    case UN_STEP: for (size_t i = 0; i < n; i++) o[i] = x[i] != x[i] ? x[i] : (x[i] > 0.f ? 1.f : a); break;
+    case UN_NEG: for (size_t i = 0; i < n; i++) o[i] = -x[i]; break;
+    case UN_SQUARE: for (size_t i = 0; i < n; i++) o[i] = x[i] * x[i]; break;
+    case UN_SQRT: for (size_t i = 0; i < n; i++) o[i] = sqrtf(x[i]); break;
+    case UN_RSQRT: for (size_t i = 0; i < n; i++) o[i] = 1.f / sqrtf(x[i]); break;
+    case UN_EXP: for (size_t i = 0; i < n; i++) o[i] = vm_exp(x[i]); break;
+    case UN_LOG: for (size_t i = 0; i < n; i++) o[i] = vm_log(x[i]); break;
+    case UN_ABS: for (size_t i = 0; i < n; i++) o[i] = fabsf(x[i]); break;
+    case UN_SIGMOID: for (size_t i = 0; i < n; i++) o[i] = 1.f / (1.f + vm_exp(-x[i])); break;
+    case UN_TANH: for (size_t i = 0; i < n; i++) o[i] = (float)tanh((double)x[i]); break;
+    case UN_RELU6:
+      for (size_t i = 0; i < n; i++) o[i] = x[i] != x[i] ? x[i] : (x[i] > 0.f ? (x[i] < 6.f ? x[i] : 6.f) : 0.f);
+      break;
+    case UN_ELU: for (size_t i = 0; i < n; i++) o[i] = x[i] >= 0.f ? x[i] : vm_exp(x[i]) - 1.f; break;
+    case UN_LEAKY_RELU: for (size_t i = 0; i < n; i++) o[i] = x[i] < 0.f ? a * x[i] : x[i]; break;
+    default: break;
+  }
+}
 
 static napi_value js_unary(napi_env env, napi_callback_info info) {
   const char* fn = "unary";
@@ -884,28 +976,10 @@ static napi_value js_unary(napi_env env, napi_callback_info info) {
   if (arg_int(env, argv[0], fn, "op", 0, &op) || arg_f32(env, argv[1], fn, "x", 0, &x, &lx) ||
       arg_f32(env, argv[2], fn, "out", 0, &o, &lo) || arg_double(env, argv[3], fn, "alpha", &alpha))
     return NULL;
-  if (op > UN_ELU) return throw_error(env, fn, "unknown op"), NULL;
+  if (op > UN_LEAKY_RELU) return throw_error(env, fn, "unknown op"), NULL;
   if (lo != lx) return throw_error(env, fn, "out must have the size of x"), NULL;
-  const size_t n = lx;
-  const float a = (float)alpha;
-  switch (op) {
-    case UN_RELU: for (size_t i = 0; i < n; i++) o[i] = x[i] != x[i] ? x[i] : (x[i] > 0.f ? x[i] : 0.f); break;
-    case UN_STEP: for (size_t i = 0; i < n; i++) o[i] = x[i] != x[i] ? x[i] : (x[i] > 0.f ? 1.f : a); break;
-    case UN_NEG: for (size_t i = 0; i < n; i++) o[i] = -x[i]; break;
-    case UN_SQUARE: for (size_t i = 0; i < n; i++) o[i] = x[i] * x[i]; break;
-    case UN_SQRT: for (size_t i = 0; i < n; i++) o[i] = (float)sqrt((double)x[i]); break;
-    case UN_RSQRT: for (size_t i = 0; i < n; i++) o[i] = (float)(1.0 / sqrt((double)x[i])); break;
-    case UN_EXP: for (size_t i = 0; i < n; i++) o[i] = (float)exp((double)x[i]); break;
-    case UN_LOG: for (size_t i = 0; i < n; i++) o[i] = (float)log((double)x[i]); break;
-    case UN_ABS: for (size_t i = 0; i < n; i++) o[i] = fabsf(x[i]); break;
-    case UN_SIGMOID: for (size_t i = 0; i < n; i++) o[i] = (float)(1.0 / (1.0 + exp(-(double)x[i]))); break;
-    case UN_TANH: for (size_t i = 0; i < n; i++) o[i] = (float)tanh((double)x[i]); break;
-    case UN_RELU6:
-      for (size_t i = 0; i < n; i++) o[i] = x[i] != x[i] ? x[i] : (x[i] > 0.f ? (x[i] < 6.f ? x[i] : 6.f) : 0.f);
-      break;
-    case UN_ELU: for (size_t i = 0; i < n; i++) o[i] = x[i] >= 0.f ? x[i] : (float)(exp((double)x[i]) - 1.0); break;
-    default: break;
-  }
+  UnaryTask t = {(int)op, x, o, (float)alpha};
+  pool_parallel_for(lx, PARALLEL_GRAIN, unary_range, &t);
   return NULL;
 }
 
@@ -1004,7 +1078,18 @@ static napi_value js_transpose(napi_env env, napi_callback_info info) {
 
 /* ---------------------------------------------------------------------------------------------- */
 
+static void cleanup_pool(void* arg) {
+  (void)arg;
+  pool_shutdown();
+}
+
 NAPI_MODULE_INIT() {
+  napi_add_env_cleanup_hook(env, cleanup_pool, NULL);
+#ifndef BILEVEL_ACCELERATE
+  pool_set_threads(openblas_get_num_threads());
+#else
+  pool_set_threads(1);
+#endif
   const napi_property_descriptor props[] = {
       {"info", NULL, js_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_enumerable, NULL},

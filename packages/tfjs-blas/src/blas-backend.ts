@@ -4,10 +4,15 @@ import {
   getKernelsForBackend,
   registerBackend,
   registerKernel,
+  type BackendValues,
+  type DataId,
   type KernelConfig,
+  type KernelFunc,
+  type NamedTensorInfoMap,
 } from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { isBlasAvailable } from './blas-info';
+import { BufferPool } from './buffer-pool';
 import { convKernelConfigs } from './conv-kernels';
 import { elementwiseKernelConfigs } from './elementwise-kernels';
 import { matMulKernelConfigs } from './matmul-kernels';
@@ -24,17 +29,63 @@ export const BLAS_BACKEND_NAME = 'cpu-blas';
  */
 export const BLAS_BACKEND_PRIORITY = 2.5;
 
+/** Bytes of disposed output arrays the backend keeps for reuse (see {@link BufferPool}). */
+export const BUFFER_POOL_BYTES = 256 * 1024 * 1024;
+
 /**
  * The pure-JS cpu backend's tensor storage, with heavy kernels replaced by native ones. Tensor data stays in
- * JS Float32Arrays that the addon reads and writes in place.
+ * JS Float32Arrays that the addon reads and writes in place; the output arrays of native kernels are reused
+ * once their tensors are disposed (see {@link BufferPool}).
  */
 export class MathBackendBlas extends MathBackendCPU {
+  /** Output arrays of native kernels, kept for reuse. */
+  readonly pool = new BufferPool(BUFFER_POOL_BYTES);
+
   constructor() {
     super();
     // The JS cpu backend prints, on first use in Node, a banner that recommends tfjs-node for speed; this
     // backend is the fast path, so the banner would mislead.
     (this as unknown as { firstUse: boolean }).firstUse = false;
   }
+
+  /** An output array of `length` floats for a native kernel (contents undefined: the kernel writes all). */
+  allocOutput(length: number): Float32Array {
+    return this.pool.alloc(length);
+  }
+
+  /** Marks the arrays of `inputs` as possibly held by a JS kernel (never reused). */
+  taintInputs(inputs: NamedTensorInfoMap): void {
+    for (const name of Object.keys(inputs)) {
+      const t = inputs[name];
+      if (t) this.pool.taint(this.data.get(t.dataId)?.values);
+    }
+  }
+
+  override readSync(dataId: DataId): BackendValues {
+    // The engine hands this array to the caller (dataSync, bufferSync): it must never be reused.
+    this.pool.taint(this.data.get(dataId)?.values);
+    return super.readSync(dataId);
+  }
+
+  override disposeData(dataId: DataId, force = false): boolean {
+    const entry = this.data.get(dataId);
+    const removed = super.disposeData(dataId, force);
+    if (entry && removed && !this.data.has(dataId)) this.pool.release(entry.values);
+    return removed;
+  }
+
+  override dispose(): void {
+    this.pool.clear();
+    super.dispose();
+  }
+}
+
+/** A JS kernel of the cpu backend that first marks its inputs' arrays as shared (they may be viewed). */
+function taintingKernel(kernelFunc: KernelFunc): KernelFunc {
+  return (args) => {
+    if (args.backend instanceof MathBackendBlas) args.backend.taintInputs(args.inputs);
+    return kernelFunc(args);
+  };
 }
 
 /** Kernels computed by the addon; every other kernel is the JS cpu backend's own. */
@@ -68,7 +119,11 @@ export function registerBlasBackend(): boolean {
   const replaced = new Set(native.map((k) => k.kernelName));
   for (const kernel of getKernelsForBackend('cpu')) {
     if (replaced.has(kernel.kernelName) || getKernel(kernel.kernelName, BLAS_BACKEND_NAME)) continue;
-    registerKernel({ ...kernel, backendName: BLAS_BACKEND_NAME });
+    registerKernel({
+      ...kernel,
+      backendName: BLAS_BACKEND_NAME,
+      kernelFunc: taintingKernel(kernel.kernelFunc),
+    });
   }
   for (const kernel of native) {
     if (!getKernel(kernel.kernelName, BLAS_BACKEND_NAME)) registerKernel(kernel);

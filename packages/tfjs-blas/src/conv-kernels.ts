@@ -22,6 +22,7 @@ import {
   nativeActivationCode,
   requiredInput,
   runCpuKernel,
+  outputArray,
 } from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
 
@@ -78,7 +79,7 @@ const conv2D: KernelFunc = ({ inputs, backend, attrs }) => {
     false,
     'channelsLast',
   );
-  const out = new Float32Array(util.sizeFromShape(info.outShape));
+  const out = outputArray(cpu, util.sizeFromShape(info.outShape));
   requireNativeBlas().conv2d(
     float32Values(cpu, x),
     float32Values(cpu, filter),
@@ -112,7 +113,7 @@ const conv2DBackpropInput: KernelFunc = ({ inputs, backend, attrs }) => {
     'channelsLast',
   );
   checkShape('conv2dBackpropInput', 'dy', dy.shape, info.outShape);
-  const dx = new Float32Array(util.sizeFromShape(info.inShape));
+  const dx = outputArray(cpu, util.sizeFromShape(info.inShape));
   requireNativeBlas().conv2dBackpropInput(
     float32Values(cpu, dy),
     float32Values(cpu, filter),
@@ -143,7 +144,7 @@ const conv2DBackpropFilter: KernelFunc = ({ inputs, backend, attrs }) => {
     'channelsLast',
   );
   checkShape('conv2dBackpropFilter', 'dy', dy.shape, info.outShape);
-  const dw = new Float32Array(util.sizeFromShape(info.filterShape));
+  const dw = outputArray(cpu, util.sizeFromShape(info.filterShape));
   requireNativeBlas().conv2dBackpropFilter(
     float32Values(cpu, x),
     float32Values(cpu, dy),
@@ -180,7 +181,7 @@ const fusedConv2D: KernelFunc = ({ inputs, backend, attrs }) => {
   const code = nativeActivationCode(activation);
   const fuseBias = bias === undefined || isColumnBias(bias, info.outChannels, 4);
   const fuseAll = fuseBias && code !== undefined;
-  const out = new Float32Array(util.sizeFromShape(info.outShape));
+  const out = outputArray(cpu, util.sizeFromShape(info.outShape));
   requireNativeBlas().conv2d(
     float32Values(cpu, x),
     float32Values(cpu, filter),

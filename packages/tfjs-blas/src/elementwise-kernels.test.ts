@@ -178,6 +178,73 @@ function specialOperand(rand: () => number, shape: number[]): Operand {
     expect(await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, loss)).toBeLessThan(1e-4);
   });
 
+  it('large tensors (split over the worker threads) agree, contiguous and broadcast, chunks across runs', async () => {
+    const rand = seededRandom(77);
+    const pairs: [number[], number[]][] = [
+      [[70_001], [70_001]],
+      [[70, 1001], [1001]],
+      [
+        [7, 1003, 10],
+        [7, 1003, 1],
+      ],
+      [
+        [3, 25_000],
+        [3, 1],
+      ],
+    ];
+    for (const [sa, sb] of pairs) {
+      const ops = [specialOperand(rand, sa), specialOperand(rand, sb)];
+      for (const op of [tf.mul, tf.maximum, tf.greater]) {
+        const [got] = await runOn(BLAS_BACKEND_NAME, ops, (a, b) => op(a, b));
+        const [want] = await runOn('cpu', ops, (a, b) => op(a, b));
+        expect({ sa, sb, op: op.name, at: firstMismatch(got.values, want.values, 1e-6) }).toEqual({
+          sa,
+          sb,
+          op: op.name,
+          at: -1,
+        });
+      }
+    }
+    for (const op of unaryOps) {
+      const ops = [specialOperand(rand, [70_003])];
+      const [got] = await runOn(BLAS_BACKEND_NAME, ops, (x) => op[1](x));
+      const [want] = await runOn('cpu', ops, (x) => op[1](x));
+      expect({ op: op[0], at: firstMismatch(got.values, want.values, 1e-6) }).toEqual({ op: op[0], at: -1 });
+    }
+  });
+
+  it('exp, log and sigmoid stay within 2 ulp of float64 over the whole float range (subnormals, overflow)', async () => {
+    await tf.setBackend(BLAS_BACKEND_NAME);
+    // exp over [-110, 90] (underflow to 0 and overflow to Infinity at the ends), log over 1e-44 … 3e38.
+    const n = 200_001;
+    const xe = Float32Array.from({ length: n }, (_, i) => -110 + (200 * i) / (n - 1));
+    const xl = Float32Array.from({ length: n }, (_, i) => Math.exp(-101 + (190 * i) / (n - 1)));
+    const [e, l, s] = tf.tidy(() => [
+      tf.exp(tf.tensor1d(xe)).dataSync(),
+      tf.log(tf.tensor1d(xl)).dataSync(),
+      tf.sigmoid(tf.tensor1d(xe)).dataSync(),
+    ]);
+    // Results below the smallest normal float may be flushed to zero (documented); elsewhere count ulps.
+    const SMALLEST_NORMAL = 2 ** -126;
+    const ulps = (got: number, want: number) => {
+      const w = Math.fround(want);
+      if (!Number.isFinite(w)) return got === w ? 0 : Infinity;
+      if (Math.abs(want) < SMALLEST_NORMAL) return Math.abs(got) < SMALLEST_NORMAL ? 0 : Infinity;
+      return Math.abs(got - want) / (Math.abs(w) * 2 ** -23);
+    };
+    let worst = { exp: 0, log: 0, sigmoid: 0 };
+    for (let i = 0; i < n; i++) {
+      worst = {
+        exp: Math.max(worst.exp, ulps(e[i], Math.exp(xe[i]))),
+        log: Math.max(worst.log, ulps(l[i], Math.log(xl[i]))),
+        sigmoid: Math.max(worst.sigmoid, ulps(s[i], 1 / (1 + Math.exp(-xe[i])))),
+      };
+    }
+    expect(worst.exp).toBeLessThanOrEqual(2);
+    expect(worst.log).toBeLessThanOrEqual(2);
+    expect(worst.sigmoid).toBeLessThanOrEqual(3);
+  });
+
   it('random broadcasts of every rank up to 6 agree', async () => {
     const rand = seededRandom(32);
     for (let trial = 0; trial < 20; trial++) {

@@ -31,7 +31,7 @@ import {
   type KernelFunc,
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { float32Values, requiredInput, runCpuKernel } from './kernel-utils';
+import { float32Values, requiredInput, runCpuKernel, outputArray } from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
 
 /** Op codes of the addon's `binary`: arithmetic (float32 out) and comparisons (bool out, codes >= 100). */
@@ -134,7 +134,7 @@ function binaryKernel(kernelName: string, code: number, comparison: boolean): Ke
     const size = util.sizeFromShape(outShape);
     const layout = broadcastLayout(outShape, a.shape, b.shape);
     if (layout.shape.length > MAX_NATIVE_RANK) return runCpuKernel(kernelName, cpu, inputs, attrs);
-    const out = comparison ? new Uint8Array(size) : new Float32Array(size);
+    const out = comparison ? new Uint8Array(size) : outputArray(cpu, size);
     if (size > 0) {
       requireNativeBlas().binary(
         code,
@@ -155,7 +155,7 @@ function unaryKernel(kernelName: string, code: number): KernelFunc {
     const cpu = backend as MathBackendCPU;
     const x = requiredInput(inputs, 'x', kernelName);
     if (x.dtype !== 'float32') return runCpuKernel(kernelName, cpu, inputs, attrs);
-    const out = new Float32Array(util.sizeFromShape(x.shape));
+    const out = outputArray(cpu, util.sizeFromShape(x.shape));
     const alpha = typeof attrs?.alpha === 'number' ? attrs.alpha : 0;
     if (out.length > 0) requireNativeBlas().unary(code, float32Values(cpu, x), out, alpha);
     return cpu.makeTensorInfo(x.shape, 'float32', out);

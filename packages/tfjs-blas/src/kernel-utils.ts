@@ -19,6 +19,24 @@ export function float32Values(backend: MathBackendCPU, t: TensorInfo): Float32Ar
   return Float32Array.from(values as ArrayLike<number>);
 }
 
+/** A backend with reusable output arrays (the cpu-blas backend). */
+interface PooledBackend {
+  allocOutput(length: number): Float32Array;
+  taintInputs(inputs: NamedTensorInfoMap): void;
+}
+
+function isPooled(backend: MathBackendCPU): backend is MathBackendCPU & PooledBackend {
+  return typeof (backend as Partial<PooledBackend>).allocOutput === 'function';
+}
+
+/**
+ * An output array of `length` floats for a native kernel on `backend`: a reused one on the cpu-blas backend
+ * (arbitrary contents: the kernel must write every element), else a new one.
+ */
+export function outputArray(backend: MathBackendCPU, length: number): Float32Array {
+  return isPooled(backend) ? backend.allocOutput(length) : new Float32Array(length);
+}
+
 /** Runs the pure-JS kernel `name` of the `cpu` backend on `backend` (any MathBackendCPU). */
 export function runCpuKernel(
   name: string,
@@ -28,6 +46,7 @@ export function runCpuKernel(
 ): TensorInfo {
   const config = getKernel(name, 'cpu');
   if (!config) throw new Error(`cpu-blas: the cpu backend has no kernel '${name}' to fall back on`);
+  if (isPooled(backend)) backend.taintInputs(inputs);
   const out = config.kernelFunc({ inputs, attrs, backend });
   if (Array.isArray(out)) throw new Error(`cpu-blas: kernel '${name}' returned several outputs`);
   return out;

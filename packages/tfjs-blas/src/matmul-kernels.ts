@@ -18,6 +18,7 @@ import {
   nativeActivationCode,
   requiredInput,
   runCpuKernel,
+  outputArray,
 } from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
 
@@ -90,7 +91,7 @@ export function nativeBatchMatMul(
   const outerB = b.shape.slice(0, -2);
   const outer = broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
   const outShape = [...outer, m, n];
-  const out = new Float32Array(util.sizeFromShape(outShape));
+  const out = outputArray(backend, util.sizeFromShape(outShape));
   if (out.length > 0) {
     requireNativeBlas().batchMatMul(
       float32Values(backend, a),

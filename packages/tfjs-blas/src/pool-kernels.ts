@@ -9,7 +9,7 @@ import {
   type MaxPoolGradAttrs,
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { float32Values, requiredInput, runCpuKernel } from './kernel-utils';
+import { float32Values, requiredInput, runCpuKernel, outputArray } from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
 
 /** batch, inH, inW, C, outH, outW, fH, fW, strideH, strideW, padTop, padLeft (NHWC, dilation 1). */
@@ -44,7 +44,7 @@ const maxPool: KernelFunc = ({ inputs, backend, attrs }) => {
     pad,
     dimRoundingMode,
   );
-  const out = new Float32Array(util.sizeFromShape(info.outShape));
+  const out = outputArray(cpu, util.sizeFromShape(info.outShape));
   requireNativeBlas().maxPool(float32Values(cpu, x), out, poolGeometry(info));
   return cpu.makeTensorInfo(info.outShape, 'float32', out);
 };
@@ -66,7 +66,7 @@ const maxPoolGrad: KernelFunc = ({ inputs, backend, attrs }) => {
     pad,
     dimRoundingMode,
   );
-  const dx = new Float32Array(util.sizeFromShape(x.shape));
+  const dx = outputArray(cpu, util.sizeFromShape(x.shape));
   requireNativeBlas().maxPoolGrad(float32Values(cpu, dy), float32Values(cpu, x), dx, poolGeometry(info));
   return cpu.makeTensorInfo(x.shape, 'float32', dx);
 };

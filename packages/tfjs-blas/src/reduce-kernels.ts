@@ -10,7 +10,7 @@ import {
   type NamedAttrMap,
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { float32Values, requiredInput, runCpuKernel } from './kernel-utils';
+import { float32Values, requiredInput, runCpuKernel, outputArray } from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
 
 const REDUCTIONS: Record<string, { code: number; axisAttr: 'axis' | 'reductionIndices' }> = {
@@ -61,7 +61,7 @@ function reduceKernel(kernelName: string, code: number, axisAttr: 'axis' | 'redu
       layout.shape.length <= 8;
     if (!native) return runCpuKernel(kernelName, cpu, inputs, attrs);
     const [outShape] = backend_util.computeOutAndReduceShapes(x.shape, axes);
-    const out = new Float32Array(util.sizeFromShape(outShape));
+    const out = outputArray(cpu, util.sizeFromShape(outShape));
     requireNativeBlas().reduce(
       code,
       float32Values(cpu, x),

@@ -6,7 +6,7 @@ import {
   type TransposeAttrs,
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { float32Values, requiredInput, runCpuKernel } from './kernel-utils';
+import { float32Values, requiredInput, runCpuKernel, outputArray } from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
 
 /**
@@ -51,7 +51,7 @@ const transpose: KernelFunc = ({ inputs, backend, attrs }) => {
   const outShape = perm.map((d) => x.shape[d]);
   const layout = transposeLayout(x.shape, perm);
   if (layout.shape.length > 8) return runCpuKernel(Transpose, cpu, inputs, attrs);
-  const out = new Float32Array(size);
+  const out = outputArray(cpu, size);
   requireNativeBlas().transpose(
     float32Values(cpu, x),
     Int32Array.from(layout.shape),

@@ -1,0 +1,135 @@
+/* The worker pool declared in thread-pool.h (POSIX threads; C11 atomics). */
+#include "thread-pool.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#define POOL_MAX 64
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t finished = PTHREAD_COND_INITIALIZER;
+/* Serialises whole tasks: kernels run on the JS thread, but worker threads of other addons could call too. */
+static pthread_mutex_t task_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t workers[POOL_MAX];
+static int wanted = 1;  /* threads per task, the caller included */
+static int started = 0; /* workers running */
+static int stopping = 0;
+static unsigned long generation = 0;
+/* The generation when the workers were started: a worker that starts after the first task was published
+ * still runs it. */
+static unsigned long base_generation = 0;
+
+/* The current task: set and read under `lock`; chunks are claimed from next_chunk. */
+typedef struct {
+  pool_range_fn fn;
+  void* ctx;
+  size_t n, chunk, chunks;
+} Task;
+static Task task;
+static atomic_size_t next_chunk;
+static int acked = 0; /* workers done with the current task */
+
+static void run_chunks(const Task* t) {
+  for (;;) {
+    const size_t c = atomic_fetch_add(&next_chunk, 1);
+    if (c >= t->chunks) return;
+    const size_t b = c * t->chunk;
+    const size_t e = b + t->chunk < t->n ? b + t->chunk : t->n;
+    t->fn(t->ctx, b, e);
+  }
+}
+
+static void* worker_main(void* arg) {
+  (void)arg;
+  pthread_mutex_lock(&lock);
+  unsigned long seen = base_generation;
+  for (;;) {
+    while (!stopping && generation == seen) pthread_cond_wait(&wake, &lock);
+    if (stopping) break;
+    seen = generation;
+    const Task t = task;
+    pthread_mutex_unlock(&lock);
+    run_chunks(&t);
+    pthread_mutex_lock(&lock);
+    if (++acked == started) pthread_cond_signal(&finished);
+  }
+  pthread_mutex_unlock(&lock);
+  return NULL;
+}
+
+void pool_shutdown(void) {
+  pthread_mutex_lock(&task_lock);
+  pthread_mutex_lock(&lock);
+  stopping = 1;
+  pthread_cond_broadcast(&wake);
+  pthread_mutex_unlock(&lock);
+  for (int i = 0; i < started; i++) pthread_join(workers[i], NULL);
+  started = 0;
+  stopping = 0;
+  pthread_mutex_unlock(&task_lock);
+}
+
+void pool_set_threads(int threads) {
+  if (threads < 1) threads = 1;
+  if (threads > POOL_MAX + 1) threads = POOL_MAX + 1;
+  if (threads == wanted) return;
+  pool_shutdown();
+  wanted = threads;
+}
+
+int pool_threads(void) { return wanted; }
+
+/* Starts the workers of the current setting; called under task_lock. */
+static void ensure_started(void) {
+  if (started < wanted - 1) {
+    pthread_mutex_lock(&lock);
+    base_generation = generation;
+    pthread_mutex_unlock(&lock);
+  }
+  while (started < wanted - 1) {
+    if (pthread_create(&workers[started], NULL, worker_main, NULL) != 0) {
+      wanted = started + 1; /* run with what could be started */
+      return;
+    }
+    started++;
+  }
+}
+
+void pool_parallel_for(size_t n, size_t grain, pool_range_fn fn, void* ctx) {
+  if (n == 0) return;
+  if (grain < 1) grain = 1;
+  if (wanted <= 1 || n < 2 * grain) {
+    fn(ctx, 0, n);
+    return;
+  }
+  pthread_mutex_lock(&task_lock);
+  ensure_started();
+  const size_t threads = (size_t)started + 1;
+  if (threads <= 1) {
+    pthread_mutex_unlock(&task_lock);
+    fn(ctx, 0, n);
+    return;
+  }
+  size_t chunks = n / grain;
+  if (chunks > threads) chunks = threads;
+  pthread_mutex_lock(&lock);
+  task.fn = fn;
+  task.ctx = ctx;
+  task.n = n;
+  task.chunk = (n + chunks - 1) / chunks;
+  task.chunks = (n + task.chunk - 1) / task.chunk;
+  const Task t = task;
+  atomic_store(&next_chunk, 0);
+  acked = 0;
+  generation++;
+  pthread_cond_broadcast(&wake);
+  pthread_mutex_unlock(&lock);
+  run_chunks(&t);
+  /* Wait until every worker has taken part in this task (run its chunks or found none left), so that no
+   * late worker can read the next task's counters with this task's snapshot. */
+  pthread_mutex_lock(&lock);
+  while (acked < started) pthread_cond_wait(&finished, &lock);
+  pthread_mutex_unlock(&lock);
+  pthread_mutex_unlock(&task_lock);
+}

@@ -1,0 +1,25 @@
+/*
+ * A persistent pool of worker threads for the element-wise kernels of bilevel-blas.c. Threads are created
+ * once (on the first call that needs them, or when the thread count changes), sleep on a condition
+ * variable between calls, and are joined when the addon's environment is torn down, so no thread outlives
+ * the process's use of the addon or keeps it from exiting.
+ */
+#ifndef BILEVEL_THREAD_POOL_H
+#define BILEVEL_THREAD_POOL_H
+#include <stddef.h>
+
+/* Work on the index range [begin, end) of a task. */
+typedef void (*pool_range_fn)(void* ctx, size_t begin, size_t end);
+
+/* Sets the number of threads that run a task (the caller included); 1 runs everything on the caller. */
+void pool_set_threads(int threads);
+/* The number of threads set. */
+int pool_threads(void);
+/*
+ * Runs fn over [0, n) split into contiguous chunks, on the pool when n >= 2·grain (each chunk at least
+ * `grain` long), else on the calling thread. Returns when every chunk is done.
+ */
+void pool_parallel_for(size_t n, size_t grain, pool_range_fn fn, void* ctx);
+/* Stops and joins the workers (idempotent). */
+void pool_shutdown(void);
+#endif

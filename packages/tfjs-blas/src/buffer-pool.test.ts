@@ -1,0 +1,163 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { BLAS_BACKEND_NAME, MathBackendBlas, blasInfo, isBlasAvailable, registerBlasBackend } from './index';
+import { BufferPool } from './buffer-pool';
+import { firstMismatch, operand, runOn, seededRandom, type Operand } from './test-utils/compare';
+
+describe('BufferPool', () => {
+  it('reuses a released array of the same length, and only its own untainted ones', () => {
+    const pool = new BufferPool(1 << 20, 16);
+    const a = pool.alloc(100);
+    pool.release(a);
+    expect(pool.bytes).toBe(400);
+    expect(pool.alloc(100)).toBe(a);
+    expect(pool.bytes).toBe(0);
+    const foreign = new Float32Array(100);
+    pool.release(foreign);
+    expect(pool.bytes).toBe(0);
+    const b = pool.alloc(100);
+    pool.taint(b);
+    pool.release(b);
+    expect(pool.alloc(100)).not.toBe(b);
+    const view = pool.alloc(64).subarray(8, 40);
+    pool.release(view);
+    expect(pool.bytes).toBe(0);
+    const small = pool.alloc(8);
+    pool.release(small);
+    expect(pool.bytes).toBe(0);
+  });
+
+  it('drops its oldest arrays beyond its byte budget', () => {
+    const pool = new BufferPool(1000, 16);
+    const arrays = [pool.alloc(100), pool.alloc(100), pool.alloc(50)];
+    for (const a of arrays) pool.release(a);
+    // 400 + 400 + 200 = 1000 fits; one more 100 evicts the first.
+    expect(pool.bytes).toBe(1000);
+    const d = pool.alloc(100);
+    expect(d).toBe(arrays[1]);
+    pool.release(d);
+    pool.release(pool.alloc(60));
+    expect(pool.bytes).toBeLessThanOrEqual(1000);
+    expect(pool.alloc(50)).toBe(arrays[2]);
+  });
+});
+
+const native = isBlasAvailable();
+if (!native) console.warn(`skipped the buffer-reuse tests: ${blasInfo().reason} (${blasInfo().hint})`);
+
+(native ? describe : describe.skip)('cpu-blas output-array reuse', () => {
+  let backend: MathBackendBlas;
+  beforeAll(async () => {
+    expect(registerBlasBackend()).toBe(true);
+    await tf.setBackend(BLAS_BACKEND_NAME);
+    backend = tf.backend() as MathBackendBlas;
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  /** Puts an array of `length` NaNs into the pool, so the next native output of that length starts dirty. */
+  function poison(length: number): void {
+    const a = backend.allocOutput(length);
+    a.fill(NaN);
+    backend.pool.release(a);
+  }
+
+  const cases: [string, number[][], (...t: tf.Tensor[]) => tf.Tensor][] = [
+    ['add', [[70, 300], [300]], (a, b) => tf.add(a, b)],
+    ['exp', [[150, 100]], (a) => tf.exp(a)],
+    [
+      'matMul',
+      [
+        [64, 80],
+        [80, 96],
+      ],
+      (a, b) => tf.matMul(a, b),
+    ],
+    [
+      'matVec',
+      [
+        [5000, 3],
+        [3, 1],
+      ],
+      (a, b) => tf.matMul(a, b),
+    ],
+    ['sum axis 0', [[40, 5000]], (a) => tf.sum(a, 0)],
+    ['transpose', [[60, 70, 3]], (a) => tf.transpose(a, [1, 0, 2])],
+    [
+      'conv2d',
+      [
+        [2, 20, 20, 3],
+        [3, 3, 3, 16],
+      ],
+      (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'),
+    ],
+    [
+      'conv2d gradients',
+      [
+        [2, 40, 40, 3],
+        [3, 3, 3, 16],
+      ],
+      (x, w) => {
+        const [gx, gw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+          tf.sum(tf.square(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same'))),
+        )([x, w]);
+        return tf.concat([tf.reshape(gx, [-1]), tf.reshape(gw, [-1])]);
+      },
+    ],
+    [
+      'maxPool gradient',
+      [[2, 16, 16, 64]],
+      (x) => tf.grad((a: tf.Tensor) => tf.sum(tf.maxPool(a as tf.Tensor4D, 2, 2, 'valid')))(x),
+    ],
+  ];
+
+  it.each(cases)('%s writes every element of a reused (dirty) array', async (_name, shapes, fn) => {
+    const rand = seededRandom(5);
+    const ops: Operand[] = shapes.map((s) => operand(rand, s));
+    const [want] = await runOn('cpu', ops, fn);
+    await tf.setBackend(BLAS_BACKEND_NAME);
+    // Every array length a native kernel of this computation may ask for, dirty.
+    for (const n of new Set([want.values.length, ...shapes.map((s) => s.reduce((p, d) => p * d, 1))])) {
+      for (let i = 0; i < 4; i++) poison(n);
+    }
+    const reusedBefore = backend.pool.reused;
+    const [got] = await runOn(BLAS_BACKEND_NAME, ops, fn);
+    // Some dirty array was handed out (else this test would check nothing).
+    expect(backend.pool.reused).toBeGreaterThan(reusedBefore);
+    expect(got.shape).toEqual(want.shape);
+    expect(firstMismatch(got.values, want.values, 1e-4)).toBe(-1);
+  });
+
+  it('an array read out with dataSync is never handed to a later kernel', () => {
+    const x = tf.fill([100_000], 2);
+    const y = tf.add(x, x);
+    const read = y.dataSync();
+    y.dispose();
+    const z = tf.tidy(() => tf.mul(tf.add(x, 1), 3));
+    expect(read[0]).toBe(4);
+    expect(read[99_999]).toBe(4);
+    tf.dispose([x, z]);
+  });
+
+  it('a slice (a view) of a native output survives the disposal of that output', () => {
+    const x = tf.fill([200, 500], 1);
+    const y = tf.add(x, x);
+    const s = tf.slice(y, [100, 0], [50, 500]);
+    y.dispose();
+    tf.tidy(() => tf.mul(tf.add(x, 5), 7));
+    const v = s.dataSync();
+    expect(v.every((e) => e === 2)).toBe(true);
+    tf.dispose([x, s]);
+  });
+
+  it('reuse keeps the tensor count and the pool bounded over many steps', () => {
+    const x = tf.randomNormal([300, 400]);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 200; i++) {
+      tf.tidy(() => tf.sum(tf.exp(tf.mul(tf.add(x, i), 0.001))).dataSync());
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    expect(backend.pool.bytes).toBeLessThanOrEqual(backend.pool.maxBytes);
+    x.dispose();
+  });
+});
