@@ -12,6 +12,7 @@ import '@tensorflow/tfjs';
 
 export * from './tree';
 export * from './ops';
+export * from './quadratic-form';
 export * from './random';
 export * from './errors';
 export * from './problem';

@@ -4,6 +4,7 @@ import {
   Random,
   randomOrthogonal,
   spectralMatrix,
+  quadraticForm,
   type TensorTree,
   z,
 } from '@bilevel/core';
@@ -46,6 +47,8 @@ export class QuadraticProblem implements BilevelProblem {
   private readonly xStarArray: Float64Array;
   private readonly aTensor: tf.Tensor2D;
   private readonly z0Tensor: tf.Tensor1D;
+  /** ½ yᵀAy as one op (gradient A y from the forward product; see core's quadraticForm). */
+  private readonly halfQuadraticOp: (y: tf.Tensor) => tf.Tensor;
 
   constructor(options: Partial<QuadraticOptions> = {}) {
     const n = options.dimension ?? 100;
@@ -67,6 +70,7 @@ export class QuadraticProblem implements BilevelProblem {
     this.xStarArray = matVec(solveMatrix, n, n, this.z0);
     this.aTensor = tf.keep(tf.tensor2d(Float32Array.from(this.a), [n, n]));
     this.z0Tensor = tf.keep(tf.tensor1d(Float32Array.from(this.z0)));
+    this.halfQuadraticOp = quadraticForm(this.aTensor);
   }
 
   initialX(): TensorTree {
@@ -79,8 +83,7 @@ export class QuadraticProblem implements BilevelProblem {
 
   /** ½ yᵀAy as a scalar. */
   private halfQuadratic(y: tf.Tensor): tf.Scalar {
-    const yv = tf.reshape(y, [this.dimension, 1]);
-    return tf.mul(0.5, tf.sum(tf.mul(yv, tf.matMul(this.aTensor, yv)))) as tf.Scalar;
+    return this.halfQuadraticOp(y) as tf.Scalar;
   }
 
   innerLoss(x: TensorTree, y: TensorTree): tf.Scalar {
@@ -99,10 +102,7 @@ export class QuadraticProblem implements BilevelProblem {
 
   /** g for B stacked pairs: xs.x, ys.y of shape [B, n] → [B]. */
   innerLossBatched(xs: TensorTree, ys: TensorTree): tf.Tensor1D {
-    return tf.tidy(() => {
-      const ay = tf.matMul(ys.y, this.aTensor); // A is symmetric: (A yᵦ)ᵀ = yᵦᵀ A
-      return tf.sub(tf.mul(0.5, tf.sum(tf.mul(ys.y, ay), 1)), tf.sum(tf.mul(xs.x, ys.y), 1)) as tf.Tensor1D;
-    });
+    return tf.tidy(() => tf.sub(this.halfQuadraticOp(ys.y), tf.sum(tf.mul(xs.x, ys.y), 1)) as tf.Tensor1D);
   }
 
   /** y*(x) = A⁻¹x in float64. */

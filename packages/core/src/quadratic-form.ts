@@ -1,0 +1,46 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * The quadratic form q(y) = ½ yᵀAy of a fixed symmetric matrix A [n, n], for y [n] (a scalar) or a stack of
+ * rows y [B, n] (one value per row), as one op whose derivatives of every order are exact and cheap:
+ *
+ *     ∇q(y) = A y,      ∇²q(y)·v = A v.
+ *
+ * Written with plain ops, ½ Σ y ⊙ (A y) has a gradient of two products (A y from the forward pass is not
+ * reused, and Aᵀ(½ dy ⊙ y) is formed again), and a Hessian-vector product by double backprop of three or four.
+ * Here the forward pass forms A y once; the gradient is dy ⊙ (A y) through an op whose value is that saved
+ * product and whose own derivative is again a product with A, so a gradient costs no product beyond the
+ * forward one and a Hessian-vector product one more. A is a constant (no derivative with respect to it).
+ * The symmetry of A is the caller's promise; it is not checked.
+ */
+export function quadraticForm(a: tf.Tensor2D): (y: tf.Tensor) => tf.Tensor {
+  const n = a.shape[0];
+  if (a.shape[1] !== n) throw new Error(`quadraticForm: A must be square (got [${a.shape.join(', ')}])`);
+  /** A·y for y [n] or [B, n], as rows (A symmetric: yᵦᵀA = (A yᵦ)ᵀ). */
+  const product = (y: tf.Tensor): tf.Tensor =>
+    y.rank === 1 ? tf.reshape(tf.matMul(tf.reshape(y, [1, n]), a), [n]) : tf.matMul(y as tf.Tensor2D, a);
+  // P(y) = A y as an op whose derivative is again a product with A (g ↦ A g).
+  const productOp = tf.customGrad(((y: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([]);
+    return { value: product(y), gradFunc: (g: tf.Tensor) => product(g) };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  // ½⟨y, A y⟩ given A y: the derivative dy ⊙ (A y) reuses the forward product. A y enters as a saved
+  // tensor, not as an input, so a first derivative never runs P's backward product; a second derivative
+  // reaches P through the saved tensor (the engine records it on the tape), so it stays exact.
+  const half = (y: tf.Tensor, ay: tf.Tensor): tf.Tensor =>
+    tf.customGrad(((yIn: tf.Tensor, save: tf.GradSaveFunc) => {
+      save([ay]);
+      return {
+        value: tf.mul(0.5, tf.sum(tf.mul(yIn, ay), -1)),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+          tf.mul(yIn.rank === 1 ? dy : tf.reshape(dy, [-1, 1]), saved[0]),
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0])(y);
+  const op = (y: tf.Tensor): tf.Tensor => tf.tidy(() => half(y, productOp(y)));
+  return (y: tf.Tensor) => {
+    if (y.shape[y.rank - 1] !== n || y.rank > 2) {
+      throw new Error(`quadraticForm: y must be [${n}] or [B, ${n}] (got [${y.shape.join(', ')}])`);
+    }
+    return op(y);
+  };
+}
