@@ -52,7 +52,8 @@ Options of the suite:
   --backend <name>      ${BACKEND_CHOICES.join(', ')} (default: auto, or BILEVEL_BACKEND)
   --only <sections>     comma-separated subset of ${SUITE_SECTION_IDS.join(', ')}
   --workloads <names>   speed section: comma-separated families (${SPEED_FAMILIES.join(', ')}) or
-                        workloads (e.g. quadratic/aid-cg); without --only it implies --only speed
+                        workloads (e.g. quadratic/aid-cg); without --only it implies --only speed, and
+                        without --out it only prints the table (docs/ is left alone)
   --speed-steps <n>     speed section: timed steps of every workload (default: each workload's own)
   --png                 also write a PNG of every figure
   --json                also write <out>/benchmarks/results.json (every curve and measurement)

@@ -109,7 +109,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const script = path.relative(REPO_ROOT, __filename) || __filename;
   return runSuite({
     quick: a.quick,
-    outDir: a.out !== undefined ? path.resolve(a.out) : path.join(REPO_ROOT, 'docs'),
+    // A part of the speed section (--workloads) does not replace the repository's report unless --out says where.
+    outDir: a.out !== undefined ? path.resolve(a.out) : a.workloads !== undefined ? undefined : path.join(REPO_ROOT, 'docs'),
     backend: a.backend,
     sections: a.sections,
     ...(a.speedSteps !== undefined ? { speedSteps: a.speedSteps } : {}),

@@ -607,6 +607,7 @@ class Trainer:
         self.warm_start = spec.get("warmStart", True)
         self.steps = 0
         self.outer_loss = math.nan
+        self.outer_loss_first = math.nan
 
     def step(self):
         if hasattr(self.problem, "begin_step"):
@@ -623,5 +624,7 @@ class Trainer:
         self.x = self.optimizer.step(x, hypergradient)
         self.y = inner.y
         self.steps += 1
+        if self.steps == 1:
+            self.outer_loss_first = outer_loss
         self.outer_loss = outer_loss
         return outer_loss

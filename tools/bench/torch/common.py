@@ -44,10 +44,12 @@ def load_arrays(folder):
     return out
 
 
-def time_steps(step, warmup, steps):
-    """Runs ``step`` warmup times, then times ``steps`` calls (milliseconds each)."""
+def time_steps(step, warmup, steps, after_warmup=None):
+    """Runs ``step`` warmup times (then ``after_warmup()``, untimed), then times ``steps`` calls (milliseconds each)."""
     for _ in range(warmup):
         step()
+    if after_warmup is not None:
+        after_warmup()
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()

@@ -84,7 +84,7 @@ def main(config):
     def outer_loss(features, y):
         return F.cross_entropy(logits(features, y).reshape(-1, N), labels["query"])
 
-    state = {"u": None, "outerLoss": math.nan, "step": 0}
+    state = {"u": None, "outerLoss": math.nan, "outerLossFirst": math.nan, "step": 0}
     setup = time.perf_counter() - t0
 
     def step():
@@ -116,10 +116,12 @@ def main(config):
         for p, h in zip(params, hypergradient):
             p.grad = h
         optimizer.step()
+        if state["step"] == 1:
+            state["outerLossFirst"] = loss
         state["outerLoss"] = loss
 
     times = time_steps(step, w["warmup"], w["steps"])
-    emit(times, {"outerLoss": state["outerLoss"]}, setup)
+    emit(times, {"outerLoss": state["outerLoss"], "outerLossFirst": state["outerLossFirst"]}, setup)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def main(config):
     trainer = Trainer(problem, spec)
     setup = time.perf_counter() - t0
     times = time_steps(trainer.step, w["warmup"], w["steps"])
-    emit(times, {"outerLoss": trainer.outer_loss}, setup)
+    emit(times, {"outerLoss": trainer.outer_loss, "outerLossFirst": trainer.outer_loss_first}, setup)
 
 
 if __name__ == "__main__":

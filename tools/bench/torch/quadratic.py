@@ -42,10 +42,12 @@ def main(config):
     problem = Quadratic(data["A"], data["z0"])
     trainer = Trainer(problem, w["spec"])
     setup = time.perf_counter() - t0
-    times = time_steps(trainer.step, w["warmup"], w["steps"])
     x_star = data["xStar"]
-    error = (torch.norm(trainer.x.double() - x_star) / torch.norm(x_star)).item()
-    emit(times, {"xRelativeError": error, "outerLoss": trainer.outer_loss}, setup)
+    error = lambda: (torch.norm(trainer.x.double() - x_star) / torch.norm(x_star)).item()
+    checks = {}
+    times = time_steps(trainer.step, w["warmup"], w["steps"], lambda: checks.update(xRelativeErrorWarmup=error()))
+    checks.update(xRelativeError=error(), outerLoss=trainer.outer_loss, outerLossFirst=trainer.outer_loss_first)
+    emit(times, checks, setup)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import { type SpeedOutcome, runSpeedSection } from './speed/section';
 
 export interface SuiteOptions {
   readonly quick: boolean;
-  readonly outDir: string;
+  /** Where benchmarks.md goes; undefined: nothing is written (the speed table is printed). */
+  readonly outDir: string | undefined;
   readonly backend: string;
   readonly sections: readonly SuiteSectionId[];
   /** Speed section: timed steps of every workload. */
@@ -154,8 +155,16 @@ export async function runSuite(options: SuiteOptions): Promise<number> {
     sections: outcomes,
     ...(speed ? { speed } : {}),
   };
-  const files = writeReport(report, { outDir: options.outDir, png: options.png, json: options.json });
-  options.log(`wrote ${files.length} files: ${files[0]} and ${files.length - 1} more in ${files[1] ? files[1].replace(/[^/]+$/, '') : ''}`);
+  if (options.outDir === undefined) {
+    options.log('no report written (a part of the speed section without --out)');
+  } else {
+    const files = writeReport(report, { outDir: options.outDir, png: options.png, json: options.json });
+    options.log(
+      files.length === 1
+        ? `wrote ${files[0]}`
+        : `wrote ${files.length} files: ${files[0]} and ${files.length - 1} more in ${files[1].replace(/[^/]+$/, '')}`,
+    );
+  }
   options.log(`suite time ${report.totalSeconds.toFixed(1)} s`);
   const bad = outcomes.flatMap((o) => o.runs).filter((r) => r.status === 'failed' || r.status === 'timeout');
   const speedBad = (speed?.rows ?? []).flatMap((r) => [r.bilevel, r.torch]).filter((r) => r && (r.status === 'failed' || r.status === 'timeout'));

@@ -129,19 +129,27 @@ async function timePipeline(w: SpeedWorkload, spec: PipelineWorkload, twinDataDi
     }
     const setupSeconds = (performance.now() - setupStart) / 1000;
     const trainer = pipeline.trainer;
-    for (let i = 0; i < w.warmup; i++) trainer.stepOnce();
-    const timesMs: number[] = [];
+    const checks: Record<string, number> = {};
+    const xError = (): number =>
+      pipeline.problem instanceof QuadraticProblem ? pipeline.problem.evaluate(trainer.x, trainer.y).xRelativeError : NaN;
     let outerLoss = NaN;
+    const record = (loss: number): void => {
+      // The first step's outer loss: both sides at the same x₀ (and, for few-shot, the same task).
+      if (trainer.step === 1) checks.outerLossFirst = loss;
+      outerLoss = loss;
+    };
+    for (let i = 0; i < w.warmup; i++) record(trainer.stepOnce().outerLoss);
+    // Before the float32 floor: ‖x − x*‖/‖x*‖ after the warm-up steps (not timed).
+    if (pipeline.problem instanceof QuadraticProblem) checks.xRelativeErrorWarmup = xError();
+    const timesMs: number[] = [];
     for (let i = 0; i < w.steps; i++) {
       const t0 = performance.now();
       const e = trainer.stepOnce();
       timesMs.push(performance.now() - t0);
-      outerLoss = e.outerLoss;
+      record(e.outerLoss);
     }
-    const checks: Record<string, number> = { outerLoss };
-    if (pipeline.problem instanceof QuadraticProblem) {
-      checks.xRelativeError = pipeline.problem.evaluate(trainer.x, trainer.y).xRelativeError;
-    }
+    checks.outerLoss = outerLoss;
+    if (pipeline.problem instanceof QuadraticProblem) checks.xRelativeError = xError();
     tasks.forEach((t, i) => entries.push(...treeArrays(`step${i}:`, t)));
     if (twinDataDir && entries.length > 0) writeArrays(twinDataDir, entries);
     return { timesMs, checks, setupSeconds };

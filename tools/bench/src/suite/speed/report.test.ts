@@ -55,7 +55,7 @@ describe('the speed report without PyTorch', () => {
     }
     expect(rows[0][0]).toBe('quadratic d=1,000, AID-CG');
     expect(rows[0][1]).toBe('11.0 (min 10.0)');
-    expect(rows[0][4]).toBe('‖x − x*‖/‖x*‖ 1.500e-5');
+    expect(rows[0][4]).toBe('‖x − x*‖/‖x*‖ after 33 steps 1.500e-5');
     expect(rows[1][4]).toMatch(/^GFLOP\/s 53\.7$/);
     expect(rows[0][5]).toBe('1.2');
   });
@@ -82,8 +82,8 @@ describe('the speed report with PyTorch', () => {
   const torch = { found: true as const, python: '/usr/bin/python3', version: '1.13.0' };
   const row: SpeedRow = {
     workload: byId('quadratic/qnbo'),
-    bilevel: bilevel([30, 20, 40], { xRelativeError: 2e-5 }),
-    torch: { status: 'completed', timesMs: [5, 4, 6], checks: { xRelativeError: 2.0001e-5 } },
+    bilevel: bilevel([30, 20, 40], { xRelativeErrorWarmup: 0.0123, xRelativeError: 2e-5 }),
+    torch: { status: 'completed', timesMs: [5, 4, 6], checks: { xRelativeErrorWarmup: 0.01231, xRelativeError: 2.0001e-5 } },
     load: { bilevel: 1, torch: 1.5 },
   };
 
@@ -92,7 +92,7 @@ describe('the speed report with PyTorch', () => {
     const [r] = cells(speedTable(outcome([row], torch)));
     expect(r[2]).toBe('5.00 (min 4.00)');
     expect(r[3]).toBe('6.00');
-    expect(r[4]).toBe('‖x − x*‖/‖x*‖ 2.000e-5 vs 2.000e-5');
+    expect(r[4]).toBe('‖x − x*‖/‖x*‖ after 3 steps 0.01230 vs 0.01231; after 33 2.000e-5 vs 2.000e-5');
     expect(r[5]).toBe('1.0 / 1.5');
     expect(speedEnvironment(outcome([row], torch))).toContain('PyTorch 1.13.0 (`/usr/bin/python3`)');
   });
@@ -103,6 +103,15 @@ describe('the speed report with PyTorch', () => {
     expect(r[2]).toBe('failed: twin exited with code 1');
     expect(r[3]).toBe('—');
     expect(speedSection(1, outcome([failed], torch), true)).toContain('PyTorch: failed — twin exited with code 1');
+  });
+
+  it('shows the first and the last outer loss of the other pipelines', () => {
+    const text = agreementText(byId('hyper-cleaning/aid-cg'), bilevel([1], { outerLossFirst: 2.3, outerLoss: 0.7 }), {
+      status: 'completed',
+      timesMs: [1],
+      checks: { outerLossFirst: 2.3, outerLoss: 0.71 },
+    });
+    expect(text).toBe('outer loss at step 1 2.300 vs 2.300; at step 12 0.7000 vs 0.7100');
   });
 
   it('shows the network’s loss and gradient norm on both sides', () => {

@@ -72,10 +72,15 @@ export function agreementText(w: SpeedWorkload, bilevel: SpeedSideResult, torch:
     }
   } else if (spec.kind === 'network') {
     parts.push(both('loss', 'loss'), both('gradientNorm', '‖∇‖'));
-  } else if (spec.problem.name === 'quadratic') {
-    parts.push(both('xRelativeError', '‖x − x*‖/‖x*‖'));
   } else {
-    parts.push(both('outerLoss', 'outer loss'));
+    const last = w.warmup + w.steps;
+    if (spec.problem.name === 'quadratic') {
+      const warm = w.warmup > 0 ? both('xRelativeErrorWarmup', `‖x − x*‖/‖x*‖ after ${w.warmup} step${w.warmup === 1 ? '' : 's'}`) : undefined;
+      parts.push(warm, both('xRelativeError', warm ? `after ${last}` : `‖x − x*‖/‖x*‖ after ${last} steps`));
+    } else {
+      const first = both('outerLossFirst', 'outer loss at step 1');
+      parts.push(first, both('outerLoss', first ? `at step ${last}` : `outer loss at step ${last}`));
+    }
   }
   return parts.filter((p): p is string => p !== undefined).join('; ') || '—';
 }
@@ -150,18 +155,32 @@ export function speedSection(n: number, outcome: SpeedOutcome, quick: boolean): 
   return [
     `## ${n}. Speed: Bilevel and PyTorch on the same workloads`,
     '',
-    'Each workload runs on Bilevel (a worker process that builds the pipeline with `createPipeline` as a user would) and then on ' +
-      'its PyTorch twin (`tools/bench/torch/*.py`: the same algorithm step for step — autograd gradients, double-backward ' +
-      'Hessian- and mixed-vector products, the same iteration counts and oracle calls), one after the other. Times are wall ' +
-      'clock per outer step (`performance.now()` around `trainer.stepOnce()`; `time.perf_counter()` around the twin\'s step), ' +
-      'after warm-up steps; micro-kernels are per call, averaged over a batch of calls per sample. The ratio is of the medians ' +
-      '(above 1: Bilevel is slower). The last column shows what each side computed after its steps: for the quadratic the ' +
-      'twins start from the same x₀ = 0 on the same A and z₀ (written by the Bilevel worker), so the deterministic methods ' +
-      '(AID-CG, AID-FP, qNBO) end at the same ‖x − x*‖/‖x*‖ up to float32 rounding, while ESJ draws its own random ' +
-      'directions on each side; hyper-cleaning runs on the same training and validation data (the same split and corrupted ' +
-      'labels); ResNet-12 on the same images and parameters (same loss and gradient norm); few-shot on synthetic images drawn ' +
-      'by each side (same sizes, so only the time compares).' +
+    'Each workload runs on Bilevel (a worker process that builds the pipeline with `createPipeline` of `@bilevel/core`, as a ' +
+      'user would) and then on its PyTorch twin (`tools/bench/torch/*.py`: the same algorithm step for step, with autograd ' +
+      'gradients and double-backward Hessian- and mixed-vector products, the same iteration counts, stopping rules and oracle ' +
+      'calls), one after the other, float32 on the CPU with the same number of threads. Times are wall clock per outer step ' +
+      "(`performance.now()` around `trainer.stepOnce()`; `time.perf_counter()` around the twin's step, which also reads ‖∇Φ‖ " +
+      'and the outer loss as the trainer does), after warm-up steps; the network workload times one forward and backward pass; ' +
+      'micro-kernels are per call, averaged over a batch of calls per sample. The ratio is of the medians (above 1: Bilevel is ' +
+      'slower).' +
       (quick ? ' **Quick mode: smaller sizes and fewer steps (a smoke test, not results).**' : ''),
+    '',
+    '**Do the twins compute the same thing?** The column "computed" shows what each side ended with. The Bilevel worker hands ' +
+      'its data to the twin: for the quadratic A, z₀ and x* (both start from x₀ = y₀ = 0), so the deterministic methods (AID-CG, ' +
+      'AID-FP, qNBO) end at the same ‖x − x*‖/‖x*‖ up to float32 rounding, while ESJ draws its own random directions on each ' +
+      'side; for hyper-cleaning the same training and validation samples and corrupted labels; for ResNet-12 the same images ' +
+      'and parameters (same loss and gradient norm); for few-shot the same initial backbone and the same synthetic tasks, ' +
+      "replayed step by step. Where the twin's code differs from the library's: the L-BFGS operator is the textbook two-loop " +
+      "recursion (the library's compact form applies the same operator with three matrix products); each Hessian- or " +
+      "mixed-vector product differentiates a fresh ∇_y g, as the library's oracles do (keeping one graph across the products " +
+      'of a linear solve with `retain_graph` would save a forward and a backward pass per product; it is not done, so both ' +
+      'sides do the same work); the few-shot twin runs the backbone once per step on the ' +
+      'support and once on the query images and keeps their graphs, where the library caches the features and reruns the ' +
+      'forward pass inside each backward pass through the backbone.',
+    '',
+    '**Shared machine.** The last column gives the 1-minute load average when each side started. PyTorch\'s OpenMP threads ' +
+      'slow down sharply when another process holds a core; a row whose ' +
+      'load exceeds the number of cores is suspect: compare the fastest steps (min), or rerun it alone with `--workloads`.',
     '',
     speedEnvironment(outcome),
     '',
