@@ -1,14 +1,6 @@
-import * as tf from '@tensorflow/tfjs-core';
-import { type TensorTree, tidy, treeFlatten, treeUnflatten } from '@bilevel/core';
-import {
-  type LinearSolveResult,
-  type MatVec,
-  checkFinite,
-  checkInit,
-  flatOperator,
-  vectorDot,
-  vectorNorm,
-} from './linear-solve';
+import type { TensorTree } from '@bilevel/core';
+import { flatVectors, fromTree, residualOf } from './flat-vectors';
+import { type LinearSolveResult, type MatVec, checkInit, flatOperator } from './linear-solve';
 
 /** Options of {@link conjugateGradient}. */
 export interface ConjugateGradientOptions {
@@ -33,7 +25,8 @@ export interface ConjugateGradientOptions {
  *     β_k = r_{k+1}ᵀr_{k+1} / r_kᵀr_k,   p_{k+1} = r_{k+1} + β_k p_k
  *
  * In exact arithmetic it reaches the solution in at most d steps and its error in the A-norm falls like
- * 2((√κ − 1)/(√κ + 1))^k. The vector algebra runs on one flat vector; only `matvec` sees the tree.
+ * 2((√κ − 1)/(√κ + 1))^k. The vector algebra runs on one flat vector (host arrays on the CPU backends, see
+ * {@link FlatVectors}); only `matvec` sees the tree.
  * When pᵀAp ≤ 0 (A not positive definite along p) it stops and returns the current iterate, not converged.
  * On a consistent singular system (b in the range of A — e.g. an unpenalized softmax bias) CG from zero
  * converges to the minimum-norm solution, but rounding or operator noise eventually feeds the null space,
@@ -58,15 +51,14 @@ export function conjugateGradient(
   if (!(tolerance >= 0)) throw new Error(`conjugateGradient: tolerance must be >= 0 (got ${tolerance})`);
   checkInit(options.init, b, 'conjugateGradient');
   const op = flatOperator(matvec, b);
-  const bFlat = treeFlatten(b);
-  checkFinite(bFlat, 'conjugateGradient: the right-hand side b');
-  const bNorm = vectorNorm(bFlat);
-  const init = options.init;
-
-  let x: tf.Tensor1D = init ? treeFlatten(init) : tf.zerosLike(bFlat);
-  let r: tf.Tensor1D = init ? tf.tidy(() => tf.sub(bFlat, op.apply(x)) as tf.Tensor1D) : tf.clone(bFlat);
-  let p: tf.Tensor1D = tf.clone(r);
-  let rs = Math.pow(vectorNorm(r), 2);
+  const vs = flatVectors(op);
+  const bv = fromTree(vs, b, 'conjugateGradient: the right-hand side b');
+  const bNorm = Math.sqrt(vs.dots([[bv, bv]])[0]);
+  let x = options.init ? fromTree(vs, options.init) : vs.zeros();
+  let r = options.init ? residualOf(vs, bv, x) : vs.clone(bv);
+  vs.dispose(bv);
+  let p = vs.clone(r);
+  let rs = vs.dots([[r, r]])[0];
   let iterations = 0;
   let breakdown = false;
   const target = tolerance * bNorm;
@@ -76,46 +68,42 @@ export function conjugateGradient(
   let maxCurvature = 0;
 
   while (iterations < maxIterations && Math.sqrt(rs) > target && rs > 0) {
-    const step = tidy(() => {
-      const ap = op.apply(p);
-      // pᵀAp and pᵀp in one read (each read waits for the backend).
-      const [pap, pp] = tf.stack([vectorDot(p, ap), vectorDot(p, p)]).dataSync();
-      const curvature = pap / pp;
-      if (!(pap > 0) || !(curvature > rcond * maxCurvature)) return null;
-      maxCurvature = Math.max(maxCurvature, curvature);
-      const alpha = rs / pap;
-      const x2 = tf.add(x, tf.mul(p, alpha)) as tf.Tensor1D;
-      const r2 = tf.sub(r, tf.mul(ap, alpha)) as tf.Tensor1D;
-      const rs2 = vectorDot(r2, r2).dataSync()[0];
-      const p2 = tf.add(r2, tf.mul(p, rs2 / rs)) as tf.Tensor1D;
-      return { x2, r2, p2, rs2 };
-    });
+    const ap = vs.apply(p);
+    // pᵀAp and pᵀp in one read.
+    const [pap, pp] = vs.dots([
+      [p, ap],
+      [p, p],
+    ]);
+    const curvature = pap / pp;
     iterations++;
-    if (step === null) {
+    if (!(pap > 0) || !(curvature > rcond * maxCurvature)) {
+      vs.dispose(ap);
       breakdown = true;
       break;
     }
+    maxCurvature = Math.max(maxCurvature, curvature);
+    const alpha = rs / pap;
+    const x2 = vs.axpy(alpha, p, x);
+    const r2 = vs.axpy(-alpha, ap, r);
+    const rs2 = vs.dots([[r2, r2]])[0];
+    const p2 = vs.axpy(rs2 / rs, p, r2);
+    vs.dispose(ap, r, p);
     const oldX = x;
-    r.dispose();
-    p.dispose();
-    x = step.x2;
-    r = step.r2;
-    p = step.p2;
-    rs = step.rs2;
+    x = x2;
+    r = r2;
+    p = p2;
+    rs = rs2;
     if (Math.sqrt(rs) < bestResidual) {
-      if (best !== oldX) best.dispose();
+      if (best !== oldX) vs.dispose(best);
       best = x;
       bestResidual = Math.sqrt(rs);
     }
-    if (oldX !== best) oldX.dispose();
+    if (oldX !== best) vs.dispose(oldX);
   }
   const residual = bestResidual;
-  const solution = treeUnflatten(best, op.spec);
-  if (x !== best) x.dispose();
-  best.dispose();
-  r.dispose();
-  p.dispose();
-  bFlat.dispose();
+  const solution = vs.toTree(best);
+  if (x !== best) vs.dispose(x);
+  vs.dispose(best, r, p);
   return {
     x: solution,
     iterations,

@@ -1,13 +1,6 @@
-import * as tf from '@tensorflow/tfjs-core';
-import { type TensorTree, treeFlatten, treeUnflatten } from '@bilevel/core';
-import {
-  type LinearSolveResult,
-  type MatVec,
-  checkFinite,
-  checkInit,
-  flatOperator,
-  vectorNorm,
-} from './linear-solve';
+import type { TensorTree } from '@bilevel/core';
+import { flatVectors, fromTree, residualOf } from './flat-vectors';
+import { type LinearSolveResult, type MatVec, checkInit, flatOperator } from './linear-solve';
 
 /** Options of {@link fixedPointIteration}. */
 export interface FixedPointOptions {
@@ -44,31 +37,27 @@ export function fixedPointIteration(
   if (!(tolerance >= 0)) throw new Error(`fixedPointIteration: tolerance must be >= 0 (got ${tolerance})`);
   checkInit(options.init, b, 'fixedPointIteration');
   const op = flatOperator(matvec, b);
-  const bFlat = treeFlatten(b);
-  checkFinite(bFlat, 'fixedPointIteration: the right-hand side b');
-  const bNorm = vectorNorm(bFlat);
-  const init = options.init;
-  let x: tf.Tensor1D = init ? treeFlatten(init) : tf.zerosLike(bFlat);
-  let r: tf.Tensor1D = init ? tf.tidy(() => tf.sub(bFlat, op.apply(x)) as tf.Tensor1D) : tf.clone(bFlat);
-  let residual = vectorNorm(r);
+  const vs = flatVectors(op);
+  const bv = fromTree(vs, b, 'fixedPointIteration: the right-hand side b');
+  const bNorm = Math.sqrt(vs.dots([[bv, bv]])[0]);
+  let x = options.init ? fromTree(vs, options.init) : vs.zeros();
+  let r = options.init ? residualOf(vs, bv, x) : vs.clone(bv);
+  vs.dispose(bv);
+  let residual = Math.sqrt(vs.dots([[r, r]])[0]);
   let iterations = 0;
   const target = tolerance * bNorm;
   while (iterations < maxIterations && !(residual <= target)) {
-    const next = tf.tidy(() => ({
-      x2: tf.add(x, tf.mul(r, eta)) as tf.Tensor1D,
-      r2: tf.sub(r, tf.mul(op.apply(r), eta)) as tf.Tensor1D,
-    }));
-    x.dispose();
-    r.dispose();
-    x = next.x2;
-    r = next.r2;
+    const ar = vs.apply(r);
+    const x2 = vs.axpy(eta, r, x);
+    const r2 = vs.axpy(-eta, ar, r);
+    vs.dispose(ar, x, r);
+    x = x2;
+    r = r2;
     iterations++;
-    if (tolerance > 0 || iterations === maxIterations) residual = vectorNorm(r);
+    if (tolerance > 0 || iterations === maxIterations) residual = Math.sqrt(vs.dots([[r, r]])[0]);
   }
-  const solution = treeUnflatten(x, op.spec);
-  x.dispose();
-  r.dispose();
-  bFlat.dispose();
+  const solution = vs.toTree(x);
+  vs.dispose(x, r);
   return {
     x: solution,
     iterations,

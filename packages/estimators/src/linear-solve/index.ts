@@ -1,4 +1,5 @@
 export * from './linear-solve';
+export * from './flat-vectors';
 export * from './conjugate-gradient';
 export * from './neumann';
 export * from './fixed-point';

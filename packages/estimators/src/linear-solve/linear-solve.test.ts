@@ -10,6 +10,7 @@ import {
   luSolve,
   neumannSeries,
   pseudoInverseSolve,
+  setFlatVectorPlacement,
   solveDenseSystem,
   symmetricEigen,
 } from './index';
@@ -34,196 +35,203 @@ function rhs(seed: number): Float64Array {
   return Float64Array.from({ length: n }, () => rng.normal());
 }
 
-describe('conjugateGradient', () => {
-  const sys = spectralSystem(n, logSpaced(n, 1, 100), 1);
-  const op = treeOperator(sys, spec);
-  const b = rhs(2);
-  const exact = matVec(sys.aInv!, n, n, b);
-  afterAll(() => op.dispose());
+// The iterative solvers' vector algebra runs on host arrays on the CPU backends and on tensors elsewhere:
+// every test of them runs both ways.
+describe.each(['host', 'tensor'] as const)('with %s vectors', (placement) => {
+  beforeAll(() => setFlatVectorPlacement(placement));
+  afterAll(() => setFlatVectorPlacement('auto'));
 
-  it('solves an SPD system (κ = 100) to the float64 reference A⁻¹b on a two-tensor tree', () => {
-    const bt = treeFromArray(b, spec);
-    const res = conjugateGradient(op.matvec, bt, { maxIterations: 200, tolerance: 1e-6 });
-    const x = treeToArray(res.x);
-    expect(relativeError(x, exact)).toBeLessThan(1e-4);
-    expect(res.converged).toBe(true);
-    // Theory: ‖r_k‖/‖b‖ ≤ 2κ((√κ − 1)/(√κ + 1))^k, so tolerance 1e-6 at κ = 100 needs at most
-    // ln(2e8)/ln(11/9) ≈ 95 steps (float32 rounding makes it exceed the exact-arithmetic bound d = 40).
-    expect(res.iterations).toBeLessThanOrEqual(Math.ceil(Math.log((2 * 100) / 1e-6) / Math.log(11 / 9)));
-    // the reported residual is the recursive one: it must agree with the true residual of the returned x
-    const trueResidual = residualNorm(sys, x, b);
-    expect(res.residual).toBeLessThanOrEqual(1e-6 * norm(b) * 1.0001);
-    expect(Math.abs(trueResidual - res.residual)).toBeLessThan(1e-4 * norm(b));
-    expect(res.relativeResidual).toBeCloseTo(res.residual / norm(b), 10);
-    expect(res.x.a.shape).toEqual([2, 3]);
-    treeDispose(bt);
-    treeDispose(res.x);
-  });
+  describe('conjugateGradient', () => {
+    const sys = spectralSystem(n, logSpaced(n, 1, 100), 1);
+    const op = treeOperator(sys, spec);
+    const b = rhs(2);
+    const exact = matVec(sys.aInv!, n, n, b);
+    afterAll(() => op.dispose());
 
-  it('a warm start at the solution needs no step; the iteration budget caps the work', () => {
-    const bt = treeFromArray(b, spec);
-    const init = treeFromArray(exact, spec);
-    const before = op.calls();
-    const warm = conjugateGradient(op.matvec, bt, { init, tolerance: 1e-5 });
-    expect(warm.iterations).toBe(0);
-    expect(op.calls() - before).toBe(1); // the initial residual b − A x₀
-    const capped = conjugateGradient(op.matvec, bt, { maxIterations: 3, tolerance: 0 });
-    expect(capped.iterations).toBe(3);
-    expect(capped.converged).toBe(false);
-    // three steps cannot resolve 40 log-spaced eigenvalues on [1, 100]: still far from the solution
-    expect(relativeError(treeToArray(capped.x), exact)).toBeGreaterThan(1e-2);
-    [bt, init, warm.x, capped.x].forEach(treeDispose);
-  });
-
-  it('stops without converging when A is indefinite along a search direction', () => {
-    const eig = logSpaced(n, 1, 10).map((l, i) => (i % 2 === 0 ? -l : l));
-    const bad = spectralSystem(n, eig, 3);
-    const badOp = treeOperator(bad, spec);
-    const bt = treeFromArray(b, spec);
-    const res = conjugateGradient(badOp.matvec, bt, { maxIterations: 100 });
-    expect(res.converged).toBe(false);
-    treeDispose(bt);
-    treeDispose(res.x);
-    badOp.dispose();
-  });
-
-  it('refuses a warm start of another shape and a non-finite right-hand side', () => {
-    const bt = treeFromArray(b, spec);
-    const wrong = { a: tf.zeros([6]), b: tf.zeros([n - 6]) };
-    expect(() => conjugateGradient(op.matvec, bt, { init: wrong })).toThrow(/initial guess.*a: \[6\]/);
-    const nan = treeFromArray(
-      Array.from(b, (v, i) => (i === 7 ? NaN : v)),
-      spec,
-    );
-    expect(() => conjugateGradient(op.matvec, nan)).toThrow(/right-hand side b has 1 non-finite entry/);
-    [bt, wrong, nan].forEach(treeDispose);
-  });
-
-  it('on a singular system with a noisy operator, steps past the noise floor do not hurt (best iterate kept)', () => {
-    // Like a softmax-bias null direction with finite-difference products: A has a zero eigenvalue, b lies in
-    // its range, products carry relative noise 1e-5. Reference: the minimum-norm solution A⁺b.
-    const eig = logSpaced(n, 1, 100).map((v, i) => (i === 0 ? 0 : v));
-    const sing = spectralSystem(n, eig, 22);
-    const pinv = spectralSystem(
-      n,
-      eig.map((v) => (v === 0 ? 0 : 1 / v)),
-      22,
-    ).a;
-    const singOp = treeOperator(sing, spec);
-    const inRange = matVec(sing.a, n, n, rhs(23));
-    const reference = matVec(pinv, n, n, inRange);
-    const noise = new Random(21);
-    const noisy = (v: TensorTree) =>
-      tf.tidy(() =>
-        treeFromArray(
-          treeToArray(singOp.matvec(v)).map((u) => u * (1 + 1e-5 * noise.normal())),
-          spec,
-        ),
-      );
-    const bt = treeFromArray(inRange, spec);
-    const errs = [60, 300].map((K) => {
-      const res = conjugateGradient(noisy, bt, { maxIterations: K, tolerance: 0 });
-      const e = relativeError(treeToArray(res.x), reference);
+    it('solves an SPD system (κ = 100) to the float64 reference A⁻¹b on a two-tensor tree', () => {
+      const bt = treeFromArray(b, spec);
+      const res = conjugateGradient(op.matvec, bt, { maxIterations: 200, tolerance: 1e-6 });
+      const x = treeToArray(res.x);
+      expect(relativeError(x, exact)).toBeLessThan(1e-4);
+      expect(res.converged).toBe(true);
+      // Theory: ‖r_k‖/‖b‖ ≤ 2κ((√κ − 1)/(√κ + 1))^k, so tolerance 1e-6 at κ = 100 needs at most
+      // ln(2e8)/ln(11/9) ≈ 95 steps (float32 rounding makes it exceed the exact-arithmetic bound d = 40).
+      expect(res.iterations).toBeLessThanOrEqual(Math.ceil(Math.log((2 * 100) / 1e-6) / Math.log(11 / 9)));
+      // the reported residual is the recursive one: it must agree with the true residual of the returned x
+      const trueResidual = residualNorm(sys, x, b);
+      expect(res.residual).toBeLessThanOrEqual(1e-6 * norm(b) * 1.0001);
+      expect(Math.abs(trueResidual - res.residual)).toBeLessThan(1e-4 * norm(b));
+      expect(res.relativeResidual).toBeCloseTo(res.residual / norm(b), 10);
+      expect(res.x.a.shape).toEqual([2, 3]);
+      treeDispose(bt);
       treeDispose(res.x);
-      return e;
     });
-    expect(errs[0]).toBeLessThan(1e-3);
-    expect(errs[1]).toBeLessThan(1e-3);
-    treeDispose(bt);
-    singOp.dispose();
+
+    it('a warm start at the solution needs no step; the iteration budget caps the work', () => {
+      const bt = treeFromArray(b, spec);
+      const init = treeFromArray(exact, spec);
+      const before = op.calls();
+      const warm = conjugateGradient(op.matvec, bt, { init, tolerance: 1e-5 });
+      expect(warm.iterations).toBe(0);
+      expect(op.calls() - before).toBe(1); // the initial residual b − A x₀
+      const capped = conjugateGradient(op.matvec, bt, { maxIterations: 3, tolerance: 0 });
+      expect(capped.iterations).toBe(3);
+      expect(capped.converged).toBe(false);
+      // three steps cannot resolve 40 log-spaced eigenvalues on [1, 100]: still far from the solution
+      expect(relativeError(treeToArray(capped.x), exact)).toBeGreaterThan(1e-2);
+      [bt, init, warm.x, capped.x].forEach(treeDispose);
+    });
+
+    it('stops without converging when A is indefinite along a search direction', () => {
+      const eig = logSpaced(n, 1, 10).map((l, i) => (i % 2 === 0 ? -l : l));
+      const bad = spectralSystem(n, eig, 3);
+      const badOp = treeOperator(bad, spec);
+      const bt = treeFromArray(b, spec);
+      const res = conjugateGradient(badOp.matvec, bt, { maxIterations: 100 });
+      expect(res.converged).toBe(false);
+      treeDispose(bt);
+      treeDispose(res.x);
+      badOp.dispose();
+    });
+
+    it('refuses a warm start of another shape and a non-finite right-hand side', () => {
+      const bt = treeFromArray(b, spec);
+      const wrong = { a: tf.zeros([6]), b: tf.zeros([n - 6]) };
+      expect(() => conjugateGradient(op.matvec, bt, { init: wrong })).toThrow(/initial guess.*a: \[6\]/);
+      const nan = treeFromArray(
+        Array.from(b, (v, i) => (i === 7 ? NaN : v)),
+        spec,
+      );
+      expect(() => conjugateGradient(op.matvec, nan)).toThrow(/right-hand side b has 1 non-finite entry/);
+      [bt, wrong, nan].forEach(treeDispose);
+    });
+
+    it('on a singular system with a noisy operator, steps past the noise floor do not hurt (best iterate kept)', () => {
+      // Like a softmax-bias null direction with finite-difference products: A has a zero eigenvalue, b lies in
+      // its range, products carry relative noise 1e-5. Reference: the minimum-norm solution A⁺b.
+      const eig = logSpaced(n, 1, 100).map((v, i) => (i === 0 ? 0 : v));
+      const sing = spectralSystem(n, eig, 22);
+      const pinv = spectralSystem(
+        n,
+        eig.map((v) => (v === 0 ? 0 : 1 / v)),
+        22,
+      ).a;
+      const singOp = treeOperator(sing, spec);
+      const inRange = matVec(sing.a, n, n, rhs(23));
+      const reference = matVec(pinv, n, n, inRange);
+      const noise = new Random(21);
+      const noisy = (v: TensorTree) =>
+        tf.tidy(() =>
+          treeFromArray(
+            treeToArray(singOp.matvec(v)).map((u) => u * (1 + 1e-5 * noise.normal())),
+            spec,
+          ),
+        );
+      const bt = treeFromArray(inRange, spec);
+      const errs = [60, 300].map((K) => {
+        const res = conjugateGradient(noisy, bt, { maxIterations: K, tolerance: 0 });
+        const e = relativeError(treeToArray(res.x), reference);
+        treeDispose(res.x);
+        return e;
+      });
+      expect(errs[0]).toBeLessThan(1e-3);
+      expect(errs[1]).toBeLessThan(1e-3);
+      treeDispose(bt);
+      singOp.dispose();
+    });
+
+    it('keeps the tensor count flat', () => {
+      const bt = treeFromArray(b, spec);
+      const growth = tensorCountGrowth(
+        () => treeDispose(conjugateGradient(op.matvec, bt, { maxIterations: 10 }).x),
+        5,
+      );
+      expect(growth.every((g) => g === 0)).toBe(true);
+      treeDispose(bt);
+    });
   });
 
-  it('keeps the tensor count flat', () => {
-    const bt = treeFromArray(b, spec);
-    const growth = tensorCountGrowth(
-      () => treeDispose(conjugateGradient(op.matvec, bt, { maxIterations: 10 }).x),
-      5,
-    );
-    expect(growth.every((g) => g === 0)).toBe(true);
-    treeDispose(bt);
-  });
-});
+  describe('neumannSeries and fixedPointIteration', () => {
+    const sys = spectralSystem(n, logSpaced(n, 1, 10), 4);
+    const op = treeOperator(sys, spec);
+    const b = rhs(5);
+    const eta = 0.1;
+    const exact = matVec(sys.aInv!, n, n, b);
+    afterAll(() => op.dispose());
 
-describe('neumannSeries and fixedPointIteration', () => {
-  const sys = spectralSystem(n, logSpaced(n, 1, 10), 4);
-  const op = treeOperator(sys, spec);
-  const b = rhs(5);
-  const eta = 0.1;
-  const exact = matVec(sys.aInv!, n, n, b);
-  afterAll(() => op.dispose());
-
-  /** η Σ_{k<K} (I − ηA)^k b in float64. */
-  function partialSum(K: number): Float64Array {
-    const out = new Float64Array(n);
-    for (let k = 0; k < K; k++) {
-      const p = powerOfRelaxation(sys, eta, k, b);
-      for (let i = 0; i < n; i++) out[i] += eta * p[i];
+    /** η Σ_{k<K} (I − ηA)^k b in float64. */
+    function partialSum(K: number): Float64Array {
+      const out = new Float64Array(n);
+      for (let k = 0; k < K; k++) {
+        const p = powerOfRelaxation(sys, eta, k, b);
+        for (let i = 0; i < n; i++) out[i] += eta * p[i];
+      }
+      return out;
     }
-    return out;
-  }
 
-  it('Neumann: K terms equal the float64 truncated series and report the exact remainder', () => {
-    const bt = treeFromArray(b, spec);
-    const res = neumannSeries(op.matvec, bt, { terms: 7, stepSize: eta });
-    expect(res.iterations).toBe(7);
-    expect(relativeError(treeToArray(res.x), partialSum(7))).toBeLessThan(1e-5);
-    const remainder = norm(powerOfRelaxation(sys, eta, 7, b));
-    expect(res.residual).toBeCloseTo(remainder, 4);
-    expect(residualNorm(sys, treeToArray(res.x), b)).toBeCloseTo(res.residual, 3);
-    treeDispose(bt);
-    treeDispose(res.x);
-  });
-
-  it('Neumann converges to A⁻¹b as K grows, and stops early at the tolerance', () => {
-    const bt = treeFromArray(b, spec);
-    const errs = [10, 50, 250].map((K) => {
-      const r = neumannSeries(op.matvec, bt, { terms: K, stepSize: eta });
-      const e = relativeError(treeToArray(r.x), exact);
-      treeDispose(r.x);
-      return e;
+    it('Neumann: K terms equal the float64 truncated series and report the exact remainder', () => {
+      const bt = treeFromArray(b, spec);
+      const res = neumannSeries(op.matvec, bt, { terms: 7, stepSize: eta });
+      expect(res.iterations).toBe(7);
+      expect(relativeError(treeToArray(res.x), partialSum(7))).toBeLessThan(1e-5);
+      const remainder = norm(powerOfRelaxation(sys, eta, 7, b));
+      expect(res.residual).toBeCloseTo(remainder, 4);
+      expect(residualNorm(sys, treeToArray(res.x), b)).toBeCloseTo(res.residual, 3);
+      treeDispose(bt);
+      treeDispose(res.x);
     });
-    expect(errs[1]).toBeLessThan(errs[0]);
-    expect(errs[2]).toBeLessThan(errs[1]);
-    expect(errs[2]).toBeLessThan(1e-5);
-    const early = neumannSeries(op.matvec, bt, { terms: 1000, stepSize: eta, tolerance: 1e-3 });
-    expect(early.converged).toBe(true);
-    expect(early.iterations).toBeLessThan(1000);
-    expect(early.relativeResidual).toBeLessThanOrEqual(1e-3);
-    // 0.9^k·‖b‖ bounds the remainder; it first drops below 1e-3 no later than k = 66
-    expect(early.iterations).toBeLessThanOrEqual(66);
-    treeDispose(bt);
-    treeDispose(early.x);
-  });
 
-  it('fixed point from zero equals the Neumann series with as many terms', () => {
-    const bt = treeFromArray(b, spec);
-    const fp = fixedPointIteration(op.matvec, bt, { maxIterations: 12, stepSize: eta });
-    expect(relativeError(treeToArray(fp.x), partialSum(12))).toBeLessThan(1e-5);
-    expect(fp.iterations).toBe(12);
-    expect(fp.residual).toBeCloseTo(residualNorm(sys, treeToArray(fp.x), b), 3);
-    treeDispose(bt);
-    treeDispose(fp.x);
-  });
+    it('Neumann converges to A⁻¹b as K grows, and stops early at the tolerance', () => {
+      const bt = treeFromArray(b, spec);
+      const errs = [10, 50, 250].map((K) => {
+        const r = neumannSeries(op.matvec, bt, { terms: K, stepSize: eta });
+        const e = relativeError(treeToArray(r.x), exact);
+        treeDispose(r.x);
+        return e;
+      });
+      expect(errs[1]).toBeLessThan(errs[0]);
+      expect(errs[2]).toBeLessThan(errs[1]);
+      expect(errs[2]).toBeLessThan(1e-5);
+      const early = neumannSeries(op.matvec, bt, { terms: 1000, stepSize: eta, tolerance: 1e-3 });
+      expect(early.converged).toBe(true);
+      expect(early.iterations).toBeLessThan(1000);
+      expect(early.relativeResidual).toBeLessThanOrEqual(1e-3);
+      // 0.9^k·‖b‖ bounds the remainder; it first drops below 1e-3 no later than k = 66
+      expect(early.iterations).toBeLessThanOrEqual(66);
+      treeDispose(bt);
+      treeDispose(early.x);
+    });
 
-  it('fixed point from a warm start x₀ contracts the error: x_K − x* = (I − ηA)^K (x₀ − x*)', () => {
-    const bt = treeFromArray(b, spec);
-    const rng = new Random(9);
-    const x0 = Float64Array.from(exact, (v) => v + 0.5 * rng.normal());
-    const init = treeFromArray(x0, spec);
-    const fp = fixedPointIteration(op.matvec, bt, { init, maxIterations: 15, stepSize: eta });
-    const err0 = Float64Array.from(x0, (v, i) => v - exact[i]);
-    const errK = powerOfRelaxation(sys, eta, 15, err0);
-    const expected = Float64Array.from(exact, (v, i) => v + errK[i]);
-    expect(relativeError(treeToArray(fp.x), expected)).toBeLessThan(1e-5);
-    [bt, init, fp.x].forEach(treeDispose);
-  });
+    it('fixed point from zero equals the Neumann series with as many terms', () => {
+      const bt = treeFromArray(b, spec);
+      const fp = fixedPointIteration(op.matvec, bt, { maxIterations: 12, stepSize: eta });
+      expect(relativeError(treeToArray(fp.x), partialSum(12))).toBeLessThan(1e-5);
+      expect(fp.iterations).toBe(12);
+      expect(fp.residual).toBeCloseTo(residualNorm(sys, treeToArray(fp.x), b), 3);
+      treeDispose(bt);
+      treeDispose(fp.x);
+    });
 
-  it('validates its options', () => {
-    const bt = treeFromArray(b, spec);
-    expect(() => neumannSeries(op.matvec, bt, { terms: 0 })).toThrow(/terms must be an integer >= 1/);
-    expect(() => neumannSeries(op.matvec, bt, { stepSize: -1 })).toThrow(/stepSize must be > 0/);
-    expect(() => fixedPointIteration(op.matvec, bt, { maxIterations: 1.5 })).toThrow(/maxIterations/);
-    treeDispose(bt);
+    it('fixed point from a warm start x₀ contracts the error: x_K − x* = (I − ηA)^K (x₀ − x*)', () => {
+      const bt = treeFromArray(b, spec);
+      const rng = new Random(9);
+      const x0 = Float64Array.from(exact, (v) => v + 0.5 * rng.normal());
+      const init = treeFromArray(x0, spec);
+      const fp = fixedPointIteration(op.matvec, bt, { init, maxIterations: 15, stepSize: eta });
+      const err0 = Float64Array.from(x0, (v, i) => v - exact[i]);
+      const errK = powerOfRelaxation(sys, eta, 15, err0);
+      const expected = Float64Array.from(exact, (v, i) => v + errK[i]);
+      expect(relativeError(treeToArray(fp.x), expected)).toBeLessThan(1e-5);
+      [bt, init, fp.x].forEach(treeDispose);
+    });
+
+    it('validates its options', () => {
+      const bt = treeFromArray(b, spec);
+      expect(() => neumannSeries(op.matvec, bt, { terms: 0 })).toThrow(/terms must be an integer >= 1/);
+      expect(() => neumannSeries(op.matvec, bt, { stepSize: -1 })).toThrow(/stepSize must be > 0/);
+      expect(() => fixedPointIteration(op.matvec, bt, { maxIterations: 1.5 })).toThrow(/maxIterations/);
+      treeDispose(bt);
+    });
   });
 });
 

@@ -1,6 +1,6 @@
-import * as tf from '@tensorflow/tfjs-core';
-import { type TensorTree, treeFlatten, treeUnflatten } from '@bilevel/core';
-import { type LinearSolveResult, type MatVec, checkFinite, flatOperator, vectorNorm } from './linear-solve';
+import type { TensorTree } from '@bilevel/core';
+import { flatVectors, fromTree } from './flat-vectors';
+import { type LinearSolveResult, type MatVec, flatOperator } from './linear-solve';
 
 /** Options of {@link neumannSeries}. */
 export interface NeumannOptions {
@@ -36,28 +36,28 @@ export function neumannSeries(
   if (!(eta > 0)) throw new Error(`neumannSeries: stepSize must be > 0 (got ${eta})`);
   if (!(tolerance >= 0)) throw new Error(`neumannSeries: tolerance must be >= 0 (got ${tolerance})`);
   const op = flatOperator(matvec, b);
-  const bFlat = treeFlatten(b);
-  checkFinite(bFlat, 'neumannSeries: the right-hand side b');
-  const bNorm = vectorNorm(bFlat);
-  let p: tf.Tensor1D = tf.clone(bFlat);
-  let sum: tf.Tensor1D = tf.clone(bFlat);
+  const vs = flatVectors(op);
+  const bv = fromTree(vs, b, 'neumannSeries: the right-hand side b');
+  const bNorm = Math.sqrt(vs.dots([[bv, bv]])[0]);
+  let p = vs.clone(bv);
+  let sum = bv;
   let iterations = 0;
   let residual = bNorm;
   for (let k = 1; k <= terms; k++) {
-    const pNext = tf.tidy(() => tf.sub(p, tf.mul(op.apply(p), eta)) as tf.Tensor1D);
+    const ap = vs.apply(p);
+    const pNext = vs.axpy(-eta, ap, p);
+    vs.dispose(ap, p);
     iterations++;
-    p.dispose();
     p = pNext;
-    if (tolerance > 0 || k === terms) residual = vectorNorm(p);
+    if (tolerance > 0 || k === terms) residual = Math.sqrt(vs.dots([[p, p]])[0]);
     if (k === terms || residual <= tolerance * bNorm) break;
-    const s2 = tf.add(sum, p) as tf.Tensor1D;
-    sum.dispose();
+    const s2 = vs.axpy(1, p, sum);
+    vs.dispose(sum);
     sum = s2;
   }
-  const solution = tf.tidy(() => treeUnflatten(tf.mul(sum, eta), op.spec));
-  p.dispose();
-  sum.dispose();
-  bFlat.dispose();
+  const scaled = vs.scale(eta, sum);
+  const solution = vs.toTree(scaled);
+  vs.dispose(scaled, p, sum);
   return {
     x: solution,
     iterations,
