@@ -12,7 +12,7 @@ batched evolution-strategies solves, ``inner_loss_batched(xs, ys)`` (one loss pe
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch

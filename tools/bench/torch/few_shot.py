@@ -27,16 +27,19 @@ from common import emit, finite, load_arrays, run, time_steps
 class HeadOracles:
     """The oracles of one step at fixed support features: ∇_y g and ∇²_yy g·v touch the heads only."""
 
-    def __init__(self, loss, features):
+    def __init__(self, loss, features, counts):
         self.loss = loss
         self.features = features.detach()
+        self.counts = counts
 
     def inner_grad_y(self, _x, y):
+        self.counts["innerGradY"] += 1
         y = y.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(self.loss(self.features, y), y)
         return g
 
     def hessian_vector(self, y, v):
+        self.counts["hessianVector"] += 1
         y = y.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(self.loss(self.features, y), y, create_graph=True)
         (h,) = torch.autograd.grad(g, y, grad_outputs=v)
@@ -84,6 +87,7 @@ def main(config):
     def outer_loss(features, y):
         return F.cross_entropy(logits(features, y).reshape(-1, N), labels["query"])
 
+    counts = {"innerGradY": 0, "outerGrad": 0, "hessianVector": 0, "mixedVector": 0}
     state = {"u": None, "outerLoss": math.nan, "outerLossFirst": math.nan, "step": 0}
     setup = time.perf_counter() - t0
 
@@ -92,11 +96,12 @@ def main(config):
         state["step"] += 1
         fs = model(support, groups=B)
         fq = model(query, groups=B)
-        oracles = HeadOracles(inner_loss, fs)
+        oracles = HeadOracles(inner_loss, fs, counts)
         inner = solver.solve(oracles, None, torch.zeros(B * N * D + B * N))
         y = inner.y.detach().requires_grad_(True)
         f = outer_loss(fq, y)
         *gx, gy = torch.autograd.grad(f, params + [y])
+        counts["outerGrad"] += 1
         u = conjugate_gradient(
             lambda v: oracles.hessian_vector(inner.y, v),
             gy,
@@ -108,6 +113,7 @@ def main(config):
         y = inner.y.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(inner_loss(fs, y), y, create_graph=True)
         mixed = torch.autograd.grad(g, params, grad_outputs=u)
+        counts["mixedVector"] += 1
         hypergradient = [a - b for a, b in zip(gx, mixed)]
         norm = torch.sqrt(sum(h.pow(2).sum() for h in hypergradient)).item()
         loss = f.item()
@@ -121,7 +127,8 @@ def main(config):
         state["outerLoss"] = loss
 
     times = time_steps(step, w["warmup"], w["steps"])
-    emit(times, {"outerLoss": state["outerLoss"], "outerLossFirst": state["outerLossFirst"]}, setup)
+    checks = {"outerLoss": state["outerLoss"], "outerLossFirst": state["outerLossFirst"]}
+    emit(times, {**checks, "oracleCalls": sum(counts.values())}, setup)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ def main(config):
     trainer = Trainer(problem, spec)
     setup = time.perf_counter() - t0
     times = time_steps(trainer.step, w["warmup"], w["steps"])
-    emit(times, {"outerLoss": trainer.outer_loss, "outerLossFirst": trainer.outer_loss_first}, setup)
+    checks = {"outerLoss": trainer.outer_loss, "outerLossFirst": trainer.outer_loss_first}
+    emit(times, {**checks, "oracleCalls": sum(trainer.oracles.counts.values())}, setup)
 
 
 if __name__ == "__main__":

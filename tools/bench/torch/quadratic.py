@@ -47,6 +47,7 @@ def main(config):
     checks = {}
     times = time_steps(trainer.step, w["warmup"], w["steps"], lambda: checks.update(xRelativeErrorWarmup=error()))
     checks.update(xRelativeError=error(), outerLoss=trainer.outer_loss, outerLossFirst=trainer.outer_loss_first)
+    checks["oracleCalls"] = sum(trainer.oracles.counts.values())
     emit(times, checks, setup)
 
 

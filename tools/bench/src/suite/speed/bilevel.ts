@@ -7,7 +7,7 @@
 import * as os from 'os';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendChoice } from '@bilevel/backend';
-import { type BilevelProblem, DataError, Random, createPipeline } from '@bilevel/core';
+import { type BilevelProblem, DataError, ORACLE_KINDS, Random, createPipeline } from '@bilevel/core';
 import '@bilevel/solvers';
 import '@bilevel/estimators';
 import { QuadraticProblem, loadDenseSplits } from '@bilevel/problems';
@@ -150,6 +150,7 @@ async function timePipeline(w: SpeedWorkload, spec: PipelineWorkload, twinDataDi
     }
     checks.outerLoss = outerLoss;
     if (pipeline.problem instanceof QuadraticProblem) checks.xRelativeError = xError();
+    checks.oracleCalls = ORACLE_KINDS.reduce((n, k) => n + pipeline.oracles.counts[k], 0);
     tasks.forEach((t, i) => entries.push(...treeArrays(`step${i}:`, t)));
     if (twinDataDir && entries.length > 0) writeArrays(twinDataDir, entries);
     return { timesMs, checks, setupSeconds };

@@ -106,21 +106,21 @@ describe('the speed report with PyTorch', () => {
   });
 
   it('shows the first and the last outer loss of the other pipelines', () => {
-    const text = agreementText(byId('hyper-cleaning/aid-cg'), bilevel([1], { outerLossFirst: 2.3, outerLoss: 0.7 }), {
+    const text = agreementText(byId('hyper-cleaning/aid-cg'), bilevel([1], { outerLossFirst: 2.3, outerLoss: 0.7, oracleCalls: 1234 }), {
       status: 'completed',
       timesMs: [1],
-      checks: { outerLossFirst: 2.3, outerLoss: 0.71 },
+      checks: { outerLossFirst: 2.3, outerLoss: 0.71, oracleCalls: 1234 },
     });
-    expect(text).toBe('outer loss at step 1 2.300 vs 2.300; at step 12 0.7000 vs 0.7100');
+    expect(text).toBe('outer loss at step 1 2.300 vs 2.300; at step 12 0.7000 vs 0.7100; oracle calls 1,234 vs 1,234');
   });
 
   it('shows the network’s loss and gradient norm on both sides', () => {
-    const text = agreementText(byId('resnet/forward-backward'), bilevel([1], { loss: 2, gradientNorm: 3 }), {
+    const text = agreementText(byId('resnet/forward-backward'), bilevel([1], { loss: 2.5, gradientNorm: 3.25 }), {
       status: 'completed',
       timesMs: [1],
-      checks: { loss: 2, gradientNorm: 3 },
+      checks: { loss: 2.5, gradientNorm: 3.25 },
     });
-    expect(text).toBe('loss 2.000 vs 2.000; ‖∇‖ 3.000 vs 3.000');
+    expect(text).toBe('loss 2.500 vs 2.500; ‖∇‖ 3.250 vs 3.250');
   });
 });
 

@@ -28,6 +28,7 @@ export function formatMs(v: number): string {
 
 function num(v: number | undefined): string {
   if (v === undefined || !Number.isFinite(v)) return '—';
+  if (Number.isInteger(v)) return v.toLocaleString('en-US');
   const a = Math.abs(v);
   return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(3) : v.toPrecision(4);
 }
@@ -81,6 +82,7 @@ export function agreementText(w: SpeedWorkload, bilevel: SpeedSideResult, torch:
       const first = both('outerLossFirst', 'outer loss at step 1');
       parts.push(first, both('outerLoss', first ? `at step ${last}` : `outer loss at step ${last}`));
     }
+    parts.push(both('oracleCalls', 'oracle calls'));
   }
   return parts.filter((p): p is string => p !== undefined).join('; ') || '—';
 }
