@@ -172,7 +172,9 @@ export function speedSection(n: number, outcome: SpeedOutcome, quick: boolean): 
       'AID-FP, qNBO) end at the same ‖x − x*‖/‖x*‖ up to float32 rounding, while ESJ draws its own random directions on each ' +
       'side; for hyper-cleaning the same training and validation samples and corrupted labels; for ResNet-12 the same images ' +
       'and parameters (same loss and gradient norm); for few-shot the same initial backbone and the same synthetic tasks, ' +
-      "replayed step by step. Where the twin's code differs from the library's: the L-BFGS operator is the textbook two-loop " +
+      'replayed step by step. For the pipelines it also shows the oracle calls each side made (∇_y g, ∇f, Hessian- and ' +
+      'mixed-vector products, counted as core counts them); a strong-Wolfe line search may take a different number of trials ' +
+      "on the two sides once float32 rounding parts their paths. Where the twin's code differs from the library's: the L-BFGS operator is the textbook two-loop " +
       "recursion (the library's compact form applies the same operator with three matrix products); each Hessian- or " +
       "mixed-vector product differentiates a fresh ∇_y g, as the library's oracles do (keeping one graph across the products " +
       'of a linear solve with `retain_graph` would save a forward and a backward pass per product; it is not done, so both ' +
