@@ -143,7 +143,8 @@ function settingsText(w: SpeedWorkload): string {
   if (s.kind === 'pipeline') {
     return (
       `- **${w.label}** (\`${w.id}\`): problem \`${s.problem.name}\` {${o(s.problem.options)}}; inner \`${s.innerSolver.name}\` {${o(s.innerSolver.options)}}; ` +
-      `estimator \`${s.estimator.name}\` {${o(s.estimator.options)}}; outer \`${s.outerOptimizer.name}\` {${o(s.outerOptimizer.options)}}; ${steps} outer steps`
+      `estimator \`${s.estimator.name}\` {${o(s.estimator.options)}}; outer \`${s.outerOptimizer.name}\` {${o(s.outerOptimizer.options)}}; ` +
+      `${s.warmStart ? 'warm-started inner solves' : 'every inner solve from the initial y'}; ${steps} outer steps`
     );
   }
   if (s.kind === 'network') {
