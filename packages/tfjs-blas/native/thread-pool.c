@@ -2,6 +2,7 @@
 #include "thread-pool.h"
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #define POOL_MAX 64
@@ -20,23 +21,35 @@ static unsigned long generation = 0;
  * still runs it. */
 static unsigned long base_generation = 0;
 
-/* The current task: set and read under `lock`; chunks are claimed from next_chunk. */
+/* The current task: set under `lock` and copied by each worker that wakes for it. */
 typedef struct {
   pool_range_fn fn;
   void* ctx;
   size_t n, chunk, chunks;
+  uint64_t generation;
 } Task;
 static Task task;
-static atomic_size_t next_chunk;
-static int acked = 0; /* workers done with the current task */
+/* (generation << 32) | next chunk to claim: a worker that wakes late for an old task can claim nothing of
+ * a newer one, so the caller never waits for sleeping workers, only for the chunks to be done. */
+static _Atomic uint64_t cursor;
+static atomic_size_t done_chunks;
 
 static void run_chunks(const Task* t) {
   for (;;) {
-    const size_t c = atomic_fetch_add(&next_chunk, 1);
-    if (c >= t->chunks) return;
+    uint64_t v = atomic_load(&cursor);
+    size_t c;
+    do {
+      if ((v >> 32) != (t->generation & 0xffffffffu) || (v & 0xffffffffu) >= t->chunks) return;
+      c = (size_t)(v & 0xffffffffu);
+    } while (!atomic_compare_exchange_weak(&cursor, &v, v + 1));
     const size_t b = c * t->chunk;
     const size_t e = b + t->chunk < t->n ? b + t->chunk : t->n;
     t->fn(t->ctx, b, e);
+    if (atomic_fetch_add(&done_chunks, 1) + 1 == t->chunks) {
+      pthread_mutex_lock(&lock);
+      pthread_cond_broadcast(&finished);
+      pthread_mutex_unlock(&lock);
+    }
   }
 }
 
@@ -52,7 +65,6 @@ static void* worker_main(void* arg) {
     pthread_mutex_unlock(&lock);
     run_chunks(&t);
     pthread_mutex_lock(&lock);
-    if (++acked == started) pthread_cond_signal(&finished);
   }
   pthread_mutex_unlock(&lock);
   return NULL;
@@ -114,22 +126,24 @@ void pool_parallel_for(size_t n, size_t grain, pool_range_fn fn, void* ctx) {
   size_t chunks = n / grain;
   if (chunks > threads) chunks = threads;
   pthread_mutex_lock(&lock);
+  generation++;
   task.fn = fn;
   task.ctx = ctx;
   task.n = n;
   task.chunk = (n + chunks - 1) / chunks;
   task.chunks = (n + task.chunk - 1) / task.chunk;
+  task.generation = generation;
   const Task t = task;
-  atomic_store(&next_chunk, 0);
-  acked = 0;
-  generation++;
+  atomic_store(&done_chunks, 0);
+  atomic_store(&cursor, (uint64_t)(generation & 0xffffffffu) << 32);
   pthread_cond_broadcast(&wake);
   pthread_mutex_unlock(&lock);
   run_chunks(&t);
-  /* Wait until every worker has taken part in this task (run its chunks or found none left), so that no
-   * late worker can read the next task's counters with this task's snapshot. */
-  pthread_mutex_lock(&lock);
-  while (acked < started) pthread_cond_wait(&finished, &lock);
-  pthread_mutex_unlock(&lock);
+  /* Every chunk claimed by now; wait for those still running on workers. */
+  if (atomic_load(&done_chunks) < t.chunks) {
+    pthread_mutex_lock(&lock);
+    while (atomic_load(&done_chunks) < t.chunks) pthread_cond_wait(&finished, &lock);
+    pthread_mutex_unlock(&lock);
+  }
   pthread_mutex_unlock(&task_lock);
 }

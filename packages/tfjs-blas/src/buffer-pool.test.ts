@@ -154,7 +154,9 @@ if (!native) console.warn(`skipped the buffer-reuse tests: ${blasInfo().reason} 
     const x = tf.randomNormal([300, 400]);
     const before = tf.memory().numTensors;
     for (let i = 0; i < 200; i++) {
-      tf.tidy(() => tf.sum(tf.exp(tf.mul(tf.add(x, i), 0.001))).dataSync());
+      const total = tf.tidy(() => tf.sum(tf.exp(tf.mul(tf.add(x, i), 0.001))));
+      total.dataSync();
+      total.dispose();
     }
     expect(tf.memory().numTensors).toBe(before);
     expect(backend.pool.bytes).toBeLessThanOrEqual(backend.pool.maxBytes);

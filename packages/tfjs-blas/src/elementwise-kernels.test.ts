@@ -219,11 +219,13 @@ function specialOperand(rand: () => number, shape: number[]): Operand {
     const n = 200_001;
     const xe = Float32Array.from({ length: n }, (_, i) => -110 + (200 * i) / (n - 1));
     const xl = Float32Array.from({ length: n }, (_, i) => Math.exp(-101 + (190 * i) / (n - 1)));
-    const [e, l, s] = tf.tidy(() => [
-      tf.exp(tf.tensor1d(xe)).dataSync(),
-      tf.log(tf.tensor1d(xl)).dataSync(),
-      tf.sigmoid(tf.tensor1d(xe)).dataSync(),
+    const outs = tf.tidy(() => [
+      tf.exp(tf.tensor1d(xe)),
+      tf.log(tf.tensor1d(xl)),
+      tf.sigmoid(tf.tensor1d(xe)),
     ]);
+    const [e, l, s] = outs.map((t) => t.dataSync());
+    tf.dispose(outs);
     // Results below the smallest normal float may be flushed to zero (documented); elsewhere count ulps.
     const SMALLEST_NORMAL = 2 ** -126;
     const ulps = (got: number, want: number) => {

@@ -59,12 +59,15 @@ export async function runOn(
 ): Promise<{ values: Float32Array; shape: number[] }[]> {
   await tf.setBackend(backend);
   const before = tf.memory().numTensors;
-  const results = tf.tidy(() => {
+  // The outputs leave the tidy as tensors and are read outside it: tidy walks whatever its callback
+  // returns, and a large typed array costs far more to walk than the kernels that made it.
+  const outputs = tf.tidy(() => {
     const ts = operands.map((o) => tf.tensor(o.values, o.shape, 'float32'));
     const out = fn(...ts);
-    const list = Array.isArray(out) ? out : [out];
-    return list.map((t) => ({ values: t.dataSync() as Float32Array, shape: t.shape.slice() }));
+    return Array.isArray(out) ? out : [out];
   });
+  const results = outputs.map((t) => ({ values: t.dataSync() as Float32Array, shape: t.shape.slice() }));
+  tf.dispose(outputs);
   const leaked = tf.memory().numTensors - before;
   if (leaked !== 0) throw new Error(`${leaked} tensors leaked on ${backend}`);
   return results;
