@@ -476,6 +476,50 @@ static void col2im_add(const Geom* g, const float* cols, size_t r0, size_t r1, f
   }
 }
 
+/* im2col and col2im over the worker pool. im2col rows are independent; col2im_add scatters overlapping
+ * windows, so it is split by whole images (windows of different images never overlap). */
+typedef struct {
+  const Geom* g;
+  const float* src;
+  float* dst;
+  size_t r0, r1;
+} PatchTask;
+
+static void im2col_range(void* ctx, size_t b, size_t e) {
+  const PatchTask* t = (const PatchTask*)ctx;
+  im2col(t->g, t->src, t->r0 + b, t->r0 + e, t->dst + b * geom_k(t->g));
+}
+
+static void im2col_parallel(const Geom* g, const float* x, size_t r0, size_t r1, float* cols) {
+  PatchTask t = {g, x, cols, r0, r1};
+  const size_t k = geom_k(g);
+  pool_parallel_for(r1 - r0, PARALLEL_GRAIN / (k ? k : 1) + 1, im2col_range, &t);
+}
+
+/* Images [b, e) among those the rows [r0, r1) touch. */
+static void col2im_range(void* ctx, size_t b, size_t e) {
+  const PatchTask* t = (const PatchTask*)ctx;
+  const size_t plane = (size_t)(t->g->outH * t->g->outW);
+  const size_t first = t->r0 / plane;
+  size_t lo = (first + b) * plane, hi = (first + e) * plane;
+  if (lo < t->r0) lo = t->r0;
+  if (hi > t->r1) hi = t->r1;
+  if (lo < hi) col2im_add(t->g, t->src + (lo - t->r0) * geom_k(t->g), lo, hi, t->dst);
+}
+
+static void col2im_add_parallel(const Geom* g, const float* cols, size_t r0, size_t r1, float* dx) {
+  const size_t plane = (size_t)(g->outH * g->outW);
+  const size_t images = (r1 - 1) / plane - r0 / plane + 1;
+  PatchTask t = {g, cols, dx, r0, r1};
+  const size_t rows = r1 - r0;
+  /* Parallel only when each image is worth a task; col2im_add indexes cols from its own r0. */
+  if (images < 2 || rows * geom_k(g) < 2 * PARALLEL_GRAIN) {
+    col2im_add(g, cols, r0, r1, dx);
+    return;
+  }
+  pool_parallel_for(images, 1, col2im_range, &t);
+}
+
 /* conv2d(x, filter, out, geometry, bias, activation, alpha) */
 static napi_value js_conv2d(napi_env env, napi_callback_info info) {
   const char* fn = "conv2d";
@@ -505,7 +549,7 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
     if (!cols) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
     for (size_t r0 = 0; r0 < M; r0 += rb) {
       const size_t r1 = r0 + rb < M ? r0 + rb : M;
-      im2col(&g, x, r0, r1, cols);
+      im2col_parallel(&g, x, r0, r1, cols);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0), (int)N, (int)K, 1.f, cols, (int)K, w,
                   (int)N, 0.f, y + r0 * N, (int)N);
     }
@@ -543,7 +587,7 @@ static napi_value js_conv2d_backprop_input(napi_env env, napi_callback_info info
     const size_t r1 = r0 + rb < M ? r0 + rb : M;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), (int)K, (int)N, 1.f, dy + r0 * N, (int)N, w,
                 (int)N, 0.f, cols, (int)K);
-    col2im_add(&g, cols, r0, r1, dx);
+    col2im_add_parallel(&g, cols, r0, r1, dx);
   }
   free(cols);
   return NULL;
@@ -578,7 +622,7 @@ static napi_value js_conv2d_backprop_filter(napi_env env, napi_callback_info inf
   if (!cols) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
   for (size_t r0 = 0; r0 < M; r0 += rb) {
     const size_t r1 = r0 + rb < M ? r0 + rb : M;
-    im2col(&g, x, r0, r1, cols);
+    im2col_parallel(&g, x, r0, r1, cols);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)(r1 - r0), 1.f, cols, (int)K,
                 dy + r0 * N, (int)N, r0 == 0 ? 0.f : 1.f, dw, (int)N);
   }
