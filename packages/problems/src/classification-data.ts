@@ -1,4 +1,4 @@
-import { type Batch, DataError, logSumExp, type Random, softmaxCrossEntropy, z } from '@bilevel/core';
+import { type Batch, DataError, type Random, softmaxCrossEntropy, z } from '@bilevel/core';
 import {
   type ClassificationData,
   type CsrMatrix,
@@ -227,10 +227,15 @@ export function linearLogitsBatched(features: FeatureMatrix, w: tf.Tensor, b: tf
 
 /**
  * Per-sample softmax cross-entropy of stacked logits [B, n, k] against one-hot targets [n, k]:
- * ce_bi = log Σ_c exp(z_bic) − Σ_c t_ic z_bic, shape [B, n]. Uses core's logSumExp (exact to any order).
+ * ce_bi = log Σ_c exp(z_bic) − Σ_c t_ic z_bic, shape [B, n]; with `weights` [B, n], w_bi·ce_bi. One fused op
+ * (core's softmaxCrossEntropy, exact to any order); `scale` multiplies the result inside the op.
  */
-export function crossEntropyBatched(logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Tensor2D {
-  return tf.sub(logSumExp(logits, -1), tf.sum(tf.mul(logits, targets), -1)) as tf.Tensor2D;
+export function crossEntropyBatched(
+  logits: tf.Tensor3D,
+  targets: tf.Tensor2D,
+  options: { weights?: tf.Tensor2D; scale?: number } = {},
+): tf.Tensor2D {
+  return softmaxCrossEntropy(logits, targets, { ...options, reduction: 'none' }) as tf.Tensor2D;
 }
 
 /** Mean cross-entropy of a linear model on a whole set (or batch). */

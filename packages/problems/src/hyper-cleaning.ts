@@ -2,6 +2,7 @@ import {
   type Batch,
   type BilevelProblem,
   ConfigError,
+  halfSquaredNorm,
   type Random,
   sigmoid,
   softmaxCrossEntropy,
@@ -286,9 +287,9 @@ export class HyperCleaningProblem implements BilevelProblem {
       // gatherRows: its gradient (a scatter-add) is fast, unlike the CPU kernel behind tf.gather's gradient.
       const logits = indices ? gatherRows(x.sampleLogits, indices) : x.sampleLogits;
       const ce = softmaxCrossEntropy(linearLogits(features, y.weights, y.bias), targets, {
-        weights: sigmoid(logits) as tf.Tensor1D,
-      });
-      return tf.add(ce, tf.mul(0.5 * this.innerL2, tf.sum(tf.square(y.weights)))) as tf.Scalar;
+        weights: sigmoid(logits),
+      }) as tf.Scalar;
+      return this.innerL2 === 0 ? ce : (tf.add(ce, halfSquaredNorm(y.weights, this.innerL2)) as tf.Scalar);
     });
   }
 
@@ -305,8 +306,11 @@ export class HyperCleaningProblem implements BilevelProblem {
       const logits = indices
         ? tf.transpose(gatherRows(tf.transpose(xs.sampleLogits), indices))
         : xs.sampleLogits;
-      const ce = crossEntropyBatched(linearLogitsBatched(features, ys.weights, ys.bias), targets);
-      const data = tf.div(tf.sum(tf.mul(sigmoid(logits), ce), 1), count);
+      const ce = crossEntropyBatched(linearLogitsBatched(features, ys.weights, ys.bias), targets, {
+        weights: sigmoid(logits) as tf.Tensor2D,
+        scale: 1 / count,
+      });
+      const data = tf.sum(ce, 1);
       return tf.add(data, tf.mul(0.5 * this.innerL2, tf.sum(tf.square(ys.weights), [1, 2]))) as tf.Tensor1D;
     });
   }
