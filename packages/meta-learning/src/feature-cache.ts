@@ -10,6 +10,20 @@ export interface CachedForwardOptions {
   readonly seed: number;
 }
 
+/** What {@link FeatureCache.features} returns, beyond the features' values. */
+export interface FeatureRequest {
+  /** The shape of the returned features (same values, e.g. [tasks, n / tasks, D]); default [n, D]. */
+  readonly shape?: number[];
+  /**
+   * When the lookup misses while a gradient is being computed, run the backbone on the tape (and cache a
+   * copy), instead of the cached op whose gradient repeats the forward pass: for features that are
+   * differentiated with respect to the parameters at their first use (the outer loss), one forward pass
+   * instead of two. Features first used where only the head is differentiated should not set it (the tape
+   * would record the backbone for nothing).
+   */
+  readonly recordOnMiss?: boolean;
+}
+
 /**
  * Caches training-mode features φ_x(images) of a backbone, keyed by the identity of the parameter tensors
  * and of the image tensor (tfjs tensors are immutable, and their ids are never reused).
@@ -49,40 +63,67 @@ export class FeatureCache {
     return { hits: this.hitCount, misses: this.missCount };
   }
 
-  /** Training-mode features [n, D] of images at parameters `params`, differentiable with respect to `params`. */
-  features(params: TensorTree, images: tf.Tensor4D, options: CachedForwardOptions): tf.Tensor2D {
+  /**
+   * Training-mode features [n, D] of images at parameters `params`, differentiable with respect to `params`.
+   * See {@link FeatureRequest} for the output shape and for features that are differentiated at once.
+   */
+  features(params: TensorTree, images: tf.Tensor4D, options: CachedForwardOptions): tf.Tensor2D;
+  features(params: TensorTree, images: tf.Tensor4D, options: CachedForwardOptions, request: FeatureRequest): tf.Tensor;
+  features(
+    params: TensorTree,
+    images: tf.Tensor4D,
+    options: CachedForwardOptions,
+    request: FeatureRequest = {},
+  ): tf.Tensor {
+    const { shape } = request;
     const names = treeNames(params);
     const tensors = names.map((n) => params[n]);
-    if (tensors.some((t) => t instanceof tf.Variable)) {
-      return this.backbone.forward(params, images, { training: true, ...options });
-    }
+    const direct = (keepCopy: (flat: tf.Tensor2D) => void = () => undefined) => {
+      const f = this.backbone.forward(params, images, { training: true, ...options });
+      keepCopy(f);
+      return shape ? tf.reshape(f, shape) : f;
+    };
+    if (tensors.some((t) => t instanceof tf.Variable)) return direct();
     const key = `${tensors.map((t) => t.id).join(',')}|${images.id}|${options.groups}|${options.seed}`;
+    if (request.recordOnMiss && tf.engine().state.gradientDepth > 0 && !this.lookup(key)) {
+      // Forward pass on the tape, backpropagated directly; a copy serves later lookups.
+      this.missCount++;
+      return direct((flat) => this.insert(key, tf.keep(tf.clone(flat))));
+    }
     const backbone = this.backbone;
     const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
       const inputs = args.slice(0, names.length + 1) as tf.Tensor[];
       const ps = treeFromTensors(names, inputs.slice(0, names.length));
       const img = inputs[names.length] as tf.Tensor4D;
-      let cached = this.entries.get(key);
-      if (cached && !cached.isDisposed) {
+      let cached = this.lookup(key);
+      if (cached) {
         this.hitCount++;
       } else {
         this.missCount++;
         cached = tf.keep(backbone.forward(ps, img, { training: true, ...options }));
         this.insert(key, cached);
       }
+      const flatShape = cached.shape;
       return {
-        value: tf.clone(cached),
+        // A new tensor on the cached data (reshape and clone both share it).
+        value: shape ? tf.reshape(cached, shape) : tf.clone(cached),
         gradFunc: (dy: tf.Tensor) => {
           const xs = inputs.slice(0, names.length);
+          const flatDy = shape ? tf.reshape(dy, flatShape) : dy;
           const grads = vectorJacobianProduct(
-            () => tf.sum(tf.mul(backbone.forward(treeFromTensors(names, xs), img, { training: true, ...options }), dy)),
+            () => tf.sum(tf.mul(backbone.forward(treeFromTensors(names, xs), img, { training: true, ...options }), flatDy)),
             xs,
           );
           return [...grads, tf.zerosLike(img)];
         },
       };
     });
-    return op(...tensors, images) as tf.Tensor2D;
+    return op(...tensors, images);
+  }
+
+  private lookup(key: string): tf.Tensor2D | undefined {
+    const t = this.entries.get(key);
+    return t && !t.isDisposed ? t : undefined;
   }
 
   private insert(key: string, value: tf.Tensor2D): void {

@@ -193,6 +193,22 @@ describe('few-shot problem: oracles (cached features) against finite differences
     });
   });
 
+  it('a miss inside the outer gradients runs the backbone on the tape once: uncached gradients, then hits', () => {
+    const fresh = makeProblem();
+    const cache = (fresh as unknown as { cache: { stats: { hits: number; misses: number } } }).cache;
+    tidy(() => {
+      const a = createOracles(fresh).outerGrads(x, y, task);
+      expect(cache.stats).toEqual({ hits: 0, misses: 1 });
+      const b = createOracles(plain).outerGrads(x, y, task);
+      expect(treeRelativeError(a.gradX, b.gradX)).toBeLessThan(1e-5);
+      expect(treeRelativeError(a.gradY, b.gradY)).toBeLessThan(1e-5);
+      // The copy kept on the miss serves the next evaluation of f at the same x and task.
+      expect(Math.abs(fresh.outerLoss(x, y, task).dataSync()[0] - a.value.dataSync()[0])).toBeLessThan(1e-6);
+      expect(cache.stats).toEqual({ hits: 1, misses: 1 });
+    });
+    fresh.dispose();
+  });
+
   it('reuses the backbone pass across inner-loss calls at the same x and keeps the tensor count flat', () => {
     const oracles = createOracles(problem);
     const before = (problem as unknown as { cache: { stats: { hits: number } } }).cache.stats.hits;

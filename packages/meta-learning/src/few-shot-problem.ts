@@ -27,6 +27,7 @@ import {
   fitHeads,
   headInnerLoss,
   headLogits,
+  meanTaskCrossEntropy,
   prototypeAccuracies,
   taskAccuracies,
   taskCrossEntropies,
@@ -265,17 +266,22 @@ export class FewShotProblem implements BilevelProblem {
     return this.defaultTaskBatch;
   }
 
-  /** Training-mode features [B, n, D] of one side (support or query) of a task batch. */
-  taskFeatures(x: TensorTree, images: tf.Tensor, tasks: number): tf.Tensor3D {
+  /**
+   * Training-mode features [B, n, D] of one side (support or query) of a task batch. `recordOnMiss`: the
+   * features are differentiated with respect to x at their first use (see the feature cache's request).
+   */
+  taskFeatures(x: TensorTree, images: tf.Tensor, tasks: number, recordOnMiss = false): tf.Tensor3D {
     const img = images as tf.Tensor4D;
     if (img.shape[0] % tasks !== 0) {
       throw new Error(`a batch of ${img.shape[0]} images cannot hold ${tasks} tasks of equal size`);
     }
     const opts = { groups: tasks, seed: this.seeds.get(images) ?? 0 };
-    const flat = this.cache
-      ? this.cache.features(x, img, opts)
-      : this.backbone.forward(x, img, { training: true, ...opts });
-    return perTask(flat, tasks);
+    if (this.cache) {
+      // The cached op gives the per-task shape itself (no reshape op on the tape at every inner step).
+      const shape = [tasks, img.shape[0] / tasks, this.backbone.featureDimension];
+      return this.cache.features(x, img, opts, { shape, recordOnMiss }) as tf.Tensor3D;
+    }
+    return perTask(this.backbone.forward(x, img, { training: true, ...opts }), tasks);
   }
 
   private batchParts(batch: Batch | undefined, side: 'support' | 'query'): { images: tf.Tensor; labels: tf.Tensor3D } {
@@ -304,8 +310,9 @@ export class FewShotProblem implements BilevelProblem {
     const { images, labels } = this.batchParts(batch, 'query');
     const [B, , N] = labels.shape;
     checkHeads(y, B, N, this.backbone.featureDimension);
-    const features = this.taskFeatures(x, images, B);
-    return tf.mean(taskCrossEntropies(headLogits(features, y), labels)) as tf.Scalar;
+    // The query features are first met in ∇ₓf (the outer gradients), which differentiates them.
+    const features = this.taskFeatures(x, images, B, true);
+    return meanTaskCrossEntropy(headLogits(features, y), labels);
   }
 
   /**

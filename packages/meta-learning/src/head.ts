@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { softmaxCrossEntropy, type TensorTree } from '@bilevel/core';
+import { halfSquaredNorm, softmax, softmaxCrossEntropy, type TensorTree } from '@bilevel/core';
 
 /**
  * The linear classification head of ANIL-style few-shot learning (Raghu et al., "Rapid Learning or Feature
@@ -38,17 +38,16 @@ export function headLogits(features: tf.Tensor3D, head: TensorTree): tf.Tensor3D
 }
 
 /**
- * Mean softmax cross-entropy of each task, [B], from logits and one-hot labels [B, n, N]. Uses core's
+ * Mean softmax cross-entropy of each task, [B], from logits and one-hot labels [B, n, N]. Uses core's fused
  * `softmaxCrossEntropy`, whose derivatives of every order are exact (second-order products in the head).
  */
 export function taskCrossEntropies(logits: tf.Tensor3D, labels: tf.Tensor3D): tf.Tensor1D {
-  const [B, n, N] = logits.shape;
-  const ce = softmaxCrossEntropy(
-    tf.reshape(logits, [B * n, N]) as tf.Tensor2D,
-    tf.reshape(labels, [B * n, N]) as tf.Tensor2D,
-    { reduction: 'none' },
-  );
-  return tf.mean(tf.reshape(ce, [B, n]), 1) as tf.Tensor1D;
+  return tf.mean(softmaxCrossEntropy(logits, labels, { reduction: 'none' }), 1) as tf.Tensor1D;
+}
+
+/** (1/B) Σ_b of the tasks' mean cross-entropies, as one op (every task has the same number of rows). */
+export function meanTaskCrossEntropy(logits: tf.Tensor3D, labels: tf.Tensor3D): tf.Scalar {
+  return softmaxCrossEntropy(logits, labels) as tf.Scalar;
 }
 
 /**
@@ -56,11 +55,15 @@ export function taskCrossEntropies(logits: tf.Tensor3D, labels: tf.Tensor3D): tf
  * keeps each task's conditioning independent of B):
  *
  *     g = Σ_b [ CE(F_b W_bᵀ + b_b, Y_b) + (λ/2)‖W_b‖² ]
+ *
+ * Σ_b of the task means is the sum over all B·n rows divided by n: one fused cross-entropy op, and one op for
+ * the penalty.
  */
 export function headInnerLoss(features: tf.Tensor3D, labels: tf.Tensor3D, head: TensorTree, lambda: number): tf.Scalar {
-  const ce = tf.sum(taskCrossEntropies(headLogits(features, head), labels));
-  if (lambda === 0) return ce as tf.Scalar;
-  return tf.add(ce, tf.mul(tf.sum(tf.square(head[HEAD_WEIGHT])), lambda / 2)) as tf.Scalar;
+  const n = labels.shape[1];
+  const ce = softmaxCrossEntropy(headLogits(features, head), labels, { reduction: 'sum', scale: 1 / n }) as tf.Scalar;
+  if (lambda === 0) return ce;
+  return tf.add(ce, halfSquaredNorm(head[HEAD_WEIGHT], lambda)) as tf.Scalar;
 }
 
 /** Fraction of rows whose largest logit is at the label, per task: [B] as numbers. */
@@ -94,27 +97,33 @@ export function fitHeads(features: tf.Tensor3D, labels: tf.Tensor3D, options: Fi
   const [B, n, D] = features.shape;
   const N = labels.shape[2];
   const { lambda, steps } = options;
-  const step = tf.tidy(() => {
-    if (options.stepSize !== undefined) return tf.fill([B, 1, 1], options.stepSize);
-    const meanSq = tf.mean(tf.sum(tf.square(features), 2), 1);
-    const L = tf.add(tf.mul(tf.add(meanSq, 1), 0.5), lambda);
-    return tf.reshape(tf.div(1, L), [B, 1, 1]);
+  // Per task: the step η and, folded out of the loop, W ← (1 − ηλ)·W − (η/n)·(P − Y)ᵀF and b ← b − (η/n)·1ᵀ(P − Y).
+  const [decay, rate] = tf.tidy(() => {
+    let step: tf.Tensor;
+    if (options.stepSize !== undefined) step = tf.fill([B, 1, 1], options.stepSize);
+    else {
+      const meanSq = tf.mean(tf.sum(tf.square(features), 2), 1);
+      const L = tf.add(tf.mul(tf.add(meanSq, 1), 0.5), lambda);
+      step = tf.reshape(tf.div(1, L), [B, 1, 1]);
+    }
+    return [tf.sub(1, tf.mul(step, lambda)), tf.div(step, n)];
   });
   let w: tf.Tensor3D = tf.zeros([B, N, D]);
   let b: tf.Tensor3D = tf.zeros([B, 1, N]);
   for (let k = 0; k < steps; k++) {
     const next = tf.tidy(() => {
-      const logits = tf.add(tf.matMul(features, w, false, true), b);
-      const residual = tf.div(tf.sub(tf.softmax(logits), labels), n) as tf.Tensor3D;
-      const gw = tf.add(tf.matMul(residual, features, true, false), tf.mul(w, lambda));
+      // core's softmax: tf.softmax's JS kernel broadcasts element by element and is many times slower.
+      const residual = tf.sub(softmax(tf.add(tf.matMul(features, w, false, true), b)), labels) as tf.Tensor3D;
+      const gw = tf.matMul(residual, features, true, false);
       const gb = tf.sum(residual, 1, true);
-      return [tf.sub(w, tf.mul(gw, step)) as tf.Tensor3D, tf.sub(b, tf.mul(gb, step)) as tf.Tensor3D];
+      return [tf.sub(tf.mul(w, decay), tf.mul(gw, rate)) as tf.Tensor3D, tf.sub(b, tf.mul(gb, rate)) as tf.Tensor3D];
     });
     w.dispose();
     b.dispose();
     [w, b] = next;
   }
-  step.dispose();
+  decay.dispose();
+  rate.dispose();
   const bias = tf.reshape(b, [B, N]);
   b.dispose();
   return { [HEAD_WEIGHT]: w, [HEAD_BIAS]: bias };
