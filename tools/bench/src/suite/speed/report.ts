@@ -1,3 +1,4 @@
+import { openBlasCoreOf } from './torch';
 /**
  * The speed section of docs/benchmarks.md (and the table printed to the terminal): per workload the median
  * and the fastest step on each side, their ratio, and what both sides computed (so a reader sees that the
@@ -53,7 +54,11 @@ function ratioText(v: number | undefined): string {
 }
 
 /** What both sides computed, side by side ("Bilevel vs PyTorch"). */
-export function agreementText(w: SpeedWorkload, bilevel: SpeedSideResult, torch: SpeedSideResult | undefined): string {
+export function agreementText(
+  w: SpeedWorkload,
+  bilevel: SpeedSideResult,
+  torch: SpeedSideResult | undefined,
+): string {
   const both = (key: string, title: string): string | undefined => {
     const a = bilevel.checks[key];
     const b = torch?.checks[key];
@@ -76,7 +81,10 @@ export function agreementText(w: SpeedWorkload, bilevel: SpeedSideResult, torch:
   } else {
     const last = w.warmup + w.steps;
     if (spec.problem.name === 'quadratic') {
-      const warm = w.warmup > 0 ? both('xRelativeErrorWarmup', `‖x − x*‖/‖x*‖ after ${w.warmup} step${w.warmup === 1 ? '' : 's'}`) : undefined;
+      const warm =
+        w.warmup > 0
+          ? both('xRelativeErrorWarmup', `‖x − x*‖/‖x*‖ after ${w.warmup} step${w.warmup === 1 ? '' : 's'}`)
+          : undefined;
       parts.push(warm, both('xRelativeError', warm ? `after ${last}` : `‖x − x*‖/‖x*‖ after ${last} steps`));
     } else {
       const first = both('outerLossFirst', 'outer loss at step 1');
@@ -96,10 +104,22 @@ export function speedTable(outcome: SpeedOutcome): string {
     sideCell(r.torch, missing),
     ratioText(ratio(r)),
     agreementText(r.workload, r.bilevel, r.torch),
-    r.load ? [r.load.bilevel, r.load.torch].filter((v): v is number => v !== undefined).map((v) => v.toFixed(1)).join(' / ') : '—',
+    r.load
+      ? [r.load.bilevel, r.load.torch]
+          .filter((v): v is number => v !== undefined)
+          .map((v) => v.toFixed(1))
+          .join(' / ')
+      : '—',
   ]);
   return table(
-    ['workload', 'Bilevel ms (median, min)', 'PyTorch ms (median, min)', 'Bilevel ÷ PyTorch', 'Bilevel vs PyTorch: computed', 'load'],
+    [
+      'workload',
+      'Bilevel ms (median, min)',
+      'PyTorch ms (median, min)',
+      'Bilevel ÷ PyTorch',
+      'Bilevel vs PyTorch: computed',
+      'load',
+    ],
     rows,
   );
 }
@@ -112,9 +132,15 @@ function backendOf(outcome: SpeedOutcome): { name: string; reason: string; threa
 /** One line on the backend, threads and PyTorch (also printed to the terminal). */
 export function speedEnvironment(outcome: SpeedOutcome): string {
   const b = backendOf(outcome);
-  const backend = b ? `Bilevel on \`${b.name}\` (${b.reason}), ${b.threads ?? '?'} thread${b.threads === 1 ? '' : 's'}` : 'no Bilevel worker started';
+  const backend = b
+    ? `Bilevel on \`${b.name}\` (${b.reason}), ${b.threads ?? '?'} thread${b.threads === 1 ? '' : 's'}`
+    : 'no Bilevel worker started';
   const torch = outcome.torch.found
-    ? `PyTorch ${outcome.torch.version} (\`${outcome.torch.python}\`), CPU, float32, torch.set_num_threads(${b?.threads ?? '?'})`
+    ? `PyTorch ${outcome.torch.version} (\`${outcome.torch.python}\`), CPU, float32, torch.set_num_threads(${b?.threads ?? '?'})${
+        openBlasCoreOf(b?.reason)
+          ? `, OPENBLAS_CORETYPE=${openBlasCoreOf(b?.reason)} (the kernels the Bilevel side ran on)`
+          : ''
+      }`
     : torchMissingText(outcome.torch);
   const load = (l: readonly number[]) => l.map((v) => v.toFixed(2)).join(' / ');
   return `${backend}; ${torch}. Load average (1 / 5 / 15 min): ${load(outcome.loadAverageStart)} at the start, ${load(outcome.loadAverageEnd)} at the end.`;
@@ -127,7 +153,8 @@ function failures(outcome: SpeedOutcome): string {
       ['Bilevel', r.bilevel],
       ['PyTorch', r.torch],
     ] as const) {
-      if (res && res.status !== 'completed' && res.status !== 'skipped') lines.push(`- **${r.workload.label}**, ${side}: ${res.status} — ${res.error ?? 'no message'}`);
+      if (res && res.status !== 'completed' && res.status !== 'skipped')
+        lines.push(`- **${r.workload.label}**, ${side}: ${res.status} — ${res.error ?? 'no message'}`);
     }
   }
   return lines.length ? `${lines.join('\n')}\n` : '';
@@ -183,7 +210,7 @@ export function speedSection(n: number, outcome: SpeedOutcome, quick: boolean): 
       'support and once on the query images and keeps their graphs, where the library caches the features and reruns the ' +
       'forward pass inside each backward pass through the backbone.',
     '',
-    '**Shared machine.** The last column gives the 1-minute load average when each side started. PyTorch\'s OpenMP threads ' +
+    "**Shared machine.** The last column gives the 1-minute load average when each side started. PyTorch's OpenMP threads " +
       'slow down sharply when another process holds a core; a row whose ' +
       'load exceeds the number of cores is suspect: compare the fastest steps (min), or rerun it alone with `--workloads`.',
     '',

@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { describeSearch, findFashionMnist } from '@bilevel/datasets';
 import { type BilevelSpeedResult, type SpeedSideResult, type SpeedTask, median } from './results';
-import { type TorchInfo, findTorch, runTwin } from './torch';
+import { type TorchInfo, findTorch, openBlasCoreOf, runTwin } from './torch';
 import { type SpeedWorkload, selectWorkloads, speedWorkloads } from './workloads';
 
 export interface SpeedRow {
@@ -47,10 +47,17 @@ function failed(status: SpeedSideResult['status'], error: string): BilevelSpeedR
 }
 
 /** Runs the Bilevel side of one workload in a worker process; never throws. */
-export function runBilevelWorker(workerScript: string, task: SpeedTask, timeoutSeconds: number): Promise<BilevelSpeedResult> {
+export function runBilevelWorker(
+  workerScript: string,
+  task: SpeedTask,
+  timeoutSeconds: number,
+): Promise<BilevelSpeedResult> {
   return new Promise((resolve) => {
     let settled = false;
-    const child = fork(workerScript, ['__worker'], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(workerScript, ['__worker'], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     const finish = (r: BilevelSpeedResult): void => {
       if (settled) return;
       settled = true;
@@ -64,7 +71,16 @@ export function runBilevelWorker(workerScript: string, task: SpeedTask, timeoutS
     child.on('message', (m: unknown) => finish(m as BilevelSpeedResult));
     child.on('error', (e) => finish(failed('failed', `worker: ${e.message}`)));
     child.on('close', (code, signal) =>
-      setTimeout(() => finish(failed('failed', `worker exited (${signal ? `signal ${signal}` : `code ${code}`}) without a result`)), 200),
+      setTimeout(
+        () =>
+          finish(
+            failed(
+              'failed',
+              `worker exited (${signal ? `signal ${signal}` : `code ${code}`}) without a result`,
+            ),
+          ),
+        200,
+      ),
     );
     child.send(task);
   });
@@ -89,9 +105,16 @@ function summary(side: string, r: SpeedSideResult): string {
 export async function runSpeedSection(options: SpeedOptions): Promise<SpeedOutcome> {
   const t0 = performance.now();
   const loadAverageStart = os.loadavg();
-  const workloads = selectWorkloads(speedWorkloads({ quick: options.quick, steps: options.steps }), options.workloads);
+  const workloads = selectWorkloads(
+    speedWorkloads({ quick: options.quick, steps: options.steps }),
+    options.workloads,
+  );
   const torch = (options.findTorch ?? (() => findTorch()))();
-  options.log(torch.found ? `[speed] PyTorch ${torch.version} (${torch.python})` : `[speed] PyTorch not found: the twins do not run`);
+  options.log(
+    torch.found
+      ? `[speed] PyTorch ${torch.version} (${torch.python})`
+      : `[speed] PyTorch not found: the twins do not run`,
+  );
   const rows: SpeedRow[] = [];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bilevel-speed-'));
   try {
@@ -103,7 +126,8 @@ export async function runSpeedSection(options: SpeedOptions): Promise<SpeedOutco
         options.log(`[speed] ${w.id}: skipped — ${why}`);
         continue;
       }
-      const dataDir = torch.found && twinNeedsData(w) ? path.join(tmp, w.id.replace(/[^a-z0-9-]+/gi, '_')) : undefined;
+      const dataDir =
+        torch.found && twinNeedsData(w) ? path.join(tmp, w.id.replace(/[^a-z0-9-]+/gi, '_')) : undefined;
       const task: SpeedTask = {
         kind: 'speed-task',
         workload: w.id,
@@ -125,6 +149,9 @@ export async function runSpeedSection(options: SpeedOptions): Promise<SpeedOutco
             workload: w,
             threads: bilevel.threads ?? os.cpus().length,
             ...(dataDir ? { data: dataDir } : {}),
+            ...(openBlasCoreOf(bilevel.backend?.reason)
+              ? { openblasCore: openBlasCoreOf(bilevel.backend?.reason) }
+              : {}),
             seed: 0,
           });
         }
@@ -136,10 +163,18 @@ export async function runSpeedSection(options: SpeedOptions): Promise<SpeedOutco
         ...(twin ? { torch: twin } : {}),
         load: { bilevel: loadBilevel, ...(loadTorch !== undefined ? { torch: loadTorch } : {}) },
       });
-      options.log(`[speed] ${w.id}: ${summary('Bilevel', bilevel)}${twin ? `, ${summary('PyTorch', twin)}` : ''}`);
+      options.log(
+        `[speed] ${w.id}: ${summary('Bilevel', bilevel)}${twin ? `, ${summary('PyTorch', twin)}` : ''}`,
+      );
     }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
-  return { rows, torch, loadAverageStart, loadAverageEnd: os.loadavg(), seconds: (performance.now() - t0) / 1000 };
+  return {
+    rows,
+    torch,
+    loadAverageStart,
+    loadAverageEnd: os.loadavg(),
+    seconds: (performance.now() - t0) / 1000,
+  };
 }

@@ -30,10 +30,13 @@ export const probeTorch: TorchProbe = (python) => {
     encoding: 'utf8',
     timeout: 60_000,
   });
-  if (r.error) return { error: (r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : r.error.message };
+  if (r.error)
+    return { error: (r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : r.error.message };
   if (r.status !== 0) {
     const last = (r.stderr || '').trim().split('\n').pop() ?? '';
-    return { error: /No module named/.test(last) ? 'no module named torch' : last || `exit code ${r.status}` };
+    return {
+      error: /No module named/.test(last) ? 'no module named torch' : last || `exit code ${r.status}`,
+    };
   }
   return { version: r.stdout.trim() };
 };
@@ -42,7 +45,10 @@ export const probeTorch: TorchProbe = (python) => {
  * The first Python that imports torch: `$BILEVEL_TORCH_PYTHON` when set, then /usr/bin/python3, then
  * `python3` on the PATH. `BILEVEL_TORCH_PYTHON=none` turns the twins off.
  */
-export function findTorch(env: Readonly<Record<string, string | undefined>> = process.env, probe: TorchProbe = probeTorch): TorchInfo {
+export function findTorch(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  probe: TorchProbe = probeTorch,
+): TorchInfo {
   const looked: string[] = [];
   const chosen = env[TORCH_PYTHON_ENV];
   if (chosen === 'none') return { found: false, looked: [`${TORCH_PYTHON_ENV}=none (twins turned off)`] };
@@ -69,6 +75,16 @@ export interface TwinConfig {
   /** The folder of arrays written by the Bilevel worker, when the workload has data. */
   readonly data?: string;
   readonly seed: number;
+  /**
+   * The OpenBLAS kernel family the Bilevel side ran on (e.g. `SkylakeX`), given to the twin as
+   * `OPENBLAS_CORETYPE` so both sides multiply with the same kernels (Debian's torch links the same OpenBLAS).
+   */
+  readonly openblasCore?: string;
+}
+
+/** The OpenBLAS kernel family named in a backend description such as `OpenBLAS 0.3.21 (SkylakeX), 2 threads`. */
+export function openBlasCoreOf(description: string | undefined): string | undefined {
+  return /OpenBLAS [0-9.]+ \(([A-Za-z0-9_]+)\)/.exec(description ?? '')?.[1];
 }
 
 /** tools/bench (this file is tools/bench/dist/suite/speed/torch.js). */
@@ -81,9 +97,20 @@ export function parseTwinOutput(stdout: string): SpeedSideResult | null {
     const t = line.trim();
     if (!t.startsWith('{')) continue;
     try {
-      const v = JSON.parse(t) as { timesMs?: unknown; checks?: unknown; setupSeconds?: unknown; error?: unknown; status?: unknown };
+      const v = JSON.parse(t) as {
+        timesMs?: unknown;
+        checks?: unknown;
+        setupSeconds?: unknown;
+        error?: unknown;
+        status?: unknown;
+      };
       if (typeof v.error === 'string') {
-        return { status: v.status === 'skipped' ? 'skipped' : 'failed', error: v.error, timesMs: [], checks: {} };
+        return {
+          status: v.status === 'skipped' ? 'skipped' : 'failed',
+          error: v.error,
+          timesMs: [],
+          checks: {},
+        };
       }
       if (!Array.isArray(v.timesMs)) continue;
       return {
@@ -106,7 +133,12 @@ export function runTwin(python: string, config: TwinConfig): Promise<SpeedSideRe
     const child = spawn(python, [script, JSON.stringify(config)], {
       cwd: BENCH_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, OMP_NUM_THREADS: String(config.threads), MKL_NUM_THREADS: String(config.threads) },
+      env: {
+        ...process.env,
+        OMP_NUM_THREADS: String(config.threads),
+        MKL_NUM_THREADS: String(config.threads),
+        ...(config.openblasCore ? { OPENBLAS_CORETYPE: config.openblasCore } : {}),
+      },
     });
     let stdout = '';
     let stderr = '';
@@ -124,7 +156,12 @@ export function runTwin(python: string, config: TwinConfig): Promise<SpeedSideRe
     child.on('close', (code) => {
       clearTimeout(timer);
       if (timedOut) {
-        resolve({ status: 'timeout', error: `twin killed after ${config.workload.timeoutSeconds} s`, timesMs: [], checks: {} });
+        resolve({
+          status: 'timeout',
+          error: `twin killed after ${config.workload.timeoutSeconds} s`,
+          timesMs: [],
+          checks: {},
+        });
         return;
       }
       const parsed = parseTwinOutput(stdout);
@@ -133,7 +170,12 @@ export function runTwin(python: string, config: TwinConfig): Promise<SpeedSideRe
         return;
       }
       const tail = stderr.trim().split('\n').slice(-3).join(' / ');
-      resolve({ status: 'failed', error: `twin exited with code ${code}${tail ? `: ${tail}` : ''}`, timesMs: [], checks: {} });
+      resolve({
+        status: 'failed',
+        error: `twin exited with code ${code}${tail ? `: ${tail}` : ''}`,
+        timesMs: [],
+        checks: {},
+      });
     });
   });
 }
