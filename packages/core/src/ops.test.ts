@@ -467,6 +467,19 @@ describe('softmax, logSumExp and halfSquaredNorm (custom ops)', () => {
       const f = (a: tf.Tensor) => halfSquaredNorm(a, 3);
       expect(relErr(tf.grad(f)(x).dataSync(), tf.mul(x, 3).dataSync())).toBeLessThan(1e-6);
       expect(relErr(hvp(f, x, v), tf.mul(v, 3).dataSync())).toBeLessThan(1e-6);
+      // Per member of a stack: sums over the trailing axes, derivative 3·x scaled by each member's dy.
+      const stack = rng.normalTensor([2, 3, 4]);
+      const perMember = halfSquaredNorm(stack, 3, [1, 2]);
+      expect(
+        relErr(perMember.dataSync(), tf.mul(tf.sum(tf.square(stack), [1, 2]), 1.5).dataSync()),
+      ).toBeLessThan(1e-6);
+      const weights = tf.tensor1d([0.5, -2]);
+      const g = tf.grad(
+        (a: tf.Tensor) => tf.sum(tf.mul(halfSquaredNorm(a, 3, [1, 2]), weights)) as tf.Scalar,
+      )(stack);
+      expect(
+        relErr(g.dataSync(), tf.mul(stack, tf.reshape(tf.mul(weights, 3), [2, 1, 1])).dataSync()),
+      ).toBeLessThan(1e-6);
     });
   });
 });

@@ -341,16 +341,27 @@ function savedRowLosses(
 /**
  * (scale/2)·‖x‖², the sum of squares of every entry (an L2 penalty), as one custom op with derivative
  * scale·x (exact to any order): three kernels for the value and two for the derivative, where the
- * composite (λ/2)·Σ x² records four ops and their saved inputs on the tape.
+ * composite (λ/2)·Σ x² records four ops and their saved inputs on the tape. With `axis`, the sums run over
+ * those axes only (e.g. [1, 2] for one penalty per member of a stack of [B, d, k] weights).
  */
-export function halfSquaredNorm(x: tf.Tensor, scale = 1): tf.Scalar {
+export function halfSquaredNorm(x: tf.Tensor, scale?: number): tf.Scalar;
+export function halfSquaredNorm(x: tf.Tensor, scale: number, axis: number | number[]): tf.Tensor;
+export function halfSquaredNorm(x: tf.Tensor, scale = 1, axis?: number | number[]): tf.Tensor {
+  const axes =
+    axis === undefined
+      ? undefined
+      : (Array.isArray(axis) ? axis : [axis]).map((a) => positiveAxis(a, x.rank));
+  const kept = axes ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : undefined;
   return customOp([x], (save) => {
     save([x]);
     return {
-      value: tf.mul(tf.sum(tf.square(x)), scale / 2),
-      gradFunc: (dy, [xs]) => tf.mul(xs, scale === 1 ? dy : tf.mul(dy, scale)),
+      value: tf.mul(tf.sum(tf.square(x), axes), scale / 2),
+      gradFunc: (dy, [xs]) => {
+        const g = scale === 1 ? dy : tf.mul(dy, scale);
+        return tf.mul(xs, kept ? tf.reshape(g, kept) : g);
+      },
     };
-  }) as tf.Scalar;
+  });
 }
 
 const sigmoidOp: (x: tf.Tensor) => tf.Tensor = unaryCustomOp(
