@@ -1,17 +1,21 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { DataError, tensorCountGrowth } from '@bilevel/core';
+import { DataError, Random, tensorCountGrowth } from '@bilevel/core';
 import { denseToCsr } from '@bilevel/datasets';
 import {
   accuracy,
   batchFromIndices,
+  crossEntropyBatched,
   denseLabeledSet,
   disposeLabeledSet,
   featureMatMul,
+  linearLogitsBatched,
+  memberCrossEntropies,
   resolveBatch,
   restoreSamplers,
   SetSampler,
   sparseLabeledSet,
 } from './index';
+import { relativeMaxError } from './test-utils/reference';
 
 const data = {
   inputs: Float32Array.from([1, 2, 0, 3, -1, 0]),
@@ -65,6 +69,48 @@ describe('labeled sets', () => {
     expect(accuracy(dense, w, b)).toBeCloseTo(2 / 3, 12);
     expect(accuracy(sparse, w, b)).toBeCloseTo(2 / 3, 12);
     tf.dispose([w, b]);
+    disposeLabeledSet(dense);
+    disposeLabeledSet(sparse);
+  });
+});
+
+describe('stacked linear models', () => {
+  it('memberCrossEntropies [rows, B] equals the transposed crossEntropyBatched of linearLogitsBatched, dense and sparse', () => {
+    const dense = denseLabeledSet('d', data);
+    const sparse = sparseLabeledSet('s', denseToCsr(data.inputs, 3, 2), data.labels, 2);
+    tf.tidy(() => {
+      const rng = new Random(4);
+      const w = rng.normalTensor([3, 2, 2]);
+      const b = rng.normalTensor([3, 2]);
+      const weights = rng.uniformTensor([3, 3], 0.1, 1) as tf.Tensor2D;
+      for (const set of [dense, sparse]) {
+        const byRow = memberCrossEntropies(set.features, set.oneHot, w, b, {
+          weights: tf.transpose(weights),
+          scale: 0.5,
+        });
+        expect(byRow.shape).toEqual([3, 3]);
+        const reference = tf.mul(
+          crossEntropyBatched(linearLogitsBatched(set.features, w, b), set.oneHot, { weights }),
+          0.5,
+        );
+        expect(relativeMaxError(tf.transpose(byRow).dataSync(), reference.dataSync())).toBeLessThan(1e-6);
+        // Gradients with respect to the stacked weights and biases agree too.
+        const [gw, gb] = tf.grads(
+          (ww: tf.Tensor, bb: tf.Tensor) =>
+            tf.sum(
+              memberCrossEntropies(set.features, set.oneHot, ww, bb, { weights: tf.transpose(weights) }),
+            ) as tf.Scalar,
+        )([w, b]);
+        const [rw, rb] = tf.grads(
+          (ww: tf.Tensor, bb: tf.Tensor) =>
+            tf.sum(
+              crossEntropyBatched(linearLogitsBatched(set.features, ww, bb), set.oneHot, { weights }),
+            ) as tf.Scalar,
+        )([w, b]);
+        expect(relativeMaxError(gw.dataSync(), rw.dataSync())).toBeLessThan(1e-6);
+        expect(relativeMaxError(gb.dataSync(), rb.dataSync())).toBeLessThan(1e-6);
+      }
+    });
     disposeLabeledSet(dense);
     disposeLabeledSet(sparse);
   });

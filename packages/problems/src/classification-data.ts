@@ -238,6 +238,27 @@ export function crossEntropyBatched(
   return softmaxCrossEntropy(logits, targets, { ...options, reduction: 'none' }) as tf.Tensor2D;
 }
 
+/**
+ * Per-sample softmax cross-entropies of B stacked linear models, rows first: [rows, B] for W [B, cols, k],
+ * b [B, k] and one-hot targets [rows, k], optionally weighted per sample and member (`weights` [rows, B]) and
+ * scaled. The data is multiplied once (the B weight matrices side by side) and the logits stay in the
+ * product's [rows, B, k] layout, so nothing of the size of the logits is transposed, forward or backward;
+ * one fused cross-entropy op (exact to any order).
+ */
+export function memberCrossEntropies(
+  features: FeatureMatrix,
+  targets: tf.Tensor2D,
+  w: tf.Tensor,
+  b: tf.Tensor,
+  options: { weights?: tf.Tensor2D; scale?: number } = {},
+): tf.Tensor2D {
+  const [members, cols, k] = w.shape;
+  const side = tf.reshape(tf.transpose(w, [1, 0, 2]), [cols, members * k]) as tf.Tensor2D;
+  const logits = tf.add(tf.reshape(featureMatMul(features, side), [features.rows, members, k]), b);
+  const labels = tf.reshape(targets, [features.rows, 1, k]);
+  return softmaxCrossEntropy(logits, labels, { ...options, reduction: 'none' }) as tf.Tensor2D;
+}
+
 /** Mean cross-entropy of a linear model on a whole set (or batch). */
 export function meanCrossEntropy(
   features: FeatureMatrix,

@@ -13,12 +13,11 @@ import { type ClassificationData, corruptLabels, gatherRows } from '@bilevel/dat
 import * as tf from '@tensorflow/tfjs-core';
 import {
   accuracy,
-  crossEntropyBatched,
   denseLabeledSet,
   disposeLabeledSet,
   type LabeledSet,
   linearLogits,
-  linearLogitsBatched,
+  memberCrossEntropies,
   MinibatchOptionsShape,
   resolveBatch,
   restoreSamplers,
@@ -303,15 +302,16 @@ export class HyperCleaningProblem implements BilevelProblem {
   innerLossBatched(xs: TensorTree, ys: TensorTree, batch?: Batch): tf.Tensor1D {
     return tf.tidy(() => {
       const { features, targets, indices, count } = resolveBatch(this.train, batch);
-      const logits = indices
-        ? tf.transpose(gatherRows(tf.transpose(xs.sampleLogits), indices))
-        : xs.sampleLogits;
-      const ce = crossEntropyBatched(linearLogitsBatched(features, ys.weights, ys.bias), targets, {
+      // Rows first ([n, B]), the layout of the members' logits.
+      const byRow = tf.transpose(xs.sampleLogits);
+      const logits = indices ? gatherRows(byRow, indices) : byRow;
+      const ce = memberCrossEntropies(features, targets, ys.weights, ys.bias, {
         weights: sigmoid(logits) as tf.Tensor2D,
         scale: 1 / count,
       });
-      const data = tf.sum(ce, 1);
-      return tf.add(data, tf.mul(0.5 * this.innerL2, tf.sum(tf.square(ys.weights), [1, 2]))) as tf.Tensor1D;
+      const data = tf.sum(ce, 0);
+      if (this.innerL2 === 0) return data as tf.Tensor1D;
+      return tf.add(data, halfSquaredNorm(ys.weights, this.innerL2, [1, 2])) as tf.Tensor1D;
     });
   }
 

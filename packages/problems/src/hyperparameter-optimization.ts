@@ -20,12 +20,11 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import {
   accuracy,
-  crossEntropyBatched,
   denseLabeledSet,
   disposeLabeledSet,
   type LabeledSet,
   linearLogits,
-  linearLogitsBatched,
+  memberCrossEntropies,
   MinibatchOptionsShape,
   resolveBatch,
   restoreSamplers,
@@ -292,8 +291,12 @@ export class HyperparameterOptimizationProblem implements BilevelProblem {
 
   innerLossBatched(xs: TensorTree, ys: TensorTree, batch?: Batch): tf.Tensor1D {
     return tf.tidy(() => {
-      const { features, targets } = resolveBatch(this.data.train, batch);
-      const ce = tf.mean(crossEntropyBatched(linearLogitsBatched(features, ys.weights, ys.bias), targets), 1);
+      const { features, targets, count } = resolveBatch(this.data.train, batch);
+      // Rows first ([n, B]): the members' logits are not transposed; the 1/n of the mean is inside the op.
+      const ce = tf.sum(
+        memberCrossEntropies(features, targets, ys.weights, ys.bias, { scale: 1 / count }),
+        0,
+      );
       const penalty = tf.sum(tf.mul(exp(xs.logPenalty), tf.sum(tf.square(ys.weights), 2)), 1);
       return tf.add(ce, tf.mul(0.5, penalty)) as tf.Tensor1D;
     });
