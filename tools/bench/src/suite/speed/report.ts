@@ -1,4 +1,3 @@
-import { openBlasCoreOf } from './torch';
 /**
  * The speed section of docs/benchmarks.md (and the table printed to the terminal): per workload the median
  * and the fastest step on each side, their ratio, and what both sides computed (so a reader sees that the
@@ -6,7 +5,7 @@ import { openBlasCoreOf } from './torch';
  */
 import type { SpeedOutcome, SpeedRow } from './section';
 import { type SpeedSideResult, median, minimum } from './results';
-import { torchMissingText } from './torch';
+import { openBlasCoreOf, torchMissingText } from './torch';
 import { type SpeedWorkload, microFlops } from './workloads';
 
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
