@@ -137,6 +137,7 @@ export function runTwin(python: string, config: TwinConfig): Promise<SpeedSideRe
         ...process.env,
         OMP_NUM_THREADS: String(config.threads),
         MKL_NUM_THREADS: String(config.threads),
+        OPENBLAS_NUM_THREADS: String(config.threads),
         ...(config.openblasCore ? { OPENBLAS_CORETYPE: config.openblasCore } : {}),
       },
     });
