@@ -11,10 +11,12 @@ import * as tf from '@tensorflow/tfjs-core';
  *   gradient a transposed convolution or a convolution with the flipped filter — chosen per backend by what
  *   is fast there — each wrapped so that its own gradients are these ops again: derivatives of every order
  *   are exact.
- * - Batch normalization from matrix products and same-shape element-wise ops (broadcasting element-wise ops
- *   are slow on `cpu`), with independent statistics per group of examples (one few-shot task each).
- * - LeakyReLU as a combination of ReLU and a linear term (tfjs' leakyRelu gradient cannot be differentiated
- *   again), 2×2 max-pooling, global average pooling.
+ * - Batch normalization with independent statistics per group of examples (one few-shot task each): on
+ *   `cpu` from matrix products and same-shape element-wise ops (broadcasting element-wise ops are slow
+ *   there); on backends with fast broadcasting ops and reductions (`cpu-blas`, `wasm`, `tensorflow`, WebGL)
+ *   as y = x·a + b with per-channel a, b, the group statistics from one op with a two-op gradient.
+ * - LeakyReLU as one op with the gradient dy·step(x, α), written with differentiable ops (tfjs' leakyRelu
+ *   gradient cannot be differentiated again); 2×2 max-pooling; global average pooling.
  */
 
 type Conv = (x: tf.Tensor4D, w: tf.Tensor4D) => tf.Tensor4D;
@@ -32,21 +34,26 @@ function explicitPadding(ph: number, pw: number): 'valid' | Pad4 {
 }
 
 /**
- * How convolution gradients are best formed on the current backend:
+ * How convolution gradients, batch norm and LeakyReLU are best formed on the current backend:
  *
  * - `js` (the pure-JS `cpu` backend): data movement (transpose, reverse, slice) is as slow as arithmetic and
  *   tfjs' filter-gradient kernel is very slow — transposed convolutions and im2col / swapped-axes products;
+ *   broadcasting element-wise ops are slow — batch norm from matrix products and same-shape ops;
  * - `xnnpack` (`wasm`): fast forward convolutions and copies, slow or missing backprop kernels — everything
  *   as forward convolutions (flipped filter; swapped batch and channel axes);
  * - `native` (`cpu-blas`, `tensorflow`, WebGL, WebGPU): tfjs' own backprop kernels are fast — use them.
+ *
+ * On `xnnpack` and `native` batch norm uses broadcasting element-wise ops and reductions, and LeakyReLU
+ * native element-wise ops (see {@link batchNorm}, {@link leakyRelu}).
  */
 export type ConvolutionGradientStrategy = 'js' | 'xnnpack' | 'native';
 
 let forcedStrategy: ConvolutionGradientStrategy | null = null;
 
 /**
- * Forces how convolution gradients are formed ('auto': by backend, the default). All strategies give the
- * same derivatives; this is for tests and for backends this file does not know.
+ * Forces how convolution gradients, batch norm and LeakyReLU are formed ('auto': by backend, the default).
+ * All strategies give the same values and derivatives of every order (up to float rounding); this is for
+ * tests and for backends this file does not know.
  */
 export function setConvolutionGradientStrategy(strategy: ConvolutionGradientStrategy | 'auto'): void {
   forcedStrategy = strategy === 'auto' ? null : strategy;
@@ -217,9 +224,36 @@ export function conv2dPadded(x: tf.Tensor4D, filter: tf.Tensor4D, pad: number): 
   return convOp(pad, pad)(x, filter);
 }
 
-/** LeakyReLU(x) = max(x, αx) = αx + (1 − α)·relu(x) for 0 ≤ α ≤ 1 (Maas et al., 2013); any-order exact. */
+const leakyReluOps = new Map<string, (x: tf.Tensor) => tf.Tensor>();
+
+/**
+ * LeakyReLU(x) = max(x, αx) for 0 ≤ α ≤ 1 (Maas et al., 2013) as one op with the gradient dy·step(x, α)
+ * (1 for x > 0, α for x ≤ 0: the derivative of αx + (1 − α)·relu(x) with relu'(0) = 0). Step has a zero
+ * gradient, so the gradient is a product of differentiable ops and derivatives of every order are exact.
+ *
+ * The value is x·step(x, α) where element-wise ops are native (`cpu-blas`, `wasm`, …: two full-size ops
+ * forward and two backward), tfjs' LeakyRelu kernel on `cpu` (one JS loop) — against four ops forward and
+ * five backward for αx + (1 − α)·relu(x). Either way the value is the float32 product x·α for x < 0 and
+ * exactly x for x > 0.
+ */
 export function leakyRelu<T extends tf.Tensor>(x: T, alpha: number): T {
-  return tf.add(tf.mul(x, alpha), tf.mul(tf.relu(x), 1 - alpha)) as T;
+  const byKernel = gradientStrategy() === 'js';
+  const key = `${byKernel ? 'kernel' : 'step'}|${alpha}`;
+  let op = leakyReluOps.get(key);
+  if (!op) {
+    // α rounded to float32 first: the JS kernel's double product is then the float32 product x·α.
+    const a = Math.fround(alpha);
+    op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [input, save] = args as [tf.Tensor, tf.GradSaveFunc];
+      save([input]);
+      return {
+        value: byKernel ? tf.leakyRelu(input, a) : tf.mul(input, tf.step(input, a)),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, tf.step(saved[0], a)),
+      };
+    }) as unknown as (x: tf.Tensor) => tf.Tensor;
+    leakyReluOps.set(key, op);
+  }
+  return op(x) as T;
 }
 
 /** 2×2 max-pooling with stride 2 ('valid': odd sizes are floored, as in the Conv-4 and ResNet-12 papers). */
@@ -227,7 +261,10 @@ export function maxPool2x2(x: tf.Tensor4D): tf.Tensor4D {
   return tf.maxPool(x, 2, 2, 'valid');
 }
 
-/** Mean over the spatial axes: [n, h, w, c] → [n, c], as a batched matrix product. */
+/**
+ * Mean over the spatial axes: [n, h, w, c] → [n, c], as a batched matrix product (also on `cpu-blas`, where
+ * it is faster forward and backward than tf.mean, whose gradient materializes a tensor of ones).
+ */
 export function globalAveragePool(x: tf.Tensor4D): tf.Tensor2D {
   const [n, h, w, c] = x.shape;
   const flat = tf.reshape(x, [n, h * w, c]) as tf.Tensor3D;
@@ -245,6 +282,43 @@ function repeatRows(v: tf.Tensor3D, m: number): tf.Tensor3D {
 function groupMeans(x: tf.Tensor3D): tf.Tensor3D {
   const [g, m] = x.shape;
   return tf.matMul(tf.fill([g, 1, m], 1 / m) as tf.Tensor3D, x);
+}
+
+let momentsOp: ((x: tf.Tensor3D) => tf.Tensor3D) | null = null;
+
+/**
+ * Mean μ and biased variance σ² of each column of each group, X [g, m, c] → [g, 1, c] each, from one op: the
+ * variance mean((x − μ)²) is computed from the centered values, and the gradient
+ *
+ *     ∂⟨(μ, σ²), (dμ, dσ²)⟩/∂x = dμ/m + (2/m)·dσ²·(x − μ) = x·p + q,   p = 2·dσ²/m,  q = dμ/m − p·μ
+ *
+ * is two full-size ops, with μ recomputed from the saved x by differentiable ops, so that derivatives of
+ * every order are exact (tfjs' own gradients of two means and a square take about ten full-size ops). The
+ * op's value stacks μ and σ² along a new leading axis, [2, g, c], so that taking them apart is a contiguous
+ * slice (strided slices are slow on the JS-based backends).
+ */
+function groupMoments(x: tf.Tensor3D): { mean: tf.Tensor3D; variance: tf.Tensor3D } {
+  momentsOp ??= tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [input, save] = args as [tf.Tensor3D, tf.GradSaveFunc];
+    save([input]);
+    const [g, , c] = input.shape;
+    const mean = tf.mean(input, 1, true);
+    const variance = tf.mean(tf.squaredDifference(input, mean), 1, true);
+    return {
+      value: tf.reshape(tf.concat([mean, variance], 0), [2, g, c]),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const xs = saved[0] as tf.Tensor3D;
+        const [gs, m, cs] = xs.shape;
+        const [dMean, dVariance] = tf.split(dy, 2, 0).map((d) => tf.reshape(d, [gs, 1, cs]));
+        const p = tf.mul(dVariance, 2 / m);
+        const q = tf.sub(tf.div(dMean, m), tf.mul(p, tf.mean(xs, 1, true)));
+        return tf.add(tf.mul(xs, p), q);
+      },
+    };
+  }) as unknown as (x: tf.Tensor3D) => tf.Tensor3D;
+  const [g, , c] = x.shape;
+  const [mean, variance] = tf.split(momentsOp(x), 2, 0).map((t) => tf.reshape(t, [g, 1, c]) as tf.Tensor3D);
+  return { mean, variance };
 }
 
 /** Arguments of {@link batchNorm}. */
@@ -286,6 +360,13 @@ export interface BatchNormResult {
  * In training mode the n examples are split into `groups` consecutive groups of equal size, each normalized
  * with its own statistics, so that a meta-batch of few-shot tasks computed in one pass behaves exactly as
  * the tasks computed one at a time.
+ *
+ * With the `native` and `xnnpack` strategies (fast broadcasting ops: `cpu-blas`, `wasm`, …) both modes are
+ * y = x·a + b with per-channel a = γ/√(σ² + ε), b = β − μ·a, and in training mode μ and σ² come from x inside
+ * the graph (one op, see groupMoments above), so autodiff gives exactly the batch-norm gradient and its
+ * derivatives: three full-size element-wise ops and two reductions forward, five and three backward
+ * (training mode). With `js` (`cpu`), the same formulas with matrix products and same-shape ops: outer
+ * products with ones in place of broadcasting, group means as products with a row of 1/m.
  */
 export function batchNorm(x: tf.Tensor4D, args: BatchNormArgs): BatchNormResult {
   const [n, h, w, c] = x.shape;
@@ -299,6 +380,7 @@ export function batchNorm(x: tf.Tensor4D, args: BatchNormArgs): BatchNormResult 
     }
     const scale = tf.mul(args.gamma, tf.rsqrt(tf.add(runningVariance, args.epsilon)));
     const shift = tf.sub(args.beta, tf.mul(runningMean, scale));
+    if (gradientStrategy() !== 'js') return { y: tf.add(tf.mul(x, scale), shift) as tf.Tensor4D };
     const m = n * h * w;
     const flat = tf.reshape(x, [1, m, c]) as tf.Tensor3D;
     const y = tf.add(
@@ -313,6 +395,17 @@ export function batchNorm(x: tf.Tensor4D, args: BatchNormArgs): BatchNormResult 
   }
   const m = (n / groups) * h * w;
   const flat = tf.reshape(x, [groups, m, c]) as tf.Tensor3D;
+  if (gradientStrategy() !== 'js') {
+    const { mean: mu, variance: sigma2 } = groupMoments(flat);
+    const a = tf.mul(tf.reshape(args.gamma, [1, 1, c]), tf.rsqrt(tf.add(sigma2, args.epsilon)));
+    const b = tf.sub(tf.reshape(args.beta, [1, 1, c]), tf.mul(mu, a));
+    return {
+      y: tf.reshape(tf.add(tf.mul(flat, a), b), [n, h, w, c]) as tf.Tensor4D,
+      mean: tf.reshape(tf.mean(mu, 0), [c]) as tf.Tensor1D,
+      variance: tf.reshape(tf.mean(sigma2, 0), [c]) as tf.Tensor1D,
+      count: m,
+    };
+  }
   const mean = groupMeans(flat);
   const centered = tf.sub(flat, repeatRows(mean, m));
   const variance = groupMeans(tf.square(centered) as tf.Tensor3D);
