@@ -23,7 +23,7 @@ if (!native) console.warn(`skipped the worker-pool tests: ${blasInfo().reason} (
   });
 
   it('gives the same result with 1, 2 and 3 threads, changed back and forth between large ops', () => {
-    const x = tf.range(0, 300_000).div(1000) as tf.Tensor1D;
+    const x = tf.tidy(() => tf.div(tf.range(0, 300_000), 1000)) as tf.Tensor1D;
     const results: Float32Array[] = [];
     for (const threads of [1, 2, 3, 1, 3, 2]) {
       setBlasThreads(threads);
