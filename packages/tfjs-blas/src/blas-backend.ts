@@ -61,12 +61,13 @@ export class MathBackendBlas extends MathBackendCPU {
     }
   }
 
+  /** The tensor's values (the backend's own array, handed to the caller: from now on it is never reused). */
   override readSync(dataId: DataId): BackendValues {
-    // The engine hands this array to the caller (dataSync, bufferSync): it must never be reused.
     this.pool.taint(this.data.get(dataId)?.values);
     return super.readSync(dataId);
   }
 
+  /** Releases a tensor's data; a native output array that nothing else can hold goes back to the pool. */
   override disposeData(dataId: DataId, force = false): boolean {
     const entry = this.data.get(dataId);
     const removed = super.disposeData(dataId, force);
@@ -74,6 +75,7 @@ export class MathBackendBlas extends MathBackendCPU {
     return removed;
   }
 
+  /** Drops the pooled arrays and disposes the backend. */
   override dispose(): void {
     this.pool.clear();
     super.dispose();

@@ -11,12 +11,14 @@ import '@tensorflow/tfjs-backend-cpu';
 export {
   BLAS_BACKEND_NAME,
   BLAS_BACKEND_PRIORITY,
+  BUFFER_POOL_BYTES,
   MathBackendBlas,
   NATIVE_KERNEL_NAMES,
   blasKernelConfigs,
   registerBlasBackend,
 } from './blas-backend';
 export { blasInfo, isBlasAvailable, setBlasThreads, sgemm, type BlasInfo } from './blas-info';
+export { BufferPool } from './buffer-pool';
 export { broadcastBatchIndex, nativeBatchMatMul } from './matmul-kernels';
 export { convGeometry } from './conv-kernels';
 export { broadcastLayout } from './elementwise-kernels';
