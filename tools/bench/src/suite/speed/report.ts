@@ -3,19 +3,11 @@
  * and the fastest step on each side, their ratio, and what both sides computed (so a reader sees that the
  * twins do the same work).
  */
+import { markdownTable } from '@bilevel/cli';
 import type { SpeedOutcome, SpeedRow } from './section';
 import { type SpeedSideResult, median, minimum } from './results';
 import { openBlasCoreOf, torchMissingText } from './torch';
 import { type SpeedWorkload, microFlops } from './workloads';
-
-function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const esc = (s: string): string => s.replace(/\|/g, '\\|');
-  return [
-    `| ${header.map(esc).join(' | ')} |`,
-    `| ${header.map(() => '---').join(' | ')} |`,
-    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
-  ].join('\n');
-}
 
 /** Milliseconds with 3 significant digits (at least one decimal below 100). */
 export function formatMs(v: number): string {
@@ -110,7 +102,7 @@ export function speedTable(outcome: SpeedOutcome): string {
           .join(' / ')
       : '—',
   ]);
-  return table(
+  return markdownTable(
     [
       'workload',
       'Bilevel ms (median, min)',
