@@ -69,6 +69,10 @@ export interface RunExperimentOptions {
    * metrics files keep the rows up to that checkpoint, with no row written twice.
    */
   readonly resume?: string;
+  /** Runs one (method, seed); default {@link executeRun} in this process (another: e.g. on a worker). */
+  readonly executor?: RunExecutor;
+  /** How many runs may be under way at once (default 1: one after another). */
+  readonly concurrency?: number;
 }
 
 /** What {@link runExperiment} returns. */
@@ -215,6 +219,263 @@ function readPreviousSummary(dir: string): ExperimentSummary | null {
   }
 }
 
+/** One (method, seed) run of an experiment. */
+export interface RunTask {
+  /** The method. */
+  readonly method: ResolvedMethod;
+  /** The run's seed. */
+  readonly seed: number;
+  /** Its number among the experiment's runs (1-based, method-major order). */
+  readonly index: number;
+  /** How many runs the experiment has. */
+  readonly total: number;
+  /** Base name of its files: runs/<fileBase>.csv and .jsonl, checkpoints/<fileBase>/. */
+  readonly fileBase: string;
+}
+
+/** What a run needs besides its task: where it writes, how it checkpoints, where it reports. */
+export interface RunContext {
+  /** The plugin registry. */
+  readonly registry: PluginRegistry;
+  /** The folder that holds runs/ and checkpoints/. */
+  readonly dir: string;
+  /** Checkpoint settings of the experiment. */
+  readonly checkpoint: ExperimentPlan['config']['checkpoint'];
+  /** Continue from the newest valid checkpoint and the rows up to it (or start over when there is none). */
+  readonly resume: boolean;
+  /** Progress display and messages. */
+  readonly progress: ProgressReporter;
+  /** Aborting it stops the run at the end of its step (and saves a checkpoint). */
+  readonly signal?: AbortSignal;
+  /** Called once the run has its rows array (the same array grows as steps come). */
+  readonly onRows?: (rows: readonly MetricsRow[]) => void;
+  /** Called after each step's row is written (e.g. to send it on). */
+  readonly onRow?: (row: MetricsRow, index: number) => void;
+}
+
+/** How a run ended. */
+export type RunOutcome =
+  | {
+      /** The pipeline could not be built, or its checkpoint not read: nothing ran. */
+      readonly kind: 'setup-failed';
+      /** The error (a ConfigError or DataError, or an Error naming the method and seed). */
+      readonly error: unknown;
+    }
+  | {
+      /** The run trained (to the end, to an interrupt, or to a failure). */
+      readonly kind: 'ran';
+      /** Its summary entry. */
+      readonly summary: RunSummary;
+      /** Every row (those kept from a checkpoint first). */
+      readonly rows: readonly MetricsRow[];
+      /** A config or data error met while training (it stops the experiment). */
+      readonly fatal: unknown;
+      /** The failure line of a run that failed while training (divergence…), or null. */
+      readonly failureLine: string | null;
+      /** The problem's name and main metric. */
+      readonly problemInfo: ExperimentSummary['problem'];
+    };
+
+/** Runs one task and says how it ended; {@link executeRun} in this process, or another process's worker. */
+export type RunExecutor = (task: RunTask, context: RunContext) => Promise<RunOutcome>;
+
+/** The metrics files of a run, relative to the results folder. */
+export function runFiles(fileBase: string): { csv: string; jsonl: string } {
+  return { csv: `runs/${fileBase}.csv`, jsonl: `runs/${fileBase}.jsonl` };
+}
+
+/**
+ * Runs one (method, seed) of an experiment in this process: builds its pipeline, continues from its newest
+ * checkpoint when resuming, trains with progress, writes its metrics files as steps come and checkpoints
+ * every `checkpoint.every` steps (removed once the run is finished), and returns its summary entry.
+ */
+export async function executeRun(task: RunTask, context: RunContext): Promise<RunOutcome> {
+  const { method, seed, index, total, fileBase } = task;
+  const { dir, progress } = context;
+  const names = pluginNames(method);
+  const files = runFiles(fileBase);
+  const ckptDir = path.join(dir, checkpointDir(fileBase));
+  fs.mkdirSync(path.join(dir, 'runs'), { recursive: true });
+  progress.log(
+    `▶ run ${index}/${total}: ${method.label} (${names.innerSolver} + ${names.estimator}, outer ${names.outerOptimizer}), seed ${seed}`,
+  );
+  const setupStart = performance.now();
+  let pipeline: Pipeline;
+  try {
+    pipeline = createPipeline({ ...method.pipeline, seed }, context.registry);
+  } catch (e) {
+    const error = isConfigLike(e)
+      ? e
+      : new Error(`setting up method '${method.label}', seed ${seed} failed: ${e instanceof Error ? e.message : String(e)}`);
+    return { kind: 'setup-failed', error };
+  }
+  const setupSeconds = (performance.now() - setupStart) / 1000;
+  const problem = pipeline.problem;
+  const problemInfo: ExperimentSummary['problem'] = {
+    name: (method.pipeline.problem as { name: string }).name,
+    mainMetric: problem.mainMetric,
+    mainMetricHigherIsBetter: problem.mainMetricHigherIsBetter,
+  };
+  // Resume: the newest valid checkpoint (a damaged newest file falls back to the one before), and the rows
+  // written up to it; rows after it were computed again from there.
+  let keptRows: MetricsRow[] = [];
+  let wallOffset = 0;
+  let found: ReturnType<typeof loadLatestCheckpoint> = null;
+  if (context.resume) {
+    const invalid: string[] = [];
+    try {
+      found = loadLatestCheckpoint(ckptDir, {
+        onInvalid: (e) => {
+          invalid.push(e.file);
+          progress.log(`warning: ${e.message}; trying an older checkpoint`);
+        },
+      });
+      // A damaged file would linger among the kept ones (and be tried first again): it goes.
+      for (const f of invalid) fs.rmSync(f, { force: true });
+      if (found) pipeline.trainer.setState(found.payload.trainer);
+    } catch (e) {
+      pipeline.dispose();
+      const error = isConfigLike(e) ? e : new ConfigError(`resume: ${e instanceof Error ? e.message : String(e)}`, 'checkpoint');
+      return { kind: 'setup-failed', error };
+    }
+    if (found) {
+      const step = found.payload.trainer.step;
+      keptRows = readRunRows(path.join(dir, files.jsonl)).filter((r) => r.step <= step);
+      const extra = found.payload.extra as { wallSeconds?: number } | undefined;
+      wallOffset = extra?.wallSeconds ?? keptRows[keptRows.length - 1]?.wallTime ?? 0;
+      progress.log(`  continuing from step ${step} (${path.relative(dir, found.file)})`);
+      if (keptRows.length !== step) {
+        progress.log(`warning: ${files.jsonl} holds ${keptRows.length} rows up to step ${step}; the missing ones stay missing`);
+      }
+    } else {
+      progress.log('  no checkpoint: starting over');
+    }
+  }
+  // A run that starts over must not leave older checkpoints (e.g. of an earlier experiment in a --force'd
+  // folder) beside its own: a later resume would take the newest step number.
+  if (!found) fs.rmSync(ckptDir, { recursive: true, force: true });
+  const recorder = new RunRecorder(path.join(dir, files.csv), path.join(dir, files.jsonl), keptRows);
+  context.onRows?.(recorder.rows);
+  const steps = pipeline.spec.trainer.steps;
+  progress.startRun({
+    index,
+    total,
+    label: method.label,
+    seed,
+    steps,
+    timeLimitSeconds: pipeline.spec.trainer.timeLimitSeconds,
+    mainMetric: problem.mainMetric,
+  });
+  const wallStart = performance.now();
+  const wallNow = (): number => wallOffset + (performance.now() - wallStart) / 1000;
+  pipeline.trainer.on('step', (event) => {
+    const row = rowFromEvent(event, wallNow());
+    recorder.add(row);
+    progress.step(row);
+    context.onRow?.(row, recorder.rows.length - 1);
+  });
+  // After the recorder's listener, so the rows of a checkpoint's steps are on disk before it.
+  const checkpointer = new Checkpointer(pipeline.trainer, {
+    dir: ckptDir,
+    every: context.checkpoint.every,
+    keep: context.checkpoint.keep,
+    extra: () => ({ wallSeconds: wallNow(), rows: recorder.rows.length }),
+  });
+
+  let result: TrainResult | null = null;
+  let failure: RunFailure | null = null;
+  let fatal: unknown = null;
+  try {
+    result = await pipeline.trainer.run({ signal: context.signal });
+  } catch (e) {
+    // The trainer wraps unexpected errors of a step in a StepError that carries the step number.
+    const cause = e instanceof StepError ? e.cause : e;
+    if (isConfigLike(cause)) {
+      fatal = cause;
+    } else {
+      const lastStep = recorder.rows.length ? recorder.rows[recorder.rows.length - 1].step : 0;
+      const step = e instanceof DivergenceError || e instanceof StepError ? e.step : lastStep + 1;
+      const message = cause instanceof Error ? cause.message : String(cause);
+      failure = new RunFailure(message, errorKind(cause), step);
+    }
+  }
+  const wallSeconds = wallNow();
+  const counts: OracleCounts = { ...pipeline.oracles.counts };
+  recorder.close();
+  if (result?.stoppedBy === 'interrupt' && context.checkpoint.onInterrupt) {
+    const saved = checkpointer.save();
+    if (saved) progress.log(`checkpoint: ${path.relative(dir, saved)}`);
+  } else if ((result && result.stoppedBy !== 'interrupt') || failure) {
+    // A finished run (completed, or failed while training) is never continued: its checkpoints go.
+    fs.rmSync(ckptDir, { recursive: true, force: true });
+    try {
+      fs.rmdirSync(path.join(dir, 'checkpoints'));
+    } catch {
+      // other runs still have checkpoints (or there never were any)
+    }
+  }
+  pipeline.dispose();
+
+  const rows = recorder.rows;
+  const lastRow = rows[rows.length - 1];
+  const lastMetrics: Record<string, number> = {};
+  for (const row of rows) Object.assign(lastMetrics, row.metrics);
+  const base = {
+    method: method.label,
+    seed,
+    steps: lastRow?.step ?? 0,
+    trainSeconds: lastRow?.time ?? 0,
+    wallSeconds,
+    setupSeconds,
+    oracleCalls: counts,
+    oracleCallsTotal: totalCalls(counts),
+    files,
+  };
+  if (fatal) {
+    const summary: RunSummary = {
+      ...base,
+      status: 'failed',
+      finalOuterLoss: lastRow?.outerLoss,
+      finalMetrics: lastMetrics,
+      error: { kind: errorKind(fatal), message: (fatal as Error).message, step: (lastRow?.step ?? 0) + 1 },
+    };
+    return { kind: 'ran', summary, rows, fatal, failureLine: null, problemInfo };
+  }
+  if (failure) {
+    const line = `run failed: method '${method.label}', seed ${seed}, outer step ${failure.step}: ${failure.kind}: ${failure.message}`;
+    progress.endRun(`✗ ${line}`);
+    const summary: RunSummary = {
+      ...base,
+      status: 'failed',
+      finalOuterLoss: lastRow?.outerLoss,
+      finalMetrics: lastMetrics,
+      error: { kind: failure.kind, message: failure.message, step: failure.step },
+    };
+    return { kind: 'ran', summary, rows, fatal: null, failureLine: line, problemInfo };
+  }
+  const done = result as TrainResult;
+  const interrupted = done.stoppedBy === 'interrupt';
+  const finalMetrics = interrupted ? lastMetrics : { ...done.finalMetrics };
+  const summary: RunSummary = {
+    ...base,
+    status: interrupted ? 'interrupted' : 'completed',
+    stoppedBy: done.stoppedBy,
+    steps: done.steps,
+    trainSeconds: done.elapsedSeconds,
+    finalOuterLoss: done.finalOuterLoss,
+    finalMetrics,
+    // The trainer's final evaluation is not charged to the method.
+    oracleCalls: { ...done.oracleCalls },
+    oracleCallsTotal: totalCalls(done.oracleCalls),
+  };
+  const main = problem.mainMetric;
+  const mainText = main && finalMetrics[main] !== undefined ? `, ${main} ${formatNumber(finalMetrics[main])}` : '';
+  progress.endRun(
+    `${interrupted ? '■ interrupted' : '✓ done'}: ${method.label} seed ${seed}: ${done.steps} steps (${done.stoppedBy}) in ${formatDuration(wallSeconds)}, outer loss ${formatNumber(done.finalOuterLoss)}${mainText}`,
+  );
+  return { kind: 'ran', summary, rows, fatal: null, failureLine: null, problemInfo };
+}
+
 /**
  * Runs every method and seed of a plan one after another, writing metrics, summaries and plots into the
  * results folder; resolves when all runs ended (or the signal stopped them).
@@ -268,13 +529,13 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
 
   const problemName = plan.methods[0].pipeline.problem as { name: string };
   let problemInfo: ExperimentSummary['problem'] = previous?.problem ?? { name: problemName.name };
-  const runs: RunSummary[] = [];
+  const slots: (RunSummary | undefined)[] = [];
+  const runsNow = (): RunSummary[] => slots.filter((r): r is RunSummary => r !== undefined);
   const rowsByRun = new Map<string, readonly MetricsRow[]>();
   const errors: string[] = [];
-  const usedFiles = new Set<string>();
   const total = plan.methods.length * config.seeds.length;
 
-  const summaryNow = (status: ExperimentStatus): ExperimentSummary => ({
+  const summaryNow = (status: ExperimentStatus, runs: readonly RunSummary[]): ExperimentSummary => ({
     name: config.name,
     description: config.description,
     status,
@@ -287,7 +548,8 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
     runs: [...runs],
   });
   const writeResults = (status: ExperimentStatus, plots: boolean): ExperimentSummary => {
-    const summary = summaryNow(status);
+    const runs = runsNow();
+    const summary = summaryNow(status, runs);
     fs.writeFileSync(path.join(dir, 'summary.json'), jsonWithNonFinite(summary, 2) + '\n');
     fs.writeFileSync(path.join(dir, 'summary.md'), summaryMarkdown(summary));
     if (plots && config.output.plots) {
@@ -312,226 +574,94 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
   );
   progress.log(`results: ${dir}`);
 
-  let index = 0;
-  let stopReason: 'interrupted' | 'stopped' | null = null;
-  let fatal: unknown = null;
-  outer: for (const method of plan.methods) {
+  // Every (method, seed) run in order; each fills its slot of the summary, whatever order runs end in.
+  const tasks: RunTask[] = [];
+  const usedFiles = new Set<string>();
+  for (const method of plan.methods) {
     for (const seed of config.seeds) {
-      index += 1;
-      const names = pluginNames(method);
-      const notRun = (): RunSummary => ({
-        method: method.label,
-        seed,
-        status: 'not-run',
-        steps: 0,
-        trainSeconds: 0,
-        wallSeconds: 0,
-        setupSeconds: 0,
-        finalMetrics: {},
-        oracleCalls: zeroCounts(),
-        oracleCallsTotal: 0,
-      });
-      if (stopReason || options.signal?.aborted) {
-        if (options.signal?.aborted) stopReason = 'interrupted';
-        runs.push(notRun());
-        continue;
-      }
       let fileBase = `${slug(method.label)}-seed${seed}`;
       for (let k = 2; usedFiles.has(fileBase); k++) fileBase = `${slug(method.label)}-${k}-seed${seed}`;
       usedFiles.add(fileBase);
-      const files = { csv: `runs/${fileBase}.csv`, jsonl: `runs/${fileBase}.jsonl` };
-      const ckptDir = path.join(dir, checkpointDir(fileBase));
-      const runKey = `${method.label}\u0000${seed}`;
-      const before = previousRuns.get(runKey);
-      if (before && isFinishedRun(before)) {
-        runs.push(before);
-        rowsByRun.set(runKey, readRunRows(path.join(dir, files.jsonl)));
-        progress.log(`✓ run ${index}/${total}: ${method.label}, seed ${seed}: already ${before.status} (${before.steps} steps), kept`);
-        continue;
-      }
-
-      progress.log(
-        `▶ run ${index}/${total}: ${method.label} (${names.innerSolver} + ${names.estimator}, outer ${names.outerOptimizer}), seed ${seed}`,
-      );
-      const setupStart = performance.now();
-      let pipeline: Pipeline;
-      try {
-        pipeline = createPipeline({ ...method.pipeline, seed }, reg);
-      } catch (e) {
-        fatal = isConfigLike(e)
-          ? e
-          : new Error(`setting up method '${method.label}', seed ${seed} failed: ${e instanceof Error ? e.message : String(e)}`);
-        runs.push(notRun());
-        break outer;
-      }
-      const setupSeconds = (performance.now() - setupStart) / 1000;
-      const problem = pipeline.problem;
-      problemInfo = {
-        name: problemName.name,
-        mainMetric: problem.mainMetric,
-        mainMetricHigherIsBetter: problem.mainMetricHigherIsBetter,
-      };
-      // Resume: the newest valid checkpoint (a damaged newest file falls back to the one before), and the rows
-      // written up to it; rows after it were computed again from there.
-      let keptRows: MetricsRow[] = [];
-      let wallOffset = 0;
-      let found: ReturnType<typeof loadLatestCheckpoint> = null;
-      if (resuming) {
-        const invalid: string[] = [];
-        try {
-          found = loadLatestCheckpoint(ckptDir, {
-            onInvalid: (e) => {
-              invalid.push(e.file);
-              progress.log(`warning: ${e.message}; trying an older checkpoint`);
-            },
-          });
-          // A damaged file would linger among the kept ones (and be tried first again): it goes.
-          for (const f of invalid) fs.rmSync(f, { force: true });
-          if (found) pipeline.trainer.setState(found.payload.trainer);
-        } catch (e) {
-          pipeline.dispose();
-          fatal = isConfigLike(e) ? e : new ConfigError(`resume: ${e instanceof Error ? e.message : String(e)}`, 'checkpoint');
-          runs.push(notRun());
-          break outer;
-        }
-        if (found) {
-          const step = found.payload.trainer.step;
-          keptRows = readRunRows(path.join(dir, files.jsonl)).filter((r) => r.step <= step);
-          const extra = found.payload.extra as { wallSeconds?: number } | undefined;
-          wallOffset = extra?.wallSeconds ?? keptRows[keptRows.length - 1]?.wallTime ?? 0;
-          progress.log(`  continuing from step ${step} (${path.relative(dir, found.file)})`);
-          if (keptRows.length !== step) {
-            progress.log(`warning: ${files.jsonl} holds ${keptRows.length} rows up to step ${step}; the missing ones stay missing`);
-          }
-        } else {
-          progress.log('  no checkpoint: starting over');
-        }
-      }
-      // A run that starts over must not leave older checkpoints (e.g. of an earlier experiment in a --force'd
-      // folder) beside its own: a later resume would take the newest step number.
-      if (!found) fs.rmSync(ckptDir, { recursive: true, force: true });
-      const recorder = new RunRecorder(path.join(dir, files.csv), path.join(dir, files.jsonl), keptRows);
-      rowsByRun.set(runKey, recorder.rows);
-      const steps = pipeline.spec.trainer.steps;
-      progress.startRun({
-        index,
-        total,
-        label: method.label,
-        seed,
-        steps,
-        timeLimitSeconds: pipeline.spec.trainer.timeLimitSeconds,
-        mainMetric: problem.mainMetric,
-      });
-      const wallStart = performance.now();
-      const wallNow = (): number => wallOffset + (performance.now() - wallStart) / 1000;
-      pipeline.trainer.on('step', (event) => {
-        const row = rowFromEvent(event, wallNow());
-        recorder.add(row);
-        progress.step(row);
-      });
-      // After the recorder's listener, so the rows of a checkpoint's steps are on disk before it.
-      const checkpointer = new Checkpointer(pipeline.trainer, {
-        dir: ckptDir,
-        every: config.checkpoint.every,
-        keep: config.checkpoint.keep,
-        extra: () => ({ wallSeconds: wallNow(), rows: recorder.rows.length }),
-      });
-
-      let result: TrainResult | null = null;
-      let failure: RunFailure | null = null;
-      try {
-        result = await pipeline.trainer.run({ signal: options.signal });
-      } catch (e) {
-        // The trainer wraps unexpected errors of a step in a StepError that carries the step number.
-        const cause = e instanceof StepError ? e.cause : e;
-        if (isConfigLike(cause)) {
-          fatal = cause;
-        } else {
-          const lastStep = recorder.rows.length ? recorder.rows[recorder.rows.length - 1].step : 0;
-          const step = e instanceof DivergenceError || e instanceof StepError ? e.step : lastStep + 1;
-          const message = cause instanceof Error ? cause.message : String(cause);
-          failure = new RunFailure(message, errorKind(cause), step);
-        }
-      }
-      const wallSeconds = wallNow();
-      const counts: OracleCounts = { ...pipeline.oracles.counts };
-      recorder.close();
-      if (result?.stoppedBy === 'interrupt' && config.checkpoint.onInterrupt) {
-        const saved = checkpointer.save();
-        if (saved) progress.log(`checkpoint: ${path.relative(dir, saved)}`);
-      } else if ((result && result.stoppedBy !== 'interrupt') || failure) {
-        // A finished run (completed, or failed while training) is never continued: its checkpoints go.
-        fs.rmSync(ckptDir, { recursive: true, force: true });
-        try {
-          fs.rmdirSync(path.join(dir, 'checkpoints'));
-        } catch {
-          // other runs still have checkpoints (or there never were any)
-        }
-      }
-      pipeline.dispose();
-
-      const lastRow = recorder.rows[recorder.rows.length - 1];
-      const lastMetrics: Record<string, number> = {};
-      for (const row of recorder.rows) Object.assign(lastMetrics, row.metrics);
-      const base = {
-        method: method.label,
-        seed,
-        steps: lastRow?.step ?? 0,
-        trainSeconds: lastRow?.time ?? 0,
-        wallSeconds,
-        setupSeconds,
-        oracleCalls: counts,
-        oracleCallsTotal: totalCalls(counts),
-        files,
-      };
-      if (fatal) {
-        runs.push({
-          ...base,
-          status: 'failed',
-          finalOuterLoss: lastRow?.outerLoss,
-          finalMetrics: lastMetrics,
-          error: { kind: errorKind(fatal), message: (fatal as Error).message, step: (lastRow?.step ?? 0) + 1 },
-        });
-        break outer;
-      }
-      if (failure) {
-        const line = `run failed: method '${method.label}', seed ${seed}, outer step ${failure.step}: ${failure.kind}: ${failure.message}`;
-        errors.push(line);
-        runs.push({
-          ...base,
-          status: 'failed',
-          finalOuterLoss: lastRow?.outerLoss,
-          finalMetrics: lastMetrics,
-          error: { kind: failure.kind, message: failure.message, step: failure.step },
-        });
-        progress.endRun(`✗ ${line}`);
-        if (config.onRunError === 'stop') stopReason = 'stopped';
-      } else if (result) {
-        const interrupted = result.stoppedBy === 'interrupt';
-        const finalMetrics = interrupted ? lastMetrics : { ...result.finalMetrics };
-        runs.push({
-          ...base,
-          status: interrupted ? 'interrupted' : 'completed',
-          stoppedBy: result.stoppedBy,
-          steps: result.steps,
-          trainSeconds: result.elapsedSeconds,
-          finalOuterLoss: result.finalOuterLoss,
-          finalMetrics,
-          // The trainer's final evaluation is not charged to the method.
-          oracleCalls: { ...result.oracleCalls },
-          oracleCallsTotal: totalCalls(result.oracleCalls),
-        });
-        const main = problem.mainMetric;
-        const mainText = main && finalMetrics[main] !== undefined ? `, ${main} ${formatNumber(finalMetrics[main])}` : '';
-        progress.endRun(
-          `${interrupted ? '■ interrupted' : '✓ done'}: ${method.label} seed ${seed}: ${result.steps} steps (${result.stoppedBy}) in ${formatDuration(wallSeconds)}, outer loss ${formatNumber(result.finalOuterLoss)}${mainText}`,
-        );
-        if (interrupted) stopReason = 'interrupted';
-      }
-      // The summary after every run, so an experiment killed outright keeps its finished runs.
-      writeResults('running', false);
+      tasks.push({ method, seed, index: tasks.length + 1, total, fileBase });
     }
   }
+  const notRun = (task: RunTask): RunSummary => ({
+    method: task.method.label,
+    seed: task.seed,
+    status: 'not-run',
+    steps: 0,
+    trainSeconds: 0,
+    wallSeconds: 0,
+    setupSeconds: 0,
+    finalMetrics: {},
+    oracleCalls: zeroCounts(),
+    oracleCallsTotal: 0,
+  });
+
+  let stopReason: 'interrupted' | 'stopped' | null = null;
+  let fatal: unknown = null;
+  const execute = options.executor ?? executeRun;
+  const runTask = async (task: RunTask): Promise<void> => {
+    const slot = task.index - 1;
+    // After a config or data error no further run is recorded (the error is thrown at the end).
+    if (fatal) return;
+    if (stopReason || options.signal?.aborted) {
+      if (options.signal?.aborted) stopReason = 'interrupted';
+      slots[slot] = notRun(task);
+      return;
+    }
+    const runKey = `${task.method.label}\u0000${task.seed}`;
+    const files = runFiles(task.fileBase);
+    const before = previousRuns.get(runKey);
+    if (before && isFinishedRun(before)) {
+      slots[slot] = before;
+      rowsByRun.set(runKey, readRunRows(path.join(dir, files.jsonl)));
+      progress.log(
+        `✓ run ${task.index}/${total}: ${task.method.label}, seed ${task.seed}: already ${before.status} (${before.steps} steps), kept`,
+      );
+      return;
+    }
+    const outcome = await execute(task, {
+      registry: reg,
+      dir,
+      checkpoint: config.checkpoint,
+      resume: resuming,
+      progress,
+      signal: options.signal,
+      onRows: (rows) => rowsByRun.set(runKey, rows),
+    });
+    if (outcome.kind === 'setup-failed') {
+      fatal = fatal ?? outcome.error;
+      slots[slot] = notRun(task);
+      return;
+    }
+    problemInfo = outcome.problemInfo;
+    rowsByRun.set(runKey, outcome.rows);
+    slots[slot] = outcome.summary;
+    if (outcome.fatal) {
+      fatal = fatal ?? outcome.fatal;
+      return;
+    }
+    if (outcome.failureLine) {
+      errors.push(outcome.failureLine);
+      if (config.onRunError === 'stop') stopReason = 'stopped';
+    } else if (outcome.summary.status === 'interrupted') {
+      stopReason = 'interrupted';
+    }
+    // The summary after every run, so an experiment killed outright keeps its finished runs.
+    writeResults('running', false);
+  };
+  // Runs start in order, at most `concurrency` at a time (one: each starts after the one before ended).
+  const concurrency = Math.max(1, options.concurrency ?? 1);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < tasks.length) {
+      const task = tasks[next];
+      next += 1;
+      await runTask(task);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, tasks.length) }, lane));
 
   const status: ExperimentStatus = fatal
     ? 'failed'
