@@ -255,8 +255,11 @@ export function writeCheckpoint(
     }
     fs.renameSync(tmp, target);
   } catch (e) {
-    // E.g. a full disk: no half-written temporary file is left behind.
+    // E.g. a full disk: no half-written temporary file is left behind, the older checkpoints stay, and the
+    // error names the file (a write through a descriptor says only ENOSPC).
     fs.rmSync(tmp, { force: true });
+    const err = e as NodeJS.ErrnoException;
+    if (err && typeof err === 'object' && typeof err.code === 'string' && err.path === undefined) err.path = target;
     throw e;
   }
   try {

@@ -25,17 +25,26 @@ export class DataError extends Error {
   }
 }
 
-/** A non-finite or diverging quantity, with the outer step where it was seen. */
+/**
+ * A non-finite or diverging quantity, with the outer step where it was seen: NaN or ±Infinity, or a finite
+ * value past the trainer's `divergenceBound` (then `bound` is set).
+ */
 export class DivergenceError extends Error {
   constructor(
-    /** The outer step at which the quantity turned non-finite. */
+    /** The outer step at which the quantity turned non-finite or passed the bound. */
     readonly step: number,
-    /** What diverged: `inner gradient norm`, `hypergradient norm` or `outer loss`. */
+    /** What diverged: `inner gradient norm`, `hypergradient norm`, `outer loss` or `outer variable norm ‖x‖`. */
     readonly quantity: string,
-    /** The offending value (NaN or ±Infinity). */
+    /** The offending value (NaN, ±Infinity, or a finite value past `bound`). */
     readonly value: number,
+    /** The bound a finite value exceeded (the trainer's `divergenceBound`), when that is why. */
+    readonly bound?: number,
   ) {
-    super(`${quantity} became ${value} at outer step ${step}`);
+    super(
+      bound !== undefined && Number.isFinite(value)
+        ? `${quantity} reached ${value.toPrecision(3)} at outer step ${step}, past the divergence bound ${bound} (trainer.divergenceBound)`
+        : `${quantity} became ${value} at outer step ${step}`,
+    );
     this.name = 'DivergenceError';
   }
 }

@@ -168,7 +168,7 @@ describe('registry and createPipeline', () => {
     p.dispose();
 
     const q = createPipeline(
-      { ...baseSpec, estimator: { name: 'scaled-closed-form', options: { scale: Infinity } } },
+      { ...baseSpec, estimator: { name: 'scaled-closed-form', options: { scale: 1e300 } } },
       r,
     );
     expect(() => q.trainer.stepOnce()).toThrow(DivergenceError);
@@ -223,6 +223,60 @@ describe('registry and createPipeline', () => {
     many.trainer.stepOnce();
     expect(() => many.trainer.stepOnce()).toThrow(/at outer step 3/);
     many.dispose();
+  });
+
+  it('flags a run whose iterates blow up past the divergence bound, however short, naming the step', async () => {
+    const r = makeRegistry();
+    // The estimate scaled by 1e6 with step 0.5: x is multiplied by about -5e5 per step.
+    const exploding = { ...baseSpec, estimator: { name: 'scaled-closed-form', options: { scale: 1e6 } } };
+    // Reference: the same run with the bound out of the way, and the norm of x after each step.
+    const free = createPipeline({ ...exploding, trainer: { steps: 3, evalEvery: 0, divergenceBound: 1e300 } }, r);
+    const norms: number[] = [];
+    const losses: number[] = [];
+    free.trainer.on('step', (e) => {
+      losses.push(e.outerLoss);
+      norms.push(Math.hypot(...Array.from(free.trainer.x.x.dataSync())));
+    });
+    const done = await free.trainer.run();
+    free.dispose();
+    expect(done.steps).toBe(3);
+    expect(done.finalOuterLoss).toBeGreaterThan(1e20); // it did explode, and nothing said so
+    // The first step whose new x passes 1e12 (or whose loss does) is the one the guarded run names.
+    const firstBad = norms.findIndex((n, i) => n > 1e12 || Math.abs(losses[i]) > 1e12) + 1;
+    expect(firstBad).toBeGreaterThan(0);
+
+    const guarded = createPipeline({ ...exploding, trainer: { steps: 3, evalEvery: 0 } }, r);
+    await expect(guarded.trainer.run()).rejects.toThrow(
+      new RegExp(`at outer step ${firstBad}, past the divergence bound 1000000000000 \\(trainer\\.divergenceBound\\)`),
+    );
+    guarded.dispose();
+
+    // A bound the run stays under lets it finish.
+    const calm = createPipeline({ ...baseSpec, trainer: { steps: 3, evalEvery: 0 } }, r);
+    await expect(calm.trainer.run()).resolves.toMatchObject({ steps: 3, stoppedBy: 'steps' });
+    calm.dispose();
+  });
+
+  it('refuses infinite, NaN and oversized numbers in a spec, naming them', () => {
+    const r = makeRegistry();
+    const refused = (spec: PipelineSpec): string => {
+      try {
+        createPipeline(spec, r).dispose();
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        return (e as Error).message;
+      }
+      throw new Error('accepted');
+    };
+    expect(refused({ ...baseSpec, seed: 2 ** 32 })).toMatch(/^seed: Number must be less than or equal to 4294967295 \(got 4294967296\)/);
+    expect(refused({ ...baseSpec, trainer: { steps: 1e20 } })).toMatch(/^trainer\.steps: must be at most 4294967295 \(2\^32 - 1\) \(got 100000000000000000000\)/);
+    expect(refused({ ...baseSpec, trainer: { timeLimitSeconds: Infinity } })).toMatch(/^trainer\.timeLimitSeconds: must be a finite number \(got Infinity\)/);
+    expect(refused({ ...baseSpec, outerOptimizer: { name: 'gd', options: { learningRate: NaN } } })).toMatch(
+      /^outerOptimizer\.options\.learningRate: must be a number, not NaN \(got NaN\)/,
+    );
+    expect(refused({ ...baseSpec, estimator: { name: 'scaled-closed-form', options: { nanAtSteps: [1, -Infinity] } } })).toMatch(
+      /estimator\.options\.nanAtSteps\.1: .*\(got -Infinity\)/,
+    );
   });
 
   it('clips the hypergradient norm', () => {

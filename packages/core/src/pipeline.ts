@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { HypergradientEstimator } from './estimator';
 import type { OuterOptimizer } from './optimizer';
 import { createOracles, type Oracles } from './oracles';
-import { parseOptions } from './options';
+import { MAX_INTEGER_OPTION, parseOptions } from './options';
 import type { BilevelProblem } from './problem';
 import { registry as defaultRegistry, type PluginRegistry } from './registry';
 import type { InnerSolver } from './solver';
@@ -49,7 +49,7 @@ export const PipelineSpecSchema = z
     /** Stop rules, guards and evaluation of the trainer. */
     trainer: TrainerOptionsSchema.default({}),
     /** Seed of the trainer's random source (directions, minibatches). */
-    seed: z.number().int().min(0).default(0),
+    seed: z.number().int().min(0).max(MAX_INTEGER_OPTION).default(0).describe('integer in [0, 2^32)'),
   })
   .strict();
 /** A pipeline as written by a user: plugin choices by name, every option optional where it has a default. */

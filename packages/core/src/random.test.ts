@@ -48,7 +48,11 @@ describe('Random', () => {
     expect(p).toEqual(Array.from({ length: 50 }, (_, i) => i));
   });
 
-  it('refuses a non-finite seed', () => {
-    expect(() => new Random(NaN)).toThrow(/seed must be a finite number/);
+  it('refuses a seed that is not an integer in [0, 2^32) instead of wrapping it', () => {
+    for (const bad of [NaN, Infinity, -1, 0.5, 2 ** 32, 2 ** 53 + 2]) {
+      expect(() => new Random(bad)).toThrow(/seed must be an integer in \[0, 2\^32\)/);
+    }
+    // The largest seed is honoured and differs from seed 0 (2^32 used to give seed 0's stream).
+    expect(new Random(2 ** 32 - 1).nextUint32()).not.toBe(new Random(0).nextUint32());
   });
 });

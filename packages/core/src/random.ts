@@ -39,8 +39,11 @@ export class Random {
 
   constructor(seed: number | RandomState = 0) {
     if (typeof seed === 'number') {
-      if (!Number.isFinite(seed)) throw new Error(`Random: seed must be a finite number (got ${seed})`);
-      const sm = splitmix32(Math.floor(seed) ^ 0x5bd1e995);
+      // Seeds are 32-bit: a larger one would wrap (2^32 giving seed 0's stream), so it is refused instead.
+      if (!Number.isInteger(seed) || seed < 0 || seed > 4294967295) {
+        throw new RangeError(`Random: seed must be an integer in [0, 2^32) (got ${seed})`);
+      }
+      const sm = splitmix32(seed ^ 0x5bd1e995);
       this.s = [sm(), sm(), sm(), sm()];
       if (this.s.every((v) => v === 0)) this.s[0] = 1;
     } else {

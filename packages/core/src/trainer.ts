@@ -24,6 +24,12 @@ import {
   treeToData,
 } from './tree';
 
+/**
+ * Default of the trainer's `divergenceBound`: a step whose outer loss or outer variable x exceeds 10¹² in
+ * absolute value (norm) counts as diverged, like a NaN, however few steps the run has.
+ */
+export const DEFAULT_DIVERGENCE_BOUND = 1e12;
+
 /** Options of the {@link Trainer}: stop rules, warm starts, evaluation and divergence guards. */
 export const TrainerOptionsSchema = z
   .object({
@@ -56,6 +62,13 @@ export const TrainerOptionsSchema = z
       .default(10)
       .describe('stop with an error after this many skipped updates in a row'),
     clipNorm: z.number().positive().optional().describe('rescale the hypergradient to at most this norm'),
+    divergenceBound: z
+      .number()
+      .positive()
+      .default(DEFAULT_DIVERGENCE_BOUND)
+      .describe(
+        'the run diverged when |outer loss| or ‖x‖ exceeds this (or any of them, the hypergradient or the inner gradient is NaN/Inf); handled by onNonFinite',
+      ),
   })
   .strict();
 /** Validated trainer options. */
@@ -385,29 +398,35 @@ export class Trainer {
         // Reporting: not charged to the method (direct problem calls, not counted oracles).
         // Task-based problems (few-shot) have no whole-data outer loss: report the step's own.
         const outerLoss = this.problem.outerLoss(x, inner.y, task ? outerBatch : undefined).dataSync()[0];
-        const bad: [string, number][] = (
+        const bound = opts.divergenceBound;
+        const bad: [string, number, number?][] = (
           [
             ['inner gradient norm', inner.gradientNorm],
             ['hypergradient norm', gradNorm],
-            ['outer loss', outerLoss],
-          ] as [string, number][]
-        ).filter(([, v]) => !Number.isFinite(v));
+            ['outer loss', outerLoss, bound],
+          ] as [string, number, number?][]
+        ).filter(([, v, limit]) => !Number.isFinite(v) || (limit !== undefined && Math.abs(v) > limit));
         let skipped = false;
-        let newX: TensorTree;
-        if (bad.length > 0) {
-          const [quantity, value] = bad[0];
-          if (opts.onNonFinite === 'stop' || this.consecutiveSkips + 1 > opts.maxConsecutiveSkips) {
-            throw new DivergenceError(index + 1, quantity, value);
-          }
-          skipped = true;
-          newX = x;
-          if (opts.onNonFinite === 'shrink') this.optimizer.scaleLearningRate?.(opts.shrinkFactor);
-        } else {
+        let newX: TensorTree = x;
+        if (bad.length === 0) {
           let g = est.hypergradient;
           if (opts.clipNorm !== undefined && gradNorm > opts.clipNorm)
             g = treeScale(g, opts.clipNorm / gradNorm);
           const stepped = this.optimizer.step(x, g);
           newX = this.problem.projectX ? this.problem.projectX(stepped) : stepped;
+          // The new iterate, before it is kept: a blow-up shows on the step that caused it (under 'skip' the
+          // optimizer has taken the step into its own state already; the update itself is dropped).
+          const xNorm = treeNorm(newX).dataSync()[0];
+          if (!Number.isFinite(xNorm) || xNorm > bound) bad.push(['outer variable norm ‖x‖', xNorm, bound]);
+        }
+        if (bad.length > 0) {
+          const [quantity, value, limit] = bad[0];
+          if (opts.onNonFinite === 'stop' || this.consecutiveSkips + 1 > opts.maxConsecutiveSkips) {
+            throw new DivergenceError(index + 1, quantity, value, Number.isFinite(value) ? limit : undefined);
+          }
+          skipped = true;
+          newX = x;
+          if (opts.onNonFinite === 'shrink') this.optimizer.scaleLearningRate?.(opts.shrinkFactor);
         }
         trainSeconds = (performance.now() - t0) / 1000;
         const metrics: Record<string, number> = {};
