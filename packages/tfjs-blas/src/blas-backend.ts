@@ -90,6 +90,13 @@ function taintingKernel(kernelFunc: KernelFunc): KernelFunc {
   };
 }
 
+/**
+ * JS kernels that return their input's data under a new shape (the engine counts one more reference to it)
+ * and never hold its array: they need not mark it shared, and the array is reused once every tensor that
+ * refers to it is disposed.
+ */
+const SHARING_KERNELS = new Set(['Reshape', 'Identity']);
+
 /** Kernels computed by the addon; every other kernel is the JS cpu backend's own. */
 export function blasKernelConfigs(backendName: string = BLAS_BACKEND_NAME): KernelConfig[] {
   return [
@@ -124,7 +131,7 @@ export function registerBlasBackend(): boolean {
     registerKernel({
       ...kernel,
       backendName: BLAS_BACKEND_NAME,
-      kernelFunc: taintingKernel(kernel.kernelFunc),
+      kernelFunc: SHARING_KERNELS.has(kernel.kernelName) ? kernel.kernelFunc : taintingKernel(kernel.kernelFunc),
     });
   }
   for (const kernel of native) {

@@ -26,6 +26,34 @@ describe('BufferPool', () => {
     expect(pool.bytes).toBe(0);
   });
 
+  it('keeps its byte count and eviction order right over many hand-outs and returns', () => {
+    const pool = new BufferPool(40 * 400, 16);
+    const lengths = [100, 50, 25];
+    let live: Float32Array[] = [];
+    const rand = (() => {
+      let s = 12345;
+      return () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+    })();
+    for (let i = 0; i < 20000; i++) {
+      if (live.length > 0 && rand() < 0.5) {
+        const at = Math.floor(rand() * live.length);
+        const [a] = live.splice(at, 1);
+        pool.release(a);
+        // A second release of the same array (a double dispose) must not list it twice.
+        if (rand() < 0.1) pool.release(a);
+      } else {
+        live.push(pool.alloc(lengths[Math.floor(rand() * lengths.length)]));
+      }
+      expect(pool.bytes).toBeLessThanOrEqual(pool.maxBytes);
+    }
+    // No array is handed out twice while live.
+    const handed = new Set<Float32Array>();
+    for (let i = 0; i < 200; i++) handed.add(pool.alloc(lengths[i % 3]));
+    for (const a of live) expect(handed.has(a)).toBe(false);
+    expect(handed.size).toBe(200);
+    live = [];
+  });
+
   it('drops its oldest arrays beyond its byte budget', () => {
     const pool = new BufferPool(1000, 16);
     const arrays = [pool.alloc(100), pool.alloc(100), pool.alloc(50)];

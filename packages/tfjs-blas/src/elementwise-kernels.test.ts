@@ -50,6 +50,13 @@ const SHAPE_PAIRS: [number[], number[]][] = [
   ],
   [[], [4, 3]],
   [[6, 4], []],
+  // single values of different ranks, and an empty tensor with a single value (the flat path's edges)
+  [[1], [1, 1]],
+  [[1, 1, 1], [1]],
+  [[5, 3], [1, 1]],
+  [[1], [2, 3]],
+  [[0, 3], []],
+  [[1], [0, 4]],
   [[9, 10], [10]],
   [
     [9, 10],

@@ -124,12 +124,47 @@ export function broadcastLayout(
   return { shape, aStrides, bStrides };
 }
 
+/** Whether two shapes are equal. */
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Strides and dims of the common layouts, reused across calls (the addon only reads them). */
+const UNIT_STRIDE = Int32Array.of(1);
+const SCALAR_STRIDE = Int32Array.of(0);
+const FLAT_SHAPE = new Int32Array(1);
+
 function binaryKernel(kernelName: string, code: number, comparison: boolean): KernelFunc {
   return ({ inputs, backend, attrs }) => {
     const cpu = backend as MathBackendCPU;
     const a = requiredInput(inputs, 'a', kernelName);
     const b = requiredInput(inputs, 'b', kernelName);
     if (a.dtype !== 'float32' || b.dtype !== 'float32') return runCpuKernel(kernelName, cpu, inputs, attrs);
+    const aSize = util.sizeFromShape(a.shape);
+    const bSize = util.sizeFromShape(b.shape);
+    // Equal shapes, or one operand a single value of rank at most the other's: one flat loop, no layout.
+    const bIsScalar = bSize === 1 && b.shape.length <= a.shape.length;
+    const aIsScalar = aSize === 1 && a.shape.length <= b.shape.length;
+    if (sameShape(a.shape, b.shape) || bIsScalar || aIsScalar) {
+      const outShape = sameShape(a.shape, b.shape) || bIsScalar ? a.shape : b.shape;
+      const size = util.sizeFromShape(outShape);
+      const out = comparison ? new Uint8Array(size) : outputArray(cpu, size);
+      if (size > 0) {
+        FLAT_SHAPE[0] = size;
+        requireNativeBlas().binary(
+          code,
+          float32Values(cpu, a),
+          aSize === size ? UNIT_STRIDE : SCALAR_STRIDE,
+          float32Values(cpu, b),
+          bSize === size ? UNIT_STRIDE : SCALAR_STRIDE,
+          out,
+          FLAT_SHAPE,
+        );
+      }
+      return cpu.makeTensorInfo(outShape.slice(), comparison ? 'bool' : 'float32', out);
+    }
     const outShape = broadcast_util.assertAndGetBroadcastShape(a.shape, b.shape);
     const size = util.sizeFromShape(outShape);
     const layout = broadcastLayout(outShape, a.shape, b.shape);

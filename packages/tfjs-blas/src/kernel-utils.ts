@@ -9,6 +9,7 @@ import { ACTIVATION_CODES, type NativeActivation } from './native-addon';
 
 /** Whether `v` is a Float32Array (checked by tag, so arrays from another realm, e.g. under jest, count too). */
 export function isFloat32Array(v: unknown): v is Float32Array {
+  if (v instanceof Float32Array) return true;
   return ArrayBuffer.isView(v) && Object.prototype.toString.call(v) === '[object Float32Array]';
 }
 
