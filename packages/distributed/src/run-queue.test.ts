@@ -1,0 +1,115 @@
+import { ConfigError } from '@bilevel/core';
+import { checkConnection } from './connection-check';
+import { queueStatus } from './queue-status';
+import { parseQueueUrl } from './queue-url';
+import { QueueCoordinator, QueueWorker } from './run-queue';
+import { freePort, redisSkipReason, startTestRedis, type TestRedis } from './test-utils/redis-server';
+
+const skip = redisSkipReason();
+if (skip) {
+  // eslint-disable-next-line no-console
+  console.warn(skip);
+}
+const describeRedis = skip ? describe.skip : describe;
+
+describeRedis('queue on a real Redis', () => {
+  let redis: TestRedis;
+  let secured: TestRedis;
+  beforeAll(async () => {
+    redis = await startTestRedis();
+    secured = await startTestRedis({ password: 'pa55word' });
+  });
+  afterAll(async () => {
+    await redis?.stop();
+    await secured?.stop();
+  });
+
+  it('checks the connection: reachable, unreachable, wrong or missing password', async () => {
+    await expect(checkConnection(parseQueueUrl(redis.url))).resolves.toMatch(/^\d+\./);
+    await expect(checkConnection(parseQueueUrl(secured.url))).resolves.toMatch(/^\d+\./);
+    const closed = await freePort();
+    await expect(checkConnection(parseQueueUrl(`redis://127.0.0.1:${closed}`), 2000)).rejects.toThrow(/cannot reach the server/);
+    await expect(checkConnection(parseQueueUrl(`redis://:wrong@127.0.0.1:${secured.port}`))).rejects.toThrow(/authentication failed/);
+    await expect(checkConnection(parseQueueUrl(`redis://127.0.0.1:${secured.port}`))).rejects.toThrow(ConfigError);
+    await expect(checkConnection(parseQueueUrl(`redis://:wrong@127.0.0.1:${secured.port}`))).rejects.not.toThrow(/pa55word/);
+  });
+
+  it('a job goes to a worker; its rows stream back in order before its result; status lists it', async () => {
+    const address = parseQueueUrl(`${redis.url}?queue=roundtrip`);
+    const worker = new QueueWorker(
+      address,
+      async ({ job, sendRow }) => {
+        const n = (job.data as { n: number }).n;
+        for (let i = 0; i < n; i++) {
+          sendRow({ step: i + 1, value: i === 2 ? NaN : i * i }, i);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        return { value: { sum: n, worker: 'w' } };
+      },
+      { rowIntervalMs: 10, name: 'test-worker' },
+    );
+    const running = worker.run();
+    const coordinator = new QueueCoordinator(address);
+    await coordinator.ready();
+    const received: { step: number; value: number }[] = [];
+    const end = await coordinator.submit<{ sum: number }>('exp-1:a', { n: 12 }, (from, rows) => {
+      received.length = from;
+      received.push(...(rows as { step: number; value: number }[]));
+    });
+    expect(end).toEqual({ ok: true, value: { sum: 12, worker: 'w' } });
+    expect(received.map((r) => r.step)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(received[2].value).toBeNaN();
+    expect(received[11].value).toBe(121);
+    const status = await queueStatus(address);
+    expect(status.counts.completed).toBe(1);
+    expect(status.jobs.find((j) => j.id === 'exp-1:a')).toMatchObject({ state: 'completed', rows: 12, worker: 'test-worker' });
+    expect(status.workers.map((w) => w.name)).toContain('test-worker');
+    await coordinator.close();
+    await worker.close('finish');
+    await running;
+  });
+
+  it('a failing job reports its reason; a handed-back job is taken again by another worker', async () => {
+    const address = parseQueueUrl(`${redis.url}?queue=handback`);
+    const taken: string[] = [];
+    let first: QueueWorker | null = null;
+    let release: () => void = () => undefined;
+    const taking = new Promise<void>((r) => (release = r));
+    first = new QueueWorker(
+      address,
+      async ({ job, signal }) => {
+        taken.push(`first:${job.id}`);
+        if ((job.data as { fail?: boolean }).fail) throw new Error('data folder missing on this worker');
+        release();
+        await new Promise<void>((r) => signal.addEventListener('abort', () => r()));
+        return { handBack: true };
+      },
+      { name: 'first' },
+    );
+    const firstRun = first.run();
+    const coordinator = new QueueCoordinator(address);
+    await coordinator.ready();
+    const failed = await coordinator.submit('exp-2:bad', { fail: true }, () => undefined);
+    expect(failed).toEqual({ ok: false, error: 'data folder missing on this worker' });
+    const pending = coordinator.submit<string>('exp-2:good', {}, () => undefined);
+    await taking;
+    await first.close('hand-back');
+    await firstRun;
+    const second = new QueueWorker(
+      address,
+      async ({ job }) => {
+        taken.push(`second:${job.id}`);
+        return { value: 'done by second' };
+      },
+      { name: 'second' },
+    );
+    const secondRun = second.run();
+    expect(await pending).toEqual({ ok: true, value: 'done by second' });
+    expect(taken).toEqual(['first:exp-2:bad', 'first:exp-2:good', 'second:exp-2:good']);
+    const status = await queueStatus(address);
+    expect(status.jobs.find((j) => j.id === 'exp-2:bad')).toMatchObject({ state: 'failed', failedReason: 'data folder missing on this worker' });
+    await coordinator.close();
+    await second.close('finish');
+    await secondRun;
+  });
+});

@@ -1,0 +1,92 @@
+/**
+ * A private redis-server for tests: a free loopback port, a temporary data folder, no persistence; stopped
+ * by `stop()` (call it in afterAll). Tests skip (with a message naming why) when redis-server is not
+ * installed, unless BILEVEL_REQUIRE_REDIS=1 (CI), where its absence is a failure.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+
+/** Path of redis-server, or null when it is not installed. */
+export function findRedisServer(): string | null {
+  for (const candidate of ['/usr/bin/redis-server', '/usr/local/bin/redis-server']) {
+    if (fs.existsSync(candidate)) return candidate;
+  }
+  const which = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  const found = which.stdout.trim();
+  return which.status === 0 && found ? found : null;
+}
+
+/** Why Redis tests cannot run here (null: they can). Throws under BILEVEL_REQUIRE_REDIS=1 instead of skipping. */
+export function redisSkipReason(): string | null {
+  if (findRedisServer()) return null;
+  const reason = 'redis-server is not installed (apt-get install redis-server); the queue tests are skipped';
+  if (process.env.BILEVEL_REQUIRE_REDIS === '1') throw new Error(`BILEVEL_REQUIRE_REDIS=1 but ${reason}`);
+  return reason;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A running test Redis. */
+export interface TestRedis {
+  /** Its port. */
+  readonly port: number;
+  /** Its queue URL (`redis://127.0.0.1:<port>`, with the password when one was set). */
+  readonly url: string;
+  /** Stops it and removes its data folder. */
+  stop(): Promise<void>;
+}
+
+/** Starts redis-server on a free loopback port (optionally with `requirepass`). */
+export async function startTestRedis(options: { password?: string } = {}): Promise<TestRedis> {
+  const bin = findRedisServer();
+  if (!bin) throw new Error('redis-server is not installed');
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bilevel-redis-'));
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  if (options.password) args.push('--requirepass', options.password);
+  const child: ChildProcess = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start in 10 s:\n${output}`)), 10_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      output += d.toString();
+      if (output.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited with code ${code}:\n${output}`));
+    });
+  });
+  child.stdout?.removeAllListeners('data');
+  child.stdout?.resume();
+  child.stderr?.resume();
+  const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
+  return {
+    port,
+    url: `redis://${auth}127.0.0.1:${port}`,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
