@@ -4,6 +4,7 @@ import {
   type EstimateContext,
   type HypergradientEstimator,
   type InnerResult,
+  type PluginState,
   type TensorTree,
   type TreeSpec,
   parseOptions,
@@ -19,11 +20,12 @@ import {
 } from '@bilevel/core';
 import { checkedBatches } from './batch-schedule';
 import { outerGradients } from './implicit';
+import { JacobianMemory, orthogonalDirections } from './jacobian-memory';
 import { OracleCallMeter } from './oracle-calls';
 
 /** How the random directions u_q of the evolution-strategies estimator are drawn. */
-export const DIRECTION_DISTRIBUTIONS = ['gaussian', 'sphere', 'per-tensor-unit'] as const;
-/** How the random directions are drawn: `'gaussian'`, `'sphere'` or `'per-tensor-unit'`. */
+export const DIRECTION_DISTRIBUTIONS = ['gaussian', 'sphere', 'per-tensor-unit', 'orthogonal'] as const;
+/** How the random directions are drawn: `'gaussian'`, `'sphere'`, `'per-tensor-unit'` or `'orthogonal'`. */
 export type DirectionDistribution = (typeof DIRECTION_DISTRIBUTIONS)[number];
 
 /** Options of the `es` estimator (ESJ / ESJ-S). */
@@ -41,7 +43,8 @@ export const EvolutionStrategiesOptionsSchema = z
       .default('gaussian')
       .describe(
         "'gaussian': u ~ N(0, I) (the paper); 'sphere': uniform on the unit sphere scaled by √d (E[uuᵀ] = I); " +
-          "'per-tensor-unit': each tensor of the tree a uniform unit vector (the authors' code)",
+          "'per-tensor-unit': each tensor of the tree a uniform unit vector (the authors' code); " +
+          "'orthogonal': blocks of up to d orthonormal directions scaled by √d (Choromanski et al., 2018)",
       ),
     antithetic: z
       .boolean()
@@ -70,8 +73,34 @@ export const EvolutionStrategiesOptionsSchema = z
       .describe(
         'largest number of perturbed solves stacked in one batched solve (memory bound); all when absent',
       ),
+    memory: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe(
+        'rank cap k of a Jacobian memory kept across outer steps (0: none, the paper’s estimator): the ' +
+          'responses J·b along k orthonormal past directions, used for Jᵀ∇_y f on their span, with new ' +
+          'directions drawn in the complement; costs k·(dim x + dim y) floats',
+      ),
   })
-  .strict();
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.memory > 0 && (o.distribution === 'sphere' || o.distribution === 'per-tensor-unit')) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['distribution'],
+        message: `memory > 0 draws orthonormal directions in the memory's complement; distribution '${o.distribution}' cannot be used with it (use 'gaussian' or 'orthogonal')`,
+      });
+    }
+    if (o.memory > 0 && o.memory < o.directions) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['memory'],
+        message: `memory (${o.memory}) must be at least directions (${o.directions}): each step adds Q directions`,
+      });
+    }
+  });
 /** Validated options of {@link EvolutionStrategiesEstimator}. */
 export type EvolutionStrategiesOptions = z.output<typeof EvolutionStrategiesOptionsSchema>;
 
@@ -104,8 +133,31 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
   /** The validated options. */
   readonly options: EvolutionStrategiesOptions;
 
+  /** The Jacobian memory (used when `memory > 0`). */
+  private readonly jacobian = new JacobianMemory();
+
   constructor(options: z.input<typeof EvolutionStrategiesOptionsSchema> = {}) {
     this.options = parseOptions(EvolutionStrategiesOptionsSchema, options, 'estimator.options');
+  }
+
+  /** Rank of the Jacobian memory (0 without one). */
+  get memoryRank(): number {
+    return this.jacobian.rank;
+  }
+
+  /** The Jacobian memory, for checkpoints (empty when `memory` is 0). */
+  getState(): PluginState {
+    return this.jacobian.getState();
+  }
+
+  /** Restores the Jacobian memory from {@link EvolutionStrategiesEstimator.getState}. */
+  setState(state: PluginState): void {
+    this.jacobian.setState(state);
+  }
+
+  /** Releases the Jacobian memory. */
+  dispose(): void {
+    this.jacobian.dispose();
   }
 
   /** Whether the perturbed solves of `context` run batched. */
@@ -119,6 +171,7 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
   }
 
   estimate(context: EstimateContext): Estimate {
+    if (this.options.memory > 0) return this.estimateWithMemory(context);
     const meter = new OracleCallMeter(context.oracles);
     const { directions: Q, smoothing: mu, antithetic } = this.options;
     const batched = this.usesBatchedSolves(context);
@@ -131,7 +184,7 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
       const offsets = antithetic ? (tf.concat([U, tf.neg(U)]) as tf.Tensor2D) : U;
       // c_j = ⟨y_N(x + μ·offset_j) − y_N(x), ∇_y f⟩ for every perturbed solve j.
       const solve = batched ? this.solveBatched.bind(this) : this.solveOneByOne.bind(this);
-      const { c, iterations } = solve(context, offsets, xSpec, gradY, maxIterations);
+      const { values: c, iterations } = solve(context, offsets, xSpec, gradY, maxIterations, false);
       // Coefficient of u_q: one-sided c_q/μ, or central (c_q⁺ − c_q⁻)/(2μ).
       const coef = antithetic
         ? tf.div(tf.sub(tf.slice(c, [0], [Q]), tf.slice(c, [Q], [Q])), 2 * mu)
@@ -154,19 +207,90 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
     return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
   }
 
-  /** The perturbed solves one by one; c_j as a [J] tensor and the mean iteration count. */
+  /**
+   * The estimate with a Jacobian memory (option `memory` = k > 0). With B ([r, d], orthonormal rows) the kept
+   * directions and A = JBᵀ their responses, m = d − r the dimension of span(B)'s complement and V ([Q, d]) a
+   * uniformly random orthonormal Q-frame in that complement (perturbations x + μ√d·v_q),
+   *
+   *     ∇Φ ≈ ∇ₓf + Bᵀ(A ∇_y f) + (m/Q) Σ_q ⟨J v_q, ∇_y f⟩ v_q,
+   *
+   * where J v_q is the finite difference (y_N(x + μ√d v_q) − y_N(x))/(μ√d) (central with `antithetic`). The
+   * last term is the paper's estimator restricted to the complement: E[(m/Q) VᵀV] is the projector on it, so
+   * it is unbiased there, with a variance that falls with m; with m = Q it is exact. Then (V, JVᵀ) join the
+   * memory. When r + Q would pass min(k, d) the oldest rows are dropped first, so a full memory re-measures
+   * its oldest Q directions every step (each direction is refreshed every k/Q steps). The memory part is
+   * exact for a response that is linear in x (constant J, e.g. a quadratic inner problem with a fixed number
+   * of gradient steps) and otherwise carries the bias of responses measured at earlier x; with k = d and a
+   * constant J the estimate is exact (to finite-difference rounding) from step d/Q on. This is a control
+   * variate in the sense of the ES literature: the remembered Jacobian carries the known part and random
+   * directions only the unknown one (Broyden, 1965; Gower & Richtárik, 2017; see {@link JacobianMemory}).
+   */
+  private estimateWithMemory(context: EstimateContext): Estimate {
+    const meter = new OracleCallMeter(context.oracles);
+    const { directions: Q, smoothing: mu, antithetic, memory } = this.options;
+    const batched = this.usesBatchedSolves(context);
+    const maxIterations = perturbedIterationBudget(context.inner);
+    const { hypergradient, diagnostics } = tidy(() => {
+      const { gradX, gradY } = outerGradients(context);
+      const xSpec = treeSpec(context.x);
+      const d = xSpec.total;
+      const dy = treeSpec(context.inner.y).total;
+      if (Q > d) {
+        throw new Error(`es: directions (${Q}) must not exceed the dimension of x (${d}) when memory > 0`);
+      }
+      this.jacobian.matching(d, dy);
+      this.jacobian.truncate(Math.min(memory, d) - Q);
+      const r = this.jacobian.rank;
+      const m = d - r;
+      const V = this.jacobian.complementFrame(Q, d, (n) => context.rng.normalArray(n));
+      const scale = Math.sqrt(d);
+      const U = tf.mul(V, scale) as tf.Tensor2D;
+      const offsets = antithetic ? (tf.concat([U, tf.neg(U)]) as tf.Tensor2D) : U;
+      const solve = batched ? this.solveBatched.bind(this) : this.solveOneByOne.bind(this);
+      const { values: diffs, iterations } = solve(context, offsets, xSpec, gradY, maxIterations, true);
+      // Responses J v_q (rows, flat y-space).
+      const responses = (
+        antithetic
+          ? tf.div(tf.sub(tf.slice(diffs, [0, 0], [Q, dy]), tf.slice(diffs, [Q, 0], [Q, dy])), 2 * mu * scale)
+          : tf.div(diffs, mu * scale)
+      ) as tf.Tensor2D;
+      const w = treeFlatten(gradY);
+      const coef = tf.matMul(responses, tf.reshape(w, [dy, 1]));
+      let term = tf.mul(tf.reshape(tf.matMul(V, coef, true, false), [d]), m / Q) as tf.Tensor1D;
+      const remembered = this.jacobian.transposeProduct(w);
+      if (remembered) term = tf.add(term, remembered);
+      this.jacobian.append(V, responses);
+      return {
+        hypergradient: treeAdd(gradX, treeUnflatten(term, xSpec)),
+        diagnostics: {
+          directions: Q,
+          perturbedSolves: antithetic ? 2 * Q : Q,
+          batchedSolves: batched ? 1 : 0,
+          perturbedIterations: iterations,
+          memoryRank: r,
+        },
+      };
+    });
+    return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
+  }
+
+  /**
+   * The perturbed solves one by one and the mean iteration count; per solve j either c_j = ⟨y_j − y, ∇_y f⟩
+   * (a [J] tensor) or, with `diffs`, the flat difference y_j − y (a [J, dim y] tensor).
+   */
   private solveOneByOne(
     context: EstimateContext,
     offsets: tf.Tensor2D,
     xSpec: TreeSpec,
     gradY: TensorTree,
     maxIterations: number | undefined,
-  ): { c: tf.Tensor1D; iterations: number } {
+    diffs: boolean,
+  ): { values: tf.Tensor; iterations: number } {
     const J = offsets.shape[0];
     const mu = this.options.smoothing;
     const xFlat = treeFlatten(context.x);
     const rows = tf.unstack(offsets);
-    const cs: tf.Scalar[] = [];
+    const cs: tf.Tensor[] = [];
     let iterations = 0;
     for (let j = 0; j < J; j++) {
       const { cj, its } = tidy(() => {
@@ -178,29 +302,34 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
           maxIterations,
           batches: checkedBatches(context),
         });
-        const cj = treeDot(treeSub(res.y, context.inner.y), gradY);
+        const delta = treeSub(res.y, context.inner.y);
+        const cj = diffs ? treeFlatten(delta) : treeDot(delta, gradY);
         res.curvature?.dispose();
         return { cj, its: res.iterations };
       });
       cs.push(cj);
       iterations += its;
     }
-    return { c: tf.stack(cs) as tf.Tensor1D, iterations: iterations / J };
+    return { values: tf.stack(cs), iterations: iterations / J };
   }
 
-  /** The perturbed solves as batched solves of at most `maxBatchSize` stacked members each. */
+  /**
+   * The perturbed solves as batched solves of at most `maxBatchSize` stacked members each; values as in
+   * {@link EvolutionStrategiesEstimator.solveOneByOne}.
+   */
   private solveBatched(
     context: EstimateContext,
     offsets: tf.Tensor2D,
     xSpec: TreeSpec,
     gradY: TensorTree,
     maxIterations: number | undefined,
-  ): { c: tf.Tensor1D; iterations: number } {
+    diffs: boolean,
+  ): { values: tf.Tensor; iterations: number } {
     const J = offsets.shape[0];
     const chunk = Math.min(J, this.options.maxBatchSize ?? J);
     const solveBatched = context.solver.solveBatched;
     if (!solveBatched) throw new Error(`solver '${context.solver.name}' has no solveBatched`);
-    const parts: tf.Tensor1D[] = [];
+    const parts: tf.Tensor[] = [];
     let iterations = 0;
     for (let start = 0; start < J; start += chunk) {
       const B = Math.min(chunk, J - start);
@@ -215,17 +344,14 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
           maxIterations,
           batches: checkedBatches(context),
         });
-        const cPart = stackedDot(res.y, context.inner.y, gradY, B);
+        const cPart = diffs ? stackedDiff(res.y, context.inner.y, B) : stackedDot(res.y, context.inner.y, gradY, B);
         res.curvature?.dispose();
         return { cPart, its: res.iterations };
       });
       parts.push(cPart);
       iterations += its * B;
     }
-    return {
-      c: (parts.length === 1 ? parts[0] : tf.concat(parts)) as tf.Tensor1D,
-      iterations: iterations / J,
-    };
+    return { values: parts.length === 1 ? parts[0] : tf.concat(parts), iterations: iterations / J };
   }
 }
 
@@ -242,7 +368,9 @@ export function perturbedIterationBudget(inner: InnerResult): number | undefined
  * Q directions in x-space as a [Q, d] matrix, from the context's seeded random source:
  * - 'gaussian': i.i.d. N(0, 1) entries;
  * - 'sphere': each row uniform on the unit sphere (a normalized Gaussian), times √d, so E[uuᵀ] = I;
- * - 'per-tensor-unit': within each row, each tensor's block is a uniform unit vector (E[uuᵀ] = blockdiag(I/dᵢ)).
+ * - 'per-tensor-unit': within each row, each tensor's block is a uniform unit vector (E[uuᵀ] = blockdiag(I/dᵢ));
+ * - 'orthogonal': blocks of min(Q, d) Haar-random orthonormal rows times √d (E[uuᵀ] = I; Choromanski et al.,
+ *   2018), orthonormalized on the CPU in float64 (O(Q·d·min(Q, d)) work).
  */
 export function sampleDirections(
   distribution: DirectionDistribution,
@@ -252,6 +380,7 @@ export function sampleDirections(
 ): tf.Tensor2D {
   return tf.tidy(() => {
     const d = spec.total;
+    if (distribution === 'orthogonal') return orthogonalDirections(Q, d, (n) => rng.normalArray(n));
     const g = tf.tensor2d(rng.normalArray(Q * d), [Q, d]);
     if (distribution === 'gaussian') return g;
     if (distribution === 'sphere') {
@@ -305,4 +434,17 @@ function stackedDot(ys: TensorTree, y: TensorTree, w: TensorTree, B: number): tf
     return tf.sum(tf.mul(diff, tf.reshape(w[n], [1, -1])), 1);
   });
   return (parts.length === 1 ? parts[0] : tf.addN(parts)) as tf.Tensor1D;
+}
+
+/** The flat differences Y_b − y for every member b of the stacked tree Y, as a [B, dim y] matrix. */
+function stackedDiff(ys: TensorTree, y: TensorTree, B: number): tf.Tensor2D {
+  const parts = treeNames(y).map((n) => {
+    if (ys[n].shape[0] !== B) {
+      throw new Error(
+        `batched inner solve returned '${n}' with leading size ${ys[n].shape[0]}, expected ${B}`,
+      );
+    }
+    return tf.reshape(tf.sub(ys[n], tf.expandDims(y[n], 0)), [B, -1]);
+  });
+  return (parts.length === 1 ? parts[0] : tf.concat(parts, 1)) as tf.Tensor2D;
 }

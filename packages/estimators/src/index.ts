@@ -31,6 +31,7 @@ export * from './neumann-estimator';
 export * from './fixed-point-estimator';
 export * from './exact-estimator';
 export * from './itd-estimator';
+export * from './jacobian-memory';
 export * from './evolution-strategies-estimator';
 export * from './qnbo-estimator';
 

@@ -1,0 +1,179 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/** Checkpoint form of a {@link JacobianMemory}: the kept directions and responses as plain arrays, or null. */
+export interface JacobianMemoryState {
+  /** Orthonormal directions bᵢ in x-space, row-major [rank, dx]; null when the memory is empty. */
+  readonly directions: { readonly rank: number; readonly dx: number; readonly values: Float32Array | number[] } | null;
+  /** Responses J·bᵢ in flat y-space, row-major [rank, dy]. */
+  readonly responses: { readonly rank: number; readonly dy: number; readonly values: Float32Array | number[] } | null;
+}
+
+/**
+ * Rows of `rows` ([n, d], row-major) made orthonormal by modified Gram–Schmidt in float64, each row
+ * orthogonalized twice ("twice is enough", Giraud et al., 2005) for float32-accurate orthogonality.
+ * Throws when a row is (numerically) in the span of the previous ones.
+ */
+export function orthonormalizeRows(rows: ArrayLike<number>, n: number, d: number): Float32Array {
+  const q = Float64Array.from(rows as ArrayLike<number>);
+  if (q.length !== n * d) throw new Error(`orthonormalizeRows: expected ${n}×${d} entries, got ${q.length}`);
+  for (let i = 0; i < n; i++) {
+    const oi = i * d;
+    let original = 0;
+    for (let t = 0; t < d; t++) original += q[oi + t] * q[oi + t];
+    for (let pass = 0; pass < 2; pass++) {
+      for (let j = 0; j < i; j++) {
+        const oj = j * d;
+        let dot = 0;
+        for (let t = 0; t < d; t++) dot += q[oi + t] * q[oj + t];
+        for (let t = 0; t < d; t++) q[oi + t] -= dot * q[oj + t];
+      }
+    }
+    let norm = 0;
+    for (let t = 0; t < d; t++) norm += q[oi + t] * q[oi + t];
+    norm = Math.sqrt(norm);
+    if (!(norm > 1e-6 * Math.sqrt(original))) {
+      throw new Error(`orthonormalizeRows: row ${i} is linearly dependent on the previous rows`);
+    }
+    for (let t = 0; t < d; t++) q[oi + t] /= norm;
+  }
+  return Float32Array.from(q);
+}
+
+/**
+ * `n` rows of Haar-random orthonormal frames in ℝ^d, scaled by √d (so that E[uuᵀ] = I), in blocks of at most
+ * d rows, each block independent: the orthogonal directions of Choromanski et al., "Structured Evolution with
+ * Compact Architectures for Scalable Policy Optimization" (ICML 2018). Within a block the directions cannot
+ * repeat one another, which lowers the estimate's variance against i.i.d. Gaussian directions.
+ */
+export function orthogonalDirections(n: number, d: number, normals: (count: number) => Float32Array): tf.Tensor2D {
+  const out = new Float32Array(n * d);
+  const scale = Math.sqrt(d);
+  for (let start = 0; start < n; start += d) {
+    const b = Math.min(d, n - start);
+    const block = orthonormalizeRows(normals(b * d), b, d);
+    for (let t = 0; t < block.length; t++) out[start * d + t] = block[t] * scale;
+  }
+  return tf.tensor2d(out, [n, d]);
+}
+
+/**
+ * A low-rank memory of the response Jacobian J = ∂y_N/∂x kept across outer steps: orthonormal directions
+ * B = [b₁; …; b_k] in x-space ([k, dx]) and their finite-difference responses A = [Jb₁; …; Jb_k] ([k, dy]), so
+ * that Jᵀw ≈ Bᵀ(A w) on span(B) for any w. New directions are drawn in the orthogonal complement of span(B)
+ * and appended; when the rank would pass its cap the oldest rows are dropped first (so a full memory
+ * re-measures its oldest directions, a cyclic refresh). The rows are kept (`tf.keep`) until
+ * {@link JacobianMemory.dispose}. Memory cost: k·(dx + dy) float32.
+ *
+ * This is a block form of Broyden's secant update of a Jacobian approximation (Broyden, 1965) restricted to
+ * directions orthogonal to the memory, as in the sketch-and-project view of randomized quasi-Newton updates
+ * (Gower & Richtárik, "Randomized Quasi-Newton Updates Are Linearly Convergent Matrix Inversion Algorithms",
+ * 2017): with a constant J (a quadratic inner problem solved by a fixed number of gradient steps) Bᵀ(Aw) is
+ * exact once k = dx.
+ */
+export class JacobianMemory {
+  private b: tf.Tensor2D | null = null;
+  private a: tf.Tensor2D | null = null;
+
+  /** Rank k (number of kept directions). */
+  get rank(): number {
+    return this.b ? this.b.shape[0] : 0;
+  }
+
+  /** The kept directions and responses when their sizes match (dx, dy); else the memory is cleared. */
+  matching(dx: number, dy: number): { b: tf.Tensor2D; a: tf.Tensor2D } | null {
+    if (!this.b || !this.a) return null;
+    if (this.b.shape[1] !== dx || this.a.shape[1] !== dy) {
+      this.dispose();
+      return null;
+    }
+    return { b: this.b, a: this.a };
+  }
+
+  /** Drops the oldest rows so that at most `keep` remain. */
+  truncate(keep: number): void {
+    if (!this.b || !this.a || this.rank <= keep) return;
+    const k = this.rank;
+    if (keep <= 0) {
+      this.dispose();
+      return;
+    }
+    const b = tf.keep(tf.slice(this.b, [k - keep, 0], [keep, -1]));
+    const a = tf.keep(tf.slice(this.a, [k - keep, 0], [keep, -1]));
+    this.dispose();
+    this.b = b;
+    this.a = a;
+  }
+
+  /**
+   * `n` orthonormal rows ([n, dx]) uniformly distributed among the n-frames of the orthogonal complement of
+   * span(B): a Gaussian matrix projected off span(B) (twice) and orthonormalized.
+   */
+  complementFrame(n: number, dx: number, normals: (count: number) => Float32Array): tf.Tensor2D {
+    const g0 = tf.tensor2d(normals(n * dx), [n, dx]);
+    let projected: tf.Tensor2D = g0;
+    if (this.b) {
+      const b = this.b;
+      projected = tf.tidy(() => {
+        let p: tf.Tensor2D = g0;
+        for (let pass = 0; pass < 2; pass++) p = tf.sub(p, tf.matMul(tf.matMul(p, b, false, true), b));
+        return p;
+      });
+      g0.dispose();
+    }
+    const rows = projected.dataSync();
+    projected.dispose();
+    return tf.tensor2d(orthonormalizeRows(rows, n, dx), [n, dx]);
+  }
+
+  /** Jᵀw restricted to span(B), as a [dx] vector: Bᵀ(A w). */
+  transposeProduct(w: tf.Tensor1D): tf.Tensor1D | null {
+    if (!this.b || !this.a) return null;
+    const aw = tf.matMul(this.a, tf.reshape(w, [-1, 1]));
+    return tf.reshape(tf.matMul(this.b, aw, true, false), [-1]) as tf.Tensor1D;
+  }
+
+  /** Appends orthonormal directions V ([n, dx], orthogonal to B) and their responses JV ([n, dy]). */
+  append(v: tf.Tensor2D, responses: tf.Tensor2D): void {
+    const b = tf.keep(this.b ? tf.concat([this.b, v]) : tf.clone(v));
+    const a = tf.keep(this.a ? tf.concat([this.a, responses]) : tf.clone(responses));
+    this.dispose();
+    this.b = b;
+    this.a = a;
+  }
+
+  /** The memory as plain arrays (JSON-serializable after `Array.from`). */
+  getState(): JacobianMemoryState {
+    if (!this.b || !this.a) return { directions: null, responses: null };
+    return {
+      directions: { rank: this.rank, dx: this.b.shape[1], values: Float32Array.from(this.b.dataSync()) },
+      responses: { rank: this.rank, dy: this.a.shape[1], values: Float32Array.from(this.a.dataSync()) },
+    };
+  }
+
+  /** Restores a state from {@link JacobianMemory.getState}, replacing (and releasing) the kept rows. */
+  setState(state: unknown): void {
+    const s = state as Partial<JacobianMemoryState> | null | undefined;
+    if (!s || typeof s !== 'object' || !('directions' in s) || !('responses' in s)) {
+      throw new Error('estimator state: expected an object { directions, responses } (the ESJ Jacobian memory)');
+    }
+    this.dispose();
+    const { directions: d, responses: r } = s;
+    if (!d || !r) return;
+    if (d.rank !== r.rank || d.values.length !== d.rank * d.dx || r.values.length !== r.rank * r.dy) {
+      throw new Error(
+        `estimator state: Jacobian memory sizes do not match (directions ${d.rank}×${d.dx} with ` +
+          `${d.values.length} entries, responses ${r.rank}×${r.dy} with ${r.values.length})`,
+      );
+    }
+    this.b = tf.keep(tf.tensor2d(Float32Array.from(d.values), [d.rank, d.dx]));
+    this.a = tf.keep(tf.tensor2d(Float32Array.from(r.values), [r.rank, r.dy]));
+  }
+
+  /** Releases the kept rows. */
+  dispose(): void {
+    this.b?.dispose();
+    this.a?.dispose();
+    this.b = null;
+    this.a = null;
+  }
+}
