@@ -2,6 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import {
   ConfigError,
+  MAX_INTEGER_OPTION,
   OracleSpecSchema,
   parseOptions,
   PipelineSpecSchema,
@@ -14,6 +15,7 @@ import {
 } from '@bilevel/core';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { BACKEND_CHOICES, BackendChoiceSchema } from '@bilevel/backend';
+import { SlowBackendSchema } from './slow-backend';
 
 /**
  * A plugin chosen by name: `"cg"` or `{ name: "cg", options: { maxIterations: 20 } }`. A string is read as
@@ -121,6 +123,8 @@ export const ExperimentConfigSchema = z
     description: z.string().optional().describe('free text, copied to the summary'),
     /** The tfjs backend (`auto` by default; `--backend` or `BILEVEL_BACKEND` override it). */
     backend: BackendChoiceSchema.optional(),
+    /** Settings that replace the config's on the backends without native kernels (wasm, cpu), with the reason. */
+    slowBackend: SlowBackendSchema.optional(),
     plugins: z
       .array(z.string().min(1))
       .default([])
@@ -129,7 +133,12 @@ export const ExperimentConfigSchema = z
     methods: z.array(MethodSchema).min(1).describe('the methods to compare'),
     trainer: TrainerOverridesSchema.default({}).describe('trainer settings for every method'),
     oracles: OracleOverridesSchema.default({}).describe('oracle settings for every method'),
-    seeds: z.array(z.number().int().min(0)).min(1).default([0]).describe('one run per method per seed'),
+    seeds: z
+      .array(z.number().int().min(0).max(MAX_INTEGER_OPTION))
+      .min(1)
+      .max(10000)
+      .default([0])
+      .describe('one run per method per seed; integers in [0, 2^32)'),
     onRunError: z
       .enum(['continue', 'stop'])
       .default('continue')
@@ -262,14 +271,14 @@ export function applyOverrides(config: ExperimentConfig, overrides: ConfigOverri
     out.backend = choice;
   }
   if (overrides.seeds !== undefined) {
-    if (overrides.seeds.length === 0 || overrides.seeds.some((s) => !Number.isInteger(s) || s < 0)) {
-      throw new ConfigError(`--seed: seeds must be integers >= 0 (got ${overrides.seeds.join(',')})`, 'seeds');
+    if (overrides.seeds.length === 0 || overrides.seeds.some((s) => !Number.isInteger(s) || s < 0 || s > MAX_INTEGER_OPTION)) {
+      throw new ConfigError(`--seed: seeds must be integers from 0 to ${MAX_INTEGER_OPTION} (got ${overrides.seeds.join(',')})`, 'seeds');
     }
     out.seeds = [...new Set(overrides.seeds)];
   }
   if (overrides.steps !== undefined) {
-    if (!Number.isInteger(overrides.steps) || overrides.steps < 1) {
-      throw new ConfigError(`--steps: must be an integer >= 1 (got ${overrides.steps})`, 'trainer.steps');
+    if (!Number.isInteger(overrides.steps) || overrides.steps < 1 || overrides.steps > MAX_INTEGER_OPTION) {
+      throw new ConfigError(`--steps: must be an integer from 1 to ${MAX_INTEGER_OPTION} (got ${overrides.steps})`, 'trainer.steps');
     }
     out.trainer = { ...config.trainer, steps: overrides.steps };
     out.methods = config.methods.map((m) => (m.trainer?.steps !== undefined ? { ...m, trainer: { ...m.trainer, steps: overrides.steps } } : m));

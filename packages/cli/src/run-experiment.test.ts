@@ -184,7 +184,7 @@ describe('runExperiment: interruption, failures, bad input', () => {
     // Step index 4 (from 0) is the fifth outer step.
     expect(result.errors[0]).toMatch(/method 'exact', seed 0, outer step 5: DivergenceError: hypergradient norm became NaN/);
     expect(result.summary.runs.map((r) => [r.status, r.steps])).toEqual([
-      ['failed', 4],
+      ['diverged', 4],
       ['completed', 12],
     ]);
     expect(readCsv(path.join(dir, 'runs', 'exact-seed0.csv')).rows).toHaveLength(4);
@@ -208,7 +208,7 @@ describe('runExperiment: interruption, failures, bad input', () => {
     (cfg.methods as Record<string, unknown>[])[0].estimator = { name: 'test-closed-form', options: { nanAtStep: 0 } };
     const result = await runExperiment(planExperiment(cfg), { stdout: new CaptureStream(), initBackend: false });
     expect(result.exitCode).toBe(1);
-    expect(result.summary.runs.map((r) => r.status)).toEqual(['failed', 'not-run']);
+    expect(result.summary.runs.map((r) => r.status)).toEqual(['diverged', 'not-run']);
   });
 
   it('throws the DataError of a missing data file before any training', async () => {

@@ -16,12 +16,25 @@ import {
   type PluginRegistry,
   type TrainResult,
 } from '@bilevel/core';
-import type { ExperimentPlan, ResolvedMethod } from './config';
+import { type ExperimentPlan, planExperiment, type ResolvedMethod } from './config';
 import { currentBackend, initBackend as startBackend } from './backend';
 import { formatDuration, formatNumber, slug } from './format';
 import { writePlots } from './plots';
 import { type OutputStream, ProgressReporter } from './progress';
+import {
+  acquireResultsLock,
+  assertNotLocked,
+  checkOutputFolder,
+  guardWrite,
+  isStorageFailure,
+  reserveSpace,
+  type ResultsLock,
+  StorageError,
+  toStorageError,
+  writeFileAtomic,
+} from './results-folder';
 import { jsonWithNonFinite, readRunRows, rowFromEvent, RunRecorder, totalCalls, type MetricsRow } from './run-recorder';
+import { sizeForBackend } from './slow-backend';
 import {
   type ExperimentStatus,
   type ExperimentSummary,
@@ -119,6 +132,8 @@ export function resultsDir(plan: ExperimentPlan, options: { force?: boolean; dat
     if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) {
       throw new ConfigError(`output.dir: '${configured}' exists and is not a folder`, 'output.dir');
     }
+    // A folder another command is writing into is named with its holder, --force or not.
+    if (fs.existsSync(dir)) assertNotLocked(dir);
     if (!options.force && isNonEmptyDir(dir)) {
       throw new ConfigError(
         `output.dir: '${configured}' exists and is not empty; choose another folder (--out) or pass --force`,
@@ -198,13 +213,16 @@ export function checkpointDir(fileBase: string): string {
 }
 
 /**
- * Whether a run recorded in a previous summary is done and is kept as it is on resume: completed runs and
- * runs that failed while training (re-running them would fail the same way). Runs stopped by a config or
- * data error, interrupted runs and runs not run yet are continued.
+ * Whether a run recorded in a previous summary is done and is kept as it is on resume: completed runs, runs
+ * that diverged and runs that failed while training (re-running them would fail the same way). Runs stopped
+ * by a config or data error or by a full disk, interrupted runs and runs not run yet are continued.
  */
 export function isFinishedRun(run: RunSummary): boolean {
-  if (run.status === 'completed') return true;
-  return run.status === 'failed' && run.error !== undefined && !['ConfigError', 'DataError'].includes(run.error.kind);
+  if (run.status === 'completed' || run.status === 'diverged') return true;
+  // A run stopped by a full disk (StorageError) is continued once there is room again.
+  return (
+    run.status === 'failed' && run.error !== undefined && !['ConfigError', 'DataError', 'StorageError'].includes(run.error.kind)
+  );
 }
 
 function readPreviousSummary(dir: string): ExperimentSummary | null {
@@ -392,6 +410,9 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
     const cause = e instanceof StepError ? e.cause : e;
     if (isConfigLike(cause)) {
       fatal = cause;
+    } else if (isStorageFailure(cause)) {
+      // A full disk stops the experiment; the run keeps its checkpoints and is continued by `bilevel resume`.
+      fatal = toStorageError(cause, ckptDir);
     } else {
       const lastStep = recorder.rows.length ? recorder.rows[recorder.rows.length - 1].step : 0;
       const step = e instanceof DivergenceError || e instanceof StepError ? e.step : lastStep + 1;
@@ -403,8 +424,17 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
   const counts: OracleCounts = { ...pipeline.oracles.counts };
   recorder.close();
   if (result?.stoppedBy === 'interrupt' && context.checkpoint.onInterrupt) {
-    const saved = checkpointer.save();
-    if (saved) progress.log(`checkpoint: ${path.relative(dir, saved)}`);
+    try {
+      const saved = checkpointer.save();
+      if (saved) progress.log(`checkpoint: ${path.relative(dir, saved)}`);
+    } catch (e) {
+      if (!isStorageFailure(e)) {
+        pipeline.dispose();
+        throw e;
+      }
+      // The older checkpoints stay; the run continues from the newest of them.
+      fatal = toStorageError(e, ckptDir);
+    }
   } else if ((result && result.stoppedBy !== 'interrupt') || failure) {
     // A finished run (completed, or failed while training) is never continued: its checkpoints go.
     fs.rmSync(ckptDir, { recursive: true, force: true });
@@ -442,11 +472,12 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
     return { kind: 'ran', summary, rows, fatal, failureLine: null, problemInfo };
   }
   if (failure) {
-    const line = `run failed: method '${method.label}', seed ${seed}, outer step ${failure.step}: ${failure.kind}: ${failure.message}`;
+    const diverged = failure.kind === 'DivergenceError';
+    const line = `run ${diverged ? 'diverged' : 'failed'}: method '${method.label}', seed ${seed}, outer step ${failure.step}: ${failure.kind}: ${failure.message}`;
     progress.endRun(`✗ ${line}`);
     const summary: RunSummary = {
       ...base,
-      status: 'failed',
+      status: diverged ? 'diverged' : 'failed',
       finalOuterLoss: lastRow?.outerLoss,
       finalMetrics: lastMetrics,
       error: { kind: failure.kind, message: failure.message, step: failure.step },
@@ -479,27 +510,68 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
 /**
  * Runs every method and seed of a plan one after another, writing metrics, summaries and plots into the
  * results folder; resolves when all runs ended (or the signal stopped them).
+ *
+ * The results folder is checked before any training (a special file system such as /proc, or a folder that
+ * cannot be created or written, is a {@link ConfigError} on `output.dir`) and locked for the whole call (a
+ * second command on the same folder gets a `ResultsLockedError` naming the holder). A full disk stops the
+ * experiment with a {@link StorageError} (`disk full at <file>`): rows are written whole or not at all, no
+ * checkpoint is lost, the summary says `failed`, and `bilevel resume` continues once there is room again.
  */
 export async function runExperiment(plan: ExperimentPlan, options: RunExperimentOptions = {}): Promise<ExperimentResult> {
+  const held: FolderHold = {};
+  try {
+    return await runExperimentHeld(plan, options, held);
+  } finally {
+    held.freeReserve?.();
+    held.lock?.release();
+  }
+}
+
+/** What runExperiment holds in the results folder while it runs: the lock and a reserve of space. */
+interface FolderHold {
+  lock?: ResultsLock;
+  freeReserve?: () => void;
+}
+
+async function runExperimentHeld(
+  requested: ExperimentPlan,
+  options: RunExperimentOptions,
+  held: FolderHold,
+): Promise<ExperimentResult> {
   const reg = options.registry ?? defaultRegistry;
   const stdout: OutputStream = options.stdout ?? process.stdout;
-  const config = plan.config;
   const progress = new ProgressReporter(stdout, {
     tty: options.tty ?? Boolean(stdout.isTTY),
     quiet: options.quiet,
-    intervalSeconds: config.progress.intervalSeconds,
-    everySteps: config.progress.everySteps,
+    intervalSeconds: requested.config.progress.intervalSeconds,
+    everySteps: requested.config.progress.everySteps,
   });
 
   const running =
-    options.initBackend === false ? currentBackend() : await startBackend(config.backend, (line) => progress.log(line));
+    options.initBackend === false
+      ? currentBackend()
+      : await startBackend(requested.config.backend, (line) => progress.log(line));
   const backend = running.name;
+  // The config's smaller `slowBackend` settings on wasm and cpu (validated again), with a line that says why.
+  const sized = sizeForBackend(requested.config, backend);
+  const plan = sized.resized
+    ? planExperiment(sized.config, { registry: reg, baseDir: requested.baseDir, source: requested.source })
+    : { ...requested, config: sized.config };
+  if (sized.note) progress.log(sized.note);
+  const config = plan.config;
   precheckPlugins(plan, reg);
   const resuming = options.resume !== undefined;
   const dir = resuming ? path.resolve(options.resume as string) : resultsDir(plan, options);
+  // Before anything is written or trained: a folder results can go to, and no other command in it.
+  checkOutputFolder(dir, resuming ? 'resume' : plan.config.output.dir !== undefined ? 'output.dir (--out)' : 'results folder');
+  held.lock = acquireResultsLock(dir, {
+    command: options.argv?.join(' '),
+    onMessage: (line) => progress.log(`warning: ${line}`),
+  });
+  held.freeReserve = reserveSpace(dir);
   const previous = resuming ? readPreviousSummary(dir) : null;
   const previousRuns = new Map((previous?.runs ?? []).map((r) => [`${r.method}\u0000${r.seed}`, r]));
-  fs.mkdirSync(path.join(dir, 'runs'), { recursive: true });
+  guardWrite(path.join(dir, 'runs'), () => fs.mkdirSync(path.join(dir, 'runs'), { recursive: true }));
   const startedAt = previous?.startedAt ?? new Date().toISOString();
 
   const resolved = {
@@ -524,7 +596,7 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
   };
   // A resumed experiment keeps the file of its first start.
   if (!resuming || !fs.existsSync(path.join(dir, 'config.resolved.json'))) {
-    fs.writeFileSync(path.join(dir, 'config.resolved.json'), jsonWithNonFinite(resolved, 2) + '\n');
+    writeFileAtomic(path.join(dir, 'config.resolved.json'), jsonWithNonFinite(resolved, 2) + '\n');
   }
 
   const problemName = plan.methods[0].pipeline.problem as { name: string };
@@ -550,10 +622,10 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
   const writeResults = (status: ExperimentStatus, plots: boolean): ExperimentSummary => {
     const runs = runsNow();
     const summary = summaryNow(status, runs);
-    fs.writeFileSync(path.join(dir, 'summary.json'), jsonWithNonFinite(summary, 2) + '\n');
-    fs.writeFileSync(path.join(dir, 'summary.md'), summaryMarkdown(summary));
+    writeFileAtomic(path.join(dir, 'summary.json'), jsonWithNonFinite(summary, 2) + '\n');
+    writeFileAtomic(path.join(dir, 'summary.md'), summaryMarkdown(summary));
     if (plots && config.output.plots) {
-      writePlots(dir, {
+      guardWrite(path.join(dir, 'plots'), () => writePlots(dir, {
         name: config.name,
         methods: plan.methods.map((m) => ({ label: m.label, color: m.color })),
         runs: runs
@@ -564,7 +636,7 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
         pixelRatio: config.output.pixelRatio,
         width: config.output.width,
         height: config.output.height,
-      });
+      }));
     }
     return summary;
   };
@@ -621,15 +693,24 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
       );
       return;
     }
-    const outcome = await execute(task, {
-      registry: reg,
-      dir,
-      checkpoint: config.checkpoint,
-      resume: resuming,
-      progress,
-      signal: options.signal,
-      onRows: (rows) => rowsByRun.set(runKey, rows),
-    });
+    let outcome: RunOutcome;
+    try {
+      outcome = await execute(task, {
+        registry: reg,
+        dir,
+        checkpoint: config.checkpoint,
+        resume: resuming,
+        progress,
+        signal: options.signal,
+        onRows: (rows) => rowsByRun.set(runKey, rows),
+      });
+    } catch (e) {
+      // A full disk while a run set up its files: the run was not started; `bilevel resume` starts it.
+      if (!isStorageFailure(e)) throw e;
+      fatal = fatal ?? toStorageError(e, dir);
+      slots[slot] = notRun(task);
+      return;
+    }
     if (outcome.kind === 'setup-failed') {
       fatal = fatal ?? outcome.error;
       slots[slot] = notRun(task);
@@ -649,7 +730,12 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
       stopReason = 'interrupted';
     }
     // The summary after every run, so an experiment killed outright keeps its finished runs.
-    writeResults('running', false);
+    try {
+      writeResults('running', false);
+    } catch (e) {
+      if (!isStorageFailure(e)) throw e;
+      fatal = fatal ?? toStorageError(e, path.join(dir, 'summary.json'));
+    }
   };
   // Runs start in order, at most `concurrency` at a time (one: each starts after the one before ended).
   const concurrency = Math.max(1, options.concurrency ?? 1);
@@ -663,14 +749,35 @@ export async function runExperiment(plan: ExperimentPlan, options: RunExperiment
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, tasks.length) }, lane));
 
+  const diverged = errors.length > 0 && runsNow().every((r) => r.status !== 'failed');
   const status: ExperimentStatus = fatal
     ? 'failed'
     : stopReason === 'interrupted'
       ? 'interrupted'
       : errors.length
-        ? 'failed'
+        ? diverged
+          ? 'diverged'
+          : 'failed'
         : 'completed';
-  const summary = writeResults(status, true);
+  // After a full disk, the reserve set aside at the start makes room for the final summary.
+  if (fatal instanceof StorageError) held.freeReserve?.();
+  let summary: ExperimentSummary;
+  try {
+    summary = writeResults(status, !(fatal instanceof StorageError));
+  } catch (e) {
+    if (!isStorageFailure(e)) throw e;
+    held.freeReserve?.();
+    fatal = fatal ?? toStorageError(e, dir);
+    try {
+      summary = writeResults('failed', false);
+    } catch (again) {
+      if (!isStorageFailure(again)) throw again;
+      const err = toStorageError(again, dir);
+      err.resultsDir = dir;
+      throw err;
+    }
+  }
+  if (fatal instanceof StorageError) fatal.resultsDir = dir;
   if (fatal) throw fatal;
   if (!options.quiet) {
     progress.log('');

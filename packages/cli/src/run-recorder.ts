@@ -1,5 +1,6 @@
 import * as fs from 'fs';
 import { ORACLE_KINDS, type OracleCounts, type StepEvent } from '@bilevel/core';
+import { guardWrite, writeFileAtomic } from './results-folder';
 
 /** One row of a run's per-step metrics. */
 export interface MetricsRow {
@@ -79,13 +80,6 @@ export function jsonWithNonFinite(value: unknown, indent?: number): string {
   );
 }
 
-/** Writes `text` to `file` through a temporary file and a rename, so a kill leaves the old or the new file. */
-function writeFileAtomic(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, text);
-  fs.renameSync(tmp, file);
-}
-
 const NON_FINITE = new Set(['NaN', 'Infinity', '-Infinity']);
 
 /**
@@ -113,19 +107,32 @@ export function readRunRows(jsonlPath: string): MetricsRow[] {
   return rows;
 }
 
+/** Appends all of `data` at the end of an open file, or throws (the caller cuts the file back). */
+function appendAll(fd: number, data: Buffer, position: number): void {
+  for (let done = 0; done < data.length;) {
+    done += fs.writeSync(fd, data, done, data.length - done, position + done);
+  }
+}
+
 /**
  * Writes a run's rows as they come: one JSON object per line (`.jsonl`) and a CSV file whose columns are
  * the base quantities, `metric.*`, `diagnostic.*` and `oracle.*` (cumulative calls by kind and in total).
  * When a later row brings a new metric, the CSV is rewritten with the wider header. A resumed run starts
  * from the rows it already had (`previous`, those up to its checkpoint): both files are rewritten with them
- * (atomically), and new rows are appended after them.
+ * (atomically; this also repairs a last line cut short by a kill), and new rows are appended after them.
+ *
+ * A row is written whole or not at all: when a write fails (a full disk), both files are cut back to where
+ * they were before the row and a {@link StorageError} naming the file is thrown; the row is not kept.
  */
 export class RunRecorder {
   /** Every row so far, in order. */
   readonly rows: MetricsRow[] = [];
   private metricKeys: string[] = [];
   private diagnosticKeys: string[] = [];
-  private jsonlFd: number | null;
+  private jsonlFd: number | null = null;
+  private csvFd: number | null = null;
+  private jsonlSize = 0;
+  private csvSize = 0;
 
   constructor(
     /** Path of the CSV file. */
@@ -138,8 +145,10 @@ export class RunRecorder {
       this.rows.push(row);
       this.addKeys(row);
     }
-    writeFileAtomic(jsonlPath, this.rows.map((r) => jsonWithNonFinite(r) + '\n').join(''));
-    this.jsonlFd = fs.openSync(jsonlPath, 'a');
+    const jsonl = Buffer.from(this.rows.map((r) => jsonWithNonFinite(r) + '\n').join(''), 'utf8');
+    writeFileAtomic(jsonlPath, jsonl);
+    this.jsonlSize = jsonl.length;
+    this.jsonlFd = guardWrite(jsonlPath, () => fs.openSync(jsonlPath, 'r+'));
     this.rewriteCsv();
   }
 
@@ -153,7 +162,12 @@ export class RunRecorder {
   }
 
   private rewriteCsv(): void {
-    writeFileAtomic(this.csvPath, [this.header(), ...this.rows.map((r) => this.csvLine(r))].join('\n') + '\n');
+    const text = Buffer.from([this.header(), ...this.rows.map((r) => this.csvLine(r))].join('\n') + '\n', 'utf8');
+    writeFileAtomic(this.csvPath, text);
+    this.csvSize = text.length;
+    if (this.csvFd !== null) fs.closeSync(this.csvFd);
+    this.csvFd = null;
+    this.csvFd = guardWrite(this.csvPath, () => fs.openSync(this.csvPath, 'r+'));
   }
 
   private columns(): string[] {
@@ -188,15 +202,49 @@ export class RunRecorder {
     return cells.map(csvCell).join(',');
   }
 
-  /** Appends a row to both files (rewriting the CSV when the row brings a new column). */
+  /**
+   * Appends a row to both files (rewriting the CSV when the row brings a new column), whole or not at all:
+   * on a failed write both files are cut back and the error (a {@link StorageError} for a full disk) is thrown.
+   */
   add(row: MetricsRow): void {
+    if (this.jsonlFd === null || this.csvFd === null) throw new Error(`RunRecorder: ${this.jsonlPath} is closed`);
+    const keysBefore = [this.metricKeys.length, this.diagnosticKeys.length];
+    const jsonlFd = this.jsonlFd;
+    const jsonlLine = Buffer.from(jsonWithNonFinite(row) + '\n', 'utf8');
+    const cutBack = (): void => {
+      try {
+        fs.ftruncateSync(jsonlFd, this.jsonlSize);
+        if (this.csvFd !== null) fs.ftruncateSync(this.csvFd, this.csvSize);
+      } catch {
+        // a failing disk: resume cuts both files back to the checkpoint's rows anyway
+      }
+    };
+    guardWrite(this.jsonlPath, () => {
+      try {
+        appendAll(jsonlFd, jsonlLine, this.jsonlSize);
+      } catch (e) {
+        cutBack();
+        throw e;
+      }
+    });
     this.rows.push(row);
-    if (this.jsonlFd !== null) fs.writeSync(this.jsonlFd, jsonWithNonFinite(row) + '\n');
-    if (this.addKeys(row)) {
-      this.rewriteCsv();
-    } else {
-      fs.appendFileSync(this.csvPath, this.csvLine(row) + '\n');
+    try {
+      if (this.addKeys(row)) {
+        this.rewriteCsv();
+      } else {
+        const line = Buffer.from(this.csvLine(row) + '\n', 'utf8');
+        const csvFd = this.csvFd;
+        guardWrite(this.csvPath, () => appendAll(csvFd, line, this.csvSize));
+        this.csvSize += line.length;
+      }
+    } catch (e) {
+      this.rows.pop();
+      this.metricKeys.length = keysBefore[0];
+      this.diagnosticKeys.length = keysBefore[1];
+      cutBack();
+      throw e;
     }
+    this.jsonlSize += jsonlLine.length;
   }
 
   /** The last value of a problem metric over the rows (metrics are only present on evaluation steps). */
@@ -208,11 +256,10 @@ export class RunRecorder {
     return undefined;
   }
 
-  /** Closes the JSON-lines file. */
+  /** Closes both files. */
   close(): void {
-    if (this.jsonlFd !== null) {
-      fs.closeSync(this.jsonlFd);
-      this.jsonlFd = null;
-    }
+    for (const fd of [this.jsonlFd, this.csvFd]) if (fd !== null) fs.closeSync(fd);
+    this.jsonlFd = null;
+    this.csvFd = null;
   }
 }

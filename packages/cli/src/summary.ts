@@ -2,15 +2,17 @@ import { ORACLE_KINDS, type OracleCounts, type StopReason } from '@bilevel/core'
 import { formatMeanSd, formatNumber, markdownTable, textTable } from './format';
 
 /**
- * How a run ended: `completed`, `interrupted` (Ctrl-C), `failed` (an error), or `not-run` (skipped: the
- * experiment stopped before it, after Ctrl-C or a failed run with `onRunError: stop`).
+ * How a run ended: `completed`, `interrupted` (Ctrl-C), `diverged` (its outer loss, x or a gradient became
+ * NaN/Inf or passed `trainer.divergenceBound`; `error.step` names the step), `failed` (another error, e.g.
+ * a full disk), or `not-run` (skipped: the experiment stopped before it, after Ctrl-C or a failed run with
+ * `onRunError: stop`).
  */
-export type RunStatus = 'completed' | 'interrupted' | 'failed' | 'not-run';
+export type RunStatus = 'completed' | 'interrupted' | 'diverged' | 'failed' | 'not-run';
 /**
- * The state of a whole experiment: `running` until every run ended, then `completed`, `interrupted` or
- * `failed`.
+ * The state of a whole experiment: `running` until every run ended, then `completed`, `interrupted`,
+ * `diverged` (some run diverged, none failed otherwise) or `failed`.
  */
-export type ExperimentStatus = 'running' | 'completed' | 'interrupted' | 'failed';
+export type ExperimentStatus = 'running' | 'completed' | 'interrupted' | 'diverged' | 'failed';
 
 /** The outcome of one (method, seed) run. */
 export interface RunSummary {
@@ -84,8 +86,10 @@ export interface MethodSummary {
   readonly runs: number;
   /** Runs that completed. */
   readonly completed: number;
-  /** Runs that failed. */
+  /** Runs that failed or diverged. */
   readonly failed: number;
+  /** Of those, the runs that diverged. */
+  readonly diverged: number;
   /** True when no run completed and the statistics come from interrupted runs. */
   readonly partial: boolean;
   /** Over the completed runs: finalOuterLoss, trainSeconds, wallSeconds, steps, oracleCallsTotal, oracle.<kind>, metric.<name>. */
@@ -161,7 +165,8 @@ export function summarizeMethod(
     ...method,
     runs: mine.length,
     completed: completed.length,
-    failed: mine.filter((r) => r.status === 'failed').length,
+    failed: mine.filter((r) => r.status === 'failed' || r.status === 'diverged').length,
+    diverged: mine.filter((r) => r.status === 'diverged').length,
     partial: completed.length === 0 && interrupted.length > 0,
     stats,
   };
@@ -169,7 +174,8 @@ export function summarizeMethod(
 
 function statusNote(m: MethodSummary): string {
   const notes: string[] = [];
-  if (m.failed) notes.push(`${m.failed} failed`);
+  if (m.diverged) notes.push(`${m.diverged} diverged`);
+  if (m.failed > m.diverged) notes.push(`${m.failed - m.diverged} failed`);
   if (m.partial) notes.push('interrupted');
   else if (m.completed < m.runs && !m.failed) notes.push(`${m.runs - m.completed} not completed`);
   return notes.length ? ` (${notes.join(', ')})` : '';

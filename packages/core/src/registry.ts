@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import * as path from 'path';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { z } from 'zod';
 import { ConfigError } from './errors';
@@ -175,6 +176,26 @@ export class PluginRegistry {
 
 /** The default registry, on tsyringe's root container. Built-in plugins register here when imported. */
 export const registry = new PluginRegistry(rootContainer);
+
+/** Where every loaded copy of this package records itself, shared by all copies through the global symbol. */
+const LOADED_COPIES = Symbol.for('bilevel.core.loadedCopies');
+
+/**
+ * The folders of every copy of `@bilevel/core` loaded in this process (normally one). Each copy has its own
+ * registry, tfjs engine references and error classes, so a plugin that brings a copy of its own registers
+ * where the command cannot see it; a caller that loads plugins checks this and names both copies.
+ */
+export function loadedCoreCopies(): readonly string[] {
+  return [...((globalThis as Record<symbol, string[] | undefined>)[LOADED_COPIES] ?? [])];
+}
+
+{
+  const g = globalThis as Record<symbol, string[] | undefined>;
+  const copies = (g[LOADED_COPIES] ??= []);
+  // The package folder (this file is in src/ or dist/); a module registry reset reloading the same copy is no second copy.
+  const here = path.resolve(__dirname, '..');
+  if (!copies.includes(here)) copies.push(here);
+}
 
 type Schema<O> = z.ZodType<O, z.ZodTypeDef, unknown>;
 
