@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { ConfigError, DataError, type PluginKind } from '@bilevel/core';
+import { ConfigError, DataError, MAX_INTEGER_OPTION, type PluginKind } from '@bilevel/core';
 import { BACKEND_CHOICES, listBackends } from './backend';
 import { compareTable, readSummary } from './compare';
 import { type ConfigOverrides, loadExperiment, loadResumePlan } from './config';
@@ -9,6 +9,7 @@ import { textTable } from './format';
 import { LIST_TOPICS, listJson, listText } from './list';
 import { loadPluginModules, type ModuleLoader } from './plugins';
 import type { OutputStream } from './progress';
+import { ResultsLockedError, StorageError } from './results-folder';
 import { EXIT, runExperiment } from './run-experiment';
 
 /** Where the command reads its environment from (process streams, or a test's). */
@@ -33,18 +34,27 @@ interface GlobalOptions {
   quiet?: boolean;
 }
 
+/** A whole number as typed: decimal digits only (no '1e3', '0x10', '1.0' or blanks read as something else). */
+function parseWholeNumber(text: string): number | null {
+  return /^\d+$/.test(text) ? Number(text) : null;
+}
+
 function parseSeeds(value: string): number[] {
   const parts = value.split(',').map((s) => s.trim());
-  const seeds = parts.map((s) => Number(s));
-  if (parts.some((p) => p === '') || seeds.some((s) => !Number.isInteger(s) || s < 0)) {
-    throw new InvalidArgumentError(`expected integers >= 0 separated by commas (got '${value}')`);
+  const seeds = parts.map(parseWholeNumber);
+  if (seeds.some((s) => s === null || s > MAX_INTEGER_OPTION)) {
+    throw new InvalidArgumentError(
+      `expected integers from 0 to ${MAX_INTEGER_OPTION} (2^32 - 1) separated by commas (got '${value}')`,
+    );
   }
-  return seeds;
+  return seeds as number[];
 }
 
 function parsePositiveInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected an integer >= 1 (got '${value}')`);
+  const n = parseWholeNumber(value.trim());
+  if (n === null || n < 1 || n > MAX_INTEGER_OPTION) {
+    throw new InvalidArgumentError(`expected an integer from 1 to ${MAX_INTEGER_OPTION} (2^32 - 1) (got '${value}')`);
+  }
   return n;
 }
 
@@ -65,6 +75,11 @@ export function describeError(e: unknown): {
   message: string;
 } {
   if (e instanceof ConfigError) return { code: EXIT.configError, message: `config error: ${e.message}` };
+  if (e instanceof ResultsLockedError) return { code: EXIT.configError, message: e.message };
+  if (e instanceof StorageError) {
+    const resume = e.resultsDir ? `; free some space, then continue with: bilevel resume ${e.resultsDir}` : '';
+    return { code: EXIT.runError, message: `${e.message}; what was written up to the last checkpoint is kept${resume}` };
+  }
   if (e instanceof DataError) {
     return {
       code: EXIT.configError,
