@@ -22,6 +22,7 @@ export * from './estimator';
 export * from './optimizer';
 export * from './options';
 export * from './registry';
+export * from './inject';
 export * from './trainer';
 export * from './pipeline';
 export * from './checkpoint';
