@@ -16,6 +16,7 @@ import {
   EvolutionStrategiesOptionsSchema,
 } from './evolution-strategies-estimator';
 import { ExactEstimator, ExactEstimatorOptionsSchema } from './exact-estimator';
+import { F2saEstimator, F2saEstimatorOptionsSchema } from './f2sa-estimator';
 import { FixedPointEstimator, FixedPointEstimatorOptionsSchema } from './fixed-point-estimator';
 import { ItdEstimator, ItdEstimatorOptionsSchema } from './itd-estimator';
 import { NeumannEstimator, NeumannEstimatorOptionsSchema } from './neumann-estimator';
@@ -34,6 +35,7 @@ export * from './itd-estimator';
 export * from './jacobian-memory';
 export * from './evolution-strategies-estimator';
 export * from './qnbo-estimator';
+export * from './f2sa-estimator';
 
 const SOURCE = '@bilevel/estimators';
 
@@ -88,4 +90,10 @@ register(
   (o) => new ExactEstimator(o),
   ExactEstimatorOptionsSchema,
   'implicit differentiation with a dense Hessian and an exact float64 solve (small problems)',
+);
+register(
+  'f2sa',
+  (o) => new F2saEstimator(o),
+  F2saEstimatorOptionsSchema,
+  'F2SA (Kwon et al., 2023): fully first-order penalty method, ∇ₓf + λ(∇ₓg(x, w) − ∇ₓg(x, y)), no second-order products',
 );

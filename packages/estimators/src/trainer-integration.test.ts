@@ -22,6 +22,8 @@ const small: Record<string, Record<string, unknown>> = {
   'fixed-point': { maxIterations: 60, stepSize: 0.2 },
   itd: { steps: 60, stepSize: 0.2 },
   exact: {},
+  // λ = 10⁴: the penalty bias is O(1/λ); 40 first-order steps on w per estimate, warm-started
+  f2sa: { multiplier: 1e4, steps: 40, stepSize: 0.3 },
 };
 
 function makeTrainer(name: string, fixture: QuadraticFixture, options = small[name], seed = 0) {
@@ -58,7 +60,12 @@ describe('every registered estimator through the trainer (quadratic fixture, exa
     expect(end).toBeLessThan((name === 'es' ? 0.3 : 0.02) * start);
     expect(new Set(counts).size).toBe(1);
     expect(Number.isFinite(last.outerLoss)).toBe(true);
-    if (name !== 'es' && name !== 'itd') expect(last.metrics.hypergradientRelativeError).toBeLessThan(1e-3);
+    if (name !== 'es' && name !== 'itd' && name !== 'f2sa') {
+      expect(last.metrics.hypergradientRelativeError).toBeLessThan(1e-3);
+    }
+    // F2SA's estimate carries an O(1/λ) bias plus float32 rounding amplified by λ: small against the
+    // starting gradient, though not against the tiny ∇Φ near the optimum.
+    if (name === 'f2sa') expect(last.metrics.hypergradientRelativeError * end).toBeLessThan(2e-3 * start);
     expect(last.diagnostics['calls.total']).toBeGreaterThan(0);
     trainer.dispose();
   });
