@@ -30,6 +30,13 @@ export const FixedPointEstimatorOptionsSchema = z
       .default(0)
       .describe('stop once ‖∇²_yy g·u − ∇_y f‖ ≤ tolerance·‖∇_y f‖ (0: always K steps)'),
     warmStart: z.boolean().default(true).describe("start from the previous outer step's solution u"),
+    systemBatches: z
+      .enum(['shared', 'fresh'])
+      .default('shared')
+      .describe(
+        "stochastic problems: 'shared' forms every Hessian-vector product on one inner minibatch; 'fresh' draws " +
+          'a new one per step, u ← u − η(∇²_yy g(·; B_k)·u − ∇_y f) (SOBA with K = 1, AmIGO)',
+      ),
   })
   .strict();
 /** Validated options of {@link FixedPointEstimator}. */
@@ -40,6 +47,10 @@ export type FixedPointEstimatorOptions = z.output<typeof FixedPointEstimatorOpti
  * function theorem, warm-started from the previous outer step,
  *
  *     u ← u − η (∇²_yy g · u − ∇_y f)   (K steps),        ∇Φ ≈ ∇ₓf − ∇²_xy g · u.
+ *
+ * With `systemBatches: 'fresh'` each step forms its product on a new inner minibatch; with K = 1, a one-step
+ * inner solver and minibatches this is SOBA (Dagréou, Ablin, Vaiter & Moreau, NeurIPS 2022) in its sequential
+ * form (y, then v, then x), and with K, N > 1 and warm starts AmIGO (Arbel & Mairal, ICLR 2022).
  */
 export class FixedPointEstimator implements HypergradientEstimator {
   readonly name = 'fixed-point';
@@ -52,11 +63,20 @@ export class FixedPointEstimator implements HypergradientEstimator {
   }
 
   estimate(context: EstimateContext): Estimate {
-    const { maxIterations, stepSize, tolerance, warmStart } = this.options;
+    const { maxIterations, stepSize, tolerance, warmStart, systemBatches } = this.options;
+    const fresh = systemBatches === 'fresh';
     return implicitEstimate(
       context,
-      (hessian, rhs, init) => fixedPointIteration(hessian, rhs, { init, maxIterations, stepSize, tolerance }),
+      (hessian, rhs, init) =>
+        fixedPointIteration(hessian, rhs, {
+          init,
+          maxIterations,
+          stepSize,
+          tolerance,
+          operatorVaries: fresh,
+        }),
       { memory: this.warm, enabled: warmStart },
+      { fresh, products: maxIterations },
     );
   }
 

@@ -28,6 +28,45 @@ export function innerHessian(context: EstimateContext, batch: Batch | undefined)
   return (v: TensorTree) => oracles.hessianVectorProduct(x, inner.y, v, batch);
 }
 
+/** How an implicit estimator's Hessian-vector products pick their minibatches (stochastic problems). */
+export interface SystemBatches {
+  /**
+   * true: the k-th product (k = 0, 1, …) on its own fresh inner minibatch `innerBatches(N + 1 + k)`, as the
+   * stochastic methods SOBA, AmIGO and StocBiO do; false: every product on `innerBatches(N)`.
+   */
+  readonly fresh: boolean;
+  /** How many products the solve makes (batches drawn ahead; a product beyond reuses the last). */
+  readonly products: number;
+}
+
+/**
+ * The fresh minibatches of the Hessian-vector products, drawn before any `tidy` so that the step's batch
+ * schedule owns their tensors. Undefined for deterministic problems (no schedule, or it gives no batches).
+ */
+function freshHessianBatches(context: EstimateContext, products: number): Batch[] | undefined {
+  const schedule = checkedBatches(context);
+  if (!schedule) return undefined;
+  const base = context.inner.iterations + 1;
+  const batches: Batch[] = [];
+  for (let k = 0; k < Math.max(products, 1); k++) {
+    const b = schedule(base + k);
+    if (!b) return undefined;
+    batches.push(b);
+  }
+  return batches;
+}
+
+/** v ↦ ∇²_yy g(x, y_N; B_k)·v with B_k the k-th of `batches` at the k-th call (the last one beyond). */
+function freshHessian(context: EstimateContext, batches: readonly Batch[]): MatVec {
+  const { oracles, x, inner } = context;
+  let calls = 0;
+  return (v: TensorTree) => {
+    const batch = batches[Math.min(calls, batches.length - 1)];
+    calls++;
+    return oracles.hessianVectorProduct(x, inner.y, v, batch);
+  };
+}
+
 /** ∇ₓf(x, y_N) and ∇_y f(x, y_N) on the step's outer batch. */
 export function outerGradients(context: EstimateContext): {
   /** ∇ₓf(x, y_N). */
@@ -82,14 +121,17 @@ export function implicitEstimate(
   context: EstimateContext,
   solve: ImplicitLinearSolver,
   warmStart?: { readonly memory: WarmStart; readonly enabled: boolean },
+  systemBatches?: SystemBatches,
 ): Estimate {
   const meter = new OracleCallMeter(context.oracles);
+  const fresh = systemBatches?.fresh ? freshHessianBatches(context, systemBatches.products) : undefined;
   const { hypergradient, diagnostics } = tidy(() => {
     const batch = linearSystemBatch(context);
     const { gradX, gradY } = outerGradients(context);
     const warm = warmStart?.enabled ? warmStart.memory : undefined;
     const init = warm?.get(gradY) ?? undefined;
-    const solution = solve(innerHessian(context, batch), gradY, init);
+    const hessian = fresh ? freshHessian(context, fresh) : innerHessian(context, batch);
+    const solution = solve(hessian, gradY, init);
     warm?.set(solution.x);
     const solveDiag = solveDiagnostics(solution);
     return {

@@ -22,6 +22,13 @@ export const NeumannEstimatorOptionsSchema = z
       .positive()
       .default(0.1)
       .describe('η in u = η Σ_{k<K} (I − η∇²_yy g)^k ∇_y f; needs η < 2/λ_max(∇²_yy g)'),
+    systemBatches: z
+      .enum(['shared', 'fresh'])
+      .default('shared')
+      .describe(
+        "stochastic problems: 'shared' forms every product on one inner minibatch; 'fresh' a new one per term, " +
+          'u = η Σ_k Π_{j<k} (I − η∇²_yy g(·; B_j)) ∇_y f (StocBiO)',
+      ),
   })
   .strict();
 /** Validated options of {@link NeumannEstimator}. */
@@ -34,6 +41,9 @@ export type NeumannEstimatorOptions = z.output<typeof NeumannEstimatorOptionsSch
  *     u = η Σ_{k=0}^{K−1} (I − η∇²_yy g)^k ∇_y f,        ∇Φ ≈ ∇ₓf − ∇²_xy g · u.
  *
  * The reported residual ‖∇²_yy g·u − ∇_y f‖ = ‖(I − η∇²_yy g)^K ∇_y f‖ comes from the K-th product.
+ * With `systemBatches: 'fresh'` each term's product is on a new inner minibatch — the stochastic Neumann
+ * series of StocBiO (Ji, Yang & Liang, ICML 2021), whose reported residual is then that of the sampled
+ * product chain.
  */
 export class NeumannEstimator implements HypergradientEstimator {
   readonly name = 'neumann';
@@ -45,7 +55,12 @@ export class NeumannEstimator implements HypergradientEstimator {
   }
 
   estimate(context: EstimateContext): Estimate {
-    const { terms, stepSize } = this.options;
-    return implicitEstimate(context, (hessian, rhs) => neumannSeries(hessian, rhs, { terms, stepSize }));
+    const { terms, stepSize, systemBatches } = this.options;
+    return implicitEstimate(
+      context,
+      (hessian, rhs) => neumannSeries(hessian, rhs, { terms, stepSize }),
+      undefined,
+      { fresh: systemBatches === 'fresh', products: terms },
+    );
   }
 }

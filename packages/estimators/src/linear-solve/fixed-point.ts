@@ -1,5 +1,5 @@
 import type { TensorTree } from '@bilevel/core';
-import { flatVectors, fromTree, residualOf } from './flat-vectors';
+import { type FlatVectors, flatVectors, fromTree, residualOf } from './flat-vectors';
 import { type LinearSolveResult, type MatVec, checkInit, flatOperator } from './linear-solve';
 
 /** Options of {@link fixedPointIteration}. */
@@ -12,6 +12,12 @@ export interface FixedPointOptions {
   readonly stepSize?: number;
   /** Stop once ‖b − A x_k‖ ≤ tolerance·‖b‖. Default 0 (all K steps). */
   readonly tolerance?: number;
+  /**
+   * The matvec may be a different operator at every call (a stochastic Hessian on a fresh minibatch, as in
+   * SOBA, AmIGO and StocBiO): each step then evaluates its own residual, x ← x − η(A_k x − b), one matvec per
+   * step, and the reported residual is the last step's ‖b − A_k x_k‖ (before its update). Default false.
+   */
+  readonly operatorVaries?: boolean;
 }
 
 /**
@@ -40,6 +46,7 @@ export function fixedPointIteration(
   const vs = flatVectors(op);
   const bv = fromTree(vs, b, 'fixedPointIteration: the right-hand side b');
   const bNorm = Math.sqrt(vs.dots([[bv, bv]])[0]);
+  if (options.operatorVaries) return varyingFixedPoint(vs, bv, bNorm, options, maxIterations, eta, tolerance);
   let x = options.init ? fromTree(vs, options.init) : vs.zeros();
   let r = options.init ? residualOf(vs, bv, x) : vs.clone(bv);
   vs.dispose(bv);
@@ -58,6 +65,43 @@ export function fixedPointIteration(
   }
   const solution = vs.toTree(x);
   vs.dispose(x, r);
+  return {
+    x: solution,
+    iterations,
+    residual,
+    relativeResidual: bNorm > 0 ? residual / bNorm : 0,
+    converged: residual <= target,
+  };
+}
+
+/** {@link fixedPointIteration} for an operator that changes at every matvec: x ← x + η(b − A_k x). */
+function varyingFixedPoint<V>(
+  vs: FlatVectors<V>,
+  bv: V,
+  bNorm: number,
+  options: FixedPointOptions,
+  maxIterations: number,
+  eta: number,
+  tolerance: number,
+): LinearSolveResult {
+  let x = options.init ? fromTree(vs, options.init) : vs.zeros();
+  let residual = bNorm;
+  let iterations = 0;
+  const target = tolerance * bNorm;
+  while (iterations < maxIterations) {
+    const r = residualOf(vs, bv, x);
+    residual = Math.sqrt(vs.dots([[r, r]])[0]);
+    if (residual <= target) {
+      vs.dispose(r);
+      break;
+    }
+    const x2 = vs.axpy(eta, r, x);
+    vs.dispose(r, x);
+    x = x2;
+    iterations++;
+  }
+  const solution = vs.toTree(x);
+  vs.dispose(x, bv);
   return {
     x: solution,
     iterations,
