@@ -5,6 +5,7 @@ import { ConfigError, DataError, MAX_INTEGER_OPTION, type PluginKind } from '@bi
 import { BACKEND_CHOICES, listBackends } from './backend';
 import { compareTable, readSummary } from './compare';
 import { type ConfigOverrides, loadExperiment, loadResumePlan } from './config';
+import { registerDistributedCommands, withQueue } from './distributed-commands';
 import { textTable } from './format';
 import { LIST_TOPICS, listJson, listText } from './list';
 import { loadPluginModules, type ModuleLoader } from './plugins';
@@ -123,6 +124,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option('--dry-run', 'validate the config and every plugin option, print the plan, run nothing')
     .option('--force', 'write into an existing, non-empty results folder')
     .option('--plugin <module...>', 'extra plugin module(s) to load first (path or package name)')
+    .option('--queue <url>', 'send every run to the workers of this queue (redis://host:port; see `bilevel worker`)')
     .addHelpText(
       'after',
       '\nExit codes: 0 done, 1 a run failed (e.g. diverged), 2 config or data error, 130 interrupted (Ctrl-C).\n' +
@@ -130,7 +132,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         'so far. Each run is also checkpointed every `checkpoint.every` steps (default 100) into\n' +
         '<results>/checkpoints/; continue an interrupted or killed experiment with `bilevel resume <results>`.',
     )
-    .action(async (configFile: string, cmdOptions: { dryRun?: boolean; force?: boolean; plugin?: string[] }, cmd: Command) => {
+    .action(async (configFile: string, cmdOptions: { dryRun?: boolean; force?: boolean; plugin?: string[]; queue?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const overrides: ConfigOverrides = { backend: g.backend, seeds: g.seed, steps: g.steps, out: g.out };
       if (cmdOptions.plugin?.length) loadPluginModules(cmdOptions.plugin, process.cwd(), io.loadModule);
@@ -149,14 +151,17 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         print('(dry run: nothing was run; data files are read only when a run starts)');
         return;
       }
-      const result = await runExperiment(plan, {
-        stdout: io.stdout,
-        tty: io.tty,
-        quiet: g.quiet,
-        signal: io.signal,
-        force: cmdOptions.force,
-        argv: ['bilevel', ...argv],
-      });
+      const result = await withQueue(cmdOptions.queue, plan, { ...io, quiet: g.quiet }, (distributed) =>
+        runExperiment(plan, {
+          stdout: io.stdout,
+          tty: io.tty,
+          quiet: g.quiet,
+          signal: io.signal,
+          force: cmdOptions.force,
+          argv: ['bilevel', ...argv],
+          ...distributed,
+        }),
+      );
       if (g.quiet) print(result.dir);
       if (result.errors.length && g.quiet) for (const e of result.errors) io.stderr.write(e + '\n');
       exitCode = result.exitCode;
@@ -241,6 +246,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       const summaries = targets.map(readSummary);
       print(compareTable(summaries, cmdOptions.markdown ? 'markdown' : 'text'));
     });
+
+  registerDistributedCommands(program, io);
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

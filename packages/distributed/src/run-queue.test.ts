@@ -7,7 +7,6 @@ import { freePort, redisSkipReason, startTestRedis, type TestRedis } from './tes
 
 const skip = redisSkipReason();
 if (skip) {
-  // eslint-disable-next-line no-console
   console.warn(skip);
 }
 const describeRedis = skip ? describe.skip : describe;
