@@ -298,7 +298,15 @@ export type RunOutcome =
 export type RunExecutor = (task: RunTask, context: RunContext) => Promise<RunOutcome>;
 
 /** The metrics files of a run, relative to the results folder. */
-export function runFiles(fileBase: string): { csv: string; jsonl: string } {
+export interface RunFiles {
+  /** runs/<fileBase>.csv */
+  readonly csv: string;
+  /** runs/<fileBase>.jsonl */
+  readonly jsonl: string;
+}
+
+/** The metrics files of a run, relative to the results folder. */
+export function runFiles(fileBase: string): RunFiles {
   return { csv: `runs/${fileBase}.csv`, jsonl: `runs/${fileBase}.jsonl` };
 }
 
