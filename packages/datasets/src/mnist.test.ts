@@ -10,6 +10,7 @@ import {
   findFashionMnist,
   loadFashionMnist,
   loadMnistLayout,
+  locateMnistLayout,
 } from './index';
 
 /** A tiny MNIST-layout folder: 5 training and 3 test images of 2×3 pixels. */
@@ -79,6 +80,59 @@ describe('loadMnistLayout', () => {
     try {
       expect(findFashionMnist()).toBe(join(root, 'fashion-mnist'));
       expect(loadFashionMnist({ split: 'test' }).count).toBe(3);
+    } finally {
+      if (saved === undefined) delete process.env[DATA_PATH_ENV];
+      else process.env[DATA_PATH_ENV] = saved;
+    }
+  });
+
+  it('passes over a copy that lacks a file for a complete one further down the data path', () => {
+    const complete = makeFolder();
+    const rootA = mkdtempSync(join(tmpdir(), 'bilevel-incomplete-'));
+    const rootB = mkdtempSync(join(tmpdir(), 'bilevel-complete-'));
+    mkdirSync(join(rootA, 'fashion-mnist'));
+    mkdirSync(join(rootB, 'fashion-mnist'));
+    const files = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'];
+    // The first copy lacks the test labels; the second is complete.
+    for (const f of files.slice(0, 3)) writeFileSync(join(rootA, 'fashion-mnist', f), readFileSync(join(complete, f)));
+    for (const f of files) writeFileSync(join(rootB, 'fashion-mnist', f), readFileSync(join(complete, f)));
+    const saved = process.env[DATA_PATH_ENV];
+    process.env[DATA_PATH_ENV] = `${rootA}:${rootB}`;
+    try {
+      expect(findFashionMnist()).toBe(join(rootB, 'fashion-mnist'));
+      const search = locateMnistLayout(FASHION_MNIST, undefined, 'test');
+      expect(search.folder).toBe(join(rootB, 'fashion-mnist'));
+      expect(search.searched).toEqual([
+        `${join(rootA, 'fashion-mnist')} (from ${DATA_PATH_ENV}) has no t10k-labels-idx1-ubyte.gz`,
+      ]);
+      // Both splits come from the complete copy.
+      expect(loadFashionMnist({ split: 'test' }).count).toBe(3);
+      expect(loadFashionMnist({ split: 'train' }).count).toBe(5);
+
+      // Without the complete copy: every folder searched is named with what it lacks, in order. (The system
+      // folder may hold a complete copy on this machine, so the search may still end there.)
+      process.env[DATA_PATH_ENV] = `${rootA}:/nonexistent-root`;
+      const without = locateMnistLayout(FASHION_MNIST, undefined, 'test');
+      expect(without.searched.slice(0, 2)).toEqual([
+        `${join(rootA, 'fashion-mnist')} (from ${DATA_PATH_ENV}) has no t10k-labels-idx1-ubyte.gz`,
+        `/nonexistent-root/fashion-mnist (from ${DATA_PATH_ENV}) does not exist`,
+      ]);
+      // The training split is whole in the first copy: with no complete copy anywhere it loads from there.
+      expect(locateMnistLayout(FASHION_MNIST, join(rootA, 'fashion-mnist'), 'train').folder).toBe(join(rootA, 'fashion-mnist'));
+      // An error names the missing file, the folder and how to get the data.
+      let message = '';
+      try {
+        loadFashionMnist({ split: 'test', path: join(rootA, 'fashion-mnist') });
+      } catch (e) {
+        expect(e).toBeInstanceOf(DataError);
+        message = (e as Error).message;
+      }
+      expect(message).toBe(
+        `Fashion-MNIST not found (no folder holds the test files); searched: ${join(rootA, 'fashion-mnist')} (the path option) has no t10k-labels-idx1-ubyte.gz. ` +
+          'To get it: install the Debian package with `apt-get install dataset-fashion-mnist` (it puts the files in ' +
+          `/usr/share/datasets/fashion-mnist); set ${DATA_PATH_ENV} to a ':'-separated list of folders one of which holds ` +
+          'fashion-mnist/ with the IDX files; put them in ~/.cache/bilevel/fashion-mnist/; or pass the `path` option.',
+      );
     } finally {
       if (saved === undefined) delete process.env[DATA_PATH_ENV];
       else process.env[DATA_PATH_ENV] = saved;

@@ -1,7 +1,7 @@
 import { DataError } from '@bilevel/core';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DATA_PATH_ENV, describeSearch, resolveDataPath } from './data-path';
+import { DATA_PATH_ENV, dataSearchPaths, type DataSearchPath } from './data-path';
 import { readIdx } from './idx';
 
 /** Images with class labels, row-major, one image per row. */
@@ -76,17 +76,53 @@ export function findMnistFile(folder: string, split: MnistSplit, kind: 'images' 
   return null;
 }
 
+/** The standard names of the files of `splits` that `folder` lacks (empty: it has them all). */
+function lacking(folder: string, splits: readonly MnistSplit[]): string[] {
+  return splits.flatMap((s) =>
+    (['images', 'labels'] as const).filter((k) => findMnistFile(folder, s, k) === null).map((k) => candidates(s, k)[0]),
+  );
+}
+
+const sourceName = (c: DataSearchPath): string =>
+  c.source === 'env' ? `from ${DATA_PATH_ENV}` : c.source === 'explicit' ? 'the path option' : c.source;
+
+/** Where an MNIST-layout data set was looked for, and what each place lacked. */
+export interface MnistSearch {
+  /** The folder to read `split` from (see {@link locateMnistLayout}), or null. */
+  readonly folder: string | null;
+  /** One line per folder searched before it (or every folder, when `folder` is null): what it lacks. */
+  readonly searched: readonly string[];
+}
+
 /**
- * The folder of an MNIST-layout data set that holds all four IDX files, searched in the order of
- * `resolveDataPath` (explicit path, `BILEVEL_DATA_PATH`, `~/.cache/bilevel`, `/usr/share/datasets`), or null.
+ * Where to read an MNIST-layout data set from, in the search order of `dataSearchPaths` (explicit path,
+ * `BILEVEL_DATA_PATH`, `~/.cache/bilevel`, `/usr/share/datasets`): the first folder that holds all four IDX files,
+ * so that an incomplete copy early in the path does not hide a complete one further down. With `split` and no
+ * complete folder: the first folder that holds that split's two files. `searched` says what each folder passed
+ * over lacked (for the split asked for, or for the whole set).
+ */
+export function locateMnistLayout(info: MnistLayoutInfo, path?: string, split?: MnistSplit): MnistSearch {
+  const searched: string[] = [];
+  let partial: string | null = null;
+  for (const c of dataSearchPaths(info.name, path)) {
+    if (!existsSync(c.path)) {
+      searched.push(`${c.path} (${sourceName(c)}) does not exist`);
+      continue;
+    }
+    if (lacking(c.path, ['train', 'test']).length === 0) return { folder: c.path, searched };
+    const missing = lacking(c.path, split ? [split] : ['train', 'test']);
+    if (split && missing.length === 0) partial ??= c.path;
+    else searched.push(`${c.path} (${sourceName(c)}) has no ${missing.join(' and ')}`);
+  }
+  return { folder: partial, searched };
+}
+
+/**
+ * The folder of an MNIST-layout data set that holds all four IDX files, the first in the order of
+ * `dataSearchPaths` (explicit path, `BILEVEL_DATA_PATH`, `~/.cache/bilevel`, `/usr/share/datasets`), or null.
  */
 export function findMnistLayout(info: MnistLayoutInfo, path?: string): string | null {
-  const folder = resolveDataPath(info.name, path);
-  if (!folder) return null;
-  const complete = (['train', 'test'] as const).every(
-    (s) => findMnistFile(folder, s, 'images') !== null && findMnistFile(folder, s, 'labels') !== null,
-  );
-  return complete ? folder : null;
+  return locateMnistLayout(info, path).folder;
 }
 
 /** The Fashion-MNIST folder, or null when it is not installed (tests skip on null). */
@@ -94,7 +130,7 @@ export function findFashionMnist(path?: string): string | null {
   return findMnistLayout(FASHION_MNIST, path);
 }
 
-function missingMessage(info: MnistLayoutInfo, path: string | undefined, detail: string): string {
+function missingMessage(info: MnistLayoutInfo, split: MnistSplit, searched: readonly string[]): string {
   const how = [
     info.install,
     `set ${DATA_PATH_ENV} to a ':'-separated list of folders one of which holds ${info.name}/ with the IDX files`,
@@ -103,7 +139,7 @@ function missingMessage(info: MnistLayoutInfo, path: string | undefined, detail:
   ]
     .filter(Boolean)
     .join('; ');
-  return `${info.title} not found (${detail}); searched: ${describeSearch(info.name, path)}. To get it: ${how}.`;
+  return `${info.title} not found (no folder holds the ${split} files); searched: ${searched.join('; ')}. To get it: ${how}.`;
 }
 
 /**
@@ -112,20 +148,10 @@ function missingMessage(info: MnistLayoutInfo, path: string | undefined, detail:
  * raise a {@link DataError} that says which file and what is wrong.
  */
 export function loadMnistLayout(info: MnistLayoutInfo, options: MnistLoadOptions): ImageClassificationData {
-  const folder = resolveDataPath(info.name, options.path);
-  if (!folder)
-    throw new DataError(missingMessage(info, options.path, 'no data folder'), options.path ?? info.name);
-  const imageFile = findMnistFile(folder, options.split, 'images');
-  const labelFile = findMnistFile(folder, options.split, 'labels');
-  if (!imageFile || !labelFile) {
-    const which = [
-      !imageFile ? candidates(options.split, 'images')[0] : '',
-      !labelFile ? candidates(options.split, 'labels')[0] : '',
-    ]
-      .filter(Boolean)
-      .join(' and ');
-    throw new DataError(missingMessage(info, options.path, `${folder} has no ${which}`), folder);
-  }
+  const { folder, searched } = locateMnistLayout(info, options.path, options.split);
+  if (!folder) throw new DataError(missingMessage(info, options.split, searched), options.path ?? info.name);
+  const imageFile = findMnistFile(folder, options.split, 'images') as string;
+  const labelFile = findMnistFile(folder, options.split, 'labels') as string;
   const images = readIdx(imageFile);
   const labels = readIdx(labelFile);
   if (images.dtype !== 'uint8' || images.dims.length !== 3) {
@@ -193,7 +219,7 @@ export function loadMnistLayout(info: MnistLayoutInfo, options: MnistLoadOptions
 
 /**
  * Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017): 28×28 grayscale images of 10 clothing classes, 60,000
- * training and 10,000 test images. Found through `resolveDataPath('fashion-mnist', path)`.
+ * training and 10,000 test images. Found through `locateMnistLayout` (the first complete copy in the data-path order).
  */
 export function loadFashionMnist(options: MnistLoadOptions): ImageClassificationData {
   return loadMnistLayout(FASHION_MNIST, options);
