@@ -142,6 +142,28 @@ describe('a disk that fills up during a run', () => {
       }
     },
   );
+
+  it('repairs a last row cut short by a kill when resuming (rows equal to the uninterrupted run)', async () => {
+    const out = path.join(tmp.dir, 'torn');
+    const stop = new AbortController();
+    const stdout = new CaptureStream(false, (chunk) => {
+      if (chunk.includes('[exact · seed 0] step 37/')) stop.abort();
+    });
+    const cfg = writeConfig({ ...config, progress: { everySteps: 1 } });
+    expect(await runCli(['run', cfg, '--out', out, '--backend', 'cpu'], { stdout, stderr: new CaptureStream(false), signal: stop.signal })).toBe(130);
+    // What a kill in the middle of a write leaves: half a line at the end of both files.
+    fs.appendFileSync(path.join(out, 'runs', 'exact-seed0.jsonl'), '{"step":38,"time":0.1,"wallTi');
+    fs.appendFileSync(path.join(out, 'runs', 'exact-seed0.csv'), '38,0.1,0.2,4.');
+    const again = await cli(['resume', out, '--quiet']);
+    expect(again.code).toBe(0);
+    for (const base of ['exact-seed0', 'half-step-seed0']) {
+      const rows = readRunRows(path.join(out, 'runs', `${base}.jsonl`));
+      expect(comparable(rows)).toEqual(comparable(readRunRows(path.join(reference, 'runs', `${base}.jsonl`))));
+      const csv = fs.readFileSync(path.join(out, 'runs', `${base}.csv`), 'utf8').trimEnd().split('\n');
+      expect(csv).toHaveLength(151);
+      expect(csv.slice(1).map((l) => Number(l.split(',')[0]))).toEqual(rows.map((r) => r.step));
+    }
+  });
 });
 
 describe('one results folder, one command at a time', () => {
@@ -187,6 +209,18 @@ describe('one results folder, one command at a time', () => {
     const stop = new AbortController();
     stop.abort();
     expect((await cli(['resume', out, '--quiet'], stop.signal)).code).toBe(130);
+  });
+
+  it('releases the lock when the command ends with an error', async () => {
+    const out = path.join(tmp.dir, 'lock-error');
+    const cfg = writeConfig(
+      tinyConfig({ problem: { name: 'test-data', options: { file: path.join(tmp.dir, 'no-such-data.bin') } }, output: { plots: false } }),
+    );
+    const r = await cli(['run', cfg, '--out', out, '--backend', 'cpu']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^bilevel: data error: data file not found/);
+    expect(fs.existsSync(path.join(out, LOCK_FILE))).toBe(false);
+    expect(fs.existsSync(path.join(out, RESERVE_FILE))).toBe(false);
   });
 
   it('takes over the lock of a process that is gone, saying so; keeps one from another host', async () => {
@@ -236,16 +270,33 @@ describe('results folders that cannot be written', () => {
     expect(r.out).not.toMatch(/▶ run/);
   });
 
-  const readOnly = canMountTmpfs() ? 'a read-only file system' : process.getuid?.() !== 0 ? 'a folder without write permission' : null;
-  (readOnly ? it : it.skip)(`names ${readOnly ?? 'a read-only folder (not possible here: root without mount)'} (exit 2, nothing trained)`, async () => {
+  // A read-only tmpfs when one can be mounted; otherwise a folder without write permission (as root, which
+  // ignores permissions, the EACCES of mkdir is injected: fs.mkdirSync fails the way it would).
+  const mountable = canMountTmpfs();
+  it(`names ${mountable ? 'a read-only file system' : 'a folder without write permission'} (exit 2, nothing trained)`, async () => {
     let disk: SmallDisk | null = null;
     let parent: string;
-    if (canMountTmpfs()) {
+    let restore = (): void => undefined;
+    if (mountable) {
       disk = mountTmpfs(64 * 1024, { ro: true });
       parent = disk.root;
     } else {
       parent = path.join(tmp.dir, 'no-write');
       fs.mkdirSync(parent, { mode: 0o555 });
+      if (process.getuid?.() === 0) {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const nodeFs = require('fs') as { mkdirSync: (...args: unknown[]) => unknown };
+        const mkdir = nodeFs.mkdirSync;
+        nodeFs.mkdirSync = (...args: unknown[]) => {
+          if (typeof args[0] === 'string' && path.resolve(args[0]).startsWith(parent + path.sep)) {
+            throw Object.assign(new Error(`EACCES: permission denied, mkdir '${args[0]}'`), { code: 'EACCES', errno: -13, syscall: 'mkdir' });
+          }
+          return mkdir.apply(fs, args);
+        };
+        restore = () => {
+          nodeFs.mkdirSync = mkdir;
+        };
+      }
     }
     try {
       const r = await cli(['run', cfg(), '--out', path.join(parent, 'sub', 'results'), '--backend', 'cpu']);
@@ -257,6 +308,7 @@ describe('results folders that cannot be written', () => {
       );
       expect(r.out).not.toMatch(/▶ run/);
     } finally {
+      restore();
       disk?.dispose();
     }
   });
@@ -284,9 +336,23 @@ describe('numbers that must not pass silently', () => {
     noStackTrace(r.err);
   });
 
-  it('honours the largest seed, 2^32 - 1, as itself (not wrapped onto another seed)', async () => {
-    const a = await run(tinyConfig({ seeds: [4294967295], trainer: { steps: 2 }, output: { plots: false } }));
+  it('honours the largest seed, 2^32 - 1, as a seed of its own (not wrapped onto another one)', async () => {
+    // ES draws its directions from the run's random generator, so the seed shows in the numbers.
+    const es = (seeds: number[]): Record<string, unknown> =>
+      tinyConfig({
+        methods: [{ label: 'es', innerSolver: 'test-gd', estimator: { name: 'es', options: { directions: 2 } } }],
+        seeds,
+        trainer: { steps: 2, evalEvery: 0 },
+        output: { plots: false },
+      });
+    const outA = path.join(tmp.dir, 'seed-top');
+    const a = await cli(['run', writeConfig(es([0, 4294967295])), '--out', outA, '--backend', 'cpu', '--quiet']);
     expect(a.code).toBe(0);
+    const outB = path.join(tmp.dir, 'seed-top-again');
+    expect((await cli(['run', writeConfig(es([4294967295])), '--out', outB, '--backend', 'cpu', '--quiet'])).code).toBe(0);
+    const loss = (dir: string, seed: number): number[] => readRunRows(path.join(dir, 'runs', `es-seed${seed}.jsonl`)).map((r) => r.hypergradientNorm);
+    expect(loss(outA, 4294967295)).not.toEqual(loss(outA, 0));
+    expect(loss(outB, 4294967295)).toEqual(loss(outA, 4294967295));
   });
 
   it('flags a 3-step run that explodes past 1e12: exit 1, status diverged, the step named; rows kept', async () => {
