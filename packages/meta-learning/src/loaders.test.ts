@@ -6,11 +6,12 @@ import { zipSync } from 'fflate';
 import { PNG } from 'pngjs';
 import {
   findOmniglot,
+  findOneShotRuns,
   loadImageFolderSplit,
   loadOmniglot,
   loadOneShotRuns,
+  OMNIGLOT_HOW_TO_GET,
   sampleEpisodes,
-  findOneShotRuns,
 } from './index';
 
 /** An 8-bit RGBA PNG of a w×h image whose pixel (i, j) has gray value value(i, j) ∈ [0, 255]. */
@@ -102,6 +103,12 @@ describe('Omniglot loader (generated archives in the standard layout)', () => {
       /set 'images_nothing' not found .*found: all_runs, images_background_small1/,
     );
     expect(() => loadOmniglot({ path: join(dir, 'nowhere') })).toThrow(DataError);
+    // The error says where the data comes from and where to put it.
+    expect(() => loadOmniglot({ path: join(dir, 'nowhere') })).toThrow(
+      `Omniglot not found; searched ${join(dir, 'nowhere')} (explicit). ${OMNIGLOT_HOW_TO_GET}`,
+    );
+    expect(OMNIGLOT_HOW_TO_GET).toMatch(/https:\/\/github\.com\/brendenlake\/omniglot .*images_background\.zip.*all_runs\.zip.*BILEVEL_DATA_PATH/);
+    expect(() => loadOneShotRuns({ path: join(dir, 'nowhere') })).toThrow(OMNIGLOT_HOW_TO_GET);
   });
 
   it('loads the one-shot runs with their class labels', () => {

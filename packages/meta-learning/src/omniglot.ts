@@ -35,10 +35,25 @@ export function findOmniglot(explicit?: string): string | null {
   return resolveDataPath('omniglot', explicit);
 }
 
+/**
+ * How to get Omniglot, for the errors of a missing data set: where the files come from and where to put them
+ * (nothing is downloaded at run time).
+ */
+export const OMNIGLOT_HOW_TO_GET =
+  'To get it: download the image sets of the Omniglot data set (Lake, Salakhutdinov & Tenenbaum, Science 2015; MIT ' +
+  'License) from https://github.com/brendenlake/omniglot — python/images_background.zip and ' +
+  'python/images_evaluation.zip, or the smaller python/images_background_small1.zip and ' +
+  'images_background_small2.zip, and python/one-shot-classification/all_runs.zip for the one-shot runs — and put ' +
+  'them, as zips or unpacked, in <dir>/omniglot/ with BILEVEL_DATA_PATH=<dir>, or in ~/.cache/bilevel/omniglot/, ' +
+  'or pass the `path` option. Nothing is downloaded at run time.';
+
 function requireOmniglot(explicit?: string): string {
   const root = findOmniglot(explicit);
   if (!root) {
-    throw new DataError(`Omniglot not found; searched ${describeSearch('omniglot', explicit)}`, explicit ?? 'omniglot');
+    throw new DataError(
+      `Omniglot not found; searched ${describeSearch('omniglot', explicit)}. ${OMNIGLOT_HOW_TO_GET}`,
+      explicit ?? 'omniglot',
+    );
   }
   return root;
 }
@@ -197,7 +212,7 @@ export function loadOneShotRuns(options: OneShotRunsOptions = {}): OneShotRun[] 
   const source = findOneShotRuns(options.path);
   if (!source) {
     throw new DataError(
-      `Omniglot one-shot runs (all_runs.zip or all_runs/) not found; searched ${describeSearch('omniglot', options.path)}`,
+      `Omniglot one-shot runs (all_runs.zip or all_runs/) not found; searched ${describeSearch('omniglot', options.path)}. ${OMNIGLOT_HOW_TO_GET}`,
       options.path ?? 'omniglot',
     );
   }
