@@ -48,11 +48,19 @@ describe('Random', () => {
     expect(p).toEqual(Array.from({ length: 50 }, (_, i) => i));
   });
 
-  it('refuses a seed that is not an integer in [0, 2^32) instead of wrapping it', () => {
-    for (const bad of [NaN, Infinity, -1, 0.5, 2 ** 32, 2 ** 53 + 2]) {
-      expect(() => new Random(bad)).toThrow(/seed must be an integer in \[0, 2\^32\)/);
+  it('honours every safe integer seed in full (2^32 is not seed 0) and refuses the others', () => {
+    for (const bad of [NaN, Infinity, -1, 0.5, 2 ** 53, 2 ** 53 + 2]) {
+      expect(() => new Random(bad)).toThrow(/seed must be an integer in \[0, 2\^53\)/);
     }
-    // The largest seed is honoured and differs from seed 0 (2^32 used to give seed 0's stream).
-    expect(new Random(2 ** 32 - 1).nextUint32()).not.toBe(new Random(0).nextUint32());
+    const first = (seed: number): number[] => {
+      const r = new Random(seed);
+      return [r.nextUint32(), r.nextUint32(), r.nextUint32()];
+    };
+    // Seeds that differ only above bit 32 (which used to be dropped) give different streams.
+    expect(first(2 ** 32)).not.toEqual(first(0));
+    expect(first(2 ** 32 + 5)).not.toEqual(first(5));
+    expect(first(2 ** 52 + 1)).not.toEqual(first(1));
+    expect(first(2 ** 32 - 1)).not.toEqual(first(0));
+    expect(first(2 ** 40)).toEqual(first(2 ** 40));
   });
 });

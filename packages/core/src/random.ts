@@ -39,12 +39,18 @@ export class Random {
 
   constructor(seed: number | RandomState = 0) {
     if (typeof seed === 'number') {
-      // Seeds are 32-bit: a larger one would wrap (2^32 giving seed 0's stream), so it is refused instead.
-      if (!Number.isInteger(seed) || seed < 0 || seed > 4294967295) {
-        throw new RangeError(`Random: seed must be an integer in [0, 2^32) (got ${seed})`);
+      // Every non-negative safe integer is a seed of its own: the high bits (above 2^32) are mixed into the
+      // state instead of being dropped (2^32 used to give seed 0's stream). Seeds below 2^32 keep their streams.
+      if (!Number.isSafeInteger(seed) || seed < 0) {
+        throw new RangeError(`Random: seed must be an integer in [0, 2^53) (got ${seed})`);
       }
-      const sm = splitmix32(seed ^ 0x5bd1e995);
+      const high = Math.floor(seed / 4294967296);
+      const sm = splitmix32((seed % 4294967296) ^ 0x5bd1e995);
       this.s = [sm(), sm(), sm(), sm()];
+      if (high > 0) {
+        const mix = splitmix32(high ^ 0x2545f491);
+        for (let k = 0; k < 4; k++) this.s[k] = (this.s[k] ^ mix()) >>> 0;
+      }
       if (this.s.every((v) => v === 0)) this.s[0] = 1;
     } else {
       this.s = [...seed.s] as [number, number, number, number];
