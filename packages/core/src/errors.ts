@@ -33,7 +33,7 @@ export class DivergenceError extends Error {
   constructor(
     /** The outer step at which the quantity turned non-finite or passed the bound. */
     readonly step: number,
-    /** What diverged: `inner gradient norm`, `hypergradient norm`, `outer loss` or `outer variable norm ‖x‖`. */
+    /** What diverged: `inner gradient norm`, `hypergradient norm`, `outer loss` or `outer loss at the final x`. */
     readonly quantity: string,
     /** The offending value (NaN, ±Infinity, or a finite value past `bound`). */
     readonly value: number,

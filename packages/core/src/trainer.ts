@@ -25,8 +25,9 @@ import {
 } from './tree';
 
 /**
- * Default of the trainer's `divergenceBound`: a step whose outer loss or outer variable x exceeds 10¹² in
- * absolute value (norm) counts as diverged, like a NaN, however few steps the run has.
+ * Default of the trainer's `divergenceBound`: a step whose outer loss or hypergradient norm exceeds 10¹² in
+ * absolute value counts as diverged, like a NaN, however few steps the run has (the outer loss after the last
+ * step, at the final x, is checked too).
  */
 export const DEFAULT_DIVERGENCE_BOUND = 1e12;
 
@@ -67,7 +68,7 @@ export const TrainerOptionsSchema = z
       .positive()
       .default(DEFAULT_DIVERGENCE_BOUND)
       .describe(
-        'the run diverged when |outer loss| or ‖x‖ exceeds this (or any of them, the hypergradient or the inner gradient is NaN/Inf); handled by onNonFinite',
+        'the run diverged when |outer loss| or ‖∇Φ‖ exceeds this, or a loss or gradient is NaN/Inf (also the final outer loss); handled by onNonFinite',
       ),
   })
   .strict();
@@ -398,35 +399,32 @@ export class Trainer {
         // Reporting: not charged to the method (direct problem calls, not counted oracles).
         // Task-based problems (few-shot) have no whole-data outer loss: report the step's own.
         const outerLoss = this.problem.outerLoss(x, inner.y, task ? outerBatch : undefined).dataSync()[0];
+        // Iterates that blow up show in the outer loss and the hypergradient at them (both at hand, no extra
+        // pass over x); the last step's iterate is checked by the final evaluation.
         const bound = opts.divergenceBound;
-        const bad: [string, number, number?][] = (
+        const bad: [string, number][] = (
           [
             ['inner gradient norm', inner.gradientNorm],
             ['hypergradient norm', gradNorm],
-            ['outer loss', outerLoss, bound],
-          ] as [string, number, number?][]
-        ).filter(([, v, limit]) => !Number.isFinite(v) || (limit !== undefined && Math.abs(v) > limit));
+            ['outer loss', outerLoss],
+          ] as [string, number][]
+        ).filter(([quantity, v]) => !Number.isFinite(v) || (quantity !== 'inner gradient norm' && Math.abs(v) > bound));
         let skipped = false;
-        let newX: TensorTree = x;
-        if (bad.length === 0) {
+        let newX: TensorTree;
+        if (bad.length > 0) {
+          const [quantity, value] = bad[0];
+          if (opts.onNonFinite === 'stop' || this.consecutiveSkips + 1 > opts.maxConsecutiveSkips) {
+            throw new DivergenceError(index + 1, quantity, value, Number.isFinite(value) ? bound : undefined);
+          }
+          skipped = true;
+          newX = x;
+          if (opts.onNonFinite === 'shrink') this.optimizer.scaleLearningRate?.(opts.shrinkFactor);
+        } else {
           let g = est.hypergradient;
           if (opts.clipNorm !== undefined && gradNorm > opts.clipNorm)
             g = treeScale(g, opts.clipNorm / gradNorm);
           const stepped = this.optimizer.step(x, g);
           newX = this.problem.projectX ? this.problem.projectX(stepped) : stepped;
-          // The new iterate, before it is kept: a blow-up shows on the step that caused it (under 'skip' the
-          // optimizer has taken the step into its own state already; the update itself is dropped).
-          const xNorm = treeNorm(newX).dataSync()[0];
-          if (!Number.isFinite(xNorm) || xNorm > bound) bad.push(['outer variable norm ‖x‖', xNorm, bound]);
-        }
-        if (bad.length > 0) {
-          const [quantity, value, limit] = bad[0];
-          if (opts.onNonFinite === 'stop' || this.consecutiveSkips + 1 > opts.maxConsecutiveSkips) {
-            throw new DivergenceError(index + 1, quantity, value, Number.isFinite(value) ? limit : undefined);
-          }
-          skipped = true;
-          newX = x;
-          if (opts.onNonFinite === 'shrink') this.optimizer.scaleLearningRate?.(opts.shrinkFactor);
         }
         trainSeconds = (performance.now() - t0) / 1000;
         const metrics: Record<string, number> = {};
@@ -557,6 +555,11 @@ export class Trainer {
     }
     const final =
       stoppedBy === 'interrupt' ? { outerLoss: this.lastOuterLoss, metrics: {} } : this.finalEvaluation();
+    // The iterate of the last step is seen here first: a run that blew up on its last step is no success.
+    if (stoppedBy !== 'interrupt' && (!Number.isFinite(final.outerLoss) || Math.abs(final.outerLoss) > opts.divergenceBound)) {
+      const value = final.outerLoss;
+      throw new DivergenceError(this.stepCount, 'outer loss at the final x', value, Number.isFinite(value) ? opts.divergenceBound : undefined);
+    }
     const result: TrainResult = {
       steps: this.stepCount,
       stoppedBy,
