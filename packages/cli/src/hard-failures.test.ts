@@ -261,6 +261,18 @@ describe('results folders that cannot be written', () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 
+  it('accepts /dev/shm (a tmpfs, not a device view)', async () => {
+    expect(fs.statSync('/dev/shm').isDirectory()).toBe(true);
+    const out = fs.mkdtempSync('/dev/shm/bilevel-test-');
+    try {
+      const r = await cli(['run', cfg(), '--out', path.join(out, 'results'), '--backend', 'cpu', '--quiet']);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   it('names a file in the way (exit 2, nothing trained)', async () => {
     const file = path.join(tmp.dir, 'a-file');
     fs.writeFileSync(file, 'x');

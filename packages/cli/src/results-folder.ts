@@ -83,7 +83,8 @@ export function writeFileAtomic(file: string, text: string | Uint8Array): void {
   });
 }
 
-// File systems that are not storage (kernel and device views): writing there is refused up front.
+// File systems that are not storage (kernel and device views): writing there is refused up front (except
+// /dev/shm, a tmpfs).
 const SPECIAL_ROOTS = ['/proc', '/sys', '/dev'];
 // statfs magic numbers of the same kinds of file system, wherever they are mounted.
 const SPECIAL_FS_TYPES: Readonly<Record<number, string>> = {
@@ -148,8 +149,10 @@ export function checkOutputFolder(dir: string, field: string): void {
   } catch {
     // unreadable: the checks below name the cause
   }
+  // /dev/shm is ordinary memory-backed storage (tmpfs), not a device view.
+  const devShm = real === '/dev/shm' || real.startsWith('/dev/shm/');
   for (const root of SPECIAL_ROOTS) {
-    if (real === root || real.startsWith(root + path.sep)) {
+    if (!devShm && (real === root || real.startsWith(root + path.sep))) {
       refuse(`${root} is a special file system (not storage); choose a folder on a disk`);
     }
   }
