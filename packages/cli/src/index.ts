@@ -7,6 +7,7 @@
 export * from './config';
 export * from './run-experiment';
 export * from './run-recorder';
+export * from './results-folder';
 export * from './summary';
 export * from './progress';
 export * from './plots';
