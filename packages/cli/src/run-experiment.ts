@@ -633,7 +633,7 @@ async function runExperimentHeld(
     writeFileAtomic(path.join(dir, 'summary.json'), jsonWithNonFinite(summary, 2) + '\n');
     writeFileAtomic(path.join(dir, 'summary.md'), summaryMarkdown(summary));
     if (plots && config.output.plots) {
-      guardWrite(path.join(dir, 'plots'), () => writePlots(dir, {
+      guardWrite(dir, () => writePlots(dir, {
         name: config.name,
         methods: plan.methods.map((m) => ({ label: m.label, color: m.color })),
         runs: runs
