@@ -186,18 +186,32 @@ describe('bilevel run and compare', () => {
     const cmp = await cli(['compare', out1, path.join(out2, 'summary.json')]);
     expect(cmp.code).toBe(0);
     const lines = cmp.out.trim().split('\n');
-    expect(lines[0]).toMatch(/experiment\s+problem\s+method\s+status\s+runs\s+steps\s+train time \(s\)\s+outer loss\s+trueGradientNorm\s+oracle calls/);
-    // Two experiments × two methods.
-    expect(lines.filter((l) => /^tiny\s+test-quadratic/.test(l))).toHaveLength(4);
+    expect(lines[0]).toMatch(
+      /^results\s+experiment\s+seeds\s+problem\s+method\s+status\s+runs\s+steps\s+train time \(s\)\s+outer loss\s+trueGradientNorm\s+oracle calls/,
+    );
+    // Two runs of one config (same experiment name), two methods each: told apart by folder and seeds.
+    expect(lines.filter((l) => /^res-1\s+tiny\s+3\s+test-quadratic/.test(l))).toHaveLength(2);
+    expect(lines.filter((l) => /^res-2\s+tiny\s+0,1\s+test-quadratic/.test(l))).toHaveLength(2);
     expect(cmp.out).toMatch(/exact\s+completed\s+2\/2\s+2 ± 0/);
     const md = await cli(['compare', '--markdown', out1]);
-    expect(md.out).toMatch(/^\| experiment \| problem \| method \|/);
+    expect(md.out).toMatch(/^\| results \| experiment \| seeds \| problem \| method \|/);
   });
 
   it('compare names a folder without summary', async () => {
     const r = await cli(['compare', tmp.dir]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/no summary\.json at/);
+  });
+
+  it('compare recognises a results folder stopped before its first summary and says to resume it', async () => {
+    const dir = path.join(tmp.dir, 'no-summary-yet');
+    fs.mkdirSync(path.join(dir, 'runs'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'config.resolved.json'), '{}');
+    const r = await cli(['compare', dir]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`'${dir}' is a results folder without a summary yet`);
+    expect(r.err).toContain(`bilevel resume ${dir}`);
+    noStackTrace(r.err);
   });
 
   it('exits 1 and names method, seed and step when a run diverges', async () => {
