@@ -24,6 +24,7 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const ts = require(require.resolve('typescript', { paths: [root] }));
+const { blockName, blocks, docFiles } = require('../tools/check-packs/doc-blocks');
 const out = process.env.BILEVEL_EXAMPLES_OUT || '/tmp/bilevel-examples';
 
 /** The examples small enough to run on every check (each a few seconds on the cpu backend). */
@@ -57,32 +58,7 @@ function fail(what, detail = '') {
 // ---------------------------------------------------------------------------------------------------------
 // Snippets.
 
-const docs = [
-  path.join(root, 'README.md'),
-  ...fs
-    .readdirSync(path.join(root, 'docs'))
-    .filter((f) => f.endsWith('.md'))
-    .sort()
-    .map((f) => path.join(root, 'docs', f)),
-  ...fs
-    .readdirSync(path.join(root, 'packages'))
-    .sort()
-    .map((d) => path.join(root, 'packages', d, 'README.md'))
-    .filter((f) => fs.existsSync(f)),
-];
-
-/** The ```ts blocks of a Markdown file, each with the HTML comment directly above it (if any). */
-function blocks(file) {
-  const text = fs.readFileSync(file, 'utf8');
-  const re = /(?:<!--\s*([a-z]+):\s*([^\s]+)\s*-->\s*\n)?```ts\n([\s\S]*?)```/g;
-  const found = [];
-  let m;
-  while ((m = re.exec(text))) {
-    const line = text.slice(0, m.index).split('\n').length;
-    found.push({ file, line, directive: m[1], value: m[2], code: m[3] });
-  }
-  return found;
-}
+const docs = docFiles(root);
 
 // Inside the repository's node_modules, so that the snippets' third-party imports resolve as in a project.
 if (fix) {
@@ -124,11 +100,7 @@ for (const file of docs) {
       fail(`${where}: unknown directive <!-- ${b.directive}: ${b.value} -->`);
       return;
     }
-    const slug = rel(file)
-      .replace(/\.md$/, '')
-      .replace(/[^a-zA-Z0-9]+/g, '-')
-      .toLowerCase();
-    const name = `${slug}-${i + 1}`;
+    const name = blockName(root, file, i);
     const tsFile = path.join(snippetDir, `${name}.ts`);
     fs.writeFileSync(tsFile, b.code);
     // A package README's first block is run by tools/check-packs in a project of its own; its later ones here.

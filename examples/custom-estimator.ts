@@ -7,6 +7,8 @@ import { initBackend } from '@bilevel/backend';
 import {
   ConfigError,
   createPipeline,
+  inject,
+  injectable,
   PLUGIN_OPTIONS,
   registerEstimator,
   registry,
@@ -32,7 +34,6 @@ import '@bilevel/problems'; // registers 'quadratic', …
 import type { QuadraticProblem } from '@bilevel/problems';
 import '@bilevel/solvers'; // registers 'gd', …
 import * as tf from '@tensorflow/tfjs-core';
-import { inject, injectable } from 'tsyringe';
 
 /** The options, validated by the registry (unknown keys refused) before the estimator is created. */
 const AutoNeumannOptionsSchema = z

@@ -8,6 +8,8 @@ import { initBackend } from '@bilevel/backend';
 import {
   createPipeline,
   exp,
+  inject,
+  injectable,
   PLUGIN_OPTIONS,
   registerProblem,
   z,
@@ -18,7 +20,6 @@ import { makeRegression } from '@bilevel/datasets';
 import '@bilevel/estimators'; // registers 'cg', …
 import '@bilevel/solvers'; // registers 'lbfgs', …
 import * as tf from '@tensorflow/tfjs-core';
-import { inject, injectable } from 'tsyringe';
 
 const RidgeOptionsSchema = z
   .object({

@@ -12,12 +12,23 @@
  *    example also uses solvers and estimators, as its README's install line says) are installed first.
  *    Some packages' examples run more than once (`VARIANTS`, e.g. tfjs-blas without its native addon).
  *
+ * 4. A user project, as the README's "Use it in your own project" describes it: `npm init -y`, the packed
+ *    packages the snippets import (with their dependencies) plus typescript, tsx and @types/node installed, the
+ *    README's tsconfig.json. Every ```ts block of
+ *    README.md and docs/*.md (the rules of examples/check-examples.js: `snippet: skip` blocks left out,
+ *    `snippet: no-run` ones only compiled) is pasted into a file of its own and checked twice:
+ *      CommonJS — compiled with `tsc` (that tsconfig.json) and run with `node` on the compiled JavaScript;
+ *      ES module — in a folder whose package.json says "type": "module", type-checked with `tsc` under
+ *      `"module": "nodenext"` and run with `tsx`.
+ *
  * Prints, per package: packed and unpacked size, install time, the example's output and PASS/FAIL; then a table.
  * Exits 1 when anything failed. Packages must be built first (`npm run check-packs` builds them).
  *
- * Usage: node tools/check-packs/check-packs.js [--quiet] [--keep] [package-name ...]
- *   --quiet  do not print the examples' output (only the table)
- *   --keep   keep the temporary folder (its path is printed)
+ * Usage: node tools/check-packs/check-packs.js [--quiet] [--keep] [--no-user-project] [package-name ...]
+ *   --quiet            do not print the examples' output (only the table)
+ *   --keep             keep the temporary folder (its path is printed)
+ *   --no-user-project  skip step 4 (which also runs only when no package name is given, or with --user-project)
+ *   --user-project     only step 4
  *
  * npm's cache is reused (`--prefer-offline`), so a second run installs from the cache; third-party packages
  * come from the registry the first time.
@@ -28,6 +39,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { packageImports, packageOf } = require('./package-imports');
+const { blockName, blocks, docFiles } = require('./doc-blocks');
 
 const root = path.resolve(__dirname, '../..');
 const ts = require(require.resolve('typescript', { paths: [root] }));
@@ -43,6 +55,8 @@ const args = process.argv.slice(2);
 const quiet = args.includes('--quiet');
 const keep = args.includes('--keep');
 const wanted = args.filter((a) => !a.startsWith('--'));
+const userProjectOnly = args.includes('--user-project');
+const userProject = userProjectOnly || (!args.includes('--no-user-project') && wanted.length === 0);
 
 const pkgsDir = path.join(root, 'packages');
 const packages = fs
@@ -58,7 +72,7 @@ for (const w of wanted) {
     process.exit(2);
   }
 }
-const selected = wanted.length ? packages.filter((p) => wanted.includes(p.json.name)) : packages;
+const selected = userProjectOnly ? [] : wanted.length ? packages.filter((p) => wanted.includes(p.json.name)) : packages;
 
 function run(cmd, cmdArgs, cwd, env = {}, timeout = 600_000) {
   return execFileSync(cmd, cmdArgs, {
@@ -275,6 +289,144 @@ for (const p of selected) {
   console.log(lines.join('\n'));
   console.log(`  ${row.status} ${name}\n`);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// 4. The README's and the guides' snippets in a user project.
+
+/** The first ```json block after the README's "Use it in your own project" heading: the documented tsconfig.json. */
+function readmeTsconfig() {
+  const text = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const at = text.indexOf('## Use it in your own project');
+  if (at < 0) throw new Error('README.md has no "## Use it in your own project" section');
+  const m = /```json\n([\s\S]*?)```/.exec(text.slice(at));
+  if (!m) throw new Error('README.md\'s "Use it in your own project" shows no tsconfig.json (```json block)');
+  return JSON.parse(m[1]);
+}
+
+/** The version of a devDependency installed in the repository (so the user project installs the same one). */
+const rootVersion = (name) => JSON.parse(fs.readFileSync(path.join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
+
+/** tsc's diagnostics about `file` (a path relative to tsc's folder), from its whole output. */
+const diagnosticsOf = (report, file) =>
+  report
+    .split('\n')
+    .filter((l) => l.startsWith(`${file}(`))
+    .join('\n');
+
+function checkUserProject() {
+  const row = { name: 'user project (docs)', packed: '', unpacked: '', files: '', install: '', example: '', status: 'PASS' };
+  results.push(row);
+  const lines = [];
+  const fail = (msg, detail) => {
+    row.status = 'FAIL';
+    lines.push(`  ✗ ${msg}`);
+    if (detail) lines.push(indent(detail));
+  };
+  console.log('── user project: the snippets of README.md and docs/*.md, as CommonJS and as an ES module');
+  try {
+    const proj = path.join(work, 'user-project');
+    fs.mkdirSync(proj, { recursive: true });
+    run('npm', ['init', '-y'], proj);
+    const type = JSON.parse(fs.readFileSync(path.join(proj, 'package.json'), 'utf8')).type;
+    if (type !== undefined && type !== 'commonjs') throw new Error(`npm init -y wrote "type": "${type}"; expected CommonJS`);
+    const snippets = [];
+    for (const file of docFiles(root).filter((f) => !path.relative(root, f).startsWith('packages'))) {
+      blocks(file).forEach((b, i) => {
+        if (b.directive === 'snippet' && b.value === 'skip') return;
+        snippets.push({
+          where: `${path.relative(root, file)}:${b.line}`,
+          name: blockName(root, file, i),
+          code: b.code,
+          run: !(b.directive === 'snippet' && b.value === 'no-run'),
+        });
+      });
+    }
+    // The @bilevel packages the snippets import, with what they depend on (npm adds the peer tfjs-core).
+    const names = closure(snippets.flatMap((s) => exampleImports(s.code)).filter((n) => byName.has(n)));
+    const started = Date.now();
+    run(
+      'npm',
+      [
+        'install',
+        '--prefer-offline',
+        '--no-audit',
+        '--no-fund',
+        '--loglevel=error',
+        ...[...names].map((n) => pack(byName.get(n)).file),
+        `typescript@${rootVersion('typescript')}`,
+        `tsx@${rootVersion('tsx')}`,
+        `@types/node@${rootVersion('@types/node')}`,
+      ],
+      proj,
+    );
+    row.install = secs(Date.now() - started);
+    lines.push(`  npm init -y; installed ${[...names].join(', ')}, typescript, tsx and @types/node in ${row.install}`);
+    const tsconfig = readmeTsconfig();
+    const variants = [
+      {
+        label: 'CommonJS',
+        dir: path.join(proj, 'cjs'),
+        packageJson: null,
+        compilerOptions: { ...tsconfig.compilerOptions, outDir: 'dist' },
+        command: (s) => [process.execPath, [path.join('dist', `${s.name}.js`)]],
+      },
+      {
+        label: 'ES module',
+        dir: path.join(proj, 'esm'),
+        packageJson: { type: 'module' },
+        compilerOptions: { ...tsconfig.compilerOptions, module: 'nodenext', moduleResolution: 'nodenext', noEmit: true },
+        command: (s) => [path.join(proj, 'node_modules', '.bin', 'tsx'), [`${s.name}.ts`]],
+      },
+    ];
+    const times = [];
+    for (const v of variants) {
+      fs.mkdirSync(v.dir, { recursive: true });
+      if (v.packageJson) fs.writeFileSync(path.join(v.dir, 'package.json'), JSON.stringify(v.packageJson));
+      for (const s of snippets) fs.writeFileSync(path.join(v.dir, `${s.name}.ts`), s.code);
+      fs.writeFileSync(
+        path.join(v.dir, 'tsconfig.json'),
+        JSON.stringify({ compilerOptions: v.compilerOptions, files: snippets.map((s) => `${s.name}.ts`) }, null, 2),
+      );
+      const tscStarted = Date.now();
+      let report = '';
+      try {
+        run(path.join(proj, 'node_modules', '.bin', 'tsc'), ['-p', '.'], v.dir);
+      } catch (err) {
+        report = `${err.stdout || ''}${err.stderr || err.message}`;
+      }
+      const bad = new Set();
+      for (const s of snippets) {
+        const mine = diagnosticsOf(report, `${s.name}.ts`);
+        if (mine) {
+          bad.add(s.name);
+          fail(`${v.label}: ${s.where} does not compile`, mine);
+        }
+      }
+      if (report && bad.size === 0) fail(`${v.label}: tsc failed`, report);
+      lines.push(`  ${v.label}: tsc on ${snippets.length} snippets in ${secs(Date.now() - tscStarted)}${bad.size ? '' : ', no error'}`);
+      const runStarted = Date.now();
+      for (const s of snippets.filter((x) => x.run && !bad.has(x.name))) {
+        const [cmd, cmdArgs] = v.command(s);
+        const t0 = Date.now();
+        try {
+          const out = run(cmd, cmdArgs, v.dir, {}, EXAMPLE_TIMEOUT_MS);
+          lines.push(`  ✓ ${v.label}: ${s.where} ran in ${secs(Date.now() - t0)}`);
+          if (!quiet && out.trim()) lines.push(indent(out.split('\n').slice(-6).join('\n')));
+        } catch (err) {
+          fail(`${v.label}: ${s.where} failed after ${secs(Date.now() - t0)}`, `${err.stdout || ''}${err.stderr || err.message}`);
+        }
+      }
+      times.push(Date.now() - runStarted);
+    }
+    row.example = times.map(secs).join(' + ');
+  } catch (err) {
+    fail(err.stderr ? `${err.message.split('\n')[0]}\n${indent(err.stderr)}` : err.message);
+  }
+  console.log(lines.join('\n'));
+  console.log(`  ${row.status} user project\n`);
+}
+
+if (userProject) checkUserProject();
 
 if (keep) console.log(`kept ${work}`);
 else fs.rmSync(work, { recursive: true, force: true });
