@@ -56,4 +56,10 @@ describe('parseArgs: the speed section', () => {
     expect(a).toMatchObject({ quick: true, out: '/tmp/x', backend: 'cpu', speedSteps: 2, workloads: ['micro'], sections: ['speed'] });
     expect(() => parseArgs(['kernels', '--speed-steps', '2'])).toThrow(/takes no options/);
   });
+
+  it("the esj command takes --quick and --out only", () => {
+    expect(parseArgs(['esj'])).toEqual({ kind: 'esj', quick: false });
+    expect(parseArgs(['esj', '--quick', '--out', '/tmp/x'])).toEqual({ kind: 'esj', quick: true, out: '/tmp/x' });
+    expect(() => parseArgs(['esj', '--png'])).toThrow(/command 'esj' takes only --quick and --out \(got --png\)/);
+  });
 });

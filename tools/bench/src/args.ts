@@ -6,7 +6,7 @@ import { SPEED_FAMILIES, speedSelectors } from './suite/speed/workloads';
 export type SuiteSectionId = SectionId | 'speed';
 export const SUITE_SECTION_IDS: readonly SuiteSectionId[] = [...SECTION_IDS, 'speed'];
 
-export const COMMANDS = ['suite', 'kernels', 'solvers', 'estimators'] as const;
+export const COMMANDS = ['suite', 'kernels', 'solvers', 'estimators', 'esj'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'cpu-blas', 'wasm', 'cpu'] as const;
@@ -27,7 +27,8 @@ export interface SuiteArgs {
 
 export type ParsedArgs =
   | { readonly kind: 'help' }
-  | { readonly kind: 'command'; readonly command: Exclude<Command, 'suite'> }
+  | { readonly kind: 'command'; readonly command: Exclude<Command, 'suite' | 'esj'> }
+  | { readonly kind: 'esj'; readonly quick: boolean; readonly out?: string }
   | { readonly kind: 'suite'; readonly args: SuiteArgs };
 
 /** A bad command line; the message says what is wrong. */
@@ -45,6 +46,8 @@ Commands:
   kernels          GFLOP/s of matmul and Conv-4 / ResNet-12 convolutions on every tfjs backend
   solvers          inner solvers on the hyper-cleaning inner problem (gradient evaluations, seconds)
   estimators       evolution-strategies estimator: batched against one-by-one perturbed solves
+  esj              ESJ variants' accuracy against exact hypergradients, by perturbed solves and time:
+                   writes <out>/esj-measurements.md and <out>/esj/ (options --quick, --out only)
 
 Options of the suite:
   --quick               smaller problems and budgets, the same code paths (a smoke test, about 2 minutes)
@@ -165,6 +168,11 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     }
   }
   const cmd = command ?? 'suite';
+  if (cmd === 'esj') {
+    const bad = [...seen].filter((f) => f !== '--quick' && f !== '--out');
+    if (bad.length > 0) throw new UsageError(`command 'esj' takes only --quick and --out (got ${bad.join(', ')})`);
+    return { kind: 'esj', quick, ...(out !== undefined ? { out } : {}) };
+  }
   if (cmd !== 'suite') {
     if (seen.size > 0) throw new UsageError(`command '${cmd}' takes no options (got ${[...seen].join(', ')})`);
     return { kind: 'command', command: cmd };

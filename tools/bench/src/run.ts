@@ -104,6 +104,16 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (parsed.kind === 'command') return runCommand(parsed.command);
+  if (parsed.kind === 'esj') {
+    const { runEsjCommand } = await import('./esj');
+    const script = path.relative(REPO_ROOT, __filename) || __filename;
+    await runEsjCommand({
+      quick: parsed.quick,
+      outDir: parsed.out !== undefined ? path.resolve(parsed.out) : path.join(REPO_ROOT, 'docs'),
+      command: ['node', script, ...argv].join(' '),
+    });
+    return 0;
+  }
   const a = parsed.args;
   const { runSuite } = await import('./suite/suite');
   const script = path.relative(REPO_ROOT, __filename) || __filename;

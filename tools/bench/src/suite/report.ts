@@ -21,9 +21,10 @@ import {
   wantsLogScale,
 } from '@bilevel/cli';
 import type { EvalPoint, RunResult } from './results';
+import { meanCi95, pairedTTest } from './stats';
 import { speedSection } from './speed/report';
 import type { SpeedOutcome } from './speed/section';
-import { HYPER_REPRESENTATION_EXTRA_SEEDS, type MethodSetting, type SectionSetting, methodKey } from './settings';
+import { HYPER_REPRESENTATION_EXTRA_SEEDS, type MethodSetting, PARTIAL_GRADIENT, type SectionSetting, methodKey } from './settings';
 
 export interface SectionOutcome {
   readonly setting: SectionSetting;
@@ -647,6 +648,16 @@ function timeBudgetSection(
   return { body };
 }
 
+/** Methods with their own time budget, as a sentence (empty when none). */
+function budgetExceptions(s: SectionSetting): string {
+  const own = s.methods.filter((m) => m.timeLimitSeconds !== undefined);
+  if (own.length === 0) return '';
+  return ` Own budgets: ${own.map((m) => `${m.label} ${seconds(m.timeLimitSeconds)} s`).join(', ')}` +
+    (own.some((m) => m.estimator.name === PARTIAL_GRADIENT) && s.id === 'hyper-cleaning'
+      ? ' (f does not depend on x, so ∇ₓf ≡ 0 and this reference stays at x₀; it marks the accuracy reached without any hypergradient).'
+      : '.');
+}
+
 function hyperCleaningSection(n: number, o: SectionOutcome, figs: FigureWriter): SectionText {
   const s = o.setting;
   const p = s.problem.options as { trainSamples: number; validationSamples: number; testSamples: number };
@@ -656,7 +667,8 @@ function hyperCleaningSection(n: number, o: SectionOutcome, figs: FigureWriter):
     `clean validation data. ${int(p.trainSamples)} training samples (half of their labels moved to another class), ` +
     `${int(p.validationSamples)} validation samples, ${int(p.testSamples)} test images; x₀ = 0 (all weights 0.5). Each method ` +
     `trains for ${seconds(s.timeLimitSeconds)} s of training time; test accuracy is evaluated every ${seconds(s.evalIntervalSeconds)} s ` +
-    'of training time (after an uncharged inner solve at the current x) and at the end.';
+    'of training time (after an uncharged inner solve at the current x) and at the end.' +
+    budgetExceptions(s);
   const short = `Hyper-cleaning, n = ${p.trainSamples}`;
   return timeBudgetSection(n, o, figs, intro, short, (sec, runs) => [
     figs.chart(`${sec.id}-validation-loss-vs-time`, lossSeries(sec, runs, 'time'), {
@@ -677,7 +689,74 @@ function hyperCleaningSection(n: number, o: SectionOutcome, figs: FigureWriter):
   ]);
 }
 
+/**
+ * The final main metric of each method over seeds (seed 0: the run without a protocol; seed k: protocol
+ * `seed<k>`), with 95 % t-intervals over seeds, and every pair of methods compared by a paired t-test over the
+ * seeds both completed (same seed = same class split and held-out tasks).
+ */
+export function seedComparison(section: SectionSetting, runs: readonly RunResult[]): string {
+  const seedOf = (r: RunResult): number | undefined =>
+    r.protocol === undefined ? 0 : /^seed(\d+)$/.test(r.protocol) ? Number(r.protocol.slice(4)) : undefined;
+  const labels = [...new Set(section.methods.map((m) => m.label))];
+  const seeds = [...new Set(runs.map(seedOf).filter((v): v is number => v !== undefined))].sort((a, b) => a - b);
+  if (seeds.length < 2) return '';
+  const value = (label: string, seed: number): number | undefined => {
+    const r = runs.find((x) => x.label === label && seedOf(x) === seed && x.status === 'completed');
+    const v = r ? metricOf(finalEval(r), section.mainMetric) : undefined;
+    return v !== undefined && Number.isFinite(v) ? v : undefined;
+  };
+  const rows = labels.map((label) => {
+    const vs = seeds.map((sd) => value(label, sd));
+    const ok = vs.filter((v): v is number => v !== undefined);
+    const m = ok.length ? meanCi95(ok) : undefined;
+    return [
+      label,
+      ...vs.map((v) => metricText(section, v)),
+      m ? `${metricText(section, m.mean)}${Number.isFinite(m.half) ? ` ± ${metricText(section, m.half)}` : ''}` : '—',
+      String(ok.length),
+    ];
+  });
+  const table = markdownTable(
+    ['method', ...seeds.map((sd) => `seed ${sd}`), `mean ± 95 % interval over seeds`, 'seeds'],
+    rows,
+  );
+  const pairs: string[][] = [];
+  const significant: string[] = [];
+  const notSignificant: string[] = [];
+  for (let i = 0; i < labels.length; i++) {
+    for (let j = i + 1; j < labels.length; j++) {
+      const both = seeds.filter((sd) => value(labels[i], sd) !== undefined && value(labels[j], sd) !== undefined);
+      if (both.length < 2) continue;
+      const t = pairedTTest(
+        both.map((sd) => value(labels[i], sd) as number),
+        both.map((sd) => value(labels[j], sd) as number),
+      );
+      const name = `${labels[i]} − ${labels[j]}`;
+      const diff = `${t.meanDifference >= 0 ? '+' : '−'}${metricText(section, Math.abs(t.meanDifference))}`;
+      const yes = t.p < 0.05;
+      (yes ? significant : notSignificant).push(`${name} (${diff}, p = ${formatNumber(t.p, 2)})`);
+      pairs.push([name, diff, Number.isFinite(t.half) ? `± ${metricText(section, t.half)}` : '—', formatNumber(t.p, 2), String(t.n), yes ? '**yes**' : 'no']);
+    }
+  }
+  return [
+    `**Over seeds.** Final ${section.mainMetricTitle} of each method on ${seeds.length} seeds (each seed draws its own class ` +
+      'split, initial backbone and held-out tasks, the same for every method), with the 95 % Student-t interval over seeds:',
+    '',
+    table,
+    '',
+    'Differences between methods, paired by seed (paired t-test, two-sided; with 3 seeds only large, consistent ' +
+      'differences can reach significance):',
+    '',
+    markdownTable(['difference', 'mean', '95 % interval', 'p', 'seeds', 'significant at 5 %'], pairs),
+    '',
+    `Significant at 5 %: ${significant.length ? significant.join('; ') : 'none'}. Not significant: ${notSignificant.length ? notSignificant.join('; ') : 'none'}.`,
+    '',
+  ].join('\n');
+}
+
 function fewShotSection(n: number, o: SectionOutcome, figs: FigureWriter): SectionText {
+  const all = o.runs;
+  o = { ...o, runs: all.filter((r) => r.protocol === undefined) };
   const s = o.setting;
   const p = s.problem.options as { evalEpisodes: number; testAlphabets: string[] };
   const intro =
@@ -687,7 +766,17 @@ function fewShotSection(n: number, o: SectionOutcome, figs: FigureWriter): Secti
     `Query accuracy on ${int(p.evalEpisodes)} fixed held-out tasks (alphabets ${p.testAlphabets.join(', ')} held out; a head fitted ` +
     `on each task's support features), evaluated every ${seconds(s.evalIntervalSeconds)} s of training time and at the end; ± is the ` +
     `95 % confidence half-width over tasks. Each method trains for ${seconds(s.timeLimitSeconds)} s of training time.`;
-  return timeBudgetSection(n, o, figs, intro, 'Few-shot Conv-4, Omniglot 5-way 1-shot', () => []);
+  const body = timeBudgetSection(n, o, figs, intro, 'Few-shot Conv-4, Omniglot 5-way 1-shot', () => []).body;
+  const seedsText = seedComparison(s, all);
+  const firstTable = body.indexOf('Oracle calls (cumulative');
+  const esjNote =
+    'The authors\' ESJ draws one unit direction per tensor and does not rescale it, so in expectation its estimate is ∇ₓf plus ' +
+    'the Jacobian term divided by the tensor\'s size: compare it with the ∇ₓf-only row (first-order ANIL). ESJ (unbiased) ' +
+    'rescales the same direction by the tensor sizes, which makes it unbiased and very noisy.';
+  const extra = `${esjNote}\n\n${seedsText}`;
+  return {
+    body: firstTable >= 0 ? `${body.slice(0, firstTable)}${extra}\n${body.slice(firstTable)}` : `${body}\n${extra}`,
+  };
 }
 
 // ————— the document —————

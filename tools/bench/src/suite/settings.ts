@@ -35,6 +35,8 @@ export interface MethodSetting {
   readonly color: string;
   /** Seed of the trainer and of the problem's data (its `seed` option), instead of the section's. */
   readonly seed?: number;
+  /** Training-time budget of this method instead of the section's (a reference that cannot move needs less). */
+  readonly timeLimitSeconds?: number;
 }
 
 /** A threshold on the main metric: "time to reach it". */
@@ -85,6 +87,8 @@ const COLOR = {
   fixedPoint: '#9467bd',
   itd: '#8c564b',
   partial: '#7f7f7f',
+  esjMemory: '#e377c2',
+  esjUnbiased: '#bcbd22',
 } as const;
 
 function choice(name: string, options: Record<string, unknown> = {}): PluginChoice {
@@ -135,6 +139,15 @@ function quadratic({ quick }: SuiteSizes): SectionSetting {
         choice('es', { directions: 20, smoothing: 0.01 }),
         choice('gd', { learningRate: 0.02 }),
       ),
+      // ESJ with a Jacobian memory of full rank d: exact (for this linear response) from step d/100 on, so it takes
+      // the other methods' learning rate. Hessian-free like ESJ: only perturbed inner solves.
+      m(
+        'ESJ + memory',
+        COLOR.esjMemory,
+        gdInner,
+        choice('es', { directions: 100, smoothing: 0.01, memory: dimension }),
+      ),
+      m('∇ₓf only (reference)', COLOR.partial, gdInner, choice(PARTIAL_GRADIENT)),
       m('AID-CG', COLOR.cg, gdInner, choice('cg', { maxIterations: 10 })),
       m('AID-NS', COLOR.neumann, gdInner, choice('neumann', { terms: 10, stepSize: 0.6 })),
       m('AID-FP', COLOR.fixedPoint, gdInner, choice('fixed-point', { maxIterations: 10, stepSize: 0.6 })),
@@ -155,6 +168,9 @@ function quadratic({ quick }: SuiteSizes): SectionSetting {
     workerTimeoutSeconds: 300,
   };
 }
+
+/** Seeds besides 0 on which the few-shot section reruns every method (full size only): protocol `seed<k>`. */
+export const FEW_SHOT_EXTRA_SEEDS: readonly number[] = [1, 2];
 
 /** Seeds besides 0 on which the hyper-representation section reruns the authors' protocol. */
 export const HYPER_REPRESENTATION_EXTRA_SEEDS: readonly number[] = [1, 2];
@@ -274,6 +290,24 @@ function hyperCleaning({ quick }: SuiteSizes): SectionSetting {
         color: COLOR.esj,
       },
       {
+        label: 'ESJ + memory',
+        innerSolver: choice('gd', { stepSize: 0.2, maxIterations: 10 }),
+        estimator: choice('es', { directions: 20, smoothing: 0.01, memory: quick ? 200 : 500 }),
+        outerOptimizer: choice('adam', { learningRate: 0.2 }),
+        warmStart: true,
+        color: COLOR.esjMemory,
+      },
+      {
+        // f does not depend on x here (∇ₓf ≡ 0): x stays at x₀, so a short budget shows all there is.
+        label: '∇ₓf only (reference)',
+        innerSolver: choice('gd', { stepSize: 0.2, maxIterations: 10 }),
+        estimator: choice(PARTIAL_GRADIENT),
+        outerOptimizer: choice('adam', { learningRate: 0.2 }),
+        warmStart: true,
+        color: COLOR.partial,
+        timeLimitSeconds: quick ? 1 : 3,
+      },
+      {
         label: 'qNBO (BFGS)',
         innerSolver: choice('lbfgs', { maxIterations: 20, tolerance: 1e-4, warmupSteps: 2, warmupStepSize: 0.5 }),
         estimator: choice('qnbo', { update: 'bfgs', passes: 10, maxPasses: 20 }),
@@ -313,6 +347,22 @@ function hyperCleaning({ quick }: SuiteSizes): SectionSetting {
 function fewShot({ quick }: SuiteSizes): SectionSetting {
   const inner = choice('gd', { stepSize: 0.05, maxIterations: 20 });
   const outer = choice('adam', { learningRate: 0.003 });
+  const m = (label: string, color: string, estimator: PluginChoice): MethodSetting => ({
+    label,
+    innerSolver: inner,
+    estimator,
+    outerOptimizer: outer,
+    warmStart: false,
+    color,
+  });
+  const methods: MethodSetting[] = [
+    // The authors' setting: one unit direction per tensor, unscaled (≈ ∇ₓf plus a term 1/d the size of the true one).
+    m('ESJ', COLOR.esj, choice('es', { directions: 1, smoothing: 0.01, distribution: 'per-tensor-unit', unbiased: false })),
+    // The same directions scaled to be unbiased (each tensor's part times its size).
+    m('ESJ (unbiased)', COLOR.esjUnbiased, choice('es', { directions: 1, smoothing: 0.01, distribution: 'per-tensor-unit', unbiased: true })),
+    m('∇ₓf only (reference)', COLOR.partial, choice(PARTIAL_GRADIENT)),
+    m('AID-CG', COLOR.cg, choice('cg', { maxIterations: 10 })),
+  ];
   return {
     id: 'few-shot',
     title: 'Few-shot Conv-4 on Omniglot, 5-way 1-shot',
@@ -337,22 +387,10 @@ function fewShot({ quick }: SuiteSizes): SectionSetting {
     }),
     data: 'omniglot',
     methods: [
-      {
-        label: 'ESJ',
-        innerSolver: inner,
-        estimator: choice('es', { directions: 1, smoothing: 0.01, distribution: 'per-tensor-unit', unbiased: false }),
-        outerOptimizer: outer,
-        warmStart: false,
-        color: COLOR.esj,
-      },
-      {
-        label: 'AID-CG',
-        innerSolver: inner,
-        estimator: choice('cg', { maxIterations: 10 }),
-        outerOptimizer: outer,
-        warmStart: false,
-        color: COLOR.cg,
-      },
+      ...methods,
+      ...(quick ? [] : FEW_SHOT_EXTRA_SEEDS).flatMap((seed) =>
+        methods.map((m) => ({ ...m, protocol: `seed${seed}`, seed })),
+      ),
     ],
     steps: 100_000,
     timeLimitSeconds: quick ? 4 : 90,

@@ -90,6 +90,7 @@ export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
     method.estimator.name === PARTIAL_GRADIENT
       ? new PartialGradientEstimator()
       : registry.create('estimator', method.estimator.name, method.estimator.options);
+  const timeLimitSeconds = method.timeLimitSeconds ?? section.timeLimitSeconds;
   const optimizer = registry.create('outerOptimizer', method.outerOptimizer.name, method.outerOptimizer.options);
   const oracles = createOracles(trained);
   const trainer = new Trainer({
@@ -101,7 +102,7 @@ export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
     seed,
     options: {
       steps: section.steps,
-      ...(section.timeLimitSeconds !== undefined ? { timeLimitSeconds: section.timeLimitSeconds } : {}),
+      ...(timeLimitSeconds !== undefined ? { timeLimitSeconds } : {}),
       evalEvery: 0,
       warmStart: method.warmStart,
       closedFormDiagnostics: section.closedFormDiagnostics,
@@ -131,7 +132,7 @@ export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
     });
     previousTime = e.elapsedSeconds;
     const last = e.step >= section.steps;
-    const outOfTime = section.timeLimitSeconds !== undefined && e.elapsedSeconds >= section.timeLimitSeconds;
+    const outOfTime = timeLimitSeconds !== undefined && e.elapsedSeconds >= timeLimitSeconds;
     // The run's own final evaluation covers the last iterate (and must not count as training memory).
     if (!last && !outOfTime && e.elapsedSeconds - lastEvalTime >= section.evalIntervalSeconds) {
       evaluate(e.step, e.elapsedSeconds);
