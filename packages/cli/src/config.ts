@@ -282,6 +282,10 @@ export function applyOverrides(config: ExperimentConfig, overrides: ConfigOverri
     }
     out.trainer = { ...config.trainer, steps: overrides.steps };
     out.methods = config.methods.map((m) => (m.trainer?.steps !== undefined ? { ...m, trainer: { ...m.trainer, steps: overrides.steps } } : m));
+    // --steps also wins over the steps of the smaller settings for wasm and cpu.
+    if (config.slowBackend?.trainer.steps !== undefined) {
+      out.slowBackend = { ...config.slowBackend, trainer: { ...config.slowBackend.trainer, steps: overrides.steps } };
+    }
   }
   if (overrides.out !== undefined) out.output = { ...config.output, dir: overrides.out };
   return out;

@@ -61,6 +61,14 @@ describe('sizeForBackend', () => {
     }
   });
 
+  it('--steps wins over the smaller settings\' steps too', () => {
+    const overridden = planExperiment(sizedConfig('unused'), { overrides: { steps: 2 } });
+    const sized = sizeForBackend(overridden.config, 'cpu');
+    expect(sized.config.trainer).toMatchObject({ steps: 2, evalEvery: 2 });
+    expect(planExperiment(sized.config).methods.map((m) => m.pipeline.trainer.steps)).toEqual([2, 2]);
+    expect(sized.note).toContain('trainer steps 2, evalEvery 2');
+  });
+
   it('is refused with the field named when malformed', () => {
     const bad = { ...sizedConfig('unused'), slowBackend: { problem: { dimension: 3 } } };
     expect(() => planExperiment(bad)).toThrow(ConfigError);
