@@ -15,6 +15,7 @@ import {
 } from '@bilevel/core';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { BACKEND_CHOICES, BackendChoiceSchema } from '@bilevel/backend';
+import { expandSweep, sweepError } from './sweep';
 import { SlowBackendSchema } from './slow-backend';
 
 /**
@@ -307,10 +308,20 @@ export function planExperiment(
     loadPlugins?: (modules: readonly string[], baseDir: string) => void;
   } = {},
 ): ExperimentPlan {
-  const reg = options.registry ?? defaultRegistry;
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     throw new ConfigError(`the config must be a mapping of fields (got ${Array.isArray(input) ? 'a list' : String(input)})`, '');
   }
+  // A `sweep:` grid becomes methods first; errors about them name the method as written and the grid point.
+  const expansion = expandSweep(input as Record<string, unknown>);
+  try {
+    return planMethods(expansion.input, options);
+  } catch (e) {
+    throw e instanceof ConfigError ? sweepError(e, expansion) : e;
+  }
+}
+
+function planMethods(input: Record<string, unknown>, options: Parameters<typeof planExperiment>[1] = {}): ExperimentPlan {
+  const reg = options.registry ?? defaultRegistry;
   const config = applyOverrides(parseOptions(ExperimentConfigSchema, input, ''), options.overrides);
   const baseDir = options.baseDir ?? process.cwd();
   if (config.plugins.length) options.loadPlugins?.(config.plugins, baseDir);

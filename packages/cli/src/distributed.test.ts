@@ -161,12 +161,13 @@ describeRedis('bilevel worker / run --queue / status on a real Redis', () => {
     tmp.cleanup();
   });
 
-  it("a sweep on two workers writes the local run's results (apart from time columns), rows streamed as they come", async () => {
+  it("a sweep (methods × seeds × a grid) on two workers writes the local run's results (apart from time columns), rows streamed as they come", async () => {
     const url = `${redis.url}?queue=sweep`;
     const config = writeConfig('sweep', {
       problem: quadratic,
       trainer: { steps: 12, evalEvery: 4 },
       seeds: [0, 1],
+      sweep: { 'outerOptimizer.options.learningRate': [0.05, 0.2] },
       methods: [
         esMethod,
         {
@@ -186,12 +187,15 @@ describeRedis('bilevel worker / run --queue / status on a real Redis', () => {
     expect(await local.done).toBe(0);
     expectSameResults(path.join(tmp.dir, 'local-out'), path.join(tmp.dir, 'dist-out'));
     // Per-step progress lines came back while the runs ran, and both workers took runs.
-    expect(coordinator.out()).toMatch(/\[ESJ · seed 1\] step 1\/12/);
+    expect(coordinator.out()).toMatch(/\[ESJ · learningRate=0\.2 · seed 1\] step 1\/12/);
     expect(coordinator.out()).toMatch(/done on w1/);
     expect(coordinator.out()).toMatch(/done on w2/);
     const status = bilevel(['status', '--queue', url]);
     expect(await status.done).toBe(0);
-    expect(status.out()).toMatch(/completed 4/);
+    expect(status.out()).toMatch(/completed 8/);
+    expect(fs.readdirSync(path.join(tmp.dir, 'dist-out', 'runs'))).toContain(
+      'aid-cg-learningrate-0-2-seed1.csv',
+    );
     expect(status.out()).toMatch(/w1/);
     await Promise.all(workers.map(stop));
   });
@@ -260,6 +264,39 @@ describeRedis('bilevel worker / run --queue / status on a real Redis', () => {
     expect(await local.done).toBe(0);
     expectSameResults(path.join(tmp.dir, 'handback-local'), path.join(tmp.dir, 'handback-out'));
     await stop(second);
+  });
+
+  it('a Redis restart mid-sweep (persistence on): every run completes, rows equal to an uninterrupted run', async () => {
+    const persistent = await startTestRedis({ appendonly: true });
+    try {
+      const url = `${persistent.url}?queue=restart`;
+      const config = writeConfig('restart', {
+        problem: quadratic,
+        trainer: { steps: 150, evalEvery: 5 },
+        checkpoint: { every: 5 },
+        output: { plots: false },
+        seeds: [0, 1],
+        methods: [esMethod],
+      });
+      const worker = startWorker(url, 'steady', ['--checkpoint-dir', path.join(tmp.dir, 'shared-restart')]);
+      await ready(worker);
+      const coordinator = bilevel(['--out', 'restart-out', 'run', config, '--queue', url]);
+      const csv = path.join(tmp.dir, 'restart-out', 'runs', 'esj-seed0.csv');
+      await waitFor(
+        '20 streamed rows',
+        () => fs.existsSync(csv) && fs.readFileSync(csv, 'utf8').split('\n').length > 21,
+      );
+      // Mid-run: the first run has not finished when Redis goes down (restart waits for the old server's exit).
+      expect(fs.readFileSync(csv, 'utf8').trim().split('\n').length - 1).toBeLessThan(150);
+      await persistent.restart();
+      expect(await coordinator.done).toBe(0);
+      const local = bilevel(['--out', 'restart-local', '--quiet', 'run', config]);
+      expect(await local.done).toBe(0);
+      expectSameResults(path.join(tmp.dir, 'restart-local'), path.join(tmp.dir, 'restart-out'));
+      await stop(worker);
+    } finally {
+      await persistent.stop();
+    }
   });
 
   it('wrong URL, unreachable Redis and wrong password fail with exit code 2 and a message naming which', async () => {

@@ -9,7 +9,13 @@ import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ConfigError, DataError, registry as defaultRegistry, type PluginRegistry, zeroCounts } from '@bilevel/core';
+import {
+  ConfigError,
+  DataError,
+  registry as defaultRegistry,
+  type PluginRegistry,
+  zeroCounts,
+} from '@bilevel/core';
 import {
   checkConnection,
   parseQueueUrl,
@@ -33,7 +39,9 @@ import type { RunSummary } from './summary';
 /** The library version a job is stamped with; workers of another version refuse it. */
 export function libraryVersion(): string {
   try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version?: string };
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as {
+      version?: string;
+    };
     return pkg.version ?? 'unknown';
   } catch {
     return 'unknown';
@@ -118,7 +126,11 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         );
       }
       const dir = path.join(store, data.experimentId);
-      const progress = new ProgressReporter(options.stdout, { tty: false, quiet: options.quiet, intervalSeconds: 5 });
+      const progress = new ProgressReporter(options.stdout, {
+        tty: false,
+        quiet: options.quiet,
+        intervalSeconds: 5,
+      });
       log(`job ${job.id}: ${task.method.label}, seed ${task.seed}`);
       const outcome = await executeRun(task, {
         registry: reg,
@@ -148,7 +160,9 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
       const result: RunJobResult = {
         summary: outcome.summary,
         rows: outcome.rows,
-        fatal: outcome.fatal ? { kind: (outcome.fatal as Error).name || 'Error', message: errorMessage(outcome.fatal) } : null,
+        fatal: outcome.fatal
+          ? { kind: (outcome.fatal as Error).name || 'Error', message: errorMessage(outcome.fatal) }
+          : null,
         failureLine: outcome.failureLine,
         problemInfo: outcome.problemInfo,
         worker: worker.name,
@@ -167,8 +181,15 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     const [job, error] = args as [{ id?: string } | undefined, Error];
     options.stderr.write(`job ${job?.id ?? '?'} failed: ${error.message}\n`);
   });
+  // Connection errors repeat while Redis is away (ioredis reconnects by itself): one line per outage.
+  let lastError = '';
   worker.on('error', (...args: unknown[]) => {
-    options.stderr.write(`worker error: ${errorMessage(args[0])}\n`);
+    const message = errorMessage(args[0]);
+    if (message !== lastError) options.stderr.write(`worker error: ${message} (retrying)\n`);
+    lastError = message;
+  });
+  worker.on('active', () => {
+    lastError = '';
   });
   const runningWorker = worker.run();
   await worker.ready();
@@ -176,7 +197,9 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     `worker ${worker.name}: backend ${running.name} (${running.reason}); queue ${address.display} (Redis ${redisVersion}), ` +
       `concurrency ${options.concurrency ?? 1}; checkpoints in ${store}${options.checkpointDir ? '' : ' (private: a run taken over by another worker starts over)'}`,
   );
-  log(`plugins: ${reg.names('estimator').length} estimators, ${reg.names('problem').length} problems registered; taking jobs (Ctrl-C to stop)`);
+  log(
+    `plugins: ${reg.names('estimator').length} estimators, ${reg.names('problem').length} problems registered; taking jobs (Ctrl-C to stop)`,
+  );
   options.onReady?.();
   await new Promise<void>((resolve) => {
     if (options.signal?.aborted) resolve();
@@ -208,9 +231,17 @@ function planJob(data: RunJob, reg: PluginRegistry): { plan: ExperimentPlan; tas
     throw e;
   }
   const method = plan.methods[data.methodIndex];
-  if (!method) throw new ConfigError(`malformed job: methodIndex ${data.methodIndex} but the config has ${plan.methods.length} method(s)`, 'job');
-  if (!plan.config.seeds.includes(data.seed)) throw new ConfigError(`malformed job: seed ${data.seed} is not among the config's seeds`, 'job');
-  return { plan, task: { method, seed: data.seed, index: data.index, total: data.total, fileBase: data.fileBase } };
+  if (!method)
+    throw new ConfigError(
+      `malformed job: methodIndex ${data.methodIndex} but the config has ${plan.methods.length} method(s)`,
+      'job',
+    );
+  if (!plan.config.seeds.includes(data.seed))
+    throw new ConfigError(`malformed job: seed ${data.seed} is not among the config's seeds`, 'job');
+  return {
+    plan,
+    task: { method, seed: data.seed, index: data.index, total: data.total, fileBase: data.fileBase },
+  };
 }
 
 function rebuildError(kind: string, message: string): Error {
@@ -243,7 +274,9 @@ export async function connectDistributed(
 ): Promise<DistributedExecution> {
   const address: QueueAddress = parseQueueUrl(options.queue);
   await checkConnection(address);
-  const coordinator = new QueueCoordinator(address);
+  const coordinator = new QueueCoordinator(address, {
+    onConnectionError: (e) => options.stdout.write(`queue connection lost (${errorMessage(e)}); retrying\n`),
+  });
   await coordinator.ready();
   const experimentId = `${plan.config.name}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   const config: ExperimentConfig = plan.config;
@@ -282,30 +315,37 @@ export async function connectDistributed(
       timeLimitSeconds: task.method.pipeline.trainer.timeLimitSeconds,
     });
     const jobId = `${experimentId}:${task.fileBase}`;
-    context.progress.log(`▶ run ${task.index}/${task.total}: ${task.method.label}, seed ${task.seed} → job ${jobId}`);
+    context.progress.log(
+      `▶ run ${task.index}/${task.total}: ${task.method.label}, seed ${task.seed} → job ${jobId}`,
+    );
     const onAbort = (): void => {
       void coordinator.cancel(jobId);
     };
     context.signal?.addEventListener('abort', onAbort);
     let lastWorker = '';
-    const end = await coordinator.submit<RunJobResult>(jobId, job as unknown as Record<string, unknown>, (from, rows, worker) => {
-      if (worker !== lastWorker) {
-        if (lastWorker) context.progress.log(`  job ${jobId}: taken over by ${worker} from row ${from + 1}`);
-        lastWorker = worker;
-      }
-      if (from < recorder.rows.length) {
-        // A run resumed from a checkpoint on another worker sends again from there.
-        recorder.close();
-        recorder = new RunRecorder(csv, jsonl, recorder.rows.slice(0, from));
-        context.onRows?.(recorder.rows);
-      }
-      (rows as MetricsRow[]).forEach((row, i) => {
-        if (from + i === recorder.rows.length) {
-          recorder.add(row);
-          progress.step(row);
+    const end = await coordinator.submit<RunJobResult>(
+      jobId,
+      job as unknown as Record<string, unknown>,
+      (from, rows, worker) => {
+        if (worker !== lastWorker) {
+          if (lastWorker)
+            context.progress.log(`  job ${jobId}: taken over by ${worker} from row ${from + 1}`);
+          lastWorker = worker;
         }
-      });
-    });
+        if (from < recorder.rows.length) {
+          // A run resumed from a checkpoint on another worker sends again from there.
+          recorder.close();
+          recorder = new RunRecorder(csv, jsonl, recorder.rows.slice(0, from));
+          context.onRows?.(recorder.rows);
+        }
+        (rows as MetricsRow[]).forEach((row, i) => {
+          if (from + i === recorder.rows.length) {
+            recorder.add(row);
+            progress.step(row);
+          }
+        });
+      },
+    );
     context.signal?.removeEventListener('abort', onAbort);
     recorder.close();
     const problemName = (task.method.pipeline.problem as { name: string }).name;
@@ -325,10 +365,19 @@ export async function connectDistributed(
         oracleCalls: recorder.rows[recorder.rows.length - 1]?.oracleCalls ?? zeroCounts(),
         oracleCallsTotal: recorder.rows[recorder.rows.length - 1]?.oracleCallsTotal ?? 0,
         files,
-        error: cancelled ? undefined : { kind: 'WorkerError', message: end.error, step: recorder.rows.length + 1 },
+        error: cancelled
+          ? undefined
+          : { kind: 'WorkerError', message: end.error, step: recorder.rows.length + 1 },
       };
       if (!cancelled) progress.endRun(`✗ ${line}`);
-      return { kind: 'ran', summary, rows: recorder.rows, fatal: null, failureLine: cancelled ? null : line, problemInfo: { name: problemName } };
+      return {
+        kind: 'ran',
+        summary,
+        rows: recorder.rows,
+        fatal: null,
+        failureLine: cancelled ? null : line,
+        problemInfo: { name: problemName },
+      };
     }
     const result = end.value;
     // The worker's complete rows are the run's record.
@@ -375,7 +424,13 @@ export function statusText(status: QueueStatus, display: string): string {
     lines.push(
       textTable(
         ['job', 'state', 'rows', 'worker', 'taken'],
-        status.jobs.map((j) => [j.id, j.state, j.rows === undefined ? '' : String(j.rows), j.worker ?? '', String(j.attemptsMade)]),
+        status.jobs.map((j) => [
+          j.id,
+          j.state,
+          j.rows === undefined ? '' : String(j.rows),
+          j.worker ?? '',
+          String(j.attemptsMade),
+        ]),
       ),
     );
   }

@@ -40,7 +40,10 @@ export function parseRunJob(data: unknown, libraryVersion: string): RunJob {
   }
   const job = parsed.data;
   if (job.protocol !== PROTOCOL_VERSION) {
-    throw new ConfigError(`job of protocol ${job.protocol}; this worker speaks protocol ${PROTOCOL_VERSION}`, 'job.protocol');
+    throw new ConfigError(
+      `job of protocol ${job.protocol}; this worker speaks protocol ${PROTOCOL_VERSION}`,
+      'job.protocol',
+    );
   }
   if (job.libraryVersion !== libraryVersion) {
     throw new ConfigError(
@@ -53,14 +56,18 @@ export function parseRunJob(data: unknown, libraryVersion: string): RunJob {
 
 /** Encodes a value as JSON text with NaN and ±Infinity as strings (read back by {@link decodeJson}). */
 export function encodeJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v));
+  return JSON.stringify(value, (_k, v: unknown) =>
+    typeof v === 'number' && !Number.isFinite(v) ? String(v) : v,
+  );
 }
 
 const NON_FINITE = new Set(['NaN', 'Infinity', '-Infinity']);
 
 /** Decodes {@link encodeJson}'s text (the strings "NaN", "Infinity", "-Infinity" become numbers). */
 export function decodeJson<T>(text: string): T {
-  return JSON.parse(text, (_k, v: unknown) => (typeof v === 'string' && NON_FINITE.has(v) ? Number(v) : v)) as T;
+  return JSON.parse(text, (_k, v: unknown) =>
+    typeof v === 'string' && NON_FINITE.has(v) ? Number(v) : v,
+  ) as T;
 }
 
 /** A progress message: rows `from`, `from + 1`, … of a run (a resumed run sends from its checkpoint on). */

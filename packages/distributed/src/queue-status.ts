@@ -40,7 +40,9 @@ export async function queueStatus(address: QueueAddress, limit = 50): Promise<Qu
         if (!job?.id) continue;
         const progress = job.progress as unknown;
         const message =
-          typeof progress === 'object' && progress !== null ? (progress as { from?: number; rows?: string; worker?: string }) : {};
+          typeof progress === 'object' && progress !== null
+            ? (progress as { from?: number; rows?: string; worker?: string })
+            : {};
         let rows: number | undefined;
         if (typeof message.from === 'number' && typeof message.rows === 'string') {
           try {

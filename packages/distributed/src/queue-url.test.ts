@@ -6,7 +6,13 @@ describe('parseQueueUrl', () => {
   it('reads host, port, db, password, TLS and the queue name, and hides the password when shown', () => {
     const a = parseQueueUrl('rediss://user:s%40cret@redis.example:6380/2?queue=sweeps');
     expect(a.queueName).toBe('sweeps');
-    expect(a.connection).toMatchObject({ host: 'redis.example', port: 6380, db: 2, username: 'user', password: 's@cret' });
+    expect(a.connection).toMatchObject({
+      host: 'redis.example',
+      port: 6380,
+      db: 2,
+      username: 'user',
+      password: 's@cret',
+    });
     expect((a.connection as { tls?: unknown }).tls).toEqual({ servername: 'redis.example' });
     expect(a.display).not.toContain('cret');
     const b = parseQueueUrl('redis://127.0.0.1');
@@ -43,7 +49,9 @@ describe('job payloads', () => {
     expect(parseRunJob(good, '0.1.0')).toEqual(good);
   });
   it('refuses malformed, hostile and other-version jobs with a message saying which', () => {
-    expect(() => parseRunJob({ ...good, fileBase: '../../etc/passwd' }, '0.1.0')).toThrow(/malformed job: fileBase/);
+    expect(() => parseRunJob({ ...good, fileBase: '../../etc/passwd' }, '0.1.0')).toThrow(
+      /malformed job: fileBase/,
+    );
     expect(() => parseRunJob({ ...good, extra: 1 }, '0.1.0')).toThrow(/malformed job/);
     expect(() => parseRunJob({ ...good, seed: -1 }, '0.1.0')).toThrow(/malformed job: seed/);
     expect(() => parseRunJob('{"x":1}', '0.1.0')).toThrow(/malformed job/);

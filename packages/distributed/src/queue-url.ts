@@ -27,7 +27,10 @@ export function parseQueueUrl(url: string): QueueAddress {
   try {
     u = new URL(url);
   } catch {
-    throw new ConfigError(`--queue: '${url}' is not a URL; expected redis://host:port (or rediss:// for TLS)`, 'queue');
+    throw new ConfigError(
+      `--queue: '${url}' is not a URL; expected redis://host:port (or rediss:// for TLS)`,
+      'queue',
+    );
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
     throw new ConfigError(`--queue: scheme must be redis:// or rediss:// (got '${u.protocol}//')`, 'queue');
@@ -41,14 +44,16 @@ export function parseQueueUrl(url: string): QueueAddress {
   const dbPart = u.pathname.replace(/^\/+/, '');
   if (dbPart !== '') {
     db = Number(dbPart);
-    if (!Number.isInteger(db) || db < 0) throw new ConfigError(`--queue: database must be an integer >= 0 (got '${dbPart}')`, 'queue');
+    if (!Number.isInteger(db) || db < 0)
+      throw new ConfigError(`--queue: database must be an integer >= 0 (got '${dbPart}')`, 'queue');
   }
   const queueName = u.searchParams.get('queue') ?? DEFAULT_QUEUE_NAME;
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(queueName)) {
     throw new ConfigError(`--queue: queue name must be letters, digits, . _ - (got '${queueName}')`, 'queue');
   }
   for (const key of u.searchParams.keys()) {
-    if (key !== 'queue') throw new ConfigError(`--queue: unknown parameter '${key}' (only 'queue' is known)`, 'queue');
+    if (key !== 'queue')
+      throw new ConfigError(`--queue: unknown parameter '${key}' (only 'queue' is known)`, 'queue');
   }
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
   const connection: ConnectionOptions = {

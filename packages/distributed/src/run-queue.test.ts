@@ -27,10 +27,18 @@ describeRedis('queue on a real Redis', () => {
     await expect(checkConnection(parseQueueUrl(redis.url))).resolves.toMatch(/^\d+\./);
     await expect(checkConnection(parseQueueUrl(secured.url))).resolves.toMatch(/^\d+\./);
     const closed = await freePort();
-    await expect(checkConnection(parseQueueUrl(`redis://127.0.0.1:${closed}`), 2000)).rejects.toThrow(/cannot reach the server/);
-    await expect(checkConnection(parseQueueUrl(`redis://:wrong@127.0.0.1:${secured.port}`))).rejects.toThrow(/authentication failed/);
-    await expect(checkConnection(parseQueueUrl(`redis://127.0.0.1:${secured.port}`))).rejects.toThrow(ConfigError);
-    await expect(checkConnection(parseQueueUrl(`redis://:wrong@127.0.0.1:${secured.port}`))).rejects.not.toThrow(/pa55word/);
+    await expect(checkConnection(parseQueueUrl(`redis://127.0.0.1:${closed}`), 2000)).rejects.toThrow(
+      /cannot reach the server/,
+    );
+    await expect(checkConnection(parseQueueUrl(`redis://:wrong@127.0.0.1:${secured.port}`))).rejects.toThrow(
+      /authentication failed/,
+    );
+    await expect(checkConnection(parseQueueUrl(`redis://127.0.0.1:${secured.port}`))).rejects.toThrow(
+      ConfigError,
+    );
+    await expect(
+      checkConnection(parseQueueUrl(`redis://:wrong@127.0.0.1:${secured.port}`)),
+    ).rejects.not.toThrow(/pa55word/);
   });
 
   it('a job goes to a worker; its rows stream back in order before its result; status lists it', async () => {
@@ -61,7 +69,11 @@ describeRedis('queue on a real Redis', () => {
     expect(received[11].value).toBe(121);
     const status = await queueStatus(address);
     expect(status.counts.completed).toBe(1);
-    expect(status.jobs.find((j) => j.id === 'exp-1:a')).toMatchObject({ state: 'completed', rows: 12, worker: 'test-worker' });
+    expect(status.jobs.find((j) => j.id === 'exp-1:a')).toMatchObject({
+      state: 'completed',
+      rows: 12,
+      worker: 'test-worker',
+    });
     expect(status.workers.map((w) => w.name)).toContain('test-worker');
     await coordinator.close();
     await worker.close('finish');
@@ -106,7 +118,10 @@ describeRedis('queue on a real Redis', () => {
     expect(await pending).toEqual({ ok: true, value: 'done by second' });
     expect(taken).toEqual(['first:exp-2:bad', 'first:exp-2:good', 'second:exp-2:good']);
     const status = await queueStatus(address);
-    expect(status.jobs.find((j) => j.id === 'exp-2:bad')).toMatchObject({ state: 'failed', failedReason: 'data folder missing on this worker' });
+    expect(status.jobs.find((j) => j.id === 'exp-2:bad')).toMatchObject({
+      state: 'failed',
+      failedReason: 'data folder missing on this worker',
+    });
     await coordinator.close();
     await second.close('finish');
     await secondRun;

@@ -13,10 +13,13 @@ export const RUN_JOB_NAME = 'run';
 export interface CoordinatorOptions {
   /** Completed jobs kept in Redis for `bilevel status` (default 1000). */
   readonly keepCompleted?: number;
+  /** Told when the connection to Redis fails (once per outage; the connection is retried). */
+  readonly onConnectionError?: (error: Error) => void;
 }
 
 /** How a submitted job ended on the coordinator's side. */
-export type JobEnd<R> = { readonly ok: true; readonly value: R } | { readonly ok: false; readonly error: string };
+export type JobEnd<R> =
+  { readonly ok: true; readonly value: R } | { readonly ok: false; readonly error: string };
 
 /**
  * The coordinator's end: adds jobs, receives the rows their workers stream back (as BullMQ progress
@@ -33,6 +36,18 @@ export class QueueCoordinator {
   ) {
     this.queue = new Queue(address.queueName, { connection: address.connection });
     this.events = new QueueEvents(address.queueName, { connection: address.connection });
+    // Connection errors (e.g. while Redis restarts): ioredis reconnects by itself; one line per outage.
+    let down = false;
+    const onError = (e: Error): void => {
+      if (!down) options.onConnectionError?.(e);
+      down = true;
+    };
+    this.queue.on('error', onError);
+    this.events.on('error', onError);
+    const up = (): void => {
+      down = false;
+    };
+    this.events.on('progress', up);
     this.events.on('progress', ({ jobId, data }) => {
       const listener = this.listeners.get(jobId);
       if (listener && typeof data === 'object' && data !== null) listener(data as unknown as RowsMessage);
@@ -149,7 +164,11 @@ export class QueueWorker {
           (from, rows) => job.updateProgress({ from, rows: encodeJson(rows), worker: name }),
           options.rowIntervalMs ?? 200,
         );
-        const result = await process({ job, signal: this.handBack.signal, sendRow: (row, i) => batcher.add(row, i) });
+        const result = await process({
+          job,
+          signal: this.handBack.signal,
+          sendRow: (row, i) => batcher.add(row, i),
+        });
         await batcher.flush();
         if ('handBack' in result) {
           // Back to the queue at once for another worker (BullMQ's documented way to re-queue from a processor).

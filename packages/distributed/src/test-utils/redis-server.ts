@@ -45,22 +45,56 @@ export interface TestRedis {
   readonly port: number;
   /** Its queue URL (`redis://127.0.0.1:<port>`, with the password when one was set). */
   readonly url: string;
+  /** Stops it (SIGTERM: with `appendonly`, it writes its data first) and starts it again on the same port and folder. */
+  restart(): Promise<void>;
   /** Stops it and removes its data folder. */
   stop(): Promise<void>;
 }
 
-/** Starts redis-server on a free loopback port (optionally with `requirepass`). */
-export async function startTestRedis(options: { password?: string } = {}): Promise<TestRedis> {
+/** Starts redis-server on a free loopback port (optionally with `requirepass`, optionally persistent: `appendonly`). */
+export async function startTestRedis(
+  options: { password?: string; appendonly?: boolean } = {},
+): Promise<TestRedis> {
   const bin = findRedisServer();
   if (!bin) throw new Error('redis-server is not installed');
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bilevel-redis-'));
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir];
+  args.push(
+    ...(options.appendonly ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+  );
   if (options.password) args.push('--requirepass', options.password);
+  let child = await launch(bin, args);
+  const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
+  const halt = async (signal: NodeJS.Signals): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill(signal);
+      await exited;
+    }
+  };
+  return {
+    port,
+    url: `redis://${auth}127.0.0.1:${port}`,
+    restart: async () => {
+      await halt('SIGTERM');
+      child = await launch(bin, args);
+    },
+    stop: async () => {
+      await halt('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function launch(bin: string, args: string[]): Promise<ChildProcess> {
   const child: ChildProcess = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start in 10 s:\n${output}`)), 10_000);
+    const timer = setTimeout(
+      () => reject(new Error(`redis-server did not start in 10 s:\n${output}`)),
+      10_000,
+    );
     child.stdout?.on('data', (d: Buffer) => {
       output += d.toString();
       if (output.includes('Ready to accept connections')) {
@@ -74,19 +108,8 @@ export async function startTestRedis(options: { password?: string } = {}): Promi
     });
   });
   child.stdout?.removeAllListeners('data');
+  child.removeAllListeners('exit');
   child.stdout?.resume();
   child.stderr?.resume();
-  const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
-  return {
-    port,
-    url: `redis://${auth}127.0.0.1:${port}`,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        child.kill('SIGKILL');
-        await exited;
-      }
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return child;
 }
