@@ -24,7 +24,7 @@ import type { EvalPoint, RunResult } from './results';
 import { meanCi95, pairedTTest } from './stats';
 import { speedSection } from './speed/report';
 import type { SpeedOutcome } from './speed/section';
-import { HYPER_REPRESENTATION_EXTRA_SEEDS, type MethodSetting, PARTIAL_GRADIENT, type SectionSetting, methodKey } from './settings';
+import { HYPER_REPRESENTATION_EXTRA_SEEDS, type MethodSetting, type SectionSetting, methodKey } from './settings';
 
 export interface SectionOutcome {
   readonly setting: SectionSetting;
@@ -648,16 +648,6 @@ function timeBudgetSection(
   return { body };
 }
 
-/** Methods with their own time budget, as a sentence (empty when none). */
-function budgetExceptions(s: SectionSetting): string {
-  const own = s.methods.filter((m) => m.timeLimitSeconds !== undefined);
-  if (own.length === 0) return '';
-  return ` Own budgets: ${own.map((m) => `${m.label} ${seconds(m.timeLimitSeconds)} s`).join(', ')}` +
-    (own.some((m) => m.estimator.name === PARTIAL_GRADIENT) && s.id === 'hyper-cleaning'
-      ? ' (f does not depend on x, so ∇ₓf ≡ 0 and this reference stays at x₀; it marks the accuracy reached without any hypergradient).'
-      : '.');
-}
-
 function hyperCleaningSection(n: number, o: SectionOutcome, figs: FigureWriter): SectionText {
   const s = o.setting;
   const p = s.problem.options as { trainSamples: number; validationSamples: number; testSamples: number };
@@ -667,8 +657,8 @@ function hyperCleaningSection(n: number, o: SectionOutcome, figs: FigureWriter):
     `clean validation data. ${int(p.trainSamples)} training samples (half of their labels moved to another class), ` +
     `${int(p.validationSamples)} validation samples, ${int(p.testSamples)} test images; x₀ = 0 (all weights 0.5). Each method ` +
     `trains for ${seconds(s.timeLimitSeconds)} s of training time; test accuracy is evaluated every ${seconds(s.evalIntervalSeconds)} s ` +
-    'of training time (after an uncharged inner solve at the current x) and at the end.' +
-    budgetExceptions(s);
+    'of training time (after an uncharged inner solve at the current x) and at the end. f does not depend on x, so ' +
+    '∇ₓf ≡ 0: the ∇ₓf-only reference keeps x = x₀ (every weight 0.5) and shows the accuracy of the unweighted model.';
   const short = `Hyper-cleaning, n = ${p.trainSamples}`;
   return timeBudgetSection(n, o, figs, intro, short, (sec, runs) => [
     figs.chart(`${sec.id}-validation-loss-vs-time`, lossSeries(sec, runs, 'time'), {

@@ -90,7 +90,7 @@ export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
     method.estimator.name === PARTIAL_GRADIENT
       ? new PartialGradientEstimator()
       : registry.create('estimator', method.estimator.name, method.estimator.options);
-  const timeLimitSeconds = method.timeLimitSeconds ?? section.timeLimitSeconds;
+  const timeLimitSeconds = section.timeLimitSeconds;
   const optimizer = registry.create('outerOptimizer', method.outerOptimizer.name, method.outerOptimizer.options);
   const oracles = createOracles(trained);
   const trainer = new Trainer({
