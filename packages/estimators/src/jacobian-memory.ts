@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { Float32Values } from '@bilevel/core';
 
 /** Checkpoint form of a {@link JacobianMemory}: the kept directions and responses as plain arrays, or null. */
 export interface JacobianMemoryState {
@@ -141,12 +142,12 @@ export class JacobianMemory {
     this.a = a;
   }
 
-  /** The memory as plain arrays (JSON-serializable after `Array.from`). */
+  /** The memory as plain arrays: exact float32 entries that `JSON.stringify` writes as number arrays. */
   getState(): JacobianMemoryState {
     if (!this.b || !this.a) return { directions: null, responses: null };
     return {
-      directions: { rank: this.rank, dx: this.b.shape[1], values: Float32Array.from(this.b.dataSync()) },
-      responses: { rank: this.rank, dy: this.a.shape[1], values: Float32Array.from(this.a.dataSync()) },
+      directions: { rank: this.rank, dx: this.b.shape[1], values: new Float32Values(this.b.dataSync()) },
+      responses: { rank: this.rank, dy: this.a.shape[1], values: new Float32Values(this.a.dataSync()) },
     };
   }
 

@@ -91,4 +91,25 @@ describe('every registered estimator through the trainer (quadratic fixture, exa
     expect(Array.from(c.x.x.dataSync())).not.toEqual(xa);
     [a, b, c].forEach((t) => t.dispose());
   });
+
+  it('a checkpointed es run with a Jacobian memory resumes exactly (the memory travels in the estimator state)', () => {
+    // Q = 3 of d = 10 with a rank cap of 6: the memory is never the whole space, so every estimate uses it
+    const opts = { directions: 3, memory: 6 };
+    const a = makeTrainer('es', fixture, opts);
+    for (let k = 0; k < 3; k++) a.stepOnce();
+    const state = JSON.parse(JSON.stringify(a.getState())) as TrainerState;
+    expect((state.estimator as { directions: { rank: number } }).directions.rank).toBe(6);
+    for (let k = 0; k < 3; k++) a.stepOnce();
+    const b = makeTrainer('es', fixture, opts);
+    b.setState(state);
+    for (let k = 0; k < 3; k++) b.stepOnce();
+    const xa = Array.from(a.x.x.dataSync());
+    expect(Array.from(b.x.x.dataSync())).toEqual(xa);
+    // without the memory the resumed run differs
+    const c = makeTrainer('es', fixture, opts);
+    c.setState({ ...state, estimator: { directions: null, responses: null } });
+    for (let k = 0; k < 3; k++) c.stepOnce();
+    expect(Array.from(c.x.x.dataSync())).not.toEqual(xa);
+    [a, b, c].forEach((t) => t.dispose());
+  });
 });
