@@ -1,12 +1,32 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Float32Values } from '@bilevel/core';
 
+/** A row-major matrix in a {@link JacobianMemoryState}. */
+export interface JacobianMemoryRows {
+  /** Number of rows (the memory's rank). */
+  readonly rank: number;
+  /** Entries per row: dim x for the directions. */
+  readonly dx?: number;
+  /** Entries per row: dim y for the responses. */
+  readonly dy?: number;
+  /** The entries, row by row (Float32Values when saved; a number array after a trip through JSON). */
+  readonly values: Float32Array | number[];
+}
+
 /** Checkpoint form of a {@link JacobianMemory}: the kept directions and responses as plain arrays, or null. */
 export interface JacobianMemoryState {
-  /** Orthonormal directions bᵢ in x-space, row-major [rank, dx]; null when the memory is empty. */
-  readonly directions: { readonly rank: number; readonly dx: number; readonly values: Float32Array | number[] } | null;
-  /** Responses J·bᵢ in flat y-space, row-major [rank, dy]. */
-  readonly responses: { readonly rank: number; readonly dy: number; readonly values: Float32Array | number[] } | null;
+  /** Orthonormal directions bᵢ in x-space, [rank, dx]; null when the memory is empty. */
+  readonly directions: JacobianMemoryRows | null;
+  /** Responses J·bᵢ in flat y-space, [rank, dy]; null when the memory is empty. */
+  readonly responses: JacobianMemoryRows | null;
+}
+
+/** The kept rows of a {@link JacobianMemory}. */
+export interface JacobianMemoryTensors {
+  /** Orthonormal directions B, [rank, dim x]. */
+  readonly b: tf.Tensor2D;
+  /** Responses A = J Bᵀ as rows, [rank, dim y]. */
+  readonly a: tf.Tensor2D;
 }
 
 /**
@@ -81,7 +101,7 @@ export class JacobianMemory {
   }
 
   /** The kept directions and responses when their sizes match (dx, dy); else the memory is cleared. */
-  matching(dx: number, dy: number): { b: tf.Tensor2D; a: tf.Tensor2D } | null {
+  matching(dx: number, dy: number): JacobianMemoryTensors | null {
     if (!this.b || !this.a) return null;
     if (this.b.shape[1] !== dx || this.a.shape[1] !== dy) {
       this.dispose();
@@ -160,14 +180,16 @@ export class JacobianMemory {
     this.dispose();
     const { directions: d, responses: r } = s;
     if (!d || !r) return;
-    if (d.rank !== r.rank || d.values.length !== d.rank * d.dx || r.values.length !== r.rank * r.dy) {
+    const dx = d.dx ?? NaN;
+    const dy = r.dy ?? NaN;
+    if (d.rank !== r.rank || d.values.length !== d.rank * dx || r.values.length !== r.rank * dy) {
       throw new Error(
         `estimator state: Jacobian memory sizes do not match (directions ${d.rank}×${d.dx} with ` +
           `${d.values.length} entries, responses ${r.rank}×${r.dy} with ${r.values.length})`,
       );
     }
-    this.b = tf.keep(tf.tensor2d(Float32Array.from(d.values), [d.rank, d.dx]));
-    this.a = tf.keep(tf.tensor2d(Float32Array.from(r.values), [r.rank, r.dy]));
+    this.b = tf.keep(tf.tensor2d(Float32Array.from(d.values), [d.rank, dx]));
+    this.a = tf.keep(tf.tensor2d(Float32Array.from(r.values), [r.rank, dy]));
   }
 
   /** Releases the kept rows. */
