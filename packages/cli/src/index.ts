@@ -5,6 +5,7 @@
  * @module @bilevel/cli
  */
 export * from './config';
+export * from './slow-backend';
 export * from './run-experiment';
 export * from './run-recorder';
 export * from './results-folder';

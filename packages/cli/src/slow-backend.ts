@@ -24,12 +24,24 @@ export const SlowBackendSchema = z
 /** Validated `slowBackend` settings. */
 export type SlowBackendSettings = z.output<typeof SlowBackendSchema>;
 
-/** The parts of an experiment config that `slowBackend` changes. */
-interface SizedConfig {
+/** The parts of an experiment config that `slowBackend` reads and changes. */
+export interface SizedConfig {
+  /** The smaller settings, if any. */
   slowBackend?: SlowBackendSettings;
-  problem: { name: string; options: Record<string, unknown> };
+  /** The problem and its options. */
+  problem: {
+    /** The problem's registered name. */
+    name: string;
+    /** Its options. */
+    options: Record<string, unknown>;
+  };
+  /** Trainer settings for every method. */
   trainer: Record<string, unknown>;
-  methods: readonly { trainer?: Record<string, unknown> }[];
+  /** The methods, with their own trainer settings. */
+  methods: readonly {
+    /** The method's own trainer settings. */
+    trainer?: Record<string, unknown>;
+  }[];
 }
 
 const describe = (values: Record<string, unknown>): string =>
