@@ -440,7 +440,11 @@ function quadraticSection(n: number, o: SectionOutcome, figs: FigureWriter): Sec
       'gradient step 0.6 close to 2/(1 + 2) for A; qNBO follows the paper\'s schedule (P gradient warm-up steps, then ' +
       'quasi-Newton steps; Q passes of subroutine B along ∇_y f). ESJ\'s estimate has a relative error of about √(d/Q), so it ' +
       'needs a far smaller outer step: learning rates 0.01–0.05 with 10–50 directions were tried by hand while tuning, and ' +
-      'the setting below is the one used, a compromise between the speed of the descent and the noise floor it settles at.',
+      'the setting below is the one used, a compromise between the speed of the descent and the noise floor it settles at. ' +
+      'ESJ + memory keeps the responses along every direction it has measured (a Jacobian memory of rank d, see ' +
+      '[esj.md](esj.md)); on this problem the response is linear in x, so its estimate is exact once d/Q outer steps ' +
+      'have filled the memory, and it takes the exact methods\' learning rate 0.5. The ∇ₓf-only reference drops the ' +
+      'implicit term and converges to z₀, not x*.',
     '',
     settingsList(s),
     '',
