@@ -299,6 +299,27 @@ describeRedis('bilevel worker / run --queue / status on a real Redis', () => {
     }
   });
 
+  it('Ctrl-C on the coordinator removes the jobs no worker took: exit 130, runs interrupted, queue empty', async () => {
+    const url = `${redis.url}?queue=cancel`;
+    const config = writeConfig('cancel', {
+      problem: quadratic,
+      trainer: { steps: 5 },
+      seeds: [0, 1],
+      methods: [esMethod],
+    });
+    const coordinator = bilevel(['--out', 'cancel-out', 'run', config, '--queue', url]);
+    await waitFor('two jobs queued', () => (coordinator.out().match(/→ job/g) ?? []).length === 2);
+    coordinator.child.kill('SIGINT');
+    expect(await coordinator.done).toBe(130);
+    const summary = JSON.parse(fs.readFileSync(path.join(tmp.dir, 'cancel-out', 'summary.json'), 'utf8')) as {
+      runs: { status: string }[];
+    };
+    expect(summary.runs.map((r) => r.status)).toEqual(['interrupted', 'interrupted']);
+    const status = bilevel(['status', '--queue', url]);
+    expect(await status.done).toBe(0);
+    expect(status.out()).toMatch(/active 0, waiting 0/);
+  });
+
   it('wrong URL, unreachable Redis and wrong password fail with exit code 2 and a message naming which', async () => {
     const closed = await freePort();
     const secured = await startTestRedis({ password: 'right' });

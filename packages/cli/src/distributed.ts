@@ -356,7 +356,8 @@ export async function connectDistributed(
       const summary: RunSummary = {
         method: task.method.label,
         seed: task.seed,
-        status: cancelled ? 'not-run' : 'failed',
+        // A job removed by Ctrl-C on the coordinator is an interrupted run (`bilevel resume` continues it).
+        status: cancelled ? 'interrupted' : 'failed',
         steps: recorder.rows.length,
         trainSeconds: 0,
         wallSeconds: 0,

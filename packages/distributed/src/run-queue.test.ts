@@ -80,6 +80,19 @@ describeRedis('queue on a real Redis', () => {
     await running;
   });
 
+  it('cancel removes a job no worker has taken, and its submit ends', async () => {
+    const address = parseQueueUrl(`${redis.url}?queue=cancel`);
+    const coordinator = new QueueCoordinator(address);
+    await coordinator.ready();
+    const pending = coordinator.submit('exp-3:a', { n: 1 }, () => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await coordinator.cancel('exp-3:a')).toBe(true);
+    expect(await pending).toEqual({ ok: false, error: 'job removed from the queue before a worker took it' });
+    expect(await coordinator.cancel('exp-3:unknown')).toBe(false);
+    expect((await queueStatus(address)).jobs).toEqual([]);
+    await coordinator.close();
+  });
+
   it('a failing job reports its reason; a handed-back job is taken again by another worker', async () => {
     const address = parseQueueUrl(`${redis.url}?queue=handback`);
     const taken: string[] = [];

@@ -29,6 +29,7 @@ export class QueueCoordinator {
   private readonly queue: Queue;
   private readonly events: QueueEvents;
   private readonly listeners = new Map<string, (message: RowsMessage) => void>();
+  private readonly cancellers = new Map<string, () => void>();
 
   constructor(
     readonly address: QueueAddress,
@@ -77,14 +78,19 @@ export class QueueCoordinator {
         removeOnComplete: { count: this.options.keepCompleted ?? 1000 },
         removeOnFail: false,
       });
-      try {
-        const value = (await job.waitUntilFinished(this.events)) as string;
-        return { ok: true, value: decodeJson<R>(value) };
-      } catch (e) {
-        return { ok: false, error: e instanceof Error ? e.message : String(e) };
-      }
+      const cancelled = new Promise<JobEnd<R>>((resolve) =>
+        this.cancellers.set(jobId, () =>
+          resolve({ ok: false, error: 'job removed from the queue before a worker took it' }),
+        ),
+      );
+      const finished = job.waitUntilFinished(this.events).then(
+        (value: string): JobEnd<R> => ({ ok: true, value: decodeJson<R>(value) }),
+        (e: unknown): JobEnd<R> => ({ ok: false, error: e instanceof Error ? e.message : String(e) }),
+      );
+      return await Promise.race([finished, cancelled]);
     } finally {
       this.listeners.delete(jobId);
+      this.cancellers.delete(jobId);
     }
   }
 
@@ -96,10 +102,11 @@ export class QueueCoordinator {
     if (state !== 'waiting' && state !== 'delayed' && state !== 'prioritized') return false;
     try {
       await job.remove();
-      return true;
     } catch {
       return false;
     }
+    this.cancellers.get(jobId)?.();
+    return true;
   }
 
   /** Closes the connections. */
