@@ -40,6 +40,7 @@ const root = resolve(__dirname, '..', '..', '..');
 // The package map, top to bottom: a package may import only packages below it.
 const LAYERS = [
   '@bilevel/cli',
+  '@bilevel/distributed',
   '@bilevel/meta-learning',
   '@bilevel/problems',
   '@bilevel/datasets',
