@@ -15,7 +15,7 @@ import {
   treeSub,
   z,
 } from '@bilevel/core';
-import { linearSystemBatch } from './implicit';
+import { freshInnerBatches, linearSystemBatch } from './implicit';
 import { OracleCallMeter } from './oracle-calls';
 import { WarmStart } from './warm-start';
 
@@ -75,8 +75,9 @@ export interface F2saState {
  * and returns ∇ₓL_λ = ∇ₓf(x, w) + λ (∇ₓg(x, w) − ∇ₓg(x, y_N)), which tends to ∇Φ(x) with an error of
  * O(1/λ) as w → w*_λ and y_N → y*(x) (Kwon et al., Lemma 3.1); the multiplier grows over outer steps,
  * λ_k = min(λ₀ + δk, λ_max), as in the paper's schedule. No Hessian- or Jacobian-vector product is formed.
- * Both ∇ₓg terms use the same inner minibatch (the one after the inner solve's), and ∇ₓf, ∇_y f the step's
- * outer minibatch, so the stochastic form (F2SA proper) runs on problems with batch samplers.
+ * On problems with batch samplers (F2SA proper, stochastic): the T steps on w take fresh inner minibatches
+ * (N + 1 + t, after the inner solve's N), as the steps on y do; both ∇ₓg terms use minibatch N; f is taken on
+ * the step's outer minibatch.
  */
 export class F2saEstimator implements HypergradientEstimator {
   readonly name = 'f2sa';
@@ -104,6 +105,9 @@ export class F2saEstimator implements HypergradientEstimator {
     const { x, oracles, inner } = context;
     const lambda = this.multiplierAt(context.step);
     const meter = new OracleCallMeter(oracles);
+    // The T steps on w see fresh inner minibatches, as the inner solver's steps on y do, so that both track
+    // their full-data minimisers; the two ∇ₓg terms share minibatch N.
+    const stepBatches = freshInnerBatches(context, steps);
     const gBatch = linearSystemBatch(context);
     const fBatch = context.outerBatch;
     const { hypergradient, gap } = tidy(() => {
@@ -114,7 +118,8 @@ export class F2saEstimator implements HypergradientEstimator {
           const { value, gradX, gradY } = oracles.outerGrads(x, w, fBatch);
           value.dispose();
           treeDispose(gradX);
-          const direction = treeAxpy(1 / lambda, gradY, oracles.innerGradY(x, w, gBatch));
+          const batch = stepBatches ? stepBatches[t] : gBatch;
+          const direction = treeAxpy(1 / lambda, gradY, oracles.innerGradY(x, w, batch));
           return treeAxpy(-stepSize, direction, w);
         });
         treeDispose(w);

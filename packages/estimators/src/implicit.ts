@@ -40,15 +40,16 @@ export interface SystemBatches {
 }
 
 /**
- * The fresh minibatches of the Hessian-vector products, drawn before any `tidy` so that the step's batch
- * schedule owns their tensors. Undefined for deterministic problems (no schedule, or it gives no batches).
+ * `count` inner minibatches after the inner solve's and the linear system's, `innerBatches(N + 1 + k)` for
+ * k < count (at least one), drawn before the estimator's own `tidy` so that the step's batch schedule owns
+ * their tensors. Undefined for deterministic problems (no schedule, or it gives no batches).
  */
-function freshHessianBatches(context: EstimateContext, products: number): Batch[] | undefined {
+export function freshInnerBatches(context: EstimateContext, count: number): Batch[] | undefined {
   const schedule = checkedBatches(context);
   if (!schedule) return undefined;
   const base = context.inner.iterations + 1;
   const batches: Batch[] = [];
-  for (let k = 0; k < Math.max(products, 1); k++) {
+  for (let k = 0; k < Math.max(count, 1); k++) {
     const b = schedule(base + k);
     if (!b) return undefined;
     batches.push(b);
@@ -124,7 +125,7 @@ export function implicitEstimate(
   systemBatches?: SystemBatches,
 ): Estimate {
   const meter = new OracleCallMeter(context.oracles);
-  const fresh = systemBatches?.fresh ? freshHessianBatches(context, systemBatches.products) : undefined;
+  const fresh = systemBatches?.fresh ? freshInnerBatches(context, systemBatches.products) : undefined;
   const { hypergradient, diagnostics } = tidy(() => {
     const batch = linearSystemBatch(context);
     const { gradX, gradY } = outerGradients(context);
