@@ -168,6 +168,8 @@ describeRedis('bilevel worker / run --queue / status on a real Redis', () => {
       trainer: { steps: 12, evalEvery: 4 },
       seeds: [0, 1],
       sweep: { 'outerOptimizer.options.learningRate': [0.05, 0.2] },
+      // Sized for the coordinator's backend (cpu) before the runs are sent: workers run the same 8 steps.
+      slowBackend: { reason: 'tests run on cpu', trainer: { steps: 8 } },
       methods: [
         esMethod,
         {
@@ -187,12 +189,18 @@ describeRedis('bilevel worker / run --queue / status on a real Redis', () => {
     expect(await local.done).toBe(0);
     expectSameResults(path.join(tmp.dir, 'local-out'), path.join(tmp.dir, 'dist-out'));
     // Per-step progress lines came back while the runs ran, and both workers took runs.
-    expect(coordinator.out()).toMatch(/\[ESJ · learningRate=0\.2 · seed 1\] step 1\/12/);
+    expect(coordinator.out()).toMatch(/\[ESJ · learningRate=0\.2 · seed 1\] step 1\/8/);
     expect(coordinator.out()).toMatch(/done on w1/);
     expect(coordinator.out()).toMatch(/done on w2/);
     const status = bilevel(['status', '--queue', url]);
     expect(await status.done).toBe(0);
     expect(status.out()).toMatch(/completed 8/);
+    expect(
+      fs
+        .readFileSync(path.join(tmp.dir, 'dist-out', 'runs', 'esj-learningrate-0-05-seed0.csv'), 'utf8')
+        .trim()
+        .split('\n'),
+    ).toHaveLength(9);
     expect(fs.readdirSync(path.join(tmp.dir, 'dist-out', 'runs'))).toContain(
       'aid-cg-learningrate-0-2-seed1.csv',
     );

@@ -282,7 +282,9 @@ export async function connectDistributed(
   const config: ExperimentConfig = plan.config;
   const version = libraryVersion();
   const executor: RunExecutor = async (task, context) => {
-    const methodIndex = plan.methods.indexOf(task.method);
+    // The config runExperiment runs (sized for the coordinator's backend when it has `slowBackend` settings).
+    const runConfig = context.config ?? config;
+    const methodIndex = runConfig.methods.findIndex((m) => m.label === task.method.label);
     const job: RunJob = {
       protocol: PROTOCOL_VERSION,
       libraryVersion: version,
@@ -292,7 +294,7 @@ export async function connectDistributed(
       seed: task.seed,
       index: task.index,
       total: task.total,
-      config: config as unknown as Record<string, unknown>,
+      config: runConfig as unknown as Record<string, unknown>,
     };
     const files = runFiles(task.fileBase);
     const csv = path.join(context.dir, files.csv);

@@ -269,6 +269,8 @@ export interface RunContext {
   readonly onRows?: (rows: readonly MetricsRow[]) => void;
   /** Called after each step's row is written (e.g. to send it on). */
   readonly onRow?: (row: MetricsRow, index: number) => void;
+  /** The experiment config being run (after the backend's `slowBackend` sizing), for executors that send it on. */
+  readonly config?: ExperimentPlan['config'];
 }
 
 /** How a run ended. */
@@ -711,6 +713,7 @@ async function runExperimentHeld(
         progress,
         signal: options.signal,
         onRows: (rows) => rowsByRun.set(runKey, rows),
+        config,
       });
     } catch (e) {
       // A full disk while a run set up its files: the run was not started; `bilevel resume` starts it.
