@@ -14,6 +14,7 @@ import {
   type JacobianMemoryState,
   orthogonalDirections,
   orthonormalizeRows,
+  orthonormalizeRowsFast,
   sampleDirections,
 } from './index';
 import { makeContext, withSeed } from './test-utils/context';
@@ -62,6 +63,35 @@ describe('orthogonal directions (Choromanski et al., 2018)', () => {
     for (let t = 0; t < d; t++) expect(q[t]).toBeCloseTo(g[t] / n0, 5);
     const dependent = Float32Array.from([1, 2, 3, 2, 4, 6]);
     expect(() => orthonormalizeRows(dependent, 2, 3)).toThrow(/row 1 is linearly dependent/);
+  });
+
+  it('orthonormalizeRowsFast (CholeskyQR2) spans the same rows orthonormally, and falls back for dependent rows', () => {
+    const rng = new Random(12);
+    const n = 6;
+    const d = 40;
+    const g = rng.normalArray(n * d);
+    const fast = orthonormalizeRowsFast(tf.tensor2d(g, [n, d]));
+    const q = fast.dataSync();
+    const ref = orthonormalizeRows(g, n, d);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) {
+        let dot = 0;
+        for (let t = 0; t < d; t++) dot += q[i * d + t] * q[j * d + t];
+        expect(dot).toBeCloseTo(i === j ? 1 : 0, 4);
+      }
+      // Cholesky-QR and Gram–Schmidt give the same Q factor (both: lower-triangular combinations, positive diagonal)
+      for (let t = 0; t < d; t++) expect(q[i * d + t]).toBeCloseTo(ref[i * d + t], 3);
+    }
+    fast.dispose();
+    // two equal rows: the Cholesky pivot vanishes, the fallback (Gram–Schmidt) names the dependent row
+    const dup = tf.tensor2d([1, 2, 3, 1, 2, 3], [2, 3]);
+    expect(() => orthonormalizeRowsFast(dup)).toThrow(/row 1 is linearly dependent/);
+    const before = tf.memory().numTensors;
+    const input = tf.randomNormal([3, 8]) as tf.Tensor2D;
+    orthonormalizeRowsFast(input).dispose();
+    input.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    dup.dispose();
   });
 
   it("'orthogonal' draws blocks of at most d rows with UᵀU = d·I per full block", () => {
