@@ -14,12 +14,13 @@
  *
  * 4. A user project, as the README's "Use it in your own project" describes it: `npm init -y`, the packed
  *    packages the snippets import (with their dependencies) plus typescript, tsx and @types/node installed, the
- *    README's tsconfig.json. Every ```ts block of
- *    README.md and docs/*.md (the rules of examples/check-examples.js: `snippet: skip` blocks left out,
- *    `snippet: no-run` ones only compiled) is pasted into a file of its own and checked twice:
+ *    README's tsconfig.json. Every ```ts block of README.md, docs/*.md and the package READMEs (the rules of
+ *    examples/check-examples.js: `snippet: skip` blocks left out, `snippet: no-run` ones only compiled) is pasted
+ *    into a file of its own and checked twice:
  *      CommonJS — compiled with `tsc` (that tsconfig.json) and run with `node` on the compiled JavaScript;
  *      ES module — in a folder whose package.json says "type": "module", type-checked with `tsc` under
  *      `"module": "nodenext"` and run with `tsx`.
+ *    The package READMEs' blocks are only compiled here: they run in step 3 and in examples/check-examples.js.
  *
  * Prints, per package: packed and unpacked size, install time, the example's output and PASS/FAIL; then a table.
  * Exits 1 when anything failed. Packages must be built first (`npm run check-packs` builds them).
@@ -330,14 +331,17 @@ function checkUserProject() {
     const type = JSON.parse(fs.readFileSync(path.join(proj, 'package.json'), 'utf8')).type;
     if (type !== undefined && type !== 'commonjs') throw new Error(`npm init -y wrote "type": "${type}"; expected CommonJS`);
     const snippets = [];
-    for (const file of docFiles(root).filter((f) => !path.relative(root, f).startsWith('packages'))) {
+    for (const file of docFiles(root)) {
+      // The package READMEs' blocks are compiled here too; they run in the per-package projects (the first one)
+      // and in examples/check-examples.js (the others).
+      const packageReadme = path.relative(root, file).startsWith('packages');
       blocks(file).forEach((b, i) => {
         if (b.directive === 'snippet' && b.value === 'skip') return;
         snippets.push({
           where: `${path.relative(root, file)}:${b.line}`,
           name: blockName(root, file, i),
           code: b.code,
-          run: !(b.directive === 'snippet' && b.value === 'no-run'),
+          run: !packageReadme && !(b.directive === 'snippet' && b.value === 'no-run'),
         });
       });
     }
