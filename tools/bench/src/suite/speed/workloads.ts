@@ -83,7 +83,9 @@ function quadraticWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
     family: 'quadratic',
     label: `quadratic d=${(problem.options.dimension as number).toLocaleString('en-US')}, ${label}`,
     spec: { kind: 'pipeline', problem, innerSolver, estimator, outerOptimizer, warmStart: true },
-    warmup: quick ? 2 : 3,
+    // 20 warm-up steps: V8 compiles the JS of a step (tape, tree algebra, kernels' glue) over the first ~20
+    // steps, which take 2–10× the steady time; the PyTorch twin gets the same warm-up (it needs none).
+    warmup: quick ? 2 : 20,
     steps: quick ? 5 : 30,
     timeoutSeconds: quick ? 120 : 300,
   });
