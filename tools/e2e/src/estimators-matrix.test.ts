@@ -69,10 +69,17 @@ const estimators: Record<string, { options: Record<string, unknown>; solver?: st
     { options: { mode: 'reuse-inner' }, solver: 'lbfgs' },
   ],
   cg: [{ options: { maxIterations: 5 } }],
-  neumann: [{ options: { terms: 5, stepSize: 0.05 } }],
-  'fixed-point': [{ options: { maxIterations: 5, stepSize: 0.05 } }],
+  neumann: [
+    { options: { terms: 5, stepSize: 0.05 } },
+    { options: { terms: 3, stepSize: 0.05, systemBatches: 'fresh' } },
+  ],
+  'fixed-point': [
+    { options: { maxIterations: 5, stepSize: 0.05 } },
+    { options: { maxIterations: 3, stepSize: 0.05, systemBatches: 'fresh' } },
+  ],
   itd: [{ options: { steps: 5, stepSize: 0.05 } }],
   exact: [{ options: {} }],
+  f2sa: [{ options: { steps: 3, stepSize: 0.05, multiplierGrowth: 1 } }],
 };
 
 const solvers: Record<string, Record<string, unknown>> = {
