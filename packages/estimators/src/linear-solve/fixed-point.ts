@@ -63,15 +63,8 @@ export function fixedPointIteration(
     iterations++;
     if (tolerance > 0 || iterations === maxIterations) residual = Math.sqrt(vs.dots([[r, r]])[0]);
   }
-  const solution = vs.toTree(x);
-  vs.dispose(x, r);
-  return {
-    x: solution,
-    iterations,
-    residual,
-    relativeResidual: bNorm > 0 ? residual / bNorm : 0,
-    converged: residual <= target,
-  };
+  vs.dispose(r);
+  return finish(vs, x, iterations, residual, bNorm, target);
 }
 
 /** {@link fixedPointIteration} for an operator that changes at every matvec: x ← x + η(b − A_k x). */
@@ -100,8 +93,21 @@ function varyingFixedPoint<V>(
     x = x2;
     iterations++;
   }
+  vs.dispose(bv);
+  return finish(vs, x, iterations, residual, bNorm, target);
+}
+
+/** The result of a fixed-point solve ending at `x` (released here). */
+function finish<V>(
+  vs: FlatVectors<V>,
+  x: V,
+  iterations: number,
+  residual: number,
+  bNorm: number,
+  target: number,
+): LinearSolveResult {
   const solution = vs.toTree(x);
-  vs.dispose(x, bv);
+  vs.dispose(x);
   return {
     x: solution,
     iterations,
