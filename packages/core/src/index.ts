@@ -19,6 +19,7 @@ export * from './problem';
 export * from './oracles';
 export * from './solver';
 export * from './estimator';
+export * from './update-rule';
 export * from './optimizer';
 export * from './options';
 export * from './registry';

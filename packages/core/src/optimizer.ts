@@ -3,17 +3,8 @@ import { inject, injectable } from 'tsyringe';
 import { z } from 'zod';
 import type { PluginState } from './estimator';
 import { PLUGIN_OPTIONS, registerOuterOptimizer } from './registry';
-import {
-  type TensorTree,
-  treeDispose,
-  treeFromData,
-  treeKeep,
-  treeMap,
-  treeToData,
-  treeZerosLike,
-  treeZip,
-  type TreeData,
-} from './tree';
+import { type TensorTree, treeDispose, treeFromData, treeKeep, treeToData, type TreeData } from './tree';
+import { adamRule, momentumRule, type UpdateRule } from './update-rule';
 
 /** Updates the outer variable x from a hypergradient. */
 export interface OuterOptimizer {
@@ -31,6 +22,87 @@ export interface OuterOptimizer {
   dispose?(): void;
 }
 
+/**
+ * An outer optimizer made of an {@link UpdateRule}: it keeps the rule's state tree across outer steps and
+ * checkpoints it with `getState` / `setState`, the same path for every rule. The inner solvers `gd` and `adam`
+ * run the same rules on y.
+ */
+export class RuleOptimizer implements OuterOptimizer {
+  private state: TensorTree | null = null;
+  private updates = 0;
+  private lrScale = 1;
+
+  constructor(
+    /** The optimizer's registered name. */
+    readonly name: string,
+    /** The update rule applied to x. */
+    readonly rule: UpdateRule,
+  ) {}
+
+  step(x: TensorTree, gradient: TensorTree): TensorTree {
+    const old = this.state ?? tf.tidy(() => this.rule.init(x));
+    const out = tf.tidy(() => this.rule.update(x, gradient, old, this.updates, this.lrScale));
+    treeDispose(old);
+    this.state = treeKeep(out.state);
+    this.updates += 1;
+    return out.params;
+  }
+
+  scaleLearningRate(factor: number): void {
+    this.lrScale *= factor;
+  }
+
+  /**
+   * `{ t, lrScale, <group>: TreeData, … }`: the update count, the step-size factor, and the rule's state tree
+   * grouped by the prefix of its names (`m` and `v` of Adam, `velocity` of momentum; nothing for gd). This
+   * is also the form the outer optimizers of earlier versions saved, so their checkpoints resume.
+   */
+  getState(): PluginState {
+    const saved: Record<string, unknown> = { t: this.updates, lrScale: this.lrScale };
+    if (this.state) {
+      const data = treeToData(this.state);
+      for (const name of Object.keys(data)) {
+        const cut = name.indexOf('/');
+        const group = name.slice(0, cut);
+        const entries = (saved[group] ?? {}) as Record<string, TreeData[string]>;
+        entries[name.slice(cut + 1)] = data[name];
+        saved[group] = entries;
+      }
+    }
+    return saved;
+  }
+
+  /** Restores a state from {@link RuleOptimizer.getState}. */
+  setState(saved: PluginState): void {
+    const s = (saved ?? {}) as Record<string, unknown>;
+    if (typeof s.lrScale !== 'number') {
+      throw new Error(
+        `outer optimizer '${this.name}': the saved state has no step-size scale (lrScale); it is not an optimizer state`,
+      );
+    }
+    const flat: Record<string, TreeData[string]> = {};
+    let groups = 0;
+    for (const [group, entries] of Object.entries(s)) {
+      if (group === 't' || group === 'lrScale' || entries === null) continue;
+      if (typeof entries !== 'object') {
+        throw new Error(`outer optimizer '${this.name}': saved state entry '${group}' is not a tensor tree`);
+      }
+      groups++;
+      for (const [n, d] of Object.entries(entries as TreeData)) flat[`${group}/${n}`] = d;
+    }
+    this.dispose();
+    // Earlier versions of momentum saved no update count (momentum does not use it).
+    this.updates = typeof s.t === 'number' ? s.t : groups > 0 ? 1 : 0;
+    this.lrScale = s.lrScale;
+    this.state = groups > 0 ? treeKeep(treeFromData(flat)) : null;
+  }
+
+  dispose(): void {
+    treeDispose(this.state);
+    this.state = null;
+  }
+}
+
 /** Options of the outer `gd` optimizer. */
 export const GdOptionsSchema = z
   .object({
@@ -40,31 +112,14 @@ export const GdOptionsSchema = z
 /** Validated options of {@link GradientDescentOptimizer}. */
 export type GdOptions = z.output<typeof GdOptionsSchema>;
 
-/** Plain gradient descent: x ← x − α ∇Φ(x). */
+/** Plain gradient descent: x ← x − α ∇Φ(x) ({@link momentumRule} with β = 0). */
 @injectable()
-export class GradientDescentOptimizer implements OuterOptimizer {
-  readonly name = 'gd';
-  private lrScale = 1;
+export class GradientDescentOptimizer extends RuleOptimizer {
   constructor(
     /** The validated options. */
     @inject(PLUGIN_OPTIONS) readonly options: GdOptions,
-  ) {}
-
-  step(x: TensorTree, gradient: TensorTree): TensorTree {
-    const lr = this.options.learningRate * this.lrScale;
-    return tf.tidy(() => treeZip(x, gradient, (a, g) => tf.sub(a, tf.mul(g, lr))));
-  }
-
-  scaleLearningRate(factor: number): void {
-    this.lrScale *= factor;
-  }
-
-  getState(): PluginState {
-    return { lrScale: this.lrScale };
-  }
-
-  setState(state: PluginState): void {
-    this.lrScale = (state as { lrScale: number }).lrScale;
+  ) {
+    super('gd', momentumRule({ learningRate: options.learningRate, momentum: 0, nesterov: false }));
   }
 }
 
@@ -81,50 +136,14 @@ export const MomentumOptionsSchema = z
 /** Validated options of {@link MomentumOptimizer}. */
 export type MomentumOptions = z.output<typeof MomentumOptionsSchema>;
 
-/** Heavy-ball momentum, optionally Nesterov: v ← βv + g; x ← x − α(v or g + βv). */
+/** Heavy-ball momentum, optionally Nesterov: v ← βv + g; x ← x − α(v or g + βv) ({@link momentumRule}). */
 @injectable()
-export class MomentumOptimizer implements OuterOptimizer {
-  readonly name = 'momentum';
-  private velocity: TensorTree | null = null;
-  private lrScale = 1;
+export class MomentumOptimizer extends RuleOptimizer {
   constructor(
     /** The validated options. */
     @inject(PLUGIN_OPTIONS) readonly options: MomentumOptions,
-  ) {}
-
-  step(x: TensorTree, gradient: TensorTree): TensorTree {
-    const { momentum: beta, nesterov } = this.options;
-    const lr = this.options.learningRate * this.lrScale;
-    const old = this.velocity ?? treeZerosLike(gradient);
-    const v = tf.tidy(() => treeZip(old, gradient, (vi, g) => tf.add(tf.mul(vi, beta), g)));
-    treeDispose(old);
-    this.velocity = treeKeep(v);
-    return tf.tidy(() =>
-      treeZip(x, gradient, (a, g, n) => {
-        const dir = nesterov ? tf.add(g, tf.mul(v[n], beta)) : v[n];
-        return tf.sub(a, tf.mul(dir, lr));
-      }),
-    );
-  }
-
-  scaleLearningRate(factor: number): void {
-    this.lrScale *= factor;
-  }
-
-  getState(): PluginState {
-    return { lrScale: this.lrScale, velocity: this.velocity ? treeToData(this.velocity) : null };
-  }
-
-  setState(state: PluginState): void {
-    treeDispose(this.velocity);
-    const s = state as { lrScale: number; velocity: TreeData | null };
-    this.lrScale = s.lrScale;
-    this.velocity = s.velocity ? treeKeep(treeFromData(s.velocity)) : null;
-  }
-
-  dispose(): void {
-    treeDispose(this.velocity);
-    this.velocity = null;
+  ) {
+    super('momentum', momentumRule(options));
   }
 }
 
@@ -144,71 +163,14 @@ export const AdamOptionsSchema = z
 /** Validated options of {@link AdamOptimizer}. */
 export type AdamOptions = z.output<typeof AdamOptionsSchema>;
 
-/** Adam (Kingma & Ba, 2015) with bias correction. */
+/** Adam (Kingma & Ba, 2015) with bias correction ({@link adamRule}). */
 @injectable()
-export class AdamOptimizer implements OuterOptimizer {
-  readonly name = 'adam';
-  private m: TensorTree | null = null;
-  private v: TensorTree | null = null;
-  private t = 0;
-  private lrScale = 1;
+export class AdamOptimizer extends RuleOptimizer {
   constructor(
     /** The validated options. */
     @inject(PLUGIN_OPTIONS) readonly options: AdamOptions,
-  ) {}
-
-  step(x: TensorTree, gradient: TensorTree): TensorTree {
-    const { beta1: b1, beta2: b2, epsilon } = this.options;
-    const lr = this.options.learningRate * this.lrScale;
-    this.t += 1;
-    const m0 = this.m ?? treeZerosLike(gradient);
-    const v0 = this.v ?? treeZerosLike(gradient);
-    const m = tf.tidy(() => treeZip(m0, gradient, (mi, g) => tf.add(tf.mul(mi, b1), tf.mul(g, 1 - b1))));
-    const v = tf.tidy(() =>
-      treeZip(v0, gradient, (vi, g) => tf.add(tf.mul(vi, b2), tf.mul(tf.square(g), 1 - b2))),
-    );
-    treeDispose(m0);
-    treeDispose(v0);
-    this.m = treeKeep(m);
-    this.v = treeKeep(v);
-    const c1 = 1 - Math.pow(b1, this.t);
-    const c2 = 1 - Math.pow(b2, this.t);
-    return tf.tidy(() =>
-      treeMap(x, (a, n) => {
-        const mh = tf.div(m[n], c1);
-        const vh = tf.div(v[n], c2);
-        return tf.sub(a, tf.mul(tf.div(mh, tf.add(tf.sqrt(vh), epsilon)), lr));
-      }),
-    );
-  }
-
-  scaleLearningRate(factor: number): void {
-    this.lrScale *= factor;
-  }
-
-  getState(): PluginState {
-    return {
-      t: this.t,
-      lrScale: this.lrScale,
-      m: this.m ? treeToData(this.m) : null,
-      v: this.v ? treeToData(this.v) : null,
-    };
-  }
-
-  setState(state: PluginState): void {
-    this.dispose();
-    const s = state as { t: number; lrScale: number; m: TreeData | null; v: TreeData | null };
-    this.t = s.t;
-    this.lrScale = s.lrScale;
-    this.m = s.m ? treeKeep(treeFromData(s.m)) : null;
-    this.v = s.v ? treeKeep(treeFromData(s.v)) : null;
-  }
-
-  dispose(): void {
-    treeDispose(this.m);
-    treeDispose(this.v);
-    this.m = null;
-    this.v = null;
+  ) {
+    super('adam', adamRule(options));
   }
 }
 

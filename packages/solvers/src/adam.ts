@@ -1,13 +1,6 @@
-import * as tf from '@tensorflow/tfjs-core';
-import {
-  type InnerSolver,
-  type InnerSolveRequest,
-  parseOptions,
-  type TensorTree,
-  treeNames,
-} from '@bilevel/core';
+import { adamRule, type InnerSolver, type InnerSolveRequest, parseOptions, type UpdateRule } from '@bilevel/core';
 import { z } from 'zod';
-import { type ElementwiseRule, runElementwise, type SolverResult } from './elementwise';
+import { runElementwise, type SolverResult } from './elementwise';
 import { checkEveryShape, stopOptionShape } from './options';
 
 /** Options of the `adam` inner solver. */
@@ -33,7 +26,7 @@ export type AdamSolverInput = z.input<typeof AdamSolverOptionsSchema>;
  *     m̂ = m / (1 − β₁ᵏ),     v̂ = v / (1 − β₂ᵏ).
  *
  * The ESJ code solves its stochastic inner problems with it (Sow, Ji & Liang, NeurIPS 2022). Each solve
- * starts with fresh moments. Elementwise, so stacked problems are solved together by `solveBatched`.
+ * starts with fresh moments. The update is core's `adamRule`, the same as the outer `adam` optimizer's. Elementwise, so stacked problems are solved together by `solveBatched`.
  */
 export class AdamSolver implements InnerSolver {
   readonly name = 'adam';
@@ -51,33 +44,8 @@ export class AdamSolver implements InnerSolver {
     return this.options.maxIterations;
   }
 
-  private rule(): ElementwiseRule {
-    const { learningRate: lr, beta1: b1, beta2: b2, epsilon } = this.options;
-    return {
-      init: (y) => {
-        const s: Record<string, tf.Tensor> = {};
-        for (const n of treeNames(y)) {
-          s[`m/${n}`] = tf.zerosLike(y[n]);
-          s[`v/${n}`] = tf.zerosLike(y[n]);
-        }
-        return s;
-      },
-      step: (y, g, state, k) => {
-        const c1 = 1 - Math.pow(b1, k + 1);
-        const c2 = 1 - Math.pow(b2, k + 1);
-        const next: Record<string, tf.Tensor> = {};
-        const yNext: Record<string, tf.Tensor> = {};
-        for (const n of treeNames(y)) {
-          const m = tf.add(tf.mul(state[`m/${n}`], b1), tf.mul(g[n], 1 - b1));
-          const v = tf.add(tf.mul(state[`v/${n}`], b2), tf.mul(tf.square(g[n]), 1 - b2));
-          next[`m/${n}`] = m;
-          next[`v/${n}`] = v;
-          const update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), epsilon));
-          yNext[n] = tf.sub(y[n], tf.mul(update, lr));
-        }
-        return { y: yNext as TensorTree, state: next };
-      },
-    };
+  private rule(): UpdateRule {
+    return adamRule(this.options);
   }
 
   solve(request: InnerSolveRequest): SolverResult {

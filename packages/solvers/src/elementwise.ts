@@ -5,9 +5,9 @@ import {
   type InnerSolveRequest,
   type TensorTree,
   tidy,
+  type UpdateRule,
   treeClone,
   treeDispose,
-  treeNames,
   treeTensors,
 } from '@bilevel/core';
 import { SolverDivergenceError } from './errors';
@@ -22,24 +22,6 @@ export interface SolverResult extends InnerResult {
    * found no acceptable step, even along steepest descent), or stopped by the `observer`.
    */
   readonly stoppedBy: StopReason;
-}
-
-/** An update rule that acts on every entry independently (so stacked problems can share one solve). */
-export interface ElementwiseRule {
-  /** Optimizer state for a starting point (a tree of tensors, possibly empty). */
-  init(y: TensorTree): TensorTree;
-  /** The next point and state from y, its gradient g and the state, at iteration k (from 0). */
-  step(
-    y: TensorTree,
-    g: TensorTree,
-    state: TensorTree,
-    k: number,
-  ): {
-    /** The next point. */
-    y: TensorTree;
-    /** The next state. */
-    state: TensorTree;
-  };
 }
 
 /** Stop rules of the elementwise solvers. */
@@ -70,14 +52,14 @@ function gradientNorm(g: TensorTree, batched: boolean): tf.Scalar {
 
 /**
  * The loop of the elementwise solvers (GD, momentum, Adam): each iteration draws batch k, computes ∇_y g
- * and applies the rule inside `tf.tidy`. The gradient norm is read (one sync) every `checkEvery`
+ * and applies the update rule (core's `UpdateRule`, shared with the outer optimizers) inside `tf.tidy`. The gradient norm is read (one sync) every `checkEvery`
  * iterations and at the last one, for the tolerance and divergence checks. `y0` is never disposed.
  */
 export function runElementwise(
   solver: string,
   request: InnerSolveRequest,
   options: ElementwiseStopOptions,
-  rule: ElementwiseRule,
+  rule: UpdateRule,
   batched: boolean,
 ): SolverResult {
   const { oracles, x, y0 } = request;
@@ -113,7 +95,8 @@ export function runElementwise(
             throw new SolverDivergenceError(solver, iteration, 'gradient norm', norm);
           if (norm <= options.tolerance) return null;
         }
-        return rule.step(y, g, state, iteration);
+        const next = rule.update(y, g, state, iteration);
+        return { y: next.params, state: next.state };
       });
       if (!out) {
         stoppedBy = 'tolerance';
@@ -138,11 +121,4 @@ export function runElementwise(
     converged: stoppedBy === 'tolerance',
     stoppedBy,
   };
-}
-
-/** Zeros shaped like `y`, under the names of `y` with a prefix (optimizer state). */
-export function zerosState(y: TensorTree, prefix: string): TensorTree {
-  const out: Record<string, tf.Tensor> = {};
-  for (const n of treeNames(y)) out[`${prefix}${n}`] = tf.zerosLike(y[n]);
-  return out;
 }

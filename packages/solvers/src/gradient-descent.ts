@@ -1,13 +1,6 @@
-import * as tf from '@tensorflow/tfjs-core';
-import {
-  type InnerSolver,
-  type InnerSolveRequest,
-  parseOptions,
-  type TensorTree,
-  treeMap,
-} from '@bilevel/core';
+import { type InnerSolver, type InnerSolveRequest, momentumRule, parseOptions, type UpdateRule } from '@bilevel/core';
 import { z } from 'zod';
-import { type ElementwiseRule, runElementwise, type SolverResult, zerosState } from './elementwise';
+import { runElementwise, type SolverResult } from './elementwise';
 import { checkEveryShape, stopOptionShape } from './options';
 
 /** Options of the `gd` inner solver. */
@@ -29,7 +22,7 @@ export type GdSolverInput = z.input<typeof GdSolverOptionsSchema>;
  * Gradient descent on the inner problem, y ← y − α∇_y g(x, y), optionally with heavy-ball momentum
  * (Polyak, 1964): v ← βv + ∇_y g, y ← y − αv, or Nesterov's variant y ← y − α(∇_y g + βv) (the form of
  * Sutskever et al., 2013). The inner solver of ESJ/PZOBO (Sow, Ji & Liang, NeurIPS 2022) and of the AID/ITD
- * baselines. Elementwise, so stacked problems are solved together by {@link GdSolver.solveBatched}.
+ * baselines. The update is core's `momentumRule`, the same as the outer `gd` / `momentum` optimizers'. Elementwise, so stacked problems are solved together by {@link GdSolver.solveBatched}.
  */
 export class GdSolver implements InnerSolver {
   readonly name = 'gd';
@@ -47,25 +40,9 @@ export class GdSolver implements InnerSolver {
     return this.options.maxIterations;
   }
 
-  private rule(): ElementwiseRule {
-    const { stepSize: alpha, momentum: beta, nesterov } = this.options;
-    if (beta === 0) {
-      return {
-        init: () => ({}),
-        step: (y, g) => ({ y: treeMap(y, (t, n) => tf.sub(t, tf.mul(g[n], alpha))), state: {} }),
-      };
-    }
-    return {
-      init: (y) => zerosState(y, ''),
-      step: (y, g, v) => {
-        const vNext: TensorTree = treeMap(v, (vi, n) => tf.add(tf.mul(vi, beta), g[n]));
-        const yNext = treeMap(y, (t, n) => {
-          const dir = nesterov ? tf.add(g[n], tf.mul(vNext[n], beta)) : vNext[n];
-          return tf.sub(t, tf.mul(dir, alpha));
-        });
-        return { y: yNext, state: vNext };
-      },
-    };
+  private rule(): UpdateRule {
+    const { stepSize, momentum, nesterov } = this.options;
+    return momentumRule({ learningRate: stepSize, momentum, nesterov });
   }
 
   solve(request: InnerSolveRequest): SolverResult {
