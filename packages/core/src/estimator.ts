@@ -12,13 +12,21 @@ export interface EstimateContext {
   readonly oracles: Oracles;
   /** The outer variable x of this step. */
   readonly x: TensorTree;
-  /** The base inner solve at x (from `y0`). */
+  /**
+   * The base inner solve at x (from `y0`). An estimator that declares `usesBaseSolve: false` gets no base
+   * solve; reading this then throws an error that says so.
+   */
   readonly inner: InnerResult;
   /** The inner solver, for estimators that solve again (ES at perturbed x). */
   readonly solver: InnerSolver;
   /** The warm start of the base solve; perturbed solves start here too. */
   readonly y0: TensorTree;
-  /** The inner minibatch sequence of this step (stochastic problems). */
+  /**
+   * The inner minibatch sequence of this step (stochastic problems): drawn before the step's first solve
+   * and owned by the trainer until the step ends, so any batch may be read inside any `tf.tidy`. It holds
+   * the estimator's {@link HypergradientEstimator.innerBatchCount} batches (a batch beyond is drawn when
+   * first asked for, from the same stream).
+   */
   readonly innerBatches?: BatchSchedule;
   /** The outer minibatch of this step (stochastic problems). */
   readonly outerBatch?: Batch;
@@ -37,6 +45,11 @@ export interface Estimate {
   readonly hypergradient: TensorTree;
   /** Scalars worth logging: linear-system residual, number of pairs, directions used, … */
   readonly diagnostics: Record<string, number>;
+  /**
+   * The inner solution the estimator computed itself (required with `usesBaseSolve: false`): the step
+   * reports the outer loss there and warm-starts the next step from its `y`.
+   */
+  readonly inner?: InnerResult;
 }
 
 /**
@@ -49,6 +62,17 @@ export type PluginState = unknown;
 export interface HypergradientEstimator {
   /** The estimator's registered name. */
   readonly name: string;
+  /**
+   * false: the estimator makes its own inner iterates (ITD unrolls its own steps), so the trainer makes no
+   * base solve for it, and the estimate returns its inner solution as `Estimate.inner`. Default true.
+   */
+  readonly usesBaseSolve?: boolean;
+  /**
+   * How many inner minibatches of the step the estimator reads, given the inner budget N (stochastic
+   * problems; the trainer draws that many up front, and any batch asked for beyond when it is first asked
+   * for, from the same stream). Default N with a base solve (the solve's), 0 without.
+   */
+  innerBatchCount?(budget: number): number;
   /** The hypergradient estimate at `context.x`; called inside the trainer's `tf.tidy`. */
   estimate(context: EstimateContext): Estimate;
   /** State carried across outer steps (CG warm start, quasi-Newton memory), for checkpoints. */

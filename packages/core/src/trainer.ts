@@ -1,13 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ConfigError, DivergenceError } from './errors';
-import type { HypergradientEstimator, PluginState } from './estimator';
+import type { Estimate, EstimateContext, HypergradientEstimator, PluginState } from './estimator';
 import type { OuterOptimizer } from './optimizer';
 import { checkParameterTree, describeTreeShapes, preflightProblem, problemError } from './preflight';
 import { type OracleCounts, type Oracles } from './oracles';
 import type { Batch, BilevelProblem } from './problem';
 import { Random, type RandomState } from './random';
-import type { BatchSchedule, InnerSolver } from './solver';
+import type { BatchSchedule, InnerResult, InnerSolver } from './solver';
 import {
   assertSameStructure,
   type TensorTree,
@@ -170,6 +170,28 @@ export interface TrainerState {
   readonly problem?: PluginState;
 }
 
+/** The random streams of a step's data, asked for in this order: task, inner minibatches, outer minibatch. */
+interface StepStreams {
+  /** The task's stream (task-based problems). */
+  task(): Random;
+  /** The inner minibatches' stream. */
+  inner(): Random;
+  /** The outer minibatch's stream, or undefined to use the task (or the whole outer data) instead. */
+  outer(hasTask: boolean): Random | undefined;
+}
+
+/** The data of one outer step, drawn up front and owned by the trainer until `release()`. */
+interface StepData {
+  /** The step's task (task-based problems). */
+  readonly task?: Batch;
+  /** The outer minibatch (or the task). */
+  readonly outerBatch?: Batch;
+  /** The inner minibatches by iteration (drawn up front; any beyond, when first asked for). */
+  readonly innerBatches?: BatchSchedule;
+  /** Disposes every tensor of the step's data. */
+  release(): void;
+}
+
 /** The parts a {@link Trainer} is built from (`createPipeline` assembles them from a spec). */
 export interface TrainerParts {
   /** The problem. */
@@ -299,39 +321,60 @@ export class Trainer {
   }
 
   /**
-   * The step's inner minibatch sequence, drawn lazily and memoized so that every solve of the step (the
-   * base solve and, for ES, the perturbed ones) sees the same batches. A batch may first be drawn deep
-   * inside a solver's `tf.tidy`, so the tensors it creates are kept out of every scope and disposed by
-   * `release()` once the step is over. Tensors a problem hands out that existed before the draw (its data)
-   * are left alone.
+   * The data of one outer step, drawn up front, before any solve: the task (task-based problems), the first
+   * `innerCount` inner minibatches and the outer minibatch, from the step's random streams. The trainer
+   * owns every tensor of it (each one a clone, so data tensors a sampler hands out as they are stay the
+   * problem's) until `release()`, so any solve or estimate of the step — the base solve, ES's perturbed
+   * solves, a linear system's fresh batches — may read any batch, inside any `tf.tidy`. A batch asked for
+   * beyond the first `innerCount` is drawn then, from the same stream, and owned the same way.
    */
-  private batchSchedule(
-    rng: Random,
-    task: Batch | undefined,
-  ): { schedule: BatchSchedule | undefined; release: () => void } {
-    const sample = this.problem.sampleInnerBatch;
-    if (!sample) return { schedule: task ? () => task : undefined, release: () => undefined };
-    const memo: Batch[] = [];
-    const owned: tf.Tensor[] = [];
-    const schedule = (k: number): Batch => {
-      while (memo.length <= k) {
-        const probe = tf.scalar(0);
-        const firstNewId = probe.id;
-        probe.dispose();
-        const batch = sample.call(this.problem, rng, task);
-        for (const t of Object.values(batch)) {
-          if (t.id > firstNewId && !t.isDisposed) owned.push(tf.keep(t));
-        }
-        memo.push(batch);
+  private drawStepData(streams: StepStreams, innerCount: number): StepData {
+    const problem = this.problem;
+    const own = (batch: Batch | undefined): Batch | undefined => {
+      if (!batch) return undefined;
+      const out: Record<string, tf.Tensor> = {};
+      for (const name of Object.keys(batch)) out[name] = tf.clone(batch[name]);
+      return out;
+    };
+    let innerRng: Random | undefined;
+    const drawn = tf.tidy(() => {
+      const task = problem.sampleTask?.(streams.task());
+      innerRng = streams.inner();
+      const inner: Batch[] = [];
+      if (problem.sampleInnerBatch) {
+        for (let k = 0; k < innerCount; k++) inner.push(own(problem.sampleInnerBatch(innerRng, task))!);
       }
-      return memo[k];
-    };
+      const outerRng = streams.outer(task !== undefined);
+      const outer = outerRng && problem.sampleOuterBatch ? problem.sampleOuterBatch(outerRng, task) : task;
+      return { task: own(task), inner, outer: own(outer) };
+    });
+    const { task, inner } = drawn;
+    let innerBatches: BatchSchedule | undefined;
+    const sample = problem.sampleInnerBatch;
+    if (sample) {
+      innerBatches = (k: number) => {
+        // Beyond the batches drawn up front (a solve that runs past the declared count): drawn now from the
+        // same stream, kept out of every scope, and owned like the others.
+        while (inner.length <= k) {
+          const batch = tf.tidy(() => own(sample.call(problem, innerRng!, task))!);
+          for (const t of Object.values(batch)) tf.keep(t);
+          inner.push(batch);
+        }
+        return inner[k];
+      };
+    } else if (task) {
+      innerBatches = () => task;
+    }
     const release = () => {
-      for (const t of owned) t.dispose();
-      owned.length = 0;
-      memo.length = 0;
+      for (const b of [...inner, drawn.task, drawn.outer]) if (b) for (const t of Object.values(b)) t.dispose();
+      inner.length = 0;
     };
-    return { schedule, release };
+    return { task, outerBatch: drawn.outer, innerBatches, release };
+  }
+
+  /** The inner iteration budget of a step: the trainer's `innerIterations`, else the solver's own. */
+  private innerBudget(): number {
+    return this.options.innerIterations ?? this.solver.maxIterations;
   }
 
   /**
@@ -357,103 +400,171 @@ export class Trainer {
     }
   }
 
+  /**
+   * One outer step in phases: draw the step's data (owned by the trainer), solve the inner problem at x_k
+   * (unless the estimator makes its own inner iterates), estimate ∇Φ, guard against divergence, update x —
+   * the clock stops here — then the reporting-only work (closed-form diagnostics, metrics).
+   */
   private stepUnguarded(): StepEvent {
     const opts = this.options;
     const index = this.stepCount;
     const stepRng = this.rng.fork('step');
     const evaluateNow = opts.evalEvery > 0 && (index + 1) % opts.evalEvery === 0;
     const t0 = performance.now();
-    let trainSeconds = 0;
-    let releaseBatches = () => undefined as void;
+    // Streams forked in a fixed order (each fork advances the step's generator).
+    const y0Rng = opts.warmStart ? undefined : stepRng.fork('y0');
+    const taskRng = this.problem.sampleTask ? stepRng.fork('task') : stepRng;
+    const innerRng = stepRng.fork('inner-batches');
+    const outerRng = this.problem.sampleOuterBatch ? stepRng.fork('outer-batch') : undefined;
+    const estimatorRng = stepRng.fork('estimator');
+    const usesBaseSolve = this.estimator.usesBaseSolve !== false;
+    const budget = this.innerBudget();
+    const data = this.drawStepData(
+      { task: () => taskRng, inner: () => innerRng, outer: () => outerRng },
+      this.estimator.innerBatchCount?.(budget) ?? (usesBaseSolve ? budget : 0),
+    );
+    let reportingMs = 0;
     try {
       const out = tidy(() => {
         const x = this.xCur;
-        const y0 = opts.warmStart ? this.yCur : this.problem.initialY(stepRng.fork('y0'), x);
-        const task = this.problem.sampleTask?.(stepRng.fork('task'));
-        const drawn = this.batchSchedule(stepRng.fork('inner-batches'), task);
-        releaseBatches = drawn.release;
-        const innerBatches = drawn.schedule;
-        const outerBatch = this.problem.sampleOuterBatch
-          ? this.problem.sampleOuterBatch(stepRng.fork('outer-batch'), task)
-          : task;
-        const inner = this.solver.solve({
-          oracles: this.oracles,
-          x,
-          y0,
-          maxIterations: opts.innerIterations,
-          batches: innerBatches,
-        });
-        const est = this.estimator.estimate({
-          problem: this.problem,
-          oracles: this.oracles,
-          x,
-          inner,
-          solver: this.solver,
-          y0,
-          innerBatches,
-          outerBatch,
-          rng: stepRng.fork('estimator'),
-          step: index,
-        });
+        const y0 = y0Rng ? this.problem.initialY(y0Rng, x) : this.yCur;
+        const inner = usesBaseSolve
+          ? this.solver.solve({
+              oracles: this.oracles,
+              x,
+              y0,
+              maxIterations: opts.innerIterations,
+              batches: data.innerBatches,
+            })
+          : undefined;
+        const est = this.estimateAt(x, y0, inner, data, estimatorRng, index);
+        const solution = inner ?? est.inner!;
         const gradNorm = treeNorm(est.hypergradient).dataSync()[0];
-        // Reporting: not charged to the method (direct problem calls, not counted oracles).
+        // Reporting: not charged to the method (direct problem calls, not counted oracles, clock excluded).
         // Task-based problems (few-shot) have no whole-data outer loss: report the step's own.
-        const outerLoss = this.problem.outerLoss(x, inner.y, task ? outerBatch : undefined).dataSync()[0];
-        // Iterates that blow up show in the outer loss and the hypergradient at them (both at hand, no extra
-        // pass over x); the last step's iterate is checked by the final evaluation.
-        const bound = opts.divergenceBound;
-        const bad: [string, number][] = (
-          [
-            ['inner gradient norm', inner.gradientNorm],
-            ['hypergradient norm', gradNorm],
-            ['outer loss', outerLoss],
-          ] as [string, number][]
-        ).filter(([quantity, v]) => !Number.isFinite(v) || (quantity !== 'inner gradient norm' && Math.abs(v) > bound));
-        let skipped = false;
-        let newX: TensorTree;
-        if (bad.length > 0) {
-          const [quantity, value] = bad[0];
-          if (opts.onNonFinite === 'stop' || this.consecutiveSkips + 1 > opts.maxConsecutiveSkips) {
-            throw new DivergenceError(index + 1, quantity, value, Number.isFinite(value) ? bound : undefined);
-          }
-          skipped = true;
-          newX = x;
-          if (opts.onNonFinite === 'shrink') this.optimizer.scaleLearningRate?.(opts.shrinkFactor);
-        } else {
-          let g = est.hypergradient;
-          if (opts.clipNorm !== undefined && gradNorm > opts.clipNorm)
-            g = treeScale(g, opts.clipNorm / gradNorm);
-          const stepped = this.optimizer.step(x, g);
-          newX = this.problem.projectX ? this.problem.projectX(stepped) : stepped;
-        }
-        trainSeconds = (performance.now() - t0) / 1000;
-        const metrics: Record<string, number> = {};
-        if (opts.closedFormDiagnostics && this.problem.hypergradient) {
-          const truth = this.problem.hypergradient(x);
-          const dot = treeDot(truth, est.hypergradient).dataSync()[0];
-          const tn = treeNorm(truth).dataSync()[0];
-          const dn = treeNorm(treeSub(truth, est.hypergradient)).dataSync()[0];
-          metrics.hypergradientCosine = dot / Math.max(tn * gradNorm, 1e-30);
-          metrics.hypergradientRelativeError = dn / Math.max(tn, 1e-30);
-        }
-        if (evaluateNow && this.problem.evaluate) Object.assign(metrics, this.problem.evaluate(x, inner.y));
-        const keepX = newX === x ? null : newX;
+        const reportStart = performance.now();
+        const outerLoss = this.problem
+          .outerLoss(x, solution.y, data.task ? data.outerBatch : undefined)
+          .dataSync()[0];
+        reportingMs += performance.now() - reportStart;
+        const { newX, skipped } = this.guardAndUpdate(index, x, est.hypergradient, gradNorm, solution, outerLoss);
+        const trainMs = performance.now() - t0 - reportingMs;
+        const metrics = this.reportMetrics(x, solution.y, est.hypergradient, gradNorm, evaluateNow);
         return {
-          x: keepX,
-          y: inner.y,
+          trainSeconds: trainMs / 1000,
+          x: newX === x ? null : newX,
+          y: solution.y,
           outerLoss,
           gradNorm,
           skipped,
           metrics,
           diagnostics: est.diagnostics,
-          innerIterations: inner.iterations,
-          innerGradientNorm: inner.gradientNorm,
+          innerIterations: solution.iterations,
+          innerGradientNorm: solution.gradientNorm,
         };
       });
-      return this.finishStep(out, trainSeconds);
+      return this.finishStep(out, out.trainSeconds);
     } finally {
-      releaseBatches();
+      data.release();
     }
+  }
+
+  /** The estimate phase: the estimator's context for this step, and its result checked against its declaration. */
+  private estimateAt(
+    x: TensorTree,
+    y0: TensorTree,
+    inner: InnerResult | undefined,
+    data: StepData,
+    rng: Random,
+    step: number,
+  ): Estimate {
+    const name = this.estimator.name;
+    const base = {
+      problem: this.problem,
+      oracles: this.oracles,
+      x,
+      solver: this.solver,
+      y0,
+      innerBatches: data.innerBatches,
+      outerBatch: data.outerBatch,
+      rng,
+      step,
+    };
+    const context: EstimateContext = inner
+      ? { ...base, inner }
+      : Object.defineProperty(base, 'inner', {
+          get: () => {
+            throw new Error(
+              `estimator '${name}' declares usesBaseSolve: false, so the step made no base inner solve, but it read context.inner`,
+            );
+          },
+        }) as unknown as EstimateContext;
+    const est = this.estimator.estimate(context);
+    if (!inner && !est.inner) {
+      throw new Error(
+        `estimator '${name}' declares usesBaseSolve: false but returned no inner result (Estimate.inner) for the step to report and warm-start from`,
+      );
+    }
+    return est;
+  }
+
+  /**
+   * The guard and update phases: a non-finite or out-of-bound inner gradient norm, hypergradient norm or
+   * outer loss stops the run or skips the update (the `onNonFinite` policy); otherwise x is updated by the
+   * outer optimizer (after clipping) and projected.
+   */
+  private guardAndUpdate(
+    index: number,
+    x: TensorTree,
+    hypergradient: TensorTree,
+    gradNorm: number,
+    inner: InnerResult,
+    outerLoss: number,
+  ): { newX: TensorTree; skipped: boolean } {
+    const opts = this.options;
+    // Iterates that blow up show in the outer loss and the hypergradient at them (both at hand, no extra
+    // pass over x); the last step's iterate is checked by the final evaluation.
+    const bound = opts.divergenceBound;
+    const bad: [string, number][] = (
+      [
+        ['inner gradient norm', inner.gradientNorm],
+        ['hypergradient norm', gradNorm],
+        ['outer loss', outerLoss],
+      ] as [string, number][]
+    ).filter(([quantity, v]) => !Number.isFinite(v) || (quantity !== 'inner gradient norm' && Math.abs(v) > bound));
+    if (bad.length > 0) {
+      const [quantity, value] = bad[0];
+      if (opts.onNonFinite === 'stop' || this.consecutiveSkips + 1 > opts.maxConsecutiveSkips) {
+        throw new DivergenceError(index + 1, quantity, value, Number.isFinite(value) ? bound : undefined);
+      }
+      if (opts.onNonFinite === 'shrink') this.optimizer.scaleLearningRate?.(opts.shrinkFactor);
+      return { newX: x, skipped: true };
+    }
+    let g = hypergradient;
+    if (opts.clipNorm !== undefined && gradNorm > opts.clipNorm) g = treeScale(g, opts.clipNorm / gradNorm);
+    const stepped = this.optimizer.step(x, g);
+    return { newX: this.problem.projectX ? this.problem.projectX(stepped) : stepped, skipped: false };
+  }
+
+  /** The reporting phase (off the clock): closed-form diagnostics and, on evaluation steps, the problem's metrics. */
+  private reportMetrics(
+    x: TensorTree,
+    y: TensorTree,
+    hypergradient: TensorTree,
+    gradNorm: number,
+    evaluateNow: boolean,
+  ): Record<string, number> {
+    const metrics: Record<string, number> = {};
+    if (this.options.closedFormDiagnostics && this.problem.hypergradient) {
+      const truth = this.problem.hypergradient(x);
+      const dot = treeDot(truth, hypergradient).dataSync()[0];
+      const tn = treeNorm(truth).dataSync()[0];
+      const dn = treeNorm(treeSub(truth, hypergradient)).dataSync()[0];
+      metrics.hypergradientCosine = dot / Math.max(tn * gradNorm, 1e-30);
+      metrics.hypergradientRelativeError = dn / Math.max(tn, 1e-30);
+    }
+    if (evaluateNow && this.problem.evaluate) Object.assign(metrics, this.problem.evaluate(x, y));
+    return metrics;
   }
 
   private finishStep(
@@ -500,31 +611,37 @@ export class Trainer {
     metrics: Record<string, number>;
   } {
     const saved = { ...this.oracles.counts };
-    let releaseBatches = () => undefined as void;
+    const rng = new Random(this.rng.getState()).fork('final-evaluation');
+    let y0Rng: Random | undefined;
+    // The task, the inner stream, the warm start's stream, then (task-based problems) the outer batch.
+    const data = this.drawStepData(
+      {
+        task: () => rng,
+        inner: () => rng.fork('inner-batches'),
+        outer: (hasTask) => {
+          if (!this.options.warmStart) y0Rng = rng.fork('y0');
+          return hasTask ? rng : undefined;
+        },
+      },
+      this.innerBudget(),
+    );
     try {
-      const res = tidy(() => {
-        const rng = new Random(this.rng.getState()).fork('final-evaluation');
-        const task = this.problem.sampleTask?.(rng);
-        const drawn = this.batchSchedule(rng.fork('inner-batches'), task);
-        releaseBatches = drawn.release;
+      return tidy(() => {
         // Start where a training step would: the last y, or (warmStart: false) a fresh initial y.
-        const y0 = this.options.warmStart ? this.yCur : this.problem.initialY(rng.fork('y0'), this.xCur);
+        const y0 = y0Rng ? this.problem.initialY(y0Rng, this.xCur) : this.yCur;
         const inner = this.solver.solve({
           oracles: this.oracles,
           x: this.xCur,
           y0,
           maxIterations: this.options.innerIterations,
-          batches: drawn.schedule,
+          batches: data.innerBatches,
         });
-        const outerBatch =
-          task && this.problem.sampleOuterBatch ? this.problem.sampleOuterBatch(rng, task) : task;
-        const outerLoss = this.problem.outerLoss(this.xCur, inner.y, outerBatch).dataSync()[0];
+        const outerLoss = this.problem.outerLoss(this.xCur, inner.y, data.task ? data.outerBatch : undefined).dataSync()[0];
         const metrics = this.problem.evaluate ? this.problem.evaluate(this.xCur, inner.y) : {};
         return { outerLoss, metrics };
       });
-      return res;
     } finally {
-      releaseBatches();
+      data.release();
       this.oracles.restoreCounts(saved);
     }
   }

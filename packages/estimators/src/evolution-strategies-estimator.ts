@@ -18,7 +18,6 @@ import {
   treeUnflatten,
   z,
 } from '@bilevel/core';
-import { checkedBatches } from './batch-schedule';
 import { outerGradients } from './implicit';
 import { JacobianMemory, orthogonalDirections } from './jacobian-memory';
 import { OracleCallMeter } from './oracle-calls';
@@ -170,6 +169,11 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
     );
   }
 
+  /** The perturbed solves replay the base solve's N batches; nothing else is read. */
+  innerBatchCount(budget: number): number {
+    return budget;
+  }
+
   estimate(context: EstimateContext): Estimate {
     if (this.options.memory > 0) return this.estimateWithMemory(context);
     const meter = new OracleCallMeter(context.oracles);
@@ -300,7 +304,7 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
           x: xj,
           y0: context.y0,
           maxIterations,
-          batches: checkedBatches(context),
+          batches: context.innerBatches,
         });
         const delta = treeSub(res.y, context.inner.y);
         const cj = diffs ? treeFlatten(delta) : treeDot(delta, gradY);
@@ -342,7 +346,7 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
           x: xs,
           y0: y0s,
           maxIterations,
-          batches: checkedBatches(context),
+          batches: context.innerBatches,
         });
         const cPart = diffs ? stackedDiff(res.y, context.inner.y, B) : stackedDot(res.y, context.inner.y, gradY, B);
         res.curvature?.dispose();

@@ -100,6 +100,11 @@ export class F2saEstimator implements HypergradientEstimator {
     return Math.min(multiplier + multiplierGrowth * step, maxMultiplier);
   }
 
+  /** The solve's N, the shared batch N and one fresh batch per step on w. */
+  innerBatchCount(budget: number): number {
+    return budget + 1 + Math.max(this.options.steps, 1);
+  }
+
   estimate(context: EstimateContext): Estimate {
     const { steps, stepSize, warmStart } = this.options;
     const { x, oracles, inner } = context;

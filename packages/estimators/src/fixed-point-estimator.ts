@@ -62,6 +62,12 @@ export class FixedPointEstimator implements HypergradientEstimator {
     this.options = parseOptions(FixedPointEstimatorOptionsSchema, options, 'estimator.options');
   }
 
+  /** The solve's N and the system's batch; with fresh system batches, one more per iteration. */
+  innerBatchCount(budget: number): number {
+    const { systemBatches, maxIterations } = this.options;
+    return budget + 1 + (systemBatches === 'fresh' ? Math.max(maxIterations, 1) : 0);
+  }
+
   estimate(context: EstimateContext): Estimate {
     const { maxIterations, stepSize, tolerance, warmStart, systemBatches } = this.options;
     const fresh = systemBatches === 'fresh';

@@ -130,6 +130,7 @@ describe('itd differentiates its own unrolled steps exactly', () => {
         expect(est.diagnostics['calls.hessianVector']).toBe(K - 1);
         expect(est.diagnostics['calls.mixedVector']).toBe(K);
         treeDispose(est.hypergradient);
+        treeDispose(est.inner?.y);
         ctx.dispose();
       }
     },
@@ -188,7 +189,12 @@ describe('warm starts, checkpoints and memory', () => {
       const oracles = createOracles(fixture, { secondOrder: strategy });
       const ctx = makeContext({ problem: fixture, oracles, solver, ...point });
       const est = make();
-      const growth = tensorCountGrowth(() => treeDispose(est.estimate(ctx).hypergradient), 6);
+      const growth = tensorCountGrowth(() => {
+        const e = est.estimate(ctx);
+        // The caller owns what an estimate returns: ∇Φ and, from ITD, its own inner solution.
+        treeDispose(e.hypergradient);
+        treeDispose(e.inner?.y);
+      }, 6);
       // a warm-started estimator keeps one solution after the first call; nothing may grow afterwards
       expect(new Set(growth.slice(1)).size).toBe(1);
       expect(growth[1]).toBeLessThanOrEqual(1);

@@ -7,7 +7,6 @@ import {
   tidy,
   treeSub,
 } from '@bilevel/core';
-import { checkedBatches } from './batch-schedule';
 import type { LinearSolveResult, MatVec } from './linear-solve';
 import { OracleCallMeter } from './oracle-calls';
 import type { WarmStart } from './warm-start';
@@ -19,7 +18,7 @@ import type { WarmStart } from './warm-start';
  * task-based (few-shot) problems.
  */
 export function linearSystemBatch(context: EstimateContext): Batch | undefined {
-  return checkedBatches(context)?.(context.inner.iterations);
+  return context.innerBatches?.(context.inner.iterations);
 }
 
 /** v ↦ ∇²_yy g(x, y_N)·v through the oracles (their second-order strategy, counted). */
@@ -41,11 +40,11 @@ export interface SystemBatches {
 
 /**
  * `count` inner minibatches after the inner solve's and the linear system's, `innerBatches(N + 1 + k)` for
- * k < count (at least one), drawn before the estimator's own `tidy` so that the step's batch schedule owns
- * their tensors. Undefined for deterministic problems (no schedule, or it gives no batches).
+ * k < count (at least one), from the step's schedule (whose tensors the trainer owns for the whole step;
+ * the estimator declares the count with `innerBatchCount`). Undefined for deterministic problems (no schedule, or it gives no batches).
  */
 export function freshInnerBatches(context: EstimateContext, count: number): Batch[] | undefined {
-  const schedule = checkedBatches(context);
+  const schedule = context.innerBatches;
   if (!schedule) return undefined;
   const base = context.inner.iterations + 1;
   const batches: Batch[] = [];

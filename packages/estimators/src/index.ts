@@ -24,7 +24,6 @@ import { QnboEstimator, QnboEstimatorOptionsSchema } from './qnbo-estimator';
 
 export * from './linear-solve';
 export * from './oracle-calls';
-export * from './batch-schedule';
 export * from './implicit';
 export * from './warm-start';
 export * from './conjugate-gradient-estimator';

@@ -11,7 +11,6 @@ import {
   treeZip,
   z,
 } from '@bilevel/core';
-import { checkedBatches } from './batch-schedule';
 import { OracleCallMeter } from './oracle-calls';
 
 /** Options of the `itd` estimator. */
@@ -40,13 +39,16 @@ export type ItdEstimatorOptions = z.output<typeof ItdEstimatorOptionsSchema>;
  *     v_K = ∇_y f(x, y_K),   ∇Φ_K = ∇ₓf(x, y_K) − α Σ_{k=0}^{K−1} ∇²_xy g(x, y_k) v_{k+1},
  *     v_k = (I − α ∇²_yy g(x, y_k)) v_{k+1},
  *
- * with Hessian- and mixed-vector products from the oracles. The context's inner solve (by whatever solver
- * the pipeline uses) is not used, so the result does not depend on that solver; it is ∇Φ only in the limit
+ * with Hessian- and mixed-vector products from the oracles. It declares `usesBaseSolve: false`: the trainer
+ * makes no base solve for it, and y_K is the step's inner solution (reported, and the next step's warm
+ * start), so the result does not depend on the pipeline's inner solver; it is ∇Φ only in the limit
  * K → ∞. Storing the K iterates costs K copies of y. Cost: K gradients, K − 1 Hessian-vector and K mixed
  * products, one outer gradient.
  */
 export class ItdEstimator implements HypergradientEstimator {
   readonly name = 'itd';
+  /** ITD unrolls its own steps: the trainer makes no base solve, and y_K is the step's inner solution. */
+  readonly usesBaseSolve = false;
   /** The validated options. */
   readonly options: ItdEstimatorOptions;
 
@@ -54,15 +56,17 @@ export class ItdEstimator implements HypergradientEstimator {
     this.options = parseOptions(ItdEstimatorOptionsSchema, options, 'estimator.options');
   }
 
-  estimate(context: EstimateContext): Estimate {
+  /** The K unrolled steps read inner minibatches 0 … K − 1. */
+  innerBatchCount(): number {
+    return this.options.steps;
+  }
+
+  estimate(context: Omit<EstimateContext, 'inner'>): Estimate {
     const meter = new OracleCallMeter(context.oracles);
     const { oracles, x } = context;
     const { steps: K, stepSize: alpha } = this.options;
-    const schedule = checkedBatches(context);
-    const { hypergradient, diagnostics } = tidy(() => {
-      // Fetched here, outside the per-step tidies: a batch first drawn inside one would be disposed with it.
-      const batches = Array.from({ length: K }, (_, k) => schedule?.(k));
-      const batchAt = (k: number) => batches[k];
+    const { hypergradient, diagnostics, yK } = tidy(() => {
+      const batchAt = (k: number) => context.innerBatches?.(k);
       // Forward: the K iterates (each step's temporaries released; the iterates kept until the end).
       const iterates: TensorTree[] = [context.y0];
       let lastGradNorm = NaN;
@@ -104,8 +108,14 @@ export class ItdEstimator implements HypergradientEstimator {
       return {
         hypergradient: acc,
         diagnostics: { unrolledSteps: K, lastInnerGradientNorm: lastGradNorm },
+        yK,
       };
     });
-    return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
+    const lastInnerGradientNorm = diagnostics.lastInnerGradientNorm;
+    return {
+      hypergradient,
+      diagnostics: { ...diagnostics, ...meter.diagnostics() },
+      inner: { y: yK, iterations: K, gradientNorm: lastInnerGradientNorm, converged: false },
+    };
   }
 }

@@ -54,6 +54,12 @@ export class NeumannEstimator implements HypergradientEstimator {
     this.options = parseOptions(NeumannEstimatorOptionsSchema, options, 'estimator.options');
   }
 
+  /** The solve's N and the system's batch; with fresh system batches, one more per term. */
+  innerBatchCount(budget: number): number {
+    const { systemBatches, terms } = this.options;
+    return budget + 1 + (systemBatches === 'fresh' ? Math.max(terms, 1) : 0);
+  }
+
   estimate(context: EstimateContext): Estimate {
     const { terms, stepSize, systemBatches } = this.options;
     return implicitEstimate(
