@@ -1,1 +1,4 @@
-module.exports = require('../../jest.preset.js')(__dirname);
+module.exports = {
+  ...require('../../jest.preset.js')(__dirname),
+  globalSetup: require.resolve('./scripts/jest-global-setup.js'),
+};

@@ -1,3 +1,6 @@
+// The chained tensor methods' types (t.reshape(…), …), for this package and its users; the methods
+// themselves are registered by ./tfjs-registrations.
+/// <reference types="@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops" preserve="true" />
 /**
  * The contracts and the engine of Bilevel: tensor-tree algebra, the `BilevelProblem`, `Oracles`,
  * `InnerSolver`, `HypergradientEstimator` and `OuterOptimizer` contracts, counting oracles, second-order-safe
@@ -6,9 +9,12 @@
  * @module @bilevel/core
  */
 import 'reflect-metadata';
-// The full tfjs package registers every op's gradient and the chained tensor methods (tfjs-core alone
-// has neither); it shares tfjs-core's global engine, so ops imported from tfjs-core see them.
-import '@tensorflow/tfjs';
+import '@tensorflow/tfjs-core';
+// The pure-JavaScript CPU backend: always there, the fallback of every backend choice.
+import '@tensorflow/tfjs-backend-cpu';
+// Every op's gradient and the chained tensor methods, which tfjs-core's CommonJS entry does not register
+// (a bundle made at build time from tfjs-core's own registration modules; see tfjs-registrations.ts).
+import './tfjs-registrations';
 
 export * from './tree';
 export * from './ops';
