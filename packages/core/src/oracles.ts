@@ -10,7 +10,6 @@ import {
   treeZip,
 } from './tree';
 
-/** How second-order products are formed. */
 /**
  * How Hessian- and mixed-vector products are formed: `autodiff` (double backprop, exact) or
  * `finite-difference` (central differences of gradients).

@@ -36,7 +36,7 @@ export class QuadraticProblem implements BilevelProblem {
   readonly mainMetricHigherIsBetter = false;
   /** n, the size of x and of y. */
   readonly dimension: number;
-  /** A, A⁻¹ and (A⁻¹ + I)⁻¹, row-major float64. */
+  /** A, row-major float64. */
   readonly a: Float64Array;
   /** A⁻¹, row-major float64. */
   readonly aInverse: Float64Array;
