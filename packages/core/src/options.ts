@@ -159,12 +159,18 @@ function collectAnyNumbers(value: unknown, at: (string | number)[], out: NumberI
   }
 }
 
+/** The schema each validated options object came from (so it is not validated again). */
+const parsedBy = new WeakMap<object, z.ZodTypeAny>();
+
 /**
  * Parses `input` with `schema`, or throws a {@link ConfigError} whose message names each bad field. On top of
  * the schema's own rules, every number must be finite (NaN and ±Infinity are refused and named as such) and
  * every integer at most {@link MAX_INTEGER_OPTION} unless the schema sets a lower maximum.
  */
 export function parseOptions<T extends z.ZodTypeAny>(schema: T, input: unknown, where: string): z.output<T> {
+  // Options this schema already produced are used as they are: a plugin created by the registry gets them
+  // validated once, and its constructor's own parseOptions (for direct `new`) does not parse them again.
+  if (typeof input === 'object' && input !== null && parsedBy.get(input) === schema) return input as z.output<T>;
   const result = schema.safeParse(input ?? {});
   if (!result.success) {
     const { message, path } = formatZodError(result.error, input ?? {}, where);
@@ -172,7 +178,10 @@ export function parseOptions<T extends z.ZodTypeAny>(schema: T, input: unknown, 
   }
   const issues: NumberIssue[] = [];
   collectNumberIssues(schema, result.data, [], issues);
-  if (issues.length === 0) return result.data;
+  if (issues.length === 0) {
+    if (typeof result.data === 'object' && result.data !== null) parsedBy.set(result.data, schema);
+    return result.data;
+  }
   const lines = issues.map((issue) => {
     const path = [where, ...issue.path.map(String)].filter((p) => p !== '').join('.');
     return { path, line: `${path || '(root)'}: ${issue.message} (got ${describeReceived(issue.value)})` };

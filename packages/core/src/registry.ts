@@ -39,6 +39,9 @@ export const PLUGIN_KINDS: readonly PluginKind[] = [
 /** Injection token under which a plugin's validated options are given to its constructor. */
 export const PLUGIN_OPTIONS: InjectionToken<unknown> = Symbol.for('bilevel.pluginOptions');
 
+/** Token under which {@link PluginRegistry.create} resolves a factory-made plugin in its child container. */
+const PLUGIN_INSTANCE: InjectionToken<unknown> = Symbol.for('bilevel.pluginInstance');
+
 /** A class whose constructor takes (at most) its validated options, injected as {@link PLUGIN_OPTIONS}. */
 export type PluginClass<T> = new (...args: never[]) => T;
 
@@ -169,7 +172,13 @@ export class PluginRegistry {
     const parsed = parseOptions(def.options as z.ZodTypeAny, options, `${path}.options`);
     const child = this.container.createChildContainer();
     child.register(PLUGIN_OPTIONS, { useValue: parsed });
-    if (def.create) return def.create(parsed, child);
+    // Classes and factories alike are resolved by the container (a factory as its `useFactory`), with the
+    // options validated once, here.
+    if (def.create) {
+      const create = def.create;
+      child.register(PLUGIN_INSTANCE, { useFactory: (c) => create(parsed, c) });
+      return child.resolve(PLUGIN_INSTANCE) as PluginKinds[K];
+    }
     return child.resolve(def.useClass as unknown as InjectionToken<PluginKinds[K]>);
   }
 }
