@@ -165,7 +165,10 @@ describe('plugins whose own imports fail', () => {
       const copy = path.join(modules, '@bilevel', 'core');
       fs.mkdirSync(copy, { recursive: true });
       fs.copyFileSync(path.join(root, 'packages', 'core', 'package.json'), path.join(copy, 'package.json'));
-      fs.cpSync(path.join(root, 'packages', 'core', 'dist'), path.join(copy, 'dist'), { recursive: true });
+      // What the package holds (its `files`): the compiled code and the bundled tfjs registrations.
+      for (const part of ['dist', 'vendor']) {
+        fs.cpSync(path.join(root, 'packages', 'core', part), path.join(copy, part), { recursive: true });
+      }
       // The copy's own dependencies are the workspace's (so only @bilevel/core is doubled).
       for (const dep of ['tsyringe', 'reflect-metadata', 'zod', '@tensorflow']) {
         fs.symlinkSync(path.join(root, 'node_modules', dep), path.join(modules, dep));
