@@ -191,22 +191,6 @@ function isConfigLike(e: unknown): e is ConfigError | DataError {
   return e instanceof ConfigError || e instanceof DataError;
 }
 
-/**
- * Runs an experiment: every method for every seed, one after another, writing into the results folder
- * config.resolved.json, runs/<method>-seed<k>.csv and .jsonl (per step, as they come), summary.json and
- * summary.md (after each run, so a killed experiment keeps what it finished), and at the end (also when
- * interrupted or stopped by an error) the plots.
- *
- * Each run also saves its whole state (x, y, random generator, optimizer and estimator state, oracle counts)
- * into checkpoints/<method>-seed<k>/ every `checkpoint.every` steps and when interrupted; the checkpoints of
- * a finished run are removed. With `resume` (a results folder), finished runs are kept and every other run
- * continues from its newest valid checkpoint, giving the same numbers as an uninterrupted run.
- *
- * Config and data errors (ConfigError, DataError) are thrown — before any training when they come from
- * the config, the plugins' options or the problem's data. A run that fails while training (divergence…)
- * is recorded with its method, seed and step; the experiment goes on or stops per `onRunError`, and the
- * exit code is 1. An aborted `signal` ends the current run after its step and gives exit code 130.
- */
 /** Where a run's checkpoints go, relative to the results folder. */
 export function checkpointDir(fileBase: string): string {
   return path.join('checkpoints', fileBase);
@@ -527,6 +511,22 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
  * experiment with a {@link StorageError} (`disk full at <file>`): rows are written whole or not at all, no
  * checkpoint is lost, the summary says `failed`, and `bilevel resume` continues once there is room again.
  */
+/**
+ * Runs an experiment: every method for every seed, one after another, writing into the results folder
+ * config.resolved.json, runs/<method>-seed<k>.csv and .jsonl (per step, as they come), summary.json and
+ * summary.md (after each run, so a killed experiment keeps what it finished), and at the end (also when
+ * interrupted or stopped by an error) the plots.
+ *
+ * Each run also saves its whole state (x, y, random generator, optimizer and estimator state, oracle counts)
+ * into checkpoints/<method>-seed<k>/ every `checkpoint.every` steps and when interrupted; the checkpoints of
+ * a finished run are removed. With `resume` (a results folder), finished runs are kept and every other run
+ * continues from its newest valid checkpoint, giving the same numbers as an uninterrupted run.
+ *
+ * Config and data errors (ConfigError, DataError) are thrown — before any training when they come from
+ * the config, the plugins' options or the problem's data. A run that fails while training (divergence…)
+ * is recorded with its method, seed and step; the experiment goes on or stops per `onRunError`, and the
+ * exit code is 1. An aborted `signal` ends the current run after its step and gives exit code 130.
+ */
 export async function runExperiment(plan: ExperimentPlan, options: RunExperimentOptions = {}): Promise<ExperimentResult> {
   const held: FolderHold = {};
   try {
@@ -543,20 +543,34 @@ interface FolderHold {
   freeReserve?: () => void;
 }
 
-async function runExperimentHeld(
+/** The experiment as it will run: the sized plan, its results folder, and what a resumed folder already holds. */
+interface OpenedExperiment {
+  /** The plan, sized for the running backend (`slowBackend`). */
+  readonly plan: ExperimentPlan;
+  /** The running backend's name. */
+  readonly backend: string;
+  /** The results folder (locked, with a reserve of space). */
+  readonly dir: string;
+  /** Whether this continues the experiment of `dir`. */
+  readonly resuming: boolean;
+  /** The summary a resumed folder holds (null when new). */
+  readonly previous: ExperimentSummary | null;
+  /** When the experiment first started (ISO 8601). */
+  readonly startedAt: string;
+}
+
+/**
+ * The plan phase: starts the backend, sizes the plan for it, checks the plugins, opens and locks the results
+ * folder (refusing one that cannot hold results), reads what a resumed folder holds and writes
+ * config.resolved.json (a resumed experiment keeps the file of its first start).
+ */
+async function openExperiment(
   requested: ExperimentPlan,
   options: RunExperimentOptions,
   held: FolderHold,
-): Promise<ExperimentResult> {
-  const reg = options.registry ?? defaultRegistry;
-  const stdout: OutputStream = options.stdout ?? process.stdout;
-  const progress = new ProgressReporter(stdout, {
-    tty: options.tty ?? Boolean(stdout.isTTY),
-    quiet: options.quiet,
-    intervalSeconds: requested.config.progress.intervalSeconds,
-    everySteps: requested.config.progress.everySteps,
-  });
-
+  reg: PluginRegistry,
+  progress: ProgressReporter,
+): Promise<OpenedExperiment> {
   const running =
     options.initBackend === false
       ? currentBackend()
@@ -580,7 +594,6 @@ async function runExperimentHeld(
   });
   held.freeReserve = reserveSpace(dir);
   const previous = resuming ? readPreviousSummary(dir) : null;
-  const previousRuns = new Map((previous?.runs ?? []).map((r) => [`${r.method}\u0000${r.seed}`, r]));
   guardWrite(path.join(dir, 'runs'), () => fs.mkdirSync(path.join(dir, 'runs'), { recursive: true }));
   const startedAt = previous?.startedAt ?? new Date().toISOString();
 
@@ -604,70 +617,31 @@ async function runExperimentHeld(
     experiment: config,
     baseDir: plan.baseDir,
   };
-  // A resumed experiment keeps the file of its first start.
   if (!resuming || !fs.existsSync(path.join(dir, 'config.resolved.json'))) {
     writeFileAtomic(path.join(dir, 'config.resolved.json'), jsonWithNonFinite(resolved, 2) + '\n');
   }
+  return { plan, backend, dir, resuming, previous, startedAt };
+}
 
-  const problemName = plan.methods[0].pipeline.problem as { name: string };
-  let problemInfo: ExperimentSummary['problem'] = previous?.problem ?? { name: problemName.name };
-  const slots: (RunSummary | undefined)[] = [];
-  const runsNow = (): RunSummary[] => slots.filter((r): r is RunSummary => r !== undefined);
-  const rowsByRun = new Map<string, readonly MetricsRow[]>();
-  const errors: string[] = [];
-  const total = plan.methods.length * config.seeds.length;
-
-  const summaryNow = (status: ExperimentStatus, runs: readonly RunSummary[]): ExperimentSummary => ({
-    name: config.name,
-    description: config.description,
-    status,
-    startedAt,
-    updatedAt: new Date().toISOString(),
-    backend,
-    problem: problemInfo,
-    seeds: config.seeds,
-    methods: plan.methods.map((m) => summarizeMethod({ label: m.label, ...pluginNames(m) }, runs)),
-    runs: [...runs],
-  });
-  const writeResults = (status: ExperimentStatus, plots: boolean): ExperimentSummary => {
-    const runs = runsNow();
-    const summary = summaryNow(status, runs);
-    writeFileAtomic(path.join(dir, 'summary.json'), jsonWithNonFinite(summary, 2) + '\n');
-    writeFileAtomic(path.join(dir, 'summary.md'), summaryMarkdown(summary));
-    if (plots && config.output.plots) {
-      guardWrite(dir, () => writePlots(dir, {
-        name: config.name,
-        methods: plan.methods.map((m) => ({ label: m.label, color: m.color })),
-        runs: runs
-          .filter((r) => rowsByRun.has(`${r.method}\u0000${r.seed}`))
-          .map((r) => ({ method: r.method, seed: r.seed, rows: rowsByRun.get(`${r.method}\u0000${r.seed}`) ?? [] })),
-        mainMetric: problemInfo.mainMetric,
-        logScale: config.output.logScale,
-        pixelRatio: config.output.pixelRatio,
-        width: config.output.width,
-        height: config.output.height,
-      }));
-    }
-    return summary;
-  };
-
-  progress.log(
-    `experiment ${config.name}: ${plan.methods.length} method(s) × ${config.seeds.length} seed(s) = ${total} run(s) on backend ${backend}`,
-  );
-  progress.log(`results: ${dir}`);
-
-  // Every (method, seed) run in order; each fills its slot of the summary, whatever order runs end in.
+/** Every (method, seed) run in order, each with its own file base (labels that slug alike get a number). */
+function planTasks(plan: ExperimentPlan): RunTask[] {
+  const total = plan.methods.length * plan.config.seeds.length;
   const tasks: RunTask[] = [];
   const usedFiles = new Set<string>();
   for (const method of plan.methods) {
-    for (const seed of config.seeds) {
+    for (const seed of plan.config.seeds) {
       let fileBase = `${slug(method.label)}-seed${seed}`;
       for (let k = 2; usedFiles.has(fileBase); k++) fileBase = `${slug(method.label)}-${k}-seed${seed}`;
       usedFiles.add(fileBase);
       tasks.push({ method, seed, index: tasks.length + 1, total, fileBase });
     }
   }
-  const notRun = (task: RunTask): RunSummary => ({
+  return tasks;
+}
+
+/** The summary entry of a run that did not run. */
+function notRun(task: RunTask): RunSummary {
+  return {
     method: task.method.label,
     seed: task.seed,
     status: 'not-run',
@@ -678,76 +652,205 @@ async function runExperimentHeld(
     finalMetrics: {},
     oracleCalls: zeroCounts(),
     oracleCallsTotal: 0,
-  });
-
-  let stopReason: 'interrupted' | 'stopped' | null = null;
-  let fatal: unknown = null;
-  const execute = options.executor ?? executeRun;
-  const runTask = async (task: RunTask): Promise<void> => {
-    const slot = task.index - 1;
-    // After a config or data error no further run is recorded (the error is thrown at the end).
-    if (fatal) return;
-    if (stopReason || options.signal?.aborted) {
-      if (options.signal?.aborted) stopReason = 'interrupted';
-      slots[slot] = notRun(task);
-      return;
-    }
-    const runKey = `${task.method.label}\u0000${task.seed}`;
-    const files = runFiles(task.fileBase);
-    const before = previousRuns.get(runKey);
-    if (before && isFinishedRun(before)) {
-      slots[slot] = before;
-      rowsByRun.set(runKey, readRunRows(path.join(dir, files.jsonl)));
-      progress.log(
-        `✓ run ${task.index}/${total}: ${task.method.label}, seed ${task.seed}: already ${before.status} (${before.steps} steps), kept`,
-      );
-      return;
-    }
-    let outcome: RunOutcome;
-    try {
-      outcome = await execute(task, {
-        registry: reg,
-        dir,
-        checkpoint: config.checkpoint,
-        resume: resuming,
-        progress,
-        signal: options.signal,
-        onRows: (rows) => rowsByRun.set(runKey, rows),
-        config,
-      });
-    } catch (e) {
-      // A full disk while a run set up its files: the run was not started; `bilevel resume` starts it.
-      if (!isStorageFailure(e)) throw e;
-      fatal = fatal ?? toStorageError(e, dir);
-      slots[slot] = notRun(task);
-      return;
-    }
-    if (outcome.kind === 'setup-failed') {
-      fatal = fatal ?? outcome.error;
-      slots[slot] = notRun(task);
-      return;
-    }
-    problemInfo = outcome.problemInfo;
-    rowsByRun.set(runKey, outcome.rows);
-    slots[slot] = outcome.summary;
-    if (outcome.fatal) {
-      fatal = fatal ?? outcome.fatal;
-      return;
-    }
-    if (outcome.failureLine) {
-      errors.push(outcome.failureLine);
-      if (config.onRunError === 'stop') stopReason = 'stopped';
-    } else if (outcome.summary.status === 'interrupted') {
-      stopReason = 'interrupted';
-    }
-    // The summary after every run, so an experiment killed outright keeps its finished runs.
-    try {
-      writeResults('running', false);
-    } catch (e) {
-      if (!isStorageFailure(e)) throw e;
-      fatal = fatal ?? toStorageError(e, path.join(dir, 'summary.json'));
-    }
   };
+}
+
+/**
+ * The record phase: the experiment's runs as they end (one slot per task, whatever order runs end in), their
+ * rows, the failure lines, and the files written from them — summary.json, summary.md and the plots.
+ */
+class ExperimentRecord {
+  private readonly slots: (RunSummary | undefined)[] = [];
+  /** Every run's rows so far, by `method\u0000seed`. */
+  readonly rowsByRun = new Map<string, readonly MetricsRow[]>();
+  /** One line per run that failed while training. */
+  readonly errors: string[] = [];
+  /** The problem's name and main metric (from the first run that reports them). */
+  problemInfo: ExperimentSummary['problem'];
+
+  constructor(
+    private readonly opened: OpenedExperiment,
+  ) {
+    const problemName = opened.plan.methods[0].pipeline.problem as { name: string };
+    this.problemInfo = opened.previous?.problem ?? { name: problemName.name };
+  }
+
+  /** Records the summary entry of task `index` (1-based). */
+  set(index: number, run: RunSummary): void {
+    this.slots[index - 1] = run;
+  }
+
+  /** The runs recorded so far, in task order. */
+  runs(): RunSummary[] {
+    return this.slots.filter((r): r is RunSummary => r !== undefined);
+  }
+
+  /** The summary of the experiment with `status`. */
+  summary(status: ExperimentStatus): ExperimentSummary {
+    const { plan, backend, startedAt } = this.opened;
+    const config = plan.config;
+    const runs = this.runs();
+    return {
+      name: config.name,
+      description: config.description,
+      status,
+      startedAt,
+      updatedAt: new Date().toISOString(),
+      backend,
+      problem: this.problemInfo,
+      seeds: config.seeds,
+      methods: plan.methods.map((m) => summarizeMethod({ label: m.label, ...pluginNames(m) }, runs)),
+      runs: [...runs],
+    };
+  }
+
+  /** Writes summary.json and summary.md, and (when `plots` and the config asks for them) the plots. */
+  write(status: ExperimentStatus, plots: boolean): ExperimentSummary {
+    const { plan, dir } = this.opened;
+    const config = plan.config;
+    const runs = this.runs();
+    const summary = this.summary(status);
+    const rowsByRun = this.rowsByRun;
+    writeFileAtomic(path.join(dir, 'summary.json'), jsonWithNonFinite(summary, 2) + '\n');
+    writeFileAtomic(path.join(dir, 'summary.md'), summaryMarkdown(summary));
+    if (plots && config.output.plots) {
+      guardWrite(dir, () => writePlots(dir, {
+        name: config.name,
+        methods: plan.methods.map((m) => ({ label: m.label, color: m.color })),
+        runs: runs
+          .filter((r) => rowsByRun.has(`${r.method}\u0000${r.seed}`))
+          .map((r) => ({ method: r.method, seed: r.seed, rows: rowsByRun.get(`${r.method}\u0000${r.seed}`) ?? [] })),
+        mainMetric: this.problemInfo.mainMetric,
+        logScale: config.output.logScale,
+        pixelRatio: config.output.pixelRatio,
+        width: config.output.width,
+        height: config.output.height,
+      }));
+    }
+    return summary;
+  }
+}
+
+/** How the experiment stands while its runs go: a stop asked for, and the first error that ends it. */
+interface ExperimentControl {
+  /** 'interrupted' (signal) or 'stopped' (`onRunError: stop`): the remaining runs do not start. */
+  stopReason: 'interrupted' | 'stopped' | null;
+  /** A config, data or storage error: no further run is recorded, and it is thrown at the end. */
+  fatal: unknown;
+}
+
+/**
+ * The resume phase for one task: a run that a resumed folder already finished is kept as it is, with its
+ * rows read back. Returns whether it was.
+ */
+function keepFinishedRun(task: RunTask, opened: OpenedExperiment, record: ExperimentRecord, progress: ProgressReporter): boolean {
+  // The last entry of the run in the previous summary (as a map by run would keep).
+  const before = [...(opened.previous?.runs ?? [])].reverse().find((r) => r.method === task.method.label && r.seed === task.seed);
+  if (!before || !isFinishedRun(before)) return false;
+  record.set(task.index, before);
+  record.rowsByRun.set(`${task.method.label}\u0000${task.seed}`, readRunRows(path.join(opened.dir, runFiles(task.fileBase).jsonl)));
+  progress.log(
+    `✓ run ${task.index}/${task.total}: ${task.method.label}, seed ${task.seed}: already ${before.status} (${before.steps} steps), kept`,
+  );
+  return true;
+}
+
+/**
+ * The run-one phase: runs a task (unless the experiment stopped, or a resumed folder finished it) through
+ * the executor, records how it ended, and rewrites the summary, so an experiment killed outright keeps its
+ * finished runs.
+ */
+async function runOne(
+  task: RunTask,
+  opened: OpenedExperiment,
+  record: ExperimentRecord,
+  control: ExperimentControl,
+  options: RunExperimentOptions,
+  reg: PluginRegistry,
+  progress: ProgressReporter,
+): Promise<void> {
+  const { dir, plan, resuming } = opened;
+  const config = plan.config;
+  // After a config or data error no further run is recorded (the error is thrown at the end).
+  if (control.fatal) return;
+  if (control.stopReason || options.signal?.aborted) {
+    if (options.signal?.aborted) control.stopReason = 'interrupted';
+    record.set(task.index, notRun(task));
+    return;
+  }
+  if (keepFinishedRun(task, opened, record, progress)) return;
+  const runKey = `${task.method.label}\u0000${task.seed}`;
+  let outcome: RunOutcome;
+  try {
+    outcome = await (options.executor ?? executeRun)(task, {
+      registry: reg,
+      dir,
+      checkpoint: config.checkpoint,
+      resume: resuming,
+      progress,
+      signal: options.signal,
+      onRows: (rows) => record.rowsByRun.set(runKey, rows),
+      config,
+    });
+  } catch (e) {
+    // A full disk while a run set up its files: the run was not started; `bilevel resume` starts it.
+    if (!isStorageFailure(e)) throw e;
+    control.fatal = control.fatal ?? toStorageError(e, dir);
+    record.set(task.index, notRun(task));
+    return;
+  }
+  if (outcome.kind === 'setup-failed') {
+    control.fatal = control.fatal ?? outcome.error;
+    record.set(task.index, notRun(task));
+    return;
+  }
+  record.problemInfo = outcome.problemInfo;
+  record.rowsByRun.set(runKey, outcome.rows);
+  record.set(task.index, outcome.summary);
+  if (outcome.fatal) {
+    control.fatal = control.fatal ?? outcome.fatal;
+    return;
+  }
+  if (outcome.failureLine) {
+    record.errors.push(outcome.failureLine);
+    if (config.onRunError === 'stop') control.stopReason = 'stopped';
+  } else if (outcome.summary.status === 'interrupted') {
+    control.stopReason = 'interrupted';
+  }
+  // The summary after every run, so an experiment killed outright keeps its finished runs.
+  try {
+    record.write('running', false);
+  } catch (e) {
+    if (!isStorageFailure(e)) throw e;
+    control.fatal = control.fatal ?? toStorageError(e, path.join(dir, 'summary.json'));
+  }
+}
+
+async function runExperimentHeld(
+  requested: ExperimentPlan,
+  options: RunExperimentOptions,
+  held: FolderHold,
+): Promise<ExperimentResult> {
+  const reg = options.registry ?? defaultRegistry;
+  const stdout: OutputStream = options.stdout ?? process.stdout;
+  const progress = new ProgressReporter(stdout, {
+    tty: options.tty ?? Boolean(stdout.isTTY),
+    quiet: options.quiet,
+    intervalSeconds: requested.config.progress.intervalSeconds,
+    everySteps: requested.config.progress.everySteps,
+  });
+  const opened = await openExperiment(requested, options, held, reg, progress);
+  const { plan, dir, backend } = opened;
+  const config = plan.config;
+  const tasks = planTasks(plan);
+  const record = new ExperimentRecord(opened);
+  const control: ExperimentControl = { stopReason: null, fatal: null };
+
+  progress.log(
+    `experiment ${config.name}: ${plan.methods.length} method(s) × ${config.seeds.length} seed(s) = ${tasks.length} run(s) on backend ${backend}`,
+  );
+  progress.log(`results: ${dir}`);
+
   // Runs start in order, at most `concurrency` at a time (one: each starts after the one before ended).
   const concurrency = Math.max(1, options.concurrency ?? 1);
   let next = 0;
@@ -755,15 +858,32 @@ async function runExperimentHeld(
     while (next < tasks.length) {
       const task = tasks[next];
       next += 1;
-      await runTask(task);
+      await runOne(task, opened, record, control, options, reg, progress);
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, tasks.length) }, lane));
+  return finishExperiment(opened, record, control, held, options, progress);
+}
 
-  const diverged = errors.length > 0 && runsNow().every((r) => r.status !== 'failed');
+/**
+ * The last record: the experiment's status from how its runs ended, the final summary and plots (room made
+ * for them after a full disk), the closing lines, and the result — or the error that ended it.
+ */
+function finishExperiment(
+  opened: OpenedExperiment,
+  record: ExperimentRecord,
+  control: ExperimentControl,
+  held: FolderHold,
+  options: RunExperimentOptions,
+  progress: ProgressReporter,
+): ExperimentResult {
+  const { dir } = opened;
+  const { errors } = record;
+  let fatal = control.fatal;
+  const diverged = errors.length > 0 && record.runs().every((r) => r.status !== 'failed');
   const status: ExperimentStatus = fatal
     ? 'failed'
-    : stopReason === 'interrupted'
+    : control.stopReason === 'interrupted'
       ? 'interrupted'
       : errors.length
         ? diverged
@@ -774,13 +894,13 @@ async function runExperimentHeld(
   if (fatal instanceof StorageError) held.freeReserve?.();
   let summary: ExperimentSummary;
   try {
-    summary = writeResults(status, !(fatal instanceof StorageError));
+    summary = record.write(status, !(fatal instanceof StorageError));
   } catch (e) {
     if (!isStorageFailure(e)) throw e;
     held.freeReserve?.();
     fatal = fatal ?? toStorageError(e, dir);
     try {
-      summary = writeResults('failed', false);
+      summary = record.write('failed', false);
     } catch (again) {
       if (!isStorageFailure(again)) throw again;
       const err = toStorageError(again, dir);
