@@ -16,6 +16,7 @@ import {
   EvolutionStrategiesOptionsSchema,
 } from './evolution-strategies-estimator';
 import { ExactEstimator, ExactEstimatorOptionsSchema } from './exact-estimator';
+import { BomeEstimator, BomeEstimatorOptionsSchema } from './bome-estimator';
 import { F2saEstimator, F2saEstimatorOptionsSchema } from './f2sa-estimator';
 import { FixedPointEstimator, FixedPointEstimatorOptionsSchema } from './fixed-point-estimator';
 import { ItdEstimator, ItdEstimatorOptionsSchema } from './itd-estimator';
@@ -35,6 +36,7 @@ export * from './jacobian-memory';
 export * from './evolution-strategies-estimator';
 export * from './qnbo-estimator';
 export * from './f2sa-estimator';
+export * from './bome-estimator';
 
 const SOURCE = '@bilevel/estimators';
 
@@ -95,4 +97,10 @@ register(
   (o) => new F2saEstimator(o),
   F2saEstimatorOptionsSchema,
   'F2SA (Kwon et al., 2023): fully first-order penalty method, ∇ₓf + λ(∇ₓg(x, w) − ∇ₓg(x, y)), no second-order products',
+);
+register(
+  'bome',
+  (o) => new BomeEstimator(o),
+  BomeEstimatorOptionsSchema,
+  'BOME (Liu et al., 2022): first-order value-function method, x and y moved together along ∇f + λ∇q̂',
 );

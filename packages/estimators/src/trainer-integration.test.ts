@@ -24,6 +24,8 @@ const small: Record<string, Record<string, unknown>> = {
   exact: {},
   // λ = 10⁴: the penalty bias is O(1/λ); 40 first-order steps on w per estimate, warm-started
   f2sa: { multiplier: 1e4, steps: 40, stepSize: 0.3 },
+  // ξ on y as the outer step on x; BOME settles near, not at, x* (see its own tests)
+  bome: { steps: 10, stepSize: 0.3, yStepSize: 0.3 },
 };
 
 function makeTrainer(name: string, fixture: QuadraticFixture, options = small[name], seed = 0) {
@@ -57,10 +59,10 @@ describe('every registered estimator through the trainer (quadratic fixture, exa
     }
     const end = norm(fixture.hypergradientArray(trainer.x.x.dataSync()));
     // exact estimates: ≤ 0.7^15 ≈ 5e-3; ES (40 Gaussian directions, relative noise ≈ √(11/40)) is looser
-    expect(end).toBeLessThan((name === 'es' ? 0.3 : 0.02) * start);
+    expect(end).toBeLessThan((name === 'es' || name === 'bome' ? 0.3 : 0.02) * start);
     expect(new Set(counts).size).toBe(1);
     expect(Number.isFinite(last.outerLoss)).toBe(true);
-    if (name !== 'es' && name !== 'itd' && name !== 'f2sa') {
+    if (name !== 'es' && name !== 'itd' && name !== 'f2sa' && name !== 'bome') {
       expect(last.metrics.hypergradientRelativeError).toBeLessThan(1e-3);
     }
     // F2SA's estimate carries an O(1/λ) bias plus float32 rounding amplified by λ: small against the

@@ -80,6 +80,7 @@ const estimators: Record<string, { options: Record<string, unknown>; solver?: st
   itd: [{ options: { steps: 5, stepSize: 0.05 } }],
   exact: [{ options: {} }],
   f2sa: [{ options: { steps: 3, stepSize: 0.05, multiplierGrowth: 1 } }],
+  bome: [{ options: { steps: 3, stepSize: 0.05, yStepSize: 0.05 } }],
 };
 
 const solvers: Record<string, Record<string, unknown>> = {
