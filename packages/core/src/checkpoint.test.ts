@@ -111,6 +111,66 @@ function handWritten(file: string, manifest: unknown, data: Buffer, version = 2)
 /** A version 2 checkpoint written by the version 2 writer (`writeCheckpoint` before version 3); see {@link v2FixturePayload}. */
 const V2_FIXTURE = path.join(__dirname, '..', 'test', 'fixtures', 'checkpoint-00000003.ckpt');
 
+/** Float32Values with entries f(0), …, f(n − 1). */
+function f32(n: number, f: (i: number) => number): Float32Values {
+  const v = new Float32Values(n);
+  for (let i = 0; i < n; i++) v[i] = f(i);
+  return v;
+}
+
+/** What {@link V2_FIXTURE} holds: a learned "backbone" x, y, Adam moments, a minibatch sampler's order. */
+function v2FixturePayload(): CheckpointPayload {
+  const kernel = (f: (i: number) => number) => ({ shape: [2, 2, 1, 3], values: f32(12, f) });
+  return {
+    trainer: {
+      step: 3,
+      elapsedSeconds: 1.5,
+      x: {
+        'backbone/conv1/kernel': kernel((i) => i / 7 - 1),
+        'head/bias': { shape: [3], values: fromBits([0x80000000, 0x7fa00001, 0x00000001]) },
+      },
+      y: { w: { shape: [2, 3], values: f32(6, (i) => i * 0.25 - 0.5) } },
+      rng: { s: [1, 2, 3, 4], spare: 0.125 },
+      consecutiveSkips: 0,
+      oracleCalls: zeroCounts(),
+      optimizer: {
+        t: 3,
+        lrScale: 1,
+        m: { 'backbone/conv1/kernel': kernel((i) => -i / 3), 'head/bias': { shape: [3], values: f32(3, (i) => i) } },
+        v: { 'backbone/conv1/kernel': kernel((i) => i * i), 'head/bias': { shape: [3], values: f32(3, () => Infinity) } },
+      },
+      estimator: { warmStart: null },
+      problem: {
+        innerSampler: {
+          epoch: 1,
+          position: 5,
+          order: Array.from({ length: 100 }, (_, i) => 99 - i),
+          rng: { s: [5, 6, 7, 8], spare: null },
+        },
+        outerSampler: null,
+      },
+    },
+    extra: { rows: 3, note: 'fixture' },
+    savedAt: '2026-12-06T00:00:00.000Z',
+  };
+}
+
+/**
+ * A payload as comparable data: every typed array as its type name and its entries' bit patterns (so −0 and
+ * NaN payloads count), plain arrays and objects as they are.
+ */
+function comparable(value: unknown): unknown {
+  if (ArrayBuffer.isView(value)) {
+    const a = value as unknown as { constructor: { name: string }; buffer: ArrayBuffer; byteOffset: number; byteLength: number };
+    return { [a.constructor.name]: Array.from(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)) };
+  }
+  if (Array.isArray(value)) return value.map(comparable);
+  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : Number.isNaN(value) ? 'NaN' : value;
+  if (value && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, comparable(v)]));
+  return value;
+}
+
 /** A tensor entry of a safetensors header. */
 interface SafetensorsInfo {
   dtype: string;
@@ -601,5 +661,155 @@ describe('checkpoint files', () => {
     expect(() =>
       writeCheckpoint(dir, { trainer: state(5), extra: loop, savedAt: 'a' } as CheckpointPayload),
     ).toThrow(/circular reference at 'extra.self'/);
+  });
+  it('reads the version 2 file of the previous writer (a fixture) bit for bit, and saves it again readably', () => {
+    const expected = v2FixturePayload();
+    const back = readCheckpoint(V2_FIXTURE);
+    expect(back.trainer.x['backbone/conv1/kernel'].values).toBeInstanceOf(Float32Values);
+    expect(comparable(back)).toEqual(comparable(expected));
+    expect(bits(back.trainer.x['head/bias'].values)).toEqual([0x80000000, 0x7fa00001, 0x00000001]);
+
+    // Saved in version 3: the tensors under the names of their place, with their shapes.
+    const f = writeCheckpoint(dir, back);
+    const { info, names } = parseSafetensors(fs.readFileSync(f));
+    expect(names).toEqual([
+      'outer/backbone/conv1/kernel',
+      'outer/head/bias',
+      'inner/w',
+      'optimizer/m/backbone/conv1/kernel',
+      'optimizer/m/head/bias',
+      'optimizer/v/backbone/conv1/kernel',
+      'optimizer/v/head/bias',
+      'problem/innerSampler/order',
+    ]);
+    expect(names.map((n) => [info[n].dtype, info[n].shape])).toEqual([
+      ['F32', [2, 2, 1, 3]],
+      ['F32', [3]],
+      ['F32', [2, 3]],
+      ['F32', [2, 2, 1, 3]],
+      ['F32', [3]],
+      ['F32', [2, 2, 1, 3]],
+      ['F32', [3]],
+      ['I32', [100]],
+    ]);
+    expect(comparable(readCheckpoint(f))).toEqual(comparable(expected));
+  });
+
+  it('stores every typed-array type with its safetensors dtype, wider types first (aligned), empty and 0-d tensors too', () => {
+    const extra = {
+      bytes: new Uint8Array([0, 255, 7]),
+      clamped: new Uint8ClampedArray([1, 254]),
+      i8: new Int8Array([-128, 127, 0]),
+      u16: new Uint16Array([65535, 1, 2]),
+      i16: new Int16Array([-32768]),
+      u32: new Uint32Array([4294967295, 0]),
+      i32: new Int32Array([-2147483648, 5]),
+      f64: new Float64Array([Math.PI, -0, NaN, -Infinity, Number.MIN_VALUE]),
+      i64: new BigInt64Array([-(2n ** 63n), 2n ** 63n - 1n, 0n]),
+      u64: new BigUint64Array([2n ** 64n - 1n]),
+      emptyTyped: new Float64Array(0),
+      emptyTree: { shape: [0, 3], values: new Float32Values(0) },
+      scalar: { shape: [], values: f32(1, () => -0.5) },
+      treeNumbers: { shape: [2], values: [0.1, 2] },
+    };
+    const f = writeCheckpoint(dir, { trainer: state(1), extra, savedAt: 'a' });
+    const { info, names, dataStart, n } = parseSafetensors(fs.readFileSync(f));
+    const size: Record<string, number> = { F64: 8, I64: 8, U64: 8, F32: 4, I32: 4, U32: 4, I16: 2, U16: 2, I8: 1, U8: 1 };
+    expect(Object.fromEntries(names.map((k) => [k, [info[k].dtype, info[k].shape]]))).toEqual({
+      'outer/x': ['F32', [2]],
+      'inner/y': ['F32', [1]],
+      'extra/bytes': ['U8', [3]],
+      'extra/clamped': ['U8', [2]],
+      'extra/i8': ['I8', [3]],
+      'extra/u16': ['U16', [3]],
+      'extra/i16': ['I16', [1]],
+      'extra/u32': ['U32', [2]],
+      'extra/i32': ['I32', [2]],
+      'extra/f64': ['F64', [5]],
+      'extra/i64': ['I64', [3]],
+      'extra/u64': ['U64', [1]],
+      'extra/emptyTyped': ['F64', [0]],
+      'extra/emptyTree': ['F32', [0, 3]],
+      'extra/scalar': ['F32', []],
+      // 0.1 is not a float32 value: the entries of a tree tensor given as plain numbers stay float64.
+      'extra/treeNumbers': ['F64', [2]],
+    });
+    // In file order: element sizes never grow, every tensor starts at a multiple of its element size (the
+    // buffer itself at a multiple of 8), and each starts where the one before ends.
+    const inFileOrder = names.slice().sort((a, b) => info[a].data_offsets[0] - info[b].data_offsets[0] || info[a].data_offsets[1] - info[b].data_offsets[1]);
+    expect(dataStart % 8).toBe(0);
+    expect((8 + n) % 8).toBe(0);
+    let end = 0;
+    let width = 8;
+    for (const k of inFileOrder) {
+      const [b, e] = info[k].data_offsets;
+      expect([k, b]).toEqual([k, end]);
+      expect([k, b % size[info[k].dtype]]).toEqual([k, 0]);
+      expect(size[info[k].dtype]).toBeLessThanOrEqual(width);
+      width = size[info[k].dtype];
+      end = e;
+    }
+    const back = readCheckpoint(f).extra as typeof extra;
+    expect(comparable(back)).toEqual(comparable(extra));
+    expect(back.clamped).toBeInstanceOf(Uint8ClampedArray);
+    expect(back.i64[1]).toBe(2n ** 63n - 1n);
+    expect(back.u64[0]).toBe(2n ** 64n - 1n);
+    expect(Array.isArray(back.treeNumbers.values)).toBe(true);
+  });
+
+  it('refuses a file that breaks a rule of the layout, naming what is wrong, even with checksums that fit', () => {
+    const expectRefused = (change: Parameters<typeof rewriteSafetensors>[1], message: RegExp): void => {
+      const f = writeCheckpoint(dir, { trainer: bigState(6, 10), extra: { ids: new Int32Array([1, 2]) }, savedAt: 'a' });
+      rewriteSafetensors(f, change);
+      let error: unknown = null;
+      try {
+        readCheckpoint(f);
+      } catch (e) {
+        error = e;
+      }
+      expect([error instanceof CheckpointError, String(error)]).toEqual([true, expect.stringMatching(message)]);
+      fs.rmSync(f);
+    };
+    const tensor = (header: Record<string, unknown>, name: string) => header[name] as SafetensorsInfo;
+    // Untouched, the rewritten file reads (so each refusal below is for the one change made).
+    const f = writeCheckpoint(dir, { trainer: bigState(6, 10), savedAt: 'a' });
+    rewriteSafetensors(f, () => undefined);
+    expect(bits(readCheckpoint(f).trainer.x.w.values)).toEqual(bits(bigState(6, 10).x.w.values));
+    fs.rmSync(f);
+
+    expectRefused((h) => {
+      tensor(h, 'inner/y').data_offsets = [44, 48];
+    }, /tensor 'inner\/y' starts at byte 44, not 40 \(a gap or an overlap\)/);
+    expectRefused((h) => {
+      tensor(h, 'outer/w').shape = [11];
+    }, /tensor 'outer\/w': data_offsets span 40 bytes, shape and dtype need 44/);
+    expectRefused((h) => {
+      tensor(h, 'outer/w').dtype = 'F16';
+    }, /tensor 'outer\/w': dtype "F16" is not one this library writes/);
+    expectRefused((h, _m, data) => {
+      h.stray = { dtype: 'U8', shape: [2], data_offsets: [data.length, data.length + 2] };
+      return Buffer.concat([data, Buffer.from([1, 2])]);
+    }, /metadata: tensor 'stray' has no place in the payload/);
+    expectRefused((_h, _m, data) => Buffer.concat([data, Buffer.alloc(3)]), /payload has 55 bytes, header says 52 \(bytes after the last tensor\)/);
+    expectRefused((_h, m) => {
+      m['bilevel.tensors'] = m['bilevel.tensors'].replace('"name":"extra/ids"', '"name":"extra/none"');
+    }, /metadata: bad tensor entry at 'extra.ids'/);
+    expectRefused((_h, m) => {
+      m['bilevel.tensors'] = m['bilevel.tensors'].replace('"path":["extra","ids"]', '"path":["__proto__","polluted"]');
+    }, /no place for an array at '__proto__.polluted'/);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expectRefused((_h, m) => {
+      m['bilevel.payload'] = '{"trainer":';
+    }, /metadata: bilevel.payload is not a JSON string/);
+    expectRefused((_h, m) => {
+      m['bilevel.format'] = 'something-else';
+    }, /not a bilevel-checkpoint file/);
+
+    // A header length beyond the specification's limit.
+    const huge = path.join(dir, 'checkpoint-00000001.safetensors');
+    const length = Buffer.alloc(16, 0x20);
+    length.writeBigUInt64LE(2n ** 40n);
+    fs.writeFileSync(huge, length);
+    expect(() => readCheckpoint(huge)).toThrow(/header length 1099511627776 is over 100000000 bytes/);
   });
 });
