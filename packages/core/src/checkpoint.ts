@@ -664,7 +664,10 @@ function readVersion3(fd: number, file: string, size: number): CheckpointPayload
     throw new CheckpointError(file, `header length ${length} is over ${MAX_HEADER_BYTES} bytes (not a checkpoint, or corrupted)`);
   }
   const n = Number(length);
-  if (8 + n > size) throw new CheckpointError(file, `header has ${size - 8} of its ${n} bytes (file cut short?)`);
+  // "payload": everything after the 8-byte length field, as in the header-line versions.
+  if (8 + n > size) {
+    throw new CheckpointError(file, `payload has ${size - 8} bytes, header says at least ${n} (file cut short?)`);
+  }
   const header = Buffer.alloc(n);
   readExactly(fd, file, header, 8);
 
@@ -697,7 +700,7 @@ function readVersion3(fd: number, file: string, size: number): CheckpointPayload
   if (dataBytes !== dataEnd) {
     throw new CheckpointError(
       file,
-      `payload has ${dataBytes} bytes, header says ${dataEnd} ${dataBytes < dataEnd ? '(file cut short?)' : '(bytes after the last tensor)'}`,
+      `payload has ${size - 8} bytes, header says ${n + dataEnd} ${dataBytes < dataEnd ? '(file cut short?)' : '(bytes after the last tensor)'}`,
     );
   }
   if (hashFile(fd, file, dataStart, dataBytes) !== meta['bilevel.data_sha256']) {
