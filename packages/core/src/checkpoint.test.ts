@@ -136,8 +136,14 @@ function v2FixturePayload(): CheckpointPayload {
       optimizer: {
         t: 3,
         lrScale: 1,
-        m: { 'backbone/conv1/kernel': kernel((i) => -i / 3), 'head/bias': { shape: [3], values: f32(3, (i) => i) } },
-        v: { 'backbone/conv1/kernel': kernel((i) => i * i), 'head/bias': { shape: [3], values: f32(3, () => Infinity) } },
+        m: {
+          'backbone/conv1/kernel': kernel((i) => -i / 3),
+          'head/bias': { shape: [3], values: f32(3, (i) => i) },
+        },
+        v: {
+          'backbone/conv1/kernel': kernel((i) => i * i),
+          'head/bias': { shape: [3], values: f32(3, () => Infinity) },
+        },
       },
       estimator: { warmStart: null },
       problem: {
@@ -161,7 +167,12 @@ function v2FixturePayload(): CheckpointPayload {
  */
 function comparable(value: unknown): unknown {
   if (ArrayBuffer.isView(value)) {
-    const a = value as unknown as { constructor: { name: string }; buffer: ArrayBuffer; byteOffset: number; byteLength: number };
+    const a = value as unknown as {
+      constructor: { name: string };
+      buffer: ArrayBuffer;
+      byteOffset: number;
+      byteLength: number;
+    };
     return { [a.constructor.name]: Array.from(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)) };
   }
   if (Array.isArray(value)) return value.map(comparable);
@@ -435,7 +446,9 @@ describe('checkpoint files', () => {
     const renamed = Buffer.from(good);
     renamed[digits - 5] ^= 0x01;
     fs.writeFileSync(last, renamed);
-    expect(() => readCheckpoint(last)).toThrow(/has no bilevel.header_sha256 \(not a bilevel checkpoint, or corrupted\)/);
+    expect(() => readCheckpoint(last)).toThrow(
+      /has no bilevel.header_sha256 \(not a bilevel checkpoint, or corrupted\)/,
+    );
     // A version 2 file whose header claims version 1.
     const v2 = fs.readFileSync(V2_FIXTURE);
     const nl1 = v2.indexOf(0x0a);
@@ -509,7 +522,14 @@ describe('checkpoint files', () => {
     const { meta, info } = parseSafetensors(fs.readFileSync(f));
     const typeOf: Record<string, string> = { F32: 'float32', F64: 'float64', I32: 'int32', U8: 'uint8' };
     const dtypes = Object.fromEntries(
-      (JSON.parse(meta['bilevel.tensors']) as { path: unknown[]; name: string; kind: string; type?: string }[])
+      (
+        JSON.parse(meta['bilevel.tensors']) as {
+          path: unknown[];
+          name: string;
+          kind: string;
+          type?: string;
+        }[]
+      )
         .filter((e) => e.path[0] === 'extra')
         .map((e) => [e.path.slice(1).join('.'), `${e.kind}:${e.type ?? typeOf[info[e.name].dtype]}`]),
     );
@@ -714,7 +734,18 @@ describe('checkpoint files', () => {
     };
     const f = writeCheckpoint(dir, { trainer: state(1), extra, savedAt: 'a' });
     const { info, names, dataStart, n } = parseSafetensors(fs.readFileSync(f));
-    const size: Record<string, number> = { F64: 8, I64: 8, U64: 8, F32: 4, I32: 4, U32: 4, I16: 2, U16: 2, I8: 1, U8: 1 };
+    const size: Record<string, number> = {
+      F64: 8,
+      I64: 8,
+      U64: 8,
+      F32: 4,
+      I32: 4,
+      U32: 4,
+      I16: 2,
+      U16: 2,
+      I8: 1,
+      U8: 1,
+    };
     expect(Object.fromEntries(names.map((k) => [k, [info[k].dtype, info[k].shape]]))).toEqual({
       'outer/x': ['F32', [2]],
       'inner/y': ['F32', [1]],
@@ -736,7 +767,13 @@ describe('checkpoint files', () => {
     });
     // In file order: element sizes never grow, every tensor starts at a multiple of its element size (the
     // buffer itself at a multiple of 8), and each starts where the one before ends.
-    const inFileOrder = names.slice().sort((a, b) => info[a].data_offsets[0] - info[b].data_offsets[0] || info[a].data_offsets[1] - info[b].data_offsets[1]);
+    const inFileOrder = names
+      .slice()
+      .sort(
+        (a, b) =>
+          info[a].data_offsets[0] - info[b].data_offsets[0] ||
+          info[a].data_offsets[1] - info[b].data_offsets[1],
+      );
     expect(dataStart % 8).toBe(0);
     expect((8 + n) % 8).toBe(0);
     let end = 0;
@@ -759,7 +796,11 @@ describe('checkpoint files', () => {
 
   it('refuses a file that breaks a rule of the layout, naming what is wrong, even with checksums that fit', () => {
     const expectRefused = (change: Parameters<typeof rewriteSafetensors>[1], message: RegExp): string => {
-      const f = writeCheckpoint(dir, { trainer: bigState(6, 10), extra: { ids: new Int32Array([1, 2]) }, savedAt: 'a' });
+      const f = writeCheckpoint(dir, {
+        trainer: bigState(6, 10),
+        extra: { ids: new Int32Array([1, 2]) },
+        savedAt: 'a',
+      });
       rewriteSafetensors(f, change);
       let error: unknown = null;
       try {
@@ -767,7 +808,10 @@ describe('checkpoint files', () => {
       } catch (e) {
         error = e;
       }
-      expect([error instanceof CheckpointError, String(error)]).toEqual([true, expect.stringMatching(message)]);
+      expect([error instanceof CheckpointError, String(error)]).toEqual([
+        true,
+        expect.stringMatching(message),
+      ]);
       fs.rmSync(f);
       return String(error);
     };
@@ -801,7 +845,10 @@ describe('checkpoint files', () => {
       m['bilevel.tensors'] = m['bilevel.tensors'].replace('"name":"extra/ids"', '"name":"extra/none"');
     }, /metadata: bad tensor entry at 'extra.ids'/);
     expectRefused((_h, m) => {
-      m['bilevel.tensors'] = m['bilevel.tensors'].replace('"path":["extra","ids"]', '"path":["__proto__","polluted"]');
+      m['bilevel.tensors'] = m['bilevel.tensors'].replace(
+        '"path":["extra","ids"]',
+        '"path":["__proto__","polluted"]',
+      );
     }, /no place for an array at '__proto__.polluted'/);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expectRefused((_h, m) => {

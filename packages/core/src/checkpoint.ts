@@ -246,7 +246,11 @@ function treeShape(entry: object, values: unknown): number[] | null {
     if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) return null;
     size *= d;
   }
-  const n = ArrayBuffer.isView(values) ? (values as NumericArray).length : Array.isArray(values) ? values.length : -1;
+  const n = ArrayBuffer.isView(values)
+    ? (values as NumericArray).length
+    : Array.isArray(values)
+      ? values.length
+      : -1;
   return n === size ? shape.slice() : null;
 }
 
@@ -319,7 +323,7 @@ function splitPayload(payload: unknown): { json: unknown; pieces: Piece[] } {
   return { json, pieces };
 }
 
-/** The readable name of an array at `at` of the payload (see the format description). */
+/** The readable name of an array of the payload, from its place (see the format description). */
 function tensorName(piece: Piece): string {
   let parts = piece.path.map(String);
   if (piece.shape !== null && parts[parts.length - 1] === 'values') parts = parts.slice(0, -1);
@@ -343,7 +347,9 @@ function encodeSafetensors(payload: CheckpointPayload): { head: Buffer; chunks: 
     names.push(name);
   }
   // Wider element types first (stable: payload order within a width), so every tensor is aligned.
-  const order = pieces.map((_, i) => i).sort((a, b) => pieces[b].data.BYTES_PER_ELEMENT - pieces[a].data.BYTES_PER_ELEMENT || a - b);
+  const order = pieces
+    .map((_, i) => i)
+    .sort((a, b) => pieces[b].data.BYTES_PER_ELEMENT - pieces[a].data.BYTES_PER_ELEMENT || a - b);
   const chunks: Uint8Array[] = [];
   const entries: string[] = [];
   const hash = createHash('sha256');
@@ -353,7 +359,11 @@ function encodeSafetensors(payload: CheckpointPayload): { head: Buffer; chunks: 
     const bytes = littleEndianBytes(data);
     hashAll(hash, bytes);
     chunks.push(bytes);
-    const info = { dtype: SAFETENSORS_DTYPE[type], shape: shape ?? [data.length], data_offsets: [offset, offset + bytes.byteLength] };
+    const info = {
+      dtype: SAFETENSORS_DTYPE[type],
+      shape: shape ?? [data.length],
+      data_offsets: [offset, offset + bytes.byteLength],
+    };
     entries.push(`${JSON.stringify(names[i])}:${JSON.stringify(info)}`);
     offset += bytes.byteLength;
   }
@@ -375,6 +385,13 @@ function encodeSafetensors(payload: CheckpointPayload): { head: Buffer; chunks: 
   const text = `{"__metadata__":${JSON.stringify(metadata)}${entries.map((e) => `,${e}`).join('')}}`;
   const utf8 = Buffer.from(text, 'utf8');
   const n = Math.ceil(utf8.length / 8) * 8;
+  if (n > MAX_HEADER_BYTES) {
+    // Readers refuse such headers (the safetensors limit); long number arrays are tensors, so only a payload
+    // with a great many short arrays or strings gets here.
+    throw new RangeError(
+      `checkpoint payload: the JSON part (${n} bytes) is over the ${MAX_HEADER_BYTES}-byte header limit of safetensors`,
+    );
+  }
   const head = Buffer.alloc(8 + n, 0x20);
   head.writeBigUInt64LE(BigInt(n), 0);
   utf8.copy(head, 8);
@@ -558,7 +575,9 @@ function readVersion2(fd: number, file: string, start: number, end: number): Che
   for (const entry of manifest.arrays) {
     // The typed-array types version 2 wrote (not the 64-bit integers).
     const ctor =
-      Object.prototype.hasOwnProperty.call(DTYPES, entry?.dtype) && entry.dtype !== 'int64' && entry.dtype !== 'uint64'
+      Object.prototype.hasOwnProperty.call(DTYPES, entry?.dtype) &&
+      entry.dtype !== 'int64' &&
+      entry.dtype !== 'uint64'
         ? DTYPES[entry.dtype]
         : undefined;
     const where = Array.isArray(entry?.path) ? entry.path.join('.') : '?';
@@ -609,7 +628,10 @@ interface TensorInfo {
 }
 
 /** The tensors of a safetensors header, by name, and the byte buffer's length they cover (without gaps). */
-function tensorTable(file: string, header: Record<string, unknown>): { byName: Map<string, TensorInfo>; dataEnd: number } {
+function tensorTable(
+  file: string,
+  header: Record<string, unknown>,
+): { byName: Map<string, TensorInfo>; dataEnd: number } {
   const byName = new Map<string, TensorInfo>();
   for (const name of Object.keys(header)) {
     if (name === '__metadata__') continue;
@@ -617,7 +639,8 @@ function tensorTable(file: string, header: Record<string, unknown>): { byName: M
     const size = isRecord(info) && typeof info.dtype === 'string' ? SAFETENSORS_SIZE[info.dtype] : undefined;
     const shape = isRecord(info) ? info.shape : undefined;
     const offsets = isRecord(info) ? info.data_offsets : undefined;
-    const bad = (why: string): CheckpointError => new CheckpointError(file, `header: tensor '${name}': ${why}`);
+    const bad = (why: string): CheckpointError =>
+      new CheckpointError(file, `header: tensor '${name}': ${why}`);
     if (size === undefined || !Object.prototype.hasOwnProperty.call(SAFETENSORS_SIZE, info.dtype as string))
       throw bad(`dtype ${JSON.stringify(isRecord(info) ? info.dtype : info)} is not one this library writes`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
@@ -638,7 +661,10 @@ function tensorTable(file: string, header: Record<string, unknown>): { byName: M
   let dataEnd = 0;
   for (const t of [...byName.values()].sort((a, b) => a.begin - b.begin || a.end - b.end)) {
     if (t.begin !== dataEnd)
-      throw new CheckpointError(file, `header: tensor '${t.name}' starts at byte ${t.begin}, not ${dataEnd} (a gap or an overlap)`);
+      throw new CheckpointError(
+        file,
+        `header: tensor '${t.name}' starts at byte ${t.begin}, not ${dataEnd} (a gap or an overlap)`,
+      );
     dataEnd = t.end;
   }
   return { byName, dataEnd };
@@ -661,12 +687,18 @@ function readVersion3(fd: number, file: string, size: number): CheckpointPayload
   readExactly(fd, file, lengthField, 0);
   const length = lengthField.readBigUInt64LE(0);
   if (length > BigInt(MAX_HEADER_BYTES)) {
-    throw new CheckpointError(file, `header length ${length} is over ${MAX_HEADER_BYTES} bytes (not a checkpoint, or corrupted)`);
+    throw new CheckpointError(
+      file,
+      `header length ${length} is over ${MAX_HEADER_BYTES} bytes (not a checkpoint, or corrupted)`,
+    );
   }
   const n = Number(length);
   // "payload": everything after the 8-byte length field, as in the header-line versions.
   if (8 + n > size) {
-    throw new CheckpointError(file, `payload has ${size - 8} bytes, header says at least ${n} (file cut short?)`);
+    throw new CheckpointError(
+      file,
+      `payload has ${size - 8} bytes, header says at least ${n} (file cut short?)`,
+    );
   }
   const header = Buffer.alloc(n);
   readExactly(fd, file, header, 8);
@@ -674,7 +706,10 @@ function readVersion3(fd: number, file: string, size: number): CheckpointPayload
   // The header's checksum: over the header with its own 64 hex digits as zeros.
   const key = header.indexOf(HEADER_SHA_KEY);
   if (key < 0 || header.indexOf(HEADER_SHA_KEY, key + 1) >= 0) {
-    throw new CheckpointError(file, 'header has no bilevel.header_sha256 (not a bilevel checkpoint, or corrupted)');
+    throw new CheckpointError(
+      file,
+      'header has no bilevel.header_sha256 (not a bilevel checkpoint, or corrupted)',
+    );
   }
   const digits = key + HEADER_SHA_KEY.length;
   const claimed = header.toString('latin1', digits, Math.min(n, digits + 64));
@@ -692,7 +727,8 @@ function readVersion3(fd: number, file: string, size: number): CheckpointPayload
   if (!isRecord(parsed) || !isRecord(meta) || meta['bilevel.format'] !== FORMAT) {
     throw new CheckpointError(file, `not a ${FORMAT} file`);
   }
-  if (meta['bilevel.version'] !== String(CHECKPOINT_FORMAT_VERSION)) throw unsupportedVersion(file, meta['bilevel.version']);
+  if (meta['bilevel.version'] !== String(CHECKPOINT_FORMAT_VERSION))
+    throw unsupportedVersion(file, meta['bilevel.version']);
 
   const { byName, dataEnd } = tensorTable(file, parsed);
   const dataStart = 8 + n;
@@ -735,10 +771,16 @@ function readVersion3(fd: number, file: string, size: number): CheckpointPayload
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     readExactly(fd, file, bytes, dataStart + info.begin);
     if (!LITTLE_ENDIAN) swapBytes(bytes, data.BYTES_PER_ELEMENT);
-    root = placeAt(file, root, entry.path as (string | number)[], entry.kind === 'array' ? Array.from(data as Float64Array) : data);
+    root = placeAt(
+      file,
+      root,
+      entry.path as (string | number)[],
+      entry.kind === 'array' ? Array.from(data as Float64Array) : data,
+    );
   }
   for (const name of byName.keys()) {
-    if (!placed.has(name)) throw new CheckpointError(file, `metadata: tensor '${name}' has no place in the payload`);
+    if (!placed.has(name))
+      throw new CheckpointError(file, `metadata: tensor '${name}' has no place in the payload`);
   }
   return root as CheckpointPayload;
 }
