@@ -145,7 +145,7 @@ describe('bilevel (subprocess)', () => {
     expect(r.stdout).toMatch(/continue with: bilevel resume /);
     const rows = readJsonl(jsonl);
     const files = fs.readdirSync(path.join(out, 'checkpoints', 'exact-seed0'));
-    expect(files).toEqual([`checkpoint-${String(rows.length).padStart(8, '0')}.ckpt`]);
+    expect(files).toEqual([`checkpoint-${String(rows.length).padStart(8, '0')}.safetensors`]);
   });
 
   it('killed with SIGKILL mid-run and resumed, ends with the same metrics as an uninterrupted run', async () => {
@@ -182,7 +182,7 @@ describe('bilevel (subprocess)', () => {
     const checkpoints = path.join(killed, 'checkpoints', 'cg-adam-seed0');
     const first = await bilevel(['run', config, '--out', killed, '--backend', 'cpu', '--quiet'], (child) => {
       const poll = setInterval(() => {
-        if (fs.existsSync(checkpoints) && fs.readdirSync(checkpoints).some((f) => /^checkpoint-\d+\.ckpt$/.test(f))) {
+        if (fs.existsSync(checkpoints) && fs.readdirSync(checkpoints).some((f) => /^checkpoint-\d+\.safetensors$/.test(f))) {
           clearInterval(poll);
           child.kill('SIGKILL');
         }
@@ -201,7 +201,7 @@ describe('bilevel (subprocess)', () => {
     expect(resumed.stderr).toBe('');
     expect(resumed.code).toBe(0);
     expect(resumed.stdout).toMatch(/es, seed 0: already completed \(10 steps\), kept/);
-    expect(resumed.stdout).toMatch(/continuing from step ([1-5]0) \(checkpoints\/cg-adam-seed0\/checkpoint-000000[1-5]0\.ckpt\)/);
+    expect(resumed.stdout).toMatch(/continuing from step ([1-5]0) \(checkpoints\/cg-adam-seed0\/checkpoint-000000[1-5]0\.safetensors\)/);
 
     const strip = (row: Record<string, unknown>): Record<string, unknown> => {
       const { time: _t, wallTime: _w, ...rest } = row;

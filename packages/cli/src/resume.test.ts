@@ -114,14 +114,14 @@ describe('checkpoints and resume', () => {
     expect(first.log).toMatch(/continue with: bilevel resume /);
     // Every 4 steps, and at the interruption (step 6).
     const files = listCheckpoints(path.join(dir, checkpointDir('cg-adam-seed0'))).map((f) => path.basename(f));
-    expect(files).toEqual(['checkpoint-00000004.ckpt', 'checkpoint-00000006.ckpt']);
+    expect(files).toEqual(['checkpoint-00000004.safetensors', 'checkpoint-00000006.safetensors']);
     expect(first.summary.runs.map((r) => [r.status, r.steps])).toEqual([
       ['interrupted', 6],
       ['not-run', 0],
     ]);
 
     const second = await run(dir, undefined, true);
-    expect(second.log).toMatch(/continuing from step 6 \(checkpoints\/cg-adam-seed0\/checkpoint-00000006\.ckpt\)/);
+    expect(second.log).toMatch(/continuing from step 6 \(checkpoints\/cg-adam-seed0\/checkpoint-00000006\.safetensors\)/);
     expect(second.log).toMatch(/no checkpoint: starting over/);
     expectSameAsReference(dir, second);
     expect(tf.memory().numTensors).toBe(tensors);
@@ -133,7 +133,7 @@ describe('checkpoints and resume', () => {
     // As if killed at step 10 after the checkpoint of step 8: the rows of steps 9 and 10 are on disk, the
     // checkpoint of step 10 is not.
     const ckpts = path.join(dir, checkpointDir('es-momentum-seed0'));
-    fs.rmSync(path.join(ckpts, 'checkpoint-00000010.ckpt'));
+    fs.rmSync(path.join(ckpts, 'checkpoint-00000010.safetensors'));
     expect(readRunRows(path.join(dir, 'runs', 'es-momentum-seed0.jsonl'))).toHaveLength(10);
     const before = fs.readFileSync(path.join(dir, 'runs', 'cg-adam-seed0.jsonl'), 'utf8');
 
@@ -148,7 +148,7 @@ describe('checkpoints and resume', () => {
     const dir = outDir();
     await run(dir, { label: 'cg-adam', step: 9 });
     const files = listCheckpoints(path.join(dir, checkpointDir('cg-adam-seed0')));
-    expect(files.map((f) => path.basename(f))).toEqual(['checkpoint-00000008.ckpt', 'checkpoint-00000009.ckpt']);
+    expect(files.map((f) => path.basename(f))).toEqual(['checkpoint-00000008.safetensors', 'checkpoint-00000009.safetensors']);
     const newest = files[1];
     const bytes = fs.readFileSync(newest);
     fs.writeFileSync(newest, bytes.subarray(0, Math.floor(bytes.length / 2)));
@@ -156,7 +156,7 @@ describe('checkpoints and resume', () => {
     const second = await run(dir, undefined, true);
     expect(second.log).toContain(`warning: checkpoint ${newest}: payload has`);
     expect(second.log).toMatch(/\(file cut short\?\); trying an older checkpoint/);
-    expect(second.log).toMatch(/continuing from step 8 \(checkpoints\/cg-adam-seed0\/checkpoint-00000008\.ckpt\)/);
+    expect(second.log).toMatch(/continuing from step 8 \(checkpoints\/cg-adam-seed0\/checkpoint-00000008\.safetensors\)/);
     expectSameAsReference(dir, second);
   });
 
