@@ -6,7 +6,9 @@ import {
   OracleSpecSchema,
   parseOptions,
   PipelineSpecSchema,
+  PluginRefSchema,
   registry as defaultRegistry,
+  type ResolvedPluginRef,
   TrainerOptionsSchema,
   type PluginKind,
   type PluginRegistry,
@@ -18,21 +20,6 @@ import { BACKEND_CHOICES, BackendChoiceSchema } from '@bilevel/backend';
 import { expandSweep, sweepError } from './sweep';
 import { SlowBackendSchema } from './slow-backend';
 
-/**
- * A plugin chosen by name: `"cg"` or `{ name: "cg", options: { maxIterations: 20 } }`. A string is read as
- * `{ name }`, so a wrong key in the object form is reported by name (not as "invalid union").
- */
-export const PluginChoiceSchema = z.preprocess(
-  (v) => (typeof v === 'string' ? { name: v } : v),
-  z
-    .object({
-      name: z.string().min(1).describe('registered plugin name'),
-      options: z.record(z.unknown()).default({}).describe("the plugin's options (see `bilevel list`)"),
-    })
-    .strict(),
-);
-/** A validated plugin choice: a name, or `{ name, options }`. */
-export type PluginChoice = z.output<typeof PluginChoiceSchema>;
 
 /** Trainer and oracle settings given at the top of a config or per method; unset fields fall through. */
 export const TrainerOverridesSchema = TrainerOptionsSchema.partial();
@@ -47,9 +34,9 @@ export const MethodSchema = z
       .min(1)
       .max(60)
       .describe('name shown in progress, tables and plot legends (unique within the config)'),
-    innerSolver: PluginChoiceSchema.describe('inner solver (e.g. gd, bfgs)'),
-    estimator: PluginChoiceSchema.describe('hypergradient estimator (e.g. es, qnbo, cg)'),
-    outerOptimizer: PluginChoiceSchema.default('gd').describe('outer optimizer (gd, momentum, adam)'),
+    innerSolver: PluginRefSchema.describe('inner solver (e.g. gd, bfgs)'),
+    estimator: PluginRefSchema.describe('hypergradient estimator (e.g. es, qnbo, cg)'),
+    outerOptimizer: PluginRefSchema.default('gd').describe('outer optimizer (gd, momentum, adam)'),
     oracles: OracleOverridesSchema.optional().describe('oracle settings for this method (override the top level)'),
     trainer: TrainerOverridesSchema.optional().describe('trainer settings for this method (override the top level)'),
     color: z
@@ -130,7 +117,7 @@ export const ExperimentConfigSchema = z
       .array(z.string().min(1))
       .default([])
       .describe('extra modules to load before running (paths relative to the config file, or package names)'),
-    problem: PluginChoiceSchema.describe('the bilevel problem, shared by every method'),
+    problem: PluginRefSchema.describe('the bilevel problem, shared by every method'),
     methods: z.array(MethodSchema).min(1).describe('the methods to compare'),
     trainer: TrainerOverridesSchema.default({}).describe('trainer settings for every method'),
     oracles: OracleOverridesSchema.default({}).describe('oracle settings for every method'),
@@ -245,7 +232,7 @@ export function readConfigFile(file: string): unknown {
 function validatePlugin(
   reg: PluginRegistry,
   kind: PluginKind,
-  choice: PluginChoice,
+  choice: ResolvedPluginRef,
   where: string,
 ): Record<string, unknown> {
   if (!reg.has(kind, choice.name)) {

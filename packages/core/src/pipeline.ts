@@ -8,20 +8,29 @@ import { registry as defaultRegistry, type PluginRegistry } from './registry';
 import type { InnerSolver } from './solver';
 import { Trainer, TrainerOptionsSchema } from './trainer';
 
-/** A plugin chosen by name, with options: `"cg"` or `{ name: "cg", options: { maxIterations: 20 } }`. */
-export const PluginRefSchema = z.union([
-  z.string().min(1),
+/** A plugin chosen by name, with options, as written: `"cg"` or `{ name: "cg", options: { maxIterations: 20 } }`. */
+export type PluginRef = string | { readonly name: string; readonly options?: Record<string, unknown> };
+/** A validated plugin choice: always `{ name, options }`. */
+export interface ResolvedPluginRef {
+  /** The registered plugin name. */
+  name: string;
+  /** The plugin's options (validated against its schema when the plugin is created). */
+  options: Record<string, unknown>;
+}
+
+/**
+ * A plugin chosen by name (the one schema of this concept, used by pipelines and the CLI's configs): a string
+ * is read as `{ name }`, so a wrong key in the object form is reported by name (not as "invalid union").
+ */
+export const PluginRefSchema = z.preprocess(
+  (v) => (typeof v === 'string' ? { name: v } : v),
   z
     .object({
-      /** The registered plugin name. */
-      name: z.string().min(1),
-      /** The plugin's options, validated against its schema. */
-      options: z.record(z.unknown()).default({}),
+      name: z.string().min(1).describe('registered plugin name'),
+      options: z.record(z.unknown()).default({}).describe("the plugin's options (see `bilevel list`)"),
     })
     .strict(),
-]);
-/** A plugin choice as written: a name, or `{ name, options }`. */
-export type PluginRef = z.input<typeof PluginRefSchema>;
+) as unknown as z.ZodType<ResolvedPluginRef, z.ZodTypeDef, PluginRef>;
 
 /** How the pipeline's oracles form second-order products. */
 export const OracleSpecSchema = z
@@ -77,13 +86,6 @@ export interface Pipeline {
   dispose(): void;
 }
 
-function normalize(ref: z.output<typeof PluginRefSchema>): {
-  name: string;
-  options: Record<string, unknown>;
-} {
-  return typeof ref === 'string' ? { name: ref, options: {} } : ref;
-}
-
 /**
  * Validates a spec (throwing a `ConfigError` that names the field) and builds a runnable trainer from the
  * registered plugins. Every option of every plugin is validated before anything is created.
@@ -91,10 +93,10 @@ function normalize(ref: z.output<typeof PluginRefSchema>): {
 export function createPipeline(input: PipelineSpec, registry: PluginRegistry = defaultRegistry): Pipeline {
   const spec = parseOptions(PipelineSpecSchema, input, '');
   const refs = {
-    problem: normalize(spec.problem),
-    innerSolver: normalize(spec.innerSolver),
-    estimator: normalize(spec.estimator),
-    outerOptimizer: normalize(spec.outerOptimizer),
+    problem: spec.problem,
+    innerSolver: spec.innerSolver,
+    estimator: spec.estimator,
+    outerOptimizer: spec.outerOptimizer,
   };
   const validated = {
     problem: registry.validate('problem', refs.problem.name, refs.problem.options, 'problem'),
