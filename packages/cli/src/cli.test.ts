@@ -93,6 +93,18 @@ describe('bilevel list', () => {
     expect(backends.out).not.toMatch(/Problems/);
   });
 
+  it('lists the field\'s methods as plugin combinations (list methods, and in the full listing)', async () => {
+    const r = await cli(['list', 'methods']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^Methods as plugin combinations/);
+    expect(r.out).toMatch(/soba — SOBA \(Dagréou/);
+    expect(r.out).toMatch(/estimator\s+fixed-point \{"maxIterations":1,"stepSize":0\.1,"warmStart":true,"systemBatches":"fresh"\}/);
+    expect(r.out).toMatch(/bome — BOME[^\n]*\n\s+innerSolver\s+\(none: the estimator moves y\)/);
+    const json = JSON.parse((await cli(['list', 'methods', '--json'])).out) as { methods: { name: string }[] };
+    expect(json.methods.map((m) => m.name)).toEqual(['soba', 'amigo', 'stocbio', 'f2sa', 'bome', 'esj', 'qnbo', 'aid-cg']);
+    expect((await cli(['list'])).out).toMatch(/Methods as plugin combinations/);
+  });
+
   it('names an unknown kind', async () => {
     const r = await cli(['list', 'gizmos']);
     expect(r.code).toBe(2);

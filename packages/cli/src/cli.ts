@@ -7,6 +7,7 @@ import { compareTable, readSummary } from './compare';
 import { type ConfigOverrides, loadExperiment, loadResumePlan } from './config';
 import { registerDistributedCommands, withQueue } from './distributed-commands';
 import { textTable } from './format';
+import { METHOD_RECIPES } from '@bilevel/estimators';
 import { LIST_TOPICS, listJson, listText } from './list';
 import { loadPluginModules, type ModuleLoader } from './plugins';
 import type { OutputStream } from './progress';
@@ -225,6 +226,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
             `list: unknown kind '${what}'; one of ${Object.keys(LIST_TOPICS).filter((k) => k.endsWith('s')).join(', ')}`,
             'what',
           );
+        }
+        if (topic === 'methods') {
+          print(cmdOptions.json ? JSON.stringify({ methods: METHOD_RECIPES }, null, 2) : listText(null, { methodsOnly: true }));
+          return;
         }
         if (topic === 'backend') onlyBackends = true;
         else kind = topic;

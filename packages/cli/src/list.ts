@@ -1,4 +1,5 @@
 import { registry as defaultRegistry, type PluginKind, type PluginRegistry, PLUGIN_KINDS } from '@bilevel/core';
+import { METHOD_RECIPES } from '@bilevel/estimators';
 import type { BackendInfo } from './backend';
 
 const TITLES: Record<PluginKind, string> = {
@@ -11,7 +12,10 @@ const TITLES: Record<PluginKind, string> = {
 };
 
 /** Names accepted by `bilevel list <what>`. */
-export const LIST_TOPICS: Record<string, PluginKind | 'backend'> = {
+export const LIST_TOPICS: Record<string, PluginKind | 'backend' | 'methods'> = {
+  method: 'methods',
+  methods: 'methods',
+  recipes: 'methods',
   problem: 'problem',
   problems: 'problem',
   solver: 'innerSolver',
@@ -40,11 +44,28 @@ function showDefault(v: unknown): string {
   }
 }
 
+/** The field's methods as plugin combinations ({@link METHOD_RECIPES}), as plain text lines. */
+export function methodRecipesText(): string {
+  const out = ['Methods as plugin combinations (copy into a config\'s methods entry)'];
+  const show = (r: { name: string; options: Record<string, unknown> } | null): string =>
+    r ? `${r.name} ${JSON.stringify(r.options)}` : '(none: the estimator moves y)';
+  for (const r of METHOD_RECIPES) {
+    out.push(`  ${r.name} — ${r.method}`);
+    out.push(`      innerSolver     ${show(r.innerSolver)}`);
+    out.push(`      estimator       ${show(r.estimator)}`);
+    out.push(`      outerOptimizer  ${show(r.outerOptimizer)}`);
+    out.push(`      ${r.note}`);
+  }
+  out.push('');
+  return out.join('\n');
+}
+
 /** Every registered plugin (or those of one kind) with option docs, and the backends, as plain text. */
 export function listText(
   backends: readonly BackendInfo[] | null,
-  options: { kind?: PluginKind; registry?: PluginRegistry; backendsOnly?: boolean } = {},
+  options: { kind?: PluginKind; registry?: PluginRegistry; backendsOnly?: boolean; methodsOnly?: boolean } = {},
 ): string {
+  if (options.methodsOnly) return methodRecipesText();
   const reg = options.registry ?? defaultRegistry;
   const out: string[] = [];
   const kinds = options.backendsOnly ? [] : options.kind ? [options.kind] : PLUGIN_KINDS;
@@ -68,6 +89,7 @@ export function listText(
     }
     out.push('');
   }
+  if (!options.kind && !options.backendsOnly) out.push(methodRecipesText());
   if (backends) {
     out.push('Backends');
     if (backends.length === 0) out.push('  (none)');
@@ -88,5 +110,6 @@ export function listJson(
 ): string {
   const reg = options.registry ?? defaultRegistry;
   const plugins = options.kind ? reg.list(options.kind) : reg.list();
-  return JSON.stringify({ plugins, ...(backends ? { backends } : {}) }, null, 2);
+  const methods = options.kind ? {} : { methods: METHOD_RECIPES };
+  return JSON.stringify({ plugins, ...methods, ...(backends ? { backends } : {}) }, null, 2);
 }

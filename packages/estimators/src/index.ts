@@ -37,6 +37,7 @@ export * from './evolution-strategies-estimator';
 export * from './qnbo-estimator';
 export * from './f2sa-estimator';
 export * from './bome-estimator';
+export * from './method-recipes';
 
 const SOURCE = '@bilevel/estimators';
 
