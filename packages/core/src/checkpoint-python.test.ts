@@ -10,13 +10,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeCheckpoint } from './checkpoint';
-import type { Estimate, EstimateContext, HypergradientEstimator } from './estimator';
 import { AdamOptimizer } from './optimizer';
 import { createOracles } from './oracles';
 import { QuadraticFixture } from './quadratic-fixture';
-import type { InnerResult, InnerSolveRequest, InnerSolver } from './solver';
 import { Trainer } from './trainer';
 import { Float32Values, type TreeData } from './tree';
+import { ClosedFormEstimator, ClosedFormSolver, SPECIAL_BITS, fromBits } from './test-utils/checkpoint-fixtures';
 
 const READER = path.join(__dirname, '..', 'test', 'read_safetensors.py');
 
@@ -101,38 +100,6 @@ function expected(dtype: string, shape: number[], data: Source): Omit<PythonTens
   if (dtype === 'I64' || dtype === 'U64')
     return { dtype, shape, values: Array.from(data as BigInt64Array, String) };
   return { dtype, shape, values: Array.from(data as Int32Array) };
-}
-
-/** Float32Values with these bit patterns. */
-function fromBits(pattern: readonly number[]): Float32Values {
-  const v = new Float32Values(pattern.length);
-  new Uint32Array(v.buffer).set(pattern);
-  return v;
-}
-
-/** ±0, subnormals, ±max, ±∞, a quiet NaN, a NaN with a payload, 1/3, 1 — as float32 bit patterns. */
-const SPECIAL_BITS = [
-  0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x7f7fffff, 0xff7fffff, 0x7f800000, 0xff800000, 0x7fc00000,
-  0x7fa00001, 0x3eaaaaab, 0x3f800000,
-];
-
-/** y = y*(x) in closed form. */
-class ClosedFormSolver implements InnerSolver {
-  readonly name = 'closed-form';
-  readonly elementwise = false;
-  readonly maxIterations = 1;
-  solve(req: InnerSolveRequest): InnerResult {
-    const p = req.oracles.problem as QuadraticFixture;
-    return { y: p.innerSolution(req.x), iterations: 1, gradientNorm: 0, converged: true };
-  }
-}
-
-/** ∇Φ in closed form. */
-class ClosedFormEstimator implements HypergradientEstimator {
-  readonly name = 'closed-form';
-  estimate(ctx: EstimateContext): Estimate {
-    return { hypergradient: (ctx.problem as QuadraticFixture).hypergradient(ctx.x), diagnostics: {} };
-  }
 }
 
 /** An 8-byte little-endian length, the header text, the data: a file made by hand from the format. */

@@ -11,13 +11,11 @@ import {
   writeCheckpoint,
   type CheckpointPayload,
 } from './checkpoint';
-import type { Estimate, EstimateContext, HypergradientEstimator } from './estimator';
-import { AdamOptimizer } from './optimizer';
-import { createOracles, zeroCounts } from './oracles';
+import { zeroCounts } from './oracles';
 import { QuadraticFixture } from './quadratic-fixture';
-import type { InnerResult, InnerSolveRequest, InnerSolver } from './solver';
-import { Trainer, type TrainerState } from './trainer';
+import type { TrainerState } from './trainer';
 import { Float32Values, treeDispose, treeFromData, treeToData, type TreeData } from './tree';
+import { SPECIAL_BITS, adamTrainer, fromBits } from './test-utils/checkpoint-fixtures';
 
 function state(step: number): TrainerState {
   return {
@@ -41,53 +39,6 @@ function bigState(step: number, n = 1000): TrainerState {
 function bits(a: Float32Array | number[]): number[] {
   const f = a instanceof Float32Array ? a : Float32Array.from(a);
   return Array.from(new Uint32Array(f.buffer, f.byteOffset, f.length));
-}
-
-/** Float32Values with exactly these bit patterns. */
-function fromBits(pattern: readonly number[]): Float32Values {
-  const v = new Float32Values(pattern.length);
-  new Uint32Array(v.buffer).set(pattern);
-  return v;
-}
-
-/**
- * ±0, the smallest and largest subnormals, the largest finite values, ±∞, the quiet NaN, a NaN with a
- * payload, 1/3 and 1: as raw IEEE-754 single-precision bit patterns.
- */
-const SPECIAL_BITS = [
-  0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x7f7fffff, 0xff7fffff, 0x7f800000, 0xff800000, 0x7fc00000,
-  0x7fa00001, 0x3eaaaaab, 0x3f800000,
-];
-
-/** y = y*(x) in closed form. */
-class ClosedFormSolver implements InnerSolver {
-  readonly name = 'closed-form';
-  readonly elementwise = false;
-  readonly maxIterations = 1;
-  solve(req: InnerSolveRequest): InnerResult {
-    const p = req.oracles.problem as QuadraticFixture;
-    return { y: p.innerSolution(req.x), iterations: 1, gradientNorm: 0, converged: true };
-  }
-}
-
-/** ∇Φ in closed form. */
-class ClosedFormEstimator implements HypergradientEstimator {
-  readonly name = 'closed-form';
-  estimate(ctx: EstimateContext): Estimate {
-    return { hypergradient: (ctx.problem as QuadraticFixture).hypergradient(ctx.x), diagnostics: {} };
-  }
-}
-
-function adamTrainer(problem: QuadraticFixture): Trainer {
-  return new Trainer({
-    problem,
-    oracles: createOracles(problem),
-    solver: new ClosedFormSolver(),
-    estimator: new ClosedFormEstimator(),
-    optimizer: new AdamOptimizer({ learningRate: 0.05, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }),
-    seed: 3,
-    options: { steps: 100, evalEvery: 0 },
-  });
 }
 
 /** Entries of the tensors of a tree, read back. */
