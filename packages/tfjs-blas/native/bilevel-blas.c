@@ -18,6 +18,8 @@
  */
 #include <node_api.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -520,6 +522,216 @@ static void col2im_add_parallel(const Geom* g, const float* cols, size_t r0, siz
   pool_parallel_for(images, 1, col2im_range, &t);
 }
 
+/* Tiled convolutions (OpenBLAS builds). The output rows are cut into tiles of a few MB of patches; each tile
+ * is a task of the worker pool that builds its patch rows in a scratch of its own thread and multiplies them
+ * with a one-threaded sgemm, so the two phases never wait for each other and there is no barrier inside the
+ * products: a thread that the OS deschedules on a busy machine delays one tile, not the whole layer (a
+ * multi-threaded sgemm waits for its slowest thread at every block). OpenBLAS is set to one thread for the
+ * duration of the call and restored after. The input gradient of a stride-1 convolution is itself a
+ * convolution (of dy with the spatially flipped filter, channels swapped), so it is tiled the same way
+ * instead of being scattered back by col2im; the filter gradient accumulates Pᵀ·dy per thread and adds the
+ * threads' partial sums at the end. */
+#ifndef BILEVEL_ACCELERATE
+#define CONV_TILED 1
+
+/* Scratch of the calling thread, kept between calls; freed when a worker exits (and the JS thread's at the
+ * addon's cleanup). */
+typedef struct {
+  float* data;
+  size_t cap;
+} Scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static void scratch_destroy(void* p) {
+  Scratch* s = (Scratch*)p;
+  free(s->data);
+  free(s);
+}
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_destroy); }
+static float* thread_scratch(size_t floats) {
+  pthread_once(&scratch_once, scratch_key_init);
+  Scratch* s = (Scratch*)pthread_getspecific(scratch_key);
+  if (!s) {
+    s = (Scratch*)calloc(1, sizeof *s);
+    if (!s || pthread_setspecific(scratch_key, s) != 0) {
+      free(s);
+      return NULL;
+    }
+  }
+  if (s->cap < floats) {
+    free(s->data);
+    s->data = (float*)malloc(floats * sizeof(float));
+    s->cap = s->data ? floats : 0;
+  }
+  return s->data;
+}
+static void free_thread_scratch(void) {
+  pthread_once(&scratch_once, scratch_key_init);
+  Scratch* s = (Scratch*)pthread_getspecific(scratch_key);
+  if (s) {
+    pthread_setspecific(scratch_key, NULL);
+    scratch_destroy(s);
+  }
+}
+
+/* Least rows per tile of a product with the filter (forward, input gradient) and of Pᵀ·dy (filter gradient,
+ * whose inner dimension the rows are). */
+#define FORWARD_TILE_ROWS 128
+#define FILTER_TILE_ROWS 512
+
+/* Patch rows per tile: about 4 MB of patches (at least `min_rows`), and at least two tiles per thread when
+ * the layer has the rows for it, so that the dynamic claiming can even out the threads. */
+static size_t tile_rows(const Geom* g, size_t min_rows) {
+  const size_t k = geom_k(g), m = geom_rows(g), threads = (size_t)pool_threads();
+  size_t rows = ((size_t)1 << 20) / (k ? k : 1);
+  if (rows < min_rows) rows = min_rows;
+  const size_t balanced = (m + 2 * threads - 1) / (2 * threads);
+  if (rows > balanced) rows = balanced;
+  if (rows < 16) rows = 16;
+  return rows < m ? rows : (m ? m : 1);
+}
+
+/* Tiles pay off when each tile's patches outweigh the filter that every tile's sgemm packs again (and, for
+ * the filter gradient, the partial sum it reads and writes): at least outC rows per tile and 16 output
+ * channels (a product only a few columns wide runs far below the BLAS's speed). Layers with fewer rows than
+ * that (deep layers of small images, where the filter is large) keep the multi-threaded sgemm per block. */
+static int use_tiles(const Geom* g, size_t min_rows) {
+  return g->outC >= 16 && tile_rows(g, min_rows) >= (size_t)g->outC;
+}
+
+typedef struct {
+  const Geom* g;
+  const float* x;
+  const float* w;
+  float* y;
+  size_t tile;
+  atomic_int failed;
+} ForwardTiles;
+
+static void forward_tile(void* ctx, size_t b, size_t e) {
+  ForwardTiles* t = (ForwardTiles*)ctx;
+  const size_t K = geom_k(t->g), N = (size_t)t->g->outC, M = geom_rows(t->g);
+  float* cols = thread_scratch(t->tile * K);
+  if (!cols) {
+    atomic_store(&t->failed, 1);
+    return;
+  }
+  for (size_t i = b; i < e; i++) {
+    const size_t r0 = i * t->tile, r1 = r0 + t->tile < M ? r0 + t->tile : M;
+    im2col(t->g, t->x, r0, r1, cols);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0), (int)N, (int)K, 1.f, cols, (int)K, t->w,
+                (int)N, 0.f, t->y + r0 * N, (int)N);
+  }
+}
+
+/* y = im2col(x)·W over tiles; returns -1 when a scratch could not be allocated. */
+static int conv_forward_tiled(const Geom* g, const float* x, const float* w, float* y) {
+  const size_t M = geom_rows(g);
+  ForwardTiles t = {g, x, w, y, tile_rows(g, FORWARD_TILE_ROWS), 0};
+  const int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  pool_parallel_tasks((M + t.tile - 1) / t.tile, forward_tile, &t);
+  openblas_set_num_threads(blas_threads);
+  return atomic_load(&t.failed) ? -1 : 0;
+}
+
+/* The geometry of dx as a convolution of dy (stride 1, dilation 1): the flipped filter has the channels swapped
+ * and the padding fH−1−padTop, fW−1−padLeft. */
+static Geom flipped_geometry(const Geom* g) {
+  const Geom f = {g->batch, g->outH, g->outW, g->outC, g->inH, g->inW, g->inC, g->fH, g->fW, 1, 1, 1, 1,
+                  g->fH - 1 - g->padTop, g->fW - 1 - g->padLeft};
+  return f;
+}
+
+/* dx of a stride-1, dilation-1 convolution as the convolution of dy with the flipped filter
+ * Wf[a, b, o, c] = W[fH−1−a, fW−1−b, c, o]. */
+static int conv_input_gradient_tiled(const Geom* g, const float* dy, const float* w, float* dx) {
+  const size_t fH = (size_t)g->fH, fW = (size_t)g->fW, C = (size_t)g->inC, O = (size_t)g->outC;
+  float* flipped = (float*)malloc(geom_w(g) * sizeof(float));
+  if (!flipped) return -1;
+  for (size_t a = 0; a < fH; a++)
+    for (size_t b = 0; b < fW; b++) {
+      const float* src = w + ((fH - 1 - a) * fW + (fW - 1 - b)) * C * O;
+      float* dst = flipped + (a * fW + b) * O * C;
+      for (size_t c = 0; c < C; c++)
+        for (size_t o = 0; o < O; o++) dst[o * C + c] = src[c * O + o];
+    }
+  const Geom f = flipped_geometry(g);
+  const int rc = conv_forward_tiled(&f, dy, flipped, dx);
+  free(flipped);
+  return rc;
+}
+
+#define MAX_PARTIALS 65
+typedef struct {
+  const Geom* g;
+  const float* x;
+  const float* dy;
+  float* dw;
+  size_t tile;
+  float* partials[MAX_PARTIALS]; /* slot 0 is dw itself */
+  atomic_size_t next_slot;
+  atomic_int failed;
+} FilterTiles;
+
+/* Tiles [b, e) into a partial sum of its own: Σ patchesᵀ·dy. */
+static void filter_range(void* ctx, size_t b, size_t e) {
+  FilterTiles* t = (FilterTiles*)ctx;
+  const size_t K = geom_k(t->g), N = (size_t)t->g->outC, M = geom_rows(t->g);
+  const size_t slot = atomic_fetch_add(&t->next_slot, 1);
+  float* cols = thread_scratch(t->tile * K);
+  float* acc = slot == 0 ? t->dw : (slot < MAX_PARTIALS ? (float*)malloc(K * N * sizeof(float)) : NULL);
+  if (!cols || !acc) {
+    atomic_store(&t->failed, 1);
+    return;
+  }
+  t->partials[slot] = acc;
+  for (size_t i = b; i < e; i++) {
+    const size_t r0 = i * t->tile, r1 = r0 + t->tile < M ? r0 + t->tile : M;
+    im2col(t->g, t->x, r0, r1, cols);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)(r1 - r0), 1.f, cols, (int)K,
+                t->dy + r0 * N, (int)N, i == b ? 0.f : 1.f, acc, (int)N);
+  }
+}
+
+typedef struct {
+  float* dw;
+  float* const* partials;
+  size_t count;
+} PartialSum;
+
+static void add_partials(void* ctx, size_t b, size_t e) {
+  const PartialSum* p = (const PartialSum*)ctx;
+  for (size_t s = 1; s < p->count; s++) {
+    const float* src = p->partials[s];
+    for (size_t i = b; i < e; i++) p->dw[i] += src[i];
+  }
+}
+
+/* dW = Σ patchesᵀ·dy: each thread's share of the tiles into a partial sum, then the partial sums added. */
+static int conv_filter_gradient_tiled(const Geom* g, const float* x, const float* dy, float* dw) {
+  const size_t M = geom_rows(g), K = geom_k(g), N = (size_t)g->outC;
+  FilterTiles t;
+  memset(&t, 0, sizeof t);
+  t.g = g, t.x = x, t.dy = dy, t.dw = dw, t.tile = tile_rows(g, FILTER_TILE_ROWS);
+  atomic_store(&t.next_slot, 0);
+  atomic_store(&t.failed, 0);
+  const int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  pool_parallel_for((M + t.tile - 1) / t.tile, 1, filter_range, &t);
+  openblas_set_num_threads(blas_threads);
+  size_t count = atomic_load(&t.next_slot);
+  if (count > MAX_PARTIALS) count = MAX_PARTIALS;
+  int rc = atomic_load(&t.failed) ? -1 : 0;
+  if (rc == 0 && count > 1) {
+    PartialSum p = {dw, t.partials, count};
+    pool_parallel_for(K * N, PARALLEL_GRAIN, add_partials, &p);
+  }
+  for (size_t s = 1; s < count; s++) free(t.partials[s]);
+  return rc;
+}
+#endif
+
 /* conv2d(x, filter, out, geometry, bias, activation, alpha) */
 static napi_value js_conv2d(napi_env env, napi_callback_info info) {
   const char* fn = "conv2d";
@@ -544,6 +756,13 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.f, x, (int)K, w, (int)N, 0.f, y,
                 (int)N);
   } else {
+#ifdef CONV_TILED
+    if (use_tiles(&g, FORWARD_TILE_ROWS)) {
+      if (conv_forward_tiled(&g, x, w, y)) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
+      epilogue(y, M, N, bias, act, alpha);
+      return NULL;
+    }
+#endif
     const size_t rb = block_rows(&g);
     float* cols = (float*)malloc(rb * K * sizeof(float));
     if (!cols) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
@@ -573,13 +792,23 @@ static napi_value js_conv2d_backprop_input(napi_env env, napi_callback_info info
   if (ldx != geom_x(&g) || lw != geom_w(&g) || ldy != geom_y(&g))
     return throw_error(env, fn, "dy, filter or dx does not match the geometry"), NULL;
   const size_t M = geom_rows(&g), K = geom_k(&g), N = (size_t)g.outC;
-  memset(dx, 0, ldx * sizeof(float));
-  if (M == 0 || K == 0 || N == 0) return NULL;
+  if (M == 0 || K == 0 || N == 0) {
+    memset(dx, 0, ldx * sizeof(float));
+    return NULL;
+  }
   if (geom_is_pointwise(&g)) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)K, (int)N, 1.f, dy, (int)N, w, (int)N, 0.f, dx,
                 (int)K);
     return NULL;
   }
+#ifdef CONV_TILED
+  const Geom flipped = flipped_geometry(&g);
+  if (g.sH == 1 && g.sW == 1 && g.dH == 1 && g.dW == 1 && use_tiles(&flipped, FORWARD_TILE_ROWS)) {
+    if (conv_input_gradient_tiled(&g, dy, w, dx)) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
+    return NULL;
+  }
+#endif
+  memset(dx, 0, ldx * sizeof(float));
   const size_t rb = block_rows(&g);
   float* cols = (float*)malloc(rb * K * sizeof(float));
   if (!cols) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
@@ -617,6 +846,12 @@ static napi_value js_conv2d_backprop_filter(napi_env env, napi_callback_info inf
                 (int)N);
     return NULL;
   }
+#ifdef CONV_TILED
+  if (use_tiles(&g, FILTER_TILE_ROWS)) {
+    if (conv_filter_gradient_tiled(&g, x, dy, dw)) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
+    return NULL;
+  }
+#endif
   const size_t rb = block_rows(&g);
   float* cols = (float*)malloc(rb * K * sizeof(float));
   if (!cols) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
@@ -788,6 +1023,71 @@ static napi_value js_binary(napi_env env, napi_callback_info info) {
 
 enum { RED_SUM = 0, RED_MEAN = 1, RED_MAX = 2, RED_MIN = 3 };
 
+/* A reduction split into parts of consecutive runs (rows of the innermost dim), each part into an
+ * accumulator of its own (acc + part·outTotal). */
+typedef struct {
+  int op;
+  const float* x;
+  size_t rank;
+  int64_t shape[MAX_RANK], ostride[MAX_RANK];
+  int64_t n;
+  int inner_reduced;
+  size_t runs, parts;
+  double* acc;
+  size_t outTotal;
+} ReduceTask;
+
+static void reduce_part(void* ctx, size_t pb, size_t pe) {
+  const ReduceTask* t = (const ReduceTask*)ctx;
+  const int op = t->op;
+  const int64_t n = t->n;
+  for (size_t part = pb; part < pe; part++) {
+    double* acc = t->acc + part * t->outTotal;
+    const double init = op == RED_MAX ? -INFINITY : op == RED_MIN ? INFINITY : 0.0;
+    for (size_t i = 0; i < t->outTotal; i++) acc[i] = init;
+    const size_t r0 = t->runs * part / t->parts, r1 = t->runs * (part + 1) / t->parts;
+    /* Odometer over the dims before the innermost, started at run r0. */
+    int64_t idx[MAX_RANK] = {0};
+    int64_t oo = 0;
+    size_t rest = r0;
+    for (int64_t d = (int64_t)t->rank - 2; d >= 0; d--) {
+      idx[d] = (int64_t)(rest % (size_t)t->shape[d]);
+      rest /= (size_t)t->shape[d];
+      oo += idx[d] * t->ostride[d];
+    }
+    for (size_t r = r0; r < r1; r++) {
+      const float* xr = t->x + r * (size_t)n;
+      if (t->inner_reduced) {
+        double v = acc[oo];
+        if (op == RED_SUM || op == RED_MEAN) {
+          for (int64_t i = 0; i < n; i++) v += xr[i];
+        } else if (op == RED_MAX) {
+          for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] > v) v = xr[i];
+        } else {
+          for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] < v) v = xr[i];
+        }
+        acc[oo] = v;
+      } else {
+        double* ar = acc + oo;
+        if (op == RED_SUM || op == RED_MEAN) {
+          for (int64_t i = 0; i < n; i++) ar[i] += xr[i];
+        } else if (op == RED_MAX) {
+          for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] > ar[i]) ar[i] = xr[i];
+        } else {
+          for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] < ar[i]) ar[i] = xr[i];
+        }
+      }
+      for (int64_t d = (int64_t)t->rank - 2; d >= 0; d--) {
+        idx[d]++;
+        oo += t->ostride[d];
+        if (idx[d] < t->shape[d]) break;
+        oo -= t->ostride[d] * idx[d];
+        idx[d] = 0;
+      }
+    }
+  }
+}
+
 /* reduce(op, x, shape, reduced, out): out = op over the dims flagged in `reduced` (0/1 per dim), in double
  * precision; max and min propagate NaN (as the JS kernels do). */
 static napi_value js_reduce(napi_env env, napi_callback_info info) {
@@ -814,43 +1114,29 @@ static napi_value js_reduce(napi_env env, napi_callback_info info) {
     if (!red[d]) outTotal *= (size_t)shape[d];
   }
   if (lx != total || lo != outTotal) return throw_error(env, fn, "x or out does not match the shape"), NULL;
-  double* acc = (double*)malloc(outTotal * sizeof(double));
-  if (!acc) return throw_error(env, fn, "out of memory"), NULL;
-  const double init = op == RED_MAX ? -INFINITY : op == RED_MIN ? INFINITY : 0.0;
-  for (size_t i = 0; i < outTotal; i++) acc[i] = init;
   const int64_t n = shape[rank - 1];
-  const int inner_reduced = red[rank - 1] != 0;
   const size_t runs = total / (size_t)n;
-  int64_t idx[MAX_RANK] = {0};
-  int64_t oo = 0;
-  for (size_t r = 0; r < runs; r++) {
-    const float* xr = x + r * (size_t)n;
-    if (inner_reduced) {
-      double v = acc[oo];
-      if (op == RED_SUM || op == RED_MEAN) {
-        for (int64_t i = 0; i < n; i++) v += xr[i];
-      } else if (op == RED_MAX) {
-        for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] > v) v = xr[i];
-      } else {
-        for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] < v) v = xr[i];
-      }
-      acc[oo] = v;
+  /* Threaded when the reduction is large and shrinks the data well (each part has an accumulator of the
+   * output's size); the runs are cut into one part per thread, and the parts' sums added in part order, so
+   * the result does not depend on which thread ran which part. */
+  size_t parts = (size_t)pool_threads();
+  if (parts > runs) parts = runs;
+  if (parts < 2 || total < 4 * PARALLEL_GRAIN || outTotal * 8 > total) parts = 1;
+  ReduceTask t = {(int)op, x, rank, {0}, {0}, n, red[rank - 1] != 0, runs, parts, NULL, outTotal};
+  for (size_t d = 0; d < rank; d++) t.shape[d] = shape[d], t.ostride[d] = ostride[d];
+  t.acc = (double*)malloc(parts * outTotal * sizeof(double));
+  if (!t.acc) return throw_error(env, fn, "out of memory"), NULL;
+  if (parts == 1) reduce_part(&t, 0, 1);
+  else pool_parallel_tasks(parts, reduce_part, &t);
+  double* acc = t.acc;
+  for (size_t p = 1; p < parts; p++) {
+    const double* src = t.acc + p * outTotal;
+    if (op == RED_SUM || op == RED_MEAN) {
+      for (size_t i = 0; i < outTotal; i++) acc[i] += src[i];
+    } else if (op == RED_MAX) {
+      for (size_t i = 0; i < outTotal; i++) if (src[i] != src[i] || src[i] > acc[i]) acc[i] = src[i];
     } else {
-      double* ar = acc + oo;
-      if (op == RED_SUM || op == RED_MEAN) {
-        for (int64_t i = 0; i < n; i++) ar[i] += xr[i];
-      } else if (op == RED_MAX) {
-        for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] > ar[i]) ar[i] = xr[i];
-      } else {
-        for (int64_t i = 0; i < n; i++) if (xr[i] != xr[i] || xr[i] < ar[i]) ar[i] = xr[i];
-      }
-    }
-    for (int64_t d = (int64_t)rank - 2; d >= 0; d--) {
-      idx[d]++;
-      oo += ostride[d];
-      if (idx[d] < shape[d]) break;
-      oo -= ostride[d] * idx[d];
-      idx[d] = 0;
+      for (size_t i = 0; i < outTotal; i++) if (src[i] != src[i] || src[i] < acc[i]) acc[i] = src[i];
     }
   }
   const double scale = op == RED_MEAN ? (double)outTotal / (double)total : 1.0;
@@ -1125,6 +1411,9 @@ static napi_value js_transpose(napi_env env, napi_callback_info info) {
 static void cleanup_pool(void* arg) {
   (void)arg;
   pool_shutdown();
+#ifdef CONV_TILED
+  free_thread_scratch();
+#endif
 }
 
 NAPI_MODULE_INIT() {

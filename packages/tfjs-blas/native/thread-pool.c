@@ -108,7 +108,9 @@ static void ensure_started(void) {
   }
 }
 
-void pool_parallel_for(size_t n, size_t grain, pool_range_fn fn, void* ctx) {
+/* Runs fn over [0, n) in chunks of at least `grain`, at most `max_chunks` of them (0: one per thread), claimed
+ * by the caller and the workers as they become free. */
+static void run_task(size_t n, size_t grain, size_t max_chunks, pool_range_fn fn, void* ctx) {
   if (n == 0) return;
   if (grain < 1) grain = 1;
   if (wanted <= 1 || n < 2 * grain) {
@@ -124,7 +126,9 @@ void pool_parallel_for(size_t n, size_t grain, pool_range_fn fn, void* ctx) {
     return;
   }
   size_t chunks = n / grain;
-  if (chunks > threads) chunks = threads;
+  const size_t cap = max_chunks ? max_chunks : threads;
+  if (chunks > cap) chunks = cap;
+  if (chunks > 0xffffffffu) chunks = 0xffffffffu;
   pthread_mutex_lock(&lock);
   generation++;
   task.fn = fn;
@@ -147,3 +151,7 @@ void pool_parallel_for(size_t n, size_t grain, pool_range_fn fn, void* ctx) {
   }
   pthread_mutex_unlock(&task_lock);
 }
+
+void pool_parallel_for(size_t n, size_t grain, pool_range_fn fn, void* ctx) { run_task(n, grain, 0, fn, ctx); }
+
+void pool_parallel_tasks(size_t n, pool_range_fn fn, void* ctx) { run_task(n, 1, n, fn, ctx); }

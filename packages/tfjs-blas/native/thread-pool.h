@@ -20,6 +20,12 @@ int pool_threads(void);
  * `grain` long), else on the calling thread. Returns when every chunk is done.
  */
 void pool_parallel_for(size_t n, size_t grain, pool_range_fn fn, void* ctx);
+/*
+ * Runs fn(ctx, i, i + 1) for every i in [0, n), each index a task of its own that the caller and the workers
+ * claim as they become free (a thread that is descheduled on a busy machine holds up one task, not a share
+ * of the work). On the calling thread alone when the pool has one thread or n < 2.
+ */
+void pool_parallel_tasks(size_t n, pool_range_fn fn, void* ctx);
 /* Stops and joins the workers (idempotent). */
 void pool_shutdown(void);
 #endif

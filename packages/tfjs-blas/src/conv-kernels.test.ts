@@ -1,6 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BLAS_BACKEND_NAME, blasInfo, isBlasAvailable, registerBlasBackend } from './index';
-import { compareBackends, operand, randInt, seededRandom, type Operand } from './test-utils/compare';
+import { BLAS_BACKEND_NAME, blasInfo, isBlasAvailable, registerBlasBackend, setBlasThreads } from './index';
+import {
+  compareBackends,
+  firstMismatch,
+  operand,
+  randInt,
+  runOn,
+  seededRandom,
+  specialValues,
+  type Operand,
+} from './test-utils/compare';
 
 const TOL = 1e-4;
 
@@ -283,6 +292,94 @@ function conv(c: ConvCase, x: tf.Tensor, w: tf.Tensor): tf.Tensor4D {
         return tf.mean(tf.square(tf.sub(logits, y)));
       })([w1, w2, w3]);
     expect(await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, net)).toBeLessThan(TOL);
+  });
+
+  /**
+   * Layers wide enough (≥ 16 output channels, tiles of at least outC rows) for the tiled paths: forward and
+   * filter gradient as per-thread tiles, the input gradient of a stride-1 layer as a convolution with the
+   * flipped filter (padding beyond fH − 1 included, where the flipped convolution's padding is negative), on
+   * one thread and on two; a tile count that does not divide the rows; batch 1; stride 2 and dilation 2 (the
+   * input gradient by col2im there).
+   */
+  it('tiled convolutions (per-thread tiles, input gradient as a flipped convolution) agree on 1 and 2 threads', async () => {
+    const rand = seededRandom(16);
+    const same = (batch: number, size: number, inC: number, outC: number, k: number): ConvCase => ({
+      batch,
+      height: size,
+      width: size,
+      inC,
+      outC,
+      fh: k,
+      fw: k,
+      strides: [1, 1],
+      dilations: [1, 1],
+      pad: 'same',
+    });
+    const layers: ConvCase[] = [
+      same(2, 19, 16, 24, 3),
+      same(1, 17, 20, 16, 5),
+      { ...same(1, 23, 20, 32, 3), width: 17, pad: 'valid' },
+      {
+        ...same(2, 15, 18, 16, 3),
+        fw: 2,
+        pad: [
+          [0, 0],
+          [3, 1],
+          [0, 2],
+          [0, 0],
+        ],
+      },
+      { ...same(2, 16, 16, 16, 3), strides: [2, 2] },
+      { ...same(2, 16, 16, 20, 3), dilations: [2, 2] },
+      same(3, 12, 3, 32, 3),
+    ];
+    const threads = blasInfo().threads;
+    try {
+      for (const t of [1, 2]) {
+        setBlasThreads(t);
+        for (const c of layers) {
+          const [x, w] = caseOperands(rand, c);
+          // tfjs has no gradients of dilated convolutions: those are checked forward only.
+          const fwdBwd = (xs: tf.Tensor, ws: tf.Tensor) => {
+            if (c.dilations[0] > 1) return [conv(c, xs, ws)];
+            const [dx, dw] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.sin(conv(c, p, q))))([xs, ws]);
+            return [conv(c, xs, ws), dx, dw];
+          };
+          const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', [x, w], fwdBwd);
+          expect({ threads: t, conv: describeCase(c), agrees: err < TOL }).toEqual({
+            threads: t,
+            conv: describeCase(c),
+            agrees: true,
+          });
+        }
+      }
+    } finally {
+      setBlasThreads(Math.max(1, threads));
+    }
+  });
+
+  it('tiled convolutions propagate NaN and infinities as the JS kernels do', async () => {
+    const rand = seededRandom(17);
+    const shape = [2, 12, 12, 16];
+    const ops = [
+      { values: specialValues(rand, 2 * 12 * 12 * 16), shape },
+      operand(rand, [3, 3, 16, 16]),
+      operand(rand, shape),
+    ];
+    const fn = (x: tf.Tensor, w: tf.Tensor, dy: tf.Tensor) => {
+      const y = tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same');
+      const dx = tf.conv2dTranspose(dy as tf.Tensor4D, w as tf.Tensor4D, shape as [number, number, number, number], 1, 'same');
+      return [y, dx];
+    };
+    const got = await runOn(BLAS_BACKEND_NAME, ops, fn);
+    const want = await runOn('cpu', ops, fn);
+    got.forEach((g, i) => {
+      const finite = (v: number) => (Number.isFinite(v) ? v : 0);
+      // Where the JS kernel's value is finite the native one agrees; NaN and infinities land where they do.
+      const nanAt = (vs: Float32Array) => Array.from(vs, (v) => Number.isNaN(v));
+      expect(nanAt(g.values)).toEqual(nanAt(want[i].values));
+      expect(firstMismatch(g.values.map(finite), want[i].values.map(finite), 1e-3)).toBe(-1);
+    });
   });
 
   it('leaves no tensor behind over many conv iterations', async () => {

@@ -69,6 +69,28 @@ if (!native)
     }
   });
 
+  it.each(reductions)(
+    '%s of large tensors (split over the worker threads, per-part sums added in order) agrees',
+    async (name, op) => {
+      const rand = seededRandom(name.length * 101);
+      const cases: [number[], number[]][] = [
+        [[2100, 64], [0]],
+        [[40, 70, 50], [0, 1]],
+        [[3, 50000], [1]],
+        [[50000, 3], [0]],
+        [[30, 80, 60], [0, 2]],
+      ];
+      for (const [shape, axes] of cases) {
+        const size = shape.reduce((a, b) => a * b, 1);
+        // Special values in the first case: NaN and infinities must survive the split.
+        const ops = [shape[0] === 2100 ? { values: specialValues(rand, size), shape } : operand(rand, shape)];
+        const [got] = await runOn(BLAS_BACKEND_NAME, ops, (x) => op(x, axes, false));
+        const [want] = await runOn('cpu', ops, (x) => op(x, axes, false));
+        expect({ shape, axes, at: firstMismatch(got.values, want.values, 1e-5) }).toEqual({ shape, axes, at: -1 });
+      }
+    },
+  );
+
   it('large reductions keep double-precision accuracy; int32 sums use the JS kernel', async () => {
     await tf.setBackend(BLAS_BACKEND_NAME);
     const n = 1 << 20;
