@@ -342,7 +342,10 @@ function conv(c: ConvCase, x: tf.Tensor, w: tf.Tensor): tf.Tensor4D {
           // tfjs has no gradients of dilated convolutions: those are checked forward only.
           const fwdBwd = (xs: tf.Tensor, ws: tf.Tensor) => {
             if (c.dilations[0] > 1) return [conv(c, xs, ws)];
-            const [dx, dw] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.sin(conv(c, p, q))))([xs, ws]);
+            const [dx, dw] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.sin(conv(c, p, q))))([
+              xs,
+              ws,
+            ]);
             return [conv(c, xs, ws), dx, dw];
           };
           const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', [x, w], fwdBwd);
@@ -368,7 +371,13 @@ function conv(c: ConvCase, x: tf.Tensor, w: tf.Tensor): tf.Tensor4D {
     ];
     const fn = (x: tf.Tensor, w: tf.Tensor, dy: tf.Tensor) => {
       const y = tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same');
-      const dx = tf.conv2dTranspose(dy as tf.Tensor4D, w as tf.Tensor4D, shape as [number, number, number, number], 1, 'same');
+      const dx = tf.conv2dTranspose(
+        dy as tf.Tensor4D,
+        w as tf.Tensor4D,
+        shape as [number, number, number, number],
+        1,
+        'same',
+      );
       return [y, dx];
     };
     const got = await runOn(BLAS_BACKEND_NAME, ops, fn);

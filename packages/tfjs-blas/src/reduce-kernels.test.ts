@@ -75,10 +75,16 @@ if (!native)
       const rand = seededRandom(name.length * 101);
       const cases: [number[], number[]][] = [
         [[2100, 64], [0]],
-        [[40, 70, 50], [0, 1]],
+        [
+          [40, 70, 50],
+          [0, 1],
+        ],
         [[3, 50000], [1]],
         [[50000, 3], [0]],
-        [[30, 80, 60], [0, 2]],
+        [
+          [30, 80, 60],
+          [0, 2],
+        ],
       ];
       for (const [shape, axes] of cases) {
         const size = shape.reduce((a, b) => a * b, 1);
@@ -86,7 +92,11 @@ if (!native)
         const ops = [shape[0] === 2100 ? { values: specialValues(rand, size), shape } : operand(rand, shape)];
         const [got] = await runOn(BLAS_BACKEND_NAME, ops, (x) => op(x, axes, false));
         const [want] = await runOn('cpu', ops, (x) => op(x, axes, false));
-        expect({ shape, axes, at: firstMismatch(got.values, want.values, 1e-5) }).toEqual({ shape, axes, at: -1 });
+        expect({ shape, axes, at: firstMismatch(got.values, want.values, 1e-5) }).toEqual({
+          shape,
+          axes,
+          at: -1,
+        });
       }
     },
   );
