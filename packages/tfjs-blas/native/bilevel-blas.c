@@ -574,6 +574,25 @@ static void free_thread_scratch(void) {
   }
 }
 
+/* OpenBLAS on one thread for the duration of a tiled kernel, then back to the setting before; counted under a
+ * lock, so that callers on several JS threads (worker_threads loading the addon) restore the setting once. */
+static pthread_mutex_t single_lock = PTHREAD_MUTEX_INITIALIZER;
+static int single_depth = 0;
+static int saved_blas_threads = 1;
+static void blas_single_enter(void) {
+  pthread_mutex_lock(&single_lock);
+  if (single_depth++ == 0) {
+    saved_blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+  }
+  pthread_mutex_unlock(&single_lock);
+}
+static void blas_single_leave(void) {
+  pthread_mutex_lock(&single_lock);
+  if (--single_depth == 0) openblas_set_num_threads(saved_blas_threads);
+  pthread_mutex_unlock(&single_lock);
+}
+
 /* Least rows per tile of a product with the filter (forward, input gradient) and of Pᵀ·dy (filter gradient,
  * whose inner dimension the rows are). */
 #define FORWARD_TILE_ROWS 128
@@ -628,10 +647,9 @@ static void forward_tile(void* ctx, size_t b, size_t e) {
 static int conv_forward_tiled(const Geom* g, const float* x, const float* w, float* y) {
   const size_t M = geom_rows(g);
   ForwardTiles t = {g, x, w, y, tile_rows(g, FORWARD_TILE_ROWS), 0};
-  const int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(1);
+  blas_single_enter();
   pool_parallel_tasks((M + t.tile - 1) / t.tile, forward_tile, &t);
-  openblas_set_num_threads(blas_threads);
+  blas_single_leave();
   return atomic_load(&t.failed) ? -1 : 0;
 }
 
@@ -716,10 +734,9 @@ static int conv_filter_gradient_tiled(const Geom* g, const float* x, const float
   t.g = g, t.x = x, t.dy = dy, t.dw = dw, t.tile = tile_rows(g, FILTER_TILE_ROWS);
   atomic_store(&t.next_slot, 0);
   atomic_store(&t.failed, 0);
-  const int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(1);
+  blas_single_enter();
   pool_parallel_for((M + t.tile - 1) / t.tile, 1, filter_range, &t);
-  openblas_set_num_threads(blas_threads);
+  blas_single_leave();
   size_t count = atomic_load(&t.next_slot);
   if (count > MAX_PARTIALS) count = MAX_PARTIALS;
   int rc = atomic_load(&t.failed) ? -1 : 0;
