@@ -153,7 +153,7 @@ export function lineChartSpec(series: readonly ChartSeries[], options: LineChart
         : { title: null, orient: 'bottom' as const, direction: 'horizontal' as const, columns, values: legendValues, labelLimit: 0 },
   };
   const line = {
-    mark: { type: 'line' as const, strokeJoin: 'round' as const, strokeCap: 'round' as const },
+    mark: { type: 'line' as const, strokeJoin: 'round' as const, strokeCap: 'round' as const, clip: true },
     encoding: {
       x,
       y,
@@ -176,12 +176,12 @@ export function lineChartSpec(series: readonly ChartSeries[], options: LineChart
   const layer: unknown[] = [line];
   if (options.interactive) {
     layer.push({
-      mark: { type: 'point', filled: true, size: 50 },
+      mark: { type: 'point', filled: true, size: 50, clip: true },
       params: [{ name: 'hover', select: { type: 'point', on: 'pointerover', nearest: true, clear: 'pointerout' } }],
       encoding: {
         x: { field: 'x', type: 'quantitative' },
         y: { field: 'y', type: 'quantitative' },
-        color: { field: 'g', type: 'nominal', legend: null },
+        color: { field: 'g', type: 'nominal' },
         opacity: { condition: { param: 'hover', empty: false, value: 1 }, value: 0 },
         tooltip: [
           { field: 's', type: 'nominal', title: 'series' },

@@ -207,9 +207,13 @@ const BOOT_SCRIPT = `
     box.style.top = (event.clientY + 12) + 'px';
   }
   var drawn = specs.map(function (spec, i) {
-    var view = new vega.View(vega.parse(spec), { renderer: 'svg', container: '#chart-' + i, hover: true });
-    view.tooltip(tooltip);
-    return view.runAsync();
+    try {
+      var view = new vega.View(vega.parse(spec), { renderer: 'svg', container: '#chart-' + i, hover: true });
+      view.tooltip(tooltip);
+      return view.runAsync();
+    } catch (e) {
+      return Promise.reject(e);
+    }
   });
   Promise.all(drawn).then(
     function () { document.body.setAttribute('data-charts', 'ready'); },
