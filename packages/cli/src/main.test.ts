@@ -8,7 +8,7 @@ import * as path from 'path';
 import { PNG } from 'pngjs';
 import * as ts from 'typescript';
 import { makeTempDir, readCsv, readJsonl, tinyConfig } from './test-utils/helpers';
-import { findAll, linePaths, parseXml } from './test-utils/xml';
+import { linePaths, parseXml } from './test-utils/xml';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const main = path.resolve(__dirname, '..', 'dist', 'main.js');

@@ -1,3 +1,6 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
+// The page functions below run in the browser (puppeteer evaluates them there).
 import * as fs from 'fs';
 import * as path from 'path';
 import puppeteer, { type Browser } from 'puppeteer-core';
