@@ -60,6 +60,20 @@ describe('lineChartSpec', () => {
     ]);
   });
 
+  it('thins a long series to about maxPoints, keeping its last point and both sides of every gap', () => {
+    const points = Array.from({ length: 10 }, (_, i) => [i, i === 5 ? NaN : 10 - i] as const);
+    const spec = lineChartSpec([{ label: 'L', color: '#000000', points }], { title: 't', xLabel: 'x', yLabel: 'y', maxPoints: 3 });
+    const rows = (spec as unknown as { data: { values: { x: number; k: number }[] } }).data.values;
+    // Every 4th point (0, 4, 8), the last (9), and 4 and 6 beside the gap at 5.
+    expect(rows.map((r) => [r.x, r.k])).toEqual([
+      [0, 0],
+      [4, 0],
+      [6, 1],
+      [8, 1],
+      [9, 1],
+    ]);
+  });
+
   it('refuses a chart smaller than 100 units', () => {
     expect(() => lineChartSpec(series, { title: 't', xLabel: 'x', yLabel: 'y', width: 50 })).toThrow(/width must be a number ≥ 100, got 50/);
   });

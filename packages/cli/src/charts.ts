@@ -69,6 +69,8 @@ export interface LineChartOptions {
    * drag (double-click resets), a click on a legend entry shows only that group (shift-click adds more).
    */
   readonly interactive?: boolean;
+  /** At most about this many points per series (every k-th point kept, gaps and the last point always). */
+  readonly maxPoints?: number;
 }
 
 /** The font list written into the SVG; the PNG uses the first one found on the machine. */
@@ -88,15 +90,24 @@ interface Row {
   o: number;
 }
 
-/** Chart rows of the series: finite points (positive on log axes), each gap starting a new segment. */
-function chartRows(series: readonly ChartSeries[], xLog: boolean, yLog: boolean): Row[] {
+/**
+ * Chart rows of the series: finite points (positive on log axes), each gap starting a new segment. With
+ * `maxPoints`, a longer series keeps every k-th point (k = ⌈n / maxPoints⌉), its last point, and the points
+ * next to a gap (so no gap is lost).
+ */
+function chartRows(series: readonly ChartSeries[], xLog: boolean, yLog: boolean, maxPoints?: number): Row[] {
   const rows: Row[] = [];
   for (const s of series) {
+    const n = s.points.length;
+    const ok = s.points.map(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!xLog || x > 0) && (!yLog || y > 0));
+    const stride = maxPoints !== undefined && n > maxPoints ? Math.ceil(n / maxPoints) : 1;
     let k = 0;
     let gap = false;
-    for (const [x, y] of s.points) {
-      const ok = Number.isFinite(x) && Number.isFinite(y) && (!xLog || x > 0) && (!yLog || y > 0);
-      if (!ok) {
+    for (let i = 0; i < n; i++) {
+      const [x, y] = s.points[i];
+      const kept = stride === 1 || i % stride === 0 || i === n - 1 || !ok[i] || (i > 0 && !ok[i - 1]) || (i < n - 1 && !ok[i + 1]);
+      if (!kept) continue;
+      if (!ok[i]) {
         gap = true;
         continue;
       }
@@ -125,7 +136,7 @@ export function lineChartSpec(series: readonly ChartSeries[], options: LineChart
   }
   const xLog = options.xScale === 'log';
   const yLog = options.yScale === 'log';
-  const rows = chartRows(series, xLog, yLog);
+  const rows = chartRows(series, xLog, yLog, options.maxPoints);
   const groups: string[] = [];
   const colors: string[] = [];
   const inLegend = new Set<string>();

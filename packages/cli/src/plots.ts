@@ -108,13 +108,19 @@ export function figureSeries(options: PlotOptions, xAxis: Axis, quantity: Quanti
   return series;
 }
 
+/** Points per line in report.html's charts (longer runs are thinned; the metrics files have every step). */
+export const REPORT_MAX_POINTS = 500;
+
 /** One figure of an experiment: its file name (without extension), title and chart. */
 export interface PlotFigure {
   /** File name without extension, e.g. `outer-loss-vs-step`. */
   readonly key: string;
   /** The figure's title. */
   readonly title: string;
-  /** Its Vega-Lite spec; `interactive` adds tooltips, zoom and legend toggling (for report.html). */
+  /**
+   * Its Vega-Lite spec; `interactive` adds tooltips, zoom and legend toggling (for report.html) and keeps at most
+   * about {@link REPORT_MAX_POINTS} points per line.
+   */
   spec(interactive: boolean): TopLevelSpec;
 }
 
@@ -161,6 +167,8 @@ export function plotFigures(options: PlotOptions): PlotFigure[] {
             width: options.width,
             height: options.height,
             interactive,
+            // The browser draws (and finds the nearest of) every point: at most about REPORT_MAX_POINTS per line there.
+            maxPoints: interactive ? REPORT_MAX_POINTS : undefined,
           }),
       });
     }

@@ -10,7 +10,7 @@ import { ConfigError, DataError } from '@bilevel/core';
 import { compileChart, findChartFont } from './charts';
 import { readSummary } from './compare';
 import { formatMeanSd, formatNumber, slug } from './format';
-import { type PlotFigure, type PlotOptions, plotFigures, writePlots } from './plots';
+import { type PlotFigure, type PlotOptions, plotFigures, REPORT_MAX_POINTS, writePlots } from './plots';
 import { acquireResultsLock, isStorageFailure, toStorageError, writeFileAtomic } from './results-folder';
 import { type MetricsRow, readRunRows } from './run-recorder';
 import type { ExperimentSummary, RunSummary } from './summary';
@@ -167,7 +167,7 @@ ${table(runHeader, runRows, (j) => !textColumns.has(runHeader[j]))}
 ${errors.length ? `<ul class="errors">${errors.map((e) => `<li>${escapeHtml(e)}</li>`).join('')}</ul>\n` : ''}<h2>Charts</h2>
 ${
   specs.length
-    ? '<p class="hint">Hover a line for its values; drag to pan, mouse wheel to zoom, double-click to reset; click a legend entry to show only that method, shift-click to add more, click the background of the legend to show all.</p>'
+    ? '<p class="hint">Hover a line for its values; drag to pan, mouse wheel to zoom, double-click to reset; click a legend entry to show only that method, shift-click to add more, click the background of the legend to show all. Lines longer than ' + REPORT_MAX_POINTS + ' points show every k-th step; the metrics files in runs/ have them all.</p>'
     : '<p class="hint">No charts (plots are off, or no run recorded a step).</p>'
 }
 <noscript><p class="errors">The charts need JavaScript; the SVG and PNG files beside this page show the same figures.</p></noscript>
