@@ -1,4 +1,5 @@
 import { PNG } from 'pngjs';
+import * as vega from 'vega';
 import { chartSvg, findChartFont, lineChartSpec, type ChartSeries, svgToPng } from './charts';
 import { findAll, linePaths, parseXml } from './test-utils/xml';
 
@@ -98,6 +99,17 @@ describe('chartSvg and svgToPng', () => {
     expect(texts).toEqual(expect.arrayContaining(['losses', 'outer step', 'loss (log scale)', 'A', 'B <&>']));
     // The faint seed line has no legend entry of its own.
     expect(texts).not.toContain('A (seed 0)');
+  });
+
+  it("lays text out with the font's widths while rendering, and gives vega its own estimate back after", async () => {
+    const metrics = (vega as unknown as { textMetrics: { width: unknown; estimateWidth: unknown } }).textMetrics;
+    expect(metrics.width).toBe(metrics.estimateWidth);
+    const font = findChartFont();
+    const a = chartSvg(lineChartSpec(series, { title: 'a', xLabel: 'x', yLabel: 'y' }), font);
+    const b = chartSvg(lineChartSpec(series, { title: 'b', xLabel: 'x', yLabel: 'y' }), font);
+    if (font.family) expect(metrics.width).not.toBe(metrics.estimateWidth);
+    await Promise.all([a, b]);
+    expect(metrics.width).toBe(metrics.estimateWidth);
   });
 
   it('rasterises the SVG to a PNG of the SVG size × pixel ratio that decodes', () => {

@@ -153,7 +153,14 @@ export function lineChartSpec(series: readonly ChartSeries[], options: LineChart
   const longest = Math.max(1, ...legendValues.map((g) => g.length));
   const columns = Math.max(1, Math.min(legendValues.length, Math.floor((width - 40) / (longest * 7 + 40))));
   const x = { field: 'x', type: 'quantitative' as const, title: options.xLabel, scale: xLog ? { type: 'log' as const } : { zero: false } };
-  const y = { field: 'y', type: 'quantitative' as const, title: options.yLabel, scale: yLog ? { type: 'log' as const } : { zero: false } };
+  // The y title never runs past the plot's height (it would push the chart's title off the top): longer ones end in '…'.
+  const y = {
+    field: 'y',
+    type: 'quantitative' as const,
+    title: options.yLabel,
+    scale: yLog ? { type: 'log' as const } : { zero: false },
+    axis: { titleLimit: { expr: 'height' } },
+  };
   const color = {
     field: 'g',
     type: 'nominal' as const,
@@ -204,7 +211,8 @@ export function lineChartSpec(series: readonly ChartSeries[], options: LineChart
   }
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: options.title,
+    // Centred over the plot area (not over its axes, whose titles may reach beyond it on a small chart).
+    title: { text: options.title, frame: 'group' },
     width,
     height,
     autosize: { type: 'fit', contains: 'padding' },
@@ -214,7 +222,7 @@ export function lineChartSpec(series: readonly ChartSeries[], options: LineChart
     config: {
       font: CHART_FONT_FAMILY,
       view: { stroke: '#888888' },
-      axis: { gridColor: '#e4e4e4', domainColor: '#555555', tickColor: '#555555', labelFontSize: 11, titleFontSize: 12 },
+      axis: { gridColor: '#e4e4e4', domainColor: '#555555', tickColor: '#555555', labelFontSize: 11, titleFontSize: 12, titleFontWeight: 'normal' },
       legend: { labelFontSize: 11, symbolType: 'stroke', symbolStrokeWidth: 3, symbolOpacity: 1 },
       title: { fontSize: 14 },
     },
@@ -227,14 +235,78 @@ export function compileChart(spec: TopLevelSpec): vega.Spec {
   return compile(spec).spec;
 }
 
-/** Renders a Vega-Lite spec to a standalone SVG document with `vega`, headlessly. */
-export async function chartSvg(spec: TopLevelSpec): Promise<string> {
-  const view = new vega.View(vega.parse(compileChart(spec)), { renderer: 'none' });
+/** What vega measures text with (`vega.textMetrics`, documented as replaceable: without a canvas it guesses). */
+interface TextMetrics {
+  width: (item: { fontSize?: number; fontWeight?: string | number; limit?: number }, text?: string) => number;
+}
+const textMetrics = (vega as unknown as { textMetrics: TextMetrics }).textMetrics;
+const measurers = new Map<string, TextMetrics['width']>();
+let measuring = 0;
+let vegaEstimate: TextMetrics['width'] | undefined;
+
+/** Escapes text for XML content and attribute values. */
+function escapeXml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c] as string);
+}
+
+/**
+ * Text widths as resvg draws them in the chart font (the ink width of the string, measured once per string and
+ * size): without a canvas, vega would guess 0.8 em a character, about a third too wide for DejaVu Sans, and
+ * cut or push aside titles that fit.
+ */
+function fontMeasurer(font: ChartFont): TextMetrics['width'] {
+  const key = font.files.join('\n');
+  const known = measurers.get(key);
+  if (known) return known;
+  const cache = new Map<string, number>();
+  const measure: TextMetrics['width'] = (item, text) => {
+    const t = text === undefined || text === null ? '' : String(text).trim();
+    if (!t) return 0;
+    const size = item.fontSize !== undefined && item.fontSize !== null ? Number(item.fontSize) || 0 : 11;
+    const bold = item.fontWeight === 'bold' || Number(item.fontWeight) >= 600;
+    const id = `${size}|${bold ? 'b' : ''}|${t}`;
+    let width = cache.get(id);
+    if (width === undefined) {
+      const svg =
+        `<svg xmlns="http://www.w3.org/2000/svg" width="${Math.ceil(size * t.length + 20)}" height="${Math.ceil(size * 3)}">` +
+        `<text x="1" y="${size * 2}" font-family="${font.family}" font-size="${size}"${bold ? ' font-weight="bold"' : ''}>${escapeXml(t)}</text></svg>`;
+      const box = new Resvg(svg, { font: { fontFiles: [...font.files], loadSystemFonts: false, defaultFontFamily: font.family } }).getBBox();
+      // Ink width plus a pixel for the side bearings.
+      width = box ? box.width + 1 : 0.6 * size * t.length;
+      cache.set(id, width);
+    }
+    return item.limit !== undefined && item.limit > 0 ? Math.min(width, item.limit) : width;
+  };
+  measurers.set(key, measure);
+  return measure;
+}
+
+/**
+ * Renders a Vega-Lite spec to a standalone SVG document with `vega`, headlessly. Text is laid out with the
+ * widths of `font` (default {@link findChartFont}'s) when it has files, else with vega's estimate.
+ */
+export async function chartSvg(spec: TopLevelSpec, font: ChartFont = findChartFont()): Promise<string> {
+  // vega's text metrics are one shared object: the first render in flight installs the font's widths, the last one
+  // to finish puts vega's own estimate back.
+  const installed = font.family !== undefined && font.files.length > 0;
+  if (installed) {
+    if (measuring === 0) {
+      vegaEstimate = textMetrics.width;
+      textMetrics.width = fontMeasurer(font);
+    }
+    measuring += 1;
+  }
+  let view: vega.View | undefined;
   try {
+    view = new vega.View(vega.parse(compileChart(spec)), { renderer: 'none' });
     const svg = await view.toSVG();
     return `<?xml version="1.0" encoding="UTF-8"?>\n${svg}\n`;
   } finally {
-    view.finalize();
+    view?.finalize();
+    if (installed) {
+      measuring -= 1;
+      if (measuring === 0 && vegaEstimate) textMetrics.width = vegaEstimate;
+    }
   }
 }
 
@@ -345,10 +417,11 @@ export interface WriteChartOptions extends PngOptions {
 
 /** Writes `<base>.svg` (and `<base>.png`) of a chart spec; returns the files written. */
 export async function writeChart(base: string, spec: TopLevelSpec, options: WriteChartOptions = {}): Promise<string[]> {
-  const svg = await chartSvg(spec);
+  const font = options.font ?? findChartFont();
+  const svg = await chartSvg(spec, font);
   fs.mkdirSync(path.dirname(base), { recursive: true });
   fs.writeFileSync(`${base}.svg`, svg);
   if (options.png === false) return [`${base}.svg`];
-  fs.writeFileSync(`${base}.png`, svgToPng(svg, options));
+  fs.writeFileSync(`${base}.png`, svgToPng(svg, { ...options, font }));
   return [`${base}.svg`, `${base}.png`];
 }
