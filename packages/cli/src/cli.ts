@@ -10,6 +10,7 @@ import { textTable } from './format';
 import { METHOD_RECIPES } from '@bilevel/estimators';
 import { LIST_TOPICS, listJson, listText } from './list';
 import { loadPluginModules, type ModuleLoader } from './plugins';
+import { reportFromFolder } from './report';
 import type { OutputStream } from './progress';
 import { ResultsLockedError, StorageError } from './results-folder';
 import { EXIT, runExperiment } from './run-experiment';
@@ -120,7 +121,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 
   program
     .command('run')
-    .description('run an experiment config (YAML or JSON): every method for every seed, then summary and plots')
+    .description('run an experiment config (YAML or JSON): every method for every seed, then summary, plots and report.html')
     .argument('<config>', 'experiment config file (.yaml, .yml or .json)')
     .option('--dry-run', 'validate the config and every plugin option, print the plan, run nothing')
     .option('--force', 'write into an existing, non-empty results folder')
@@ -177,7 +178,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       '\nFinished runs (completed, or failed while training) are kept as they are. Every other run continues from its\n' +
         'newest valid checkpoint (a damaged newest file falls back to the one before; no checkpoint: the run starts\n' +
         'over), with the same numbers as an uninterrupted run on the same backend. Its metrics files keep the rows up\n' +
-        'to the checkpoint and go on from there, no row twice; summary and plots are rewritten. The config is the one\n' +
+        'to the checkpoint and go on from there, no row twice; summary, plots and report.html are rewritten. The config is the one\n' +
         'stored in config.resolved.json; only --backend may be given (--seed, --steps and --out may not).\n' +
         'Exit codes as for `run`.',
     )
@@ -250,6 +251,25 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .action((targets: string[], cmdOptions: { markdown?: boolean }) => {
       const summaries = targets.map(readSummary);
       print(compareTable(summaries, cmdOptions.markdown ? 'markdown' : 'text'));
+    });
+
+  program
+    .command('report')
+    .description('(re)write report.html and the SVG/PNG plots of a results folder from its summary and metrics files')
+    .argument('<results>', 'the results folder of `bilevel run` (it holds summary.json)')
+    .option('--no-plots', 'write report.html only')
+    .addHelpText(
+      'after',
+      '\nreport.html is self-contained (tables of the methods and runs, interactive charts; works offline). `run` and\n' +
+        '`resume` write it at the end; this command rewrites it, e.g. after an experiment was killed, or with a newer\n' +
+        'version of the charts. The plots are written when the experiment\'s output.plots is on (unless --no-plots).',
+    )
+    .action(async (results: string, cmdOptions: { plots?: boolean }) => {
+      const files = await reportFromFolder(results, {
+        plots: cmdOptions.plots === false ? false : undefined,
+        onNote: (line) => io.stderr.write(`note: ${line}\n`),
+      });
+      for (const f of files) print(f);
     });
 
   registerDistributedCommands(program, io);

@@ -54,6 +54,7 @@ export const OutputSchema = z
   .object({
     dir: z.string().min(1).optional().describe('results folder (default results/<name>-<timestamp>)'),
     plots: z.boolean().default(true).describe('write SVG and PNG plots'),
+    report: z.boolean().default(true).describe('write report.html (tables and interactive charts, works offline)'),
     logScale: z
       .enum(['auto', 'always', 'never'])
       .default('auto')

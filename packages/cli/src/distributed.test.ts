@@ -188,6 +188,15 @@ describeRedis('bilevel worker / run --queue / status on a real Redis', () => {
     const local = bilevel(['--out', 'local-out', '--quiet', 'run', config]);
     expect(await local.done).toBe(0);
     expectSameResults(path.join(tmp.dir, 'local-out'), path.join(tmp.dir, 'dist-out'));
+    // The same plots and report.html as a local run; the report's runs table lists the 8 runs.
+    const figures = (dir: string): string[] => fs.readdirSync(path.join(tmp.dir, dir)).filter((f) => /\.(svg|png|html)$/.test(f)).sort();
+    expect(figures('dist-out')).toEqual(figures('local-out'));
+    expect(figures('dist-out')).toEqual(
+      ['outer-loss-vs-step', 'outer-loss-vs-time', 'xrelativeerror-vs-step', 'xrelativeerror-vs-time'].flatMap((n) => [`${n}.png`, `${n}.svg`]).concat('report.html').sort(),
+    );
+    const report = fs.readFileSync(path.join(tmp.dir, 'dist-out', 'report.html'), 'utf8');
+    const runsTable = report.slice(report.indexOf('<h2>Runs</h2>'), report.indexOf('<h2>Charts</h2>'));
+    expect(runsTable.match(/<tr>/g)).toHaveLength(1 + 8);
     // Per-step progress lines came back while the runs ran, and both workers took runs.
     expect(coordinator.out()).toMatch(/\[ESJ · learningRate=0\.2 · seed 1\] step 1\/8/);
     expect(coordinator.out()).toMatch(/done on w1/);

@@ -1,6 +1,6 @@
 /**
  * `@bilevel/cli` — the `bilevel` command as a library: experiment configs, runs with progress and result
- * files, summaries, plots (an SVG writer and a PNG rasterizer of the same chart), comparisons.
+ * files, summaries, plots (Vega-Lite specs rendered to SVG by vega and to PNG by resvg), report.html, comparisons.
  *
  * @module @bilevel/cli
  */
@@ -12,10 +12,8 @@ export * from './results-folder';
 export * from './summary';
 export * from './progress';
 export * from './plots';
-export * from './line-chart';
-export { renderSvg, escapeXml } from './render-svg';
-export { renderPng, rasterizeChart, Raster, parseColor, fontScale } from './render-png';
-export * from './bitmap-font';
+export * from './charts';
+export * from './report';
 export * from './compare';
 export * from './list';
 export * from './backend';

@@ -8,7 +8,7 @@ import * as path from 'path';
 import { PNG } from 'pngjs';
 import * as ts from 'typescript';
 import { makeTempDir, readCsv, readJsonl, tinyConfig } from './test-utils/helpers';
-import { findAll, parseXml } from './test-utils/xml';
+import { linePaths, parseXml } from './test-utils/xml';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const main = path.resolve(__dirname, '..', 'dist', 'main.js');
@@ -84,7 +84,7 @@ describe('bilevel (subprocess)', () => {
 
     for (const name of ['outer-loss-vs-step', 'outer-loss-vs-time', 'truegradientnorm-vs-step', 'truegradientnorm-vs-time']) {
       const svg = parseXml(fs.readFileSync(path.join(out, `${name}.svg`), 'utf8'));
-      expect(findAll(svg, 'polyline').filter((p) => p.attributes.class === 'series')).toHaveLength(2);
+      expect(linePaths(svg)).toHaveLength(2);
       const png = PNG.sync.read(fs.readFileSync(path.join(out, `${name}.png`)));
       expect([png.width, png.height]).toEqual([400, 250]);
       let coloured = 0;

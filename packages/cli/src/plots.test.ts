@@ -71,10 +71,10 @@ describe('figureSeries and writePlots', () => {
     expect(series[3].color).toBe('#123456');
   });
 
-  it('writes four figures in both formats, with a log axis for a loss spanning decades', () => {
+  it('writes four figures in both formats, with a log axis for a loss spanning decades', async () => {
     const dir = path.join(tmp.dir, 'plots');
     fs.mkdirSync(dir);
-    const files = writePlots(dir, { ...options, pixelRatio: 1, width: 400, height: 250 }).map((f) => path.basename(f));
+    const files = (await writePlots(dir, { ...options, pixelRatio: 1, width: 400, height: 250 })).map((f) => path.basename(f));
     expect(files.sort()).toEqual(
       ['acc-vs-step', 'acc-vs-time', 'outer-loss-vs-step', 'outer-loss-vs-time'].flatMap((n) => [`${n}.png`, `${n}.svg`]).sort(),
     );

@@ -1,9 +1,7 @@
-import * as fs from 'fs';
 import * as path from 'path';
 import { slug } from './format';
-import { type AxisScale, type ChartSeries, layoutLineChart, PALETTE } from './line-chart';
-import { renderPng } from './render-png';
-import { renderSvg } from './render-svg';
+import type { TopLevelSpec } from 'vega-lite';
+import { type AxisScale, type ChartFont, type ChartSeries, findChartFont, lineChartSpec, PALETTE, writeChart } from './charts';
 import type { MetricsRow } from './run-recorder';
 
 /** The rows of one run, for the plots. */
@@ -39,6 +37,10 @@ export interface PlotOptions {
   readonly width?: number;
   /** Chart height in SVG units. */
   readonly height?: number;
+  /** The font of the PNG text (default {@link findChartFont}'s). */
+  readonly font?: ChartFont;
+  /** Told once when no known font was found (what happens to the PNG's text). */
+  readonly onNote?: (line: string) => void;
 }
 
 type Quantity = { key: string; title: string; pick: (r: MetricsRow) => number | undefined; log: boolean };
@@ -89,11 +91,12 @@ export function figureSeries(options: PlotOptions, xAxis: Axis, quantity: Quanti
       series.push({ label: m.label, color, points: curve(runs[0].rows) });
       return;
     }
+    const group = `${m.label} (mean of ${runs.length})`;
     for (const r of runs) {
-      series.push({ label: `${m.label} (seed ${r.seed})`, color, points: curve(r.rows), width: 1, opacity: 0.3, legend: false });
+      series.push({ label: `${m.label} (seed ${r.seed})`, color, points: curve(r.rows), width: 1, opacity: 0.3, legend: false, group });
     }
     series.push({
-      label: `${m.label} (mean of ${runs.length})`,
+      label: group,
       color,
       points: meanCurve(
         runs.map((r) => r.rows),
@@ -105,13 +108,29 @@ export function figureSeries(options: PlotOptions, xAxis: Axis, quantity: Quanti
   return series;
 }
 
+/** Points per line in report.html's charts (longer runs are thinned; the metrics files have every step). */
+export const REPORT_MAX_POINTS = 500;
+
+/** One figure of an experiment: its file name (without extension), title and chart. */
+export interface PlotFigure {
+  /** File name without extension, e.g. `outer-loss-vs-step`. */
+  readonly key: string;
+  /** The figure's title. */
+  readonly title: string;
+  /**
+   * Its Vega-Lite spec; `interactive` adds tooltips, zoom and legend toggling (for report.html) and keeps at most
+   * about {@link REPORT_MAX_POINTS} points per line.
+   */
+  spec(interactive: boolean): TopLevelSpec;
+}
+
 /**
- * Writes the figures of an experiment — outer loss and (when the problem names one) its main metric,
- * each against outer steps and against training time — as SVG and PNG. A figure gets a log y axis when
- * `logScale` is 'always', or 'auto' and its values are positive and span more than 1.5 decades (a
- * relative error falling to 1e-6, a loss falling a hundredfold). Returns the files written.
+ * The figures of an experiment — outer loss and (when the problem names one) its main metric, each against
+ * outer steps and against training time; a figure without any point is left out. A figure gets a log y axis
+ * when `logScale` is 'always', or 'auto' and its values are positive and span more than 1.5 decades (a
+ * relative error falling to 1e-6, a loss falling a hundredfold).
  */
-export function writePlots(dir: string, options: PlotOptions): string[] {
+export function plotFigures(options: PlotOptions): PlotFigure[] {
   const useLog = (pick: (r: MetricsRow) => number | undefined): boolean => {
     if (options.logScale === 'always') return true;
     if (options.logScale === 'never') return false;
@@ -129,25 +148,46 @@ export function writePlots(dir: string, options: PlotOptions): string[] {
     { key: 'step', label: 'outer step', pick: (r) => r.step },
     { key: 'time', label: 'training time (s)', pick: (r) => r.time },
   ];
-  const written: string[] = [];
+  const figures: PlotFigure[] = [];
   for (const q of quantities) {
     for (const a of axes) {
       const series = figureSeries(options, a, q);
       if (series.every((s) => s.points.length === 0)) continue;
       const yScale: AxisScale = q.log ? 'log' : 'linear';
-      const layout = layoutLineChart(series, {
-        title: `${options.name}: ${q.title} vs ${a.key === 'step' ? 'outer steps' : 'training time'}`,
-        xLabel: a.label,
-        yLabel: q.log ? `${q.title} (log scale)` : q.title,
-        yScale,
-        width: options.width,
-        height: options.height,
+      const title = `${options.name}: ${q.title} vs ${a.key === 'step' ? 'outer steps' : 'training time'}`;
+      figures.push({
+        key: `${q.key}-vs-${a.key}`,
+        title,
+        spec: (interactive) =>
+          lineChartSpec(series, {
+            title,
+            xLabel: a.label,
+            yLabel: q.log ? `${q.title} (log scale)` : q.title,
+            yScale,
+            width: options.width,
+            height: options.height,
+            interactive,
+            // The browser draws (and finds the nearest of) every point: at most about REPORT_MAX_POINTS per line there.
+            maxPoints: interactive ? REPORT_MAX_POINTS : undefined,
+          }),
       });
-      const base = path.join(dir, `${q.key}-vs-${a.key}`);
-      fs.writeFileSync(`${base}.svg`, renderSvg(layout));
-      fs.writeFileSync(`${base}.png`, renderPng(layout, options.pixelRatio ?? 2));
-      written.push(`${base}.svg`, `${base}.png`);
     }
+  }
+  return figures;
+}
+
+/**
+ * Writes the figures of {@link plotFigures} as SVG (rendered by vega) and PNG (rasterised from the SVG by
+ * resvg, `pixelRatio` pixels per SVG unit). Returns the files written.
+ */
+export async function writePlots(dir: string, options: PlotOptions): Promise<string[]> {
+  const figures = plotFigures(options);
+  if (figures.length === 0) return [];
+  const font = options.font ?? findChartFont();
+  if (font.note) options.onNote?.(font.note);
+  const written: string[] = [];
+  for (const f of figures) {
+    written.push(...(await writeChart(path.join(dir, f.key), f.spec(false), { pixelRatio: options.pixelRatio ?? 2, font })));
   }
   return written;
 }

@@ -8,7 +8,7 @@ import { planExperiment } from './config';
 import { runExperiment } from './run-experiment';
 import type { ExperimentSummary } from './summary';
 import { CaptureStream, makeTempDir, readCsv, readJsonl, tinyConfig } from './test-utils/helpers';
-import { findAll, parseXml } from './test-utils/xml';
+import { findAll, linePaths, parseXml } from './test-utils/xml';
 
 const tmp = makeTempDir();
 afterAll(() => tmp.cleanup());
@@ -118,7 +118,7 @@ describe('runExperiment', () => {
     for (const n of names) {
       const svg = parseXml(fs.readFileSync(path.join(dir, `${n}.svg`), 'utf8'));
       expect(svg.name).toBe('svg');
-      const series = findAll(svg, 'polyline').filter((p) => p.attributes.class === 'series');
+      const series = linePaths(svg);
       // Two seeds per method: two faint lines and a mean line each.
       expect(series).toHaveLength(6);
       const legend = findAll(svg, 'text').map((t) => t.text);

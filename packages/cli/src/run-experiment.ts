@@ -19,7 +19,7 @@ import {
 import { type ExperimentPlan, planExperiment, type ResolvedMethod } from './config';
 import { currentBackend, initBackend as startBackend } from './backend';
 import { formatDuration, formatNumber, slug } from './format';
-import { writePlots } from './plots';
+import { cliVersion, writeFiguresAndReport } from './report';
 import { type OutputStream, ProgressReporter } from './progress';
 import {
   acquireResultsLock,
@@ -146,15 +146,6 @@ export function resultsDir(plan: ExperimentPlan, options: { force?: boolean; dat
   let dir = base;
   for (let i = 2; fs.existsSync(dir); i++) dir = `${base}-${i}`;
   return dir;
-}
-
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
 }
 
 function pluginNames(m: ResolvedMethod): { innerSolver: string; estimator: string; outerOptimizer: string } {
@@ -515,7 +506,7 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
  * Runs an experiment: every method for every seed, one after another, writing into the results folder
  * config.resolved.json, runs/<method>-seed<k>.csv and .jsonl (per step, as they come), summary.json and
  * summary.md (after each run, so a killed experiment keeps what it finished), and at the end (also when
- * interrupted or stopped by an error) the plots.
+ * interrupted or stopped by an error) the plots and report.html.
  *
  * Each run also saves its whole state (x, y, random generator, optimizer and estimator state, oracle counts)
  * into checkpoints/<method>-seed<k>/ every `checkpoint.every` steps and when interrupted; the checkpoints of
@@ -604,7 +595,7 @@ async function openExperiment(
     command: options.argv ? [...options.argv] : undefined,
     startedAt,
     backend: { requested: config.backend ?? null, running: backend, reason: running.reason },
-    versions: { node: process.version, tfjs: tf.version_core, cli: packageVersion() },
+    versions: { node: process.version, tfjs: tf.version_core, cli: cliVersion() },
     seeds: config.seeds,
     plugins: config.plugins,
     onRunError: config.onRunError,
@@ -657,7 +648,7 @@ function notRun(task: RunTask): RunSummary {
 
 /**
  * The record phase: the experiment's runs as they end (one slot per task, whatever order runs end in), their
- * rows, the failure lines, and the files written from them — summary.json, summary.md and the plots.
+ * rows, the failure lines, and the files written from them — summary.json, summary.md, the plots and report.html.
  */
 class ExperimentRecord {
   private readonly slots: (RunSummary | undefined)[] = [];
@@ -670,6 +661,7 @@ class ExperimentRecord {
 
   constructor(
     private readonly opened: OpenedExperiment,
+    private readonly progress: ProgressReporter,
   ) {
     const problemName = opened.plan.methods[0].pipeline.problem as { name: string };
     this.problemInfo = opened.previous?.problem ?? { name: problemName.name };
@@ -704,8 +696,11 @@ class ExperimentRecord {
     };
   }
 
-  /** Writes summary.json and summary.md, and (when `plots` and the config asks for them) the plots. */
-  write(status: ExperimentStatus, plots: boolean): ExperimentSummary {
+  /**
+   * Writes summary.json and summary.md, and with `figures` the plots and report.html (each when the config asks
+   * for it).
+   */
+  async write(status: ExperimentStatus, figures: boolean): Promise<ExperimentSummary> {
     const { plan, dir } = this.opened;
     const config = plan.config;
     const runs = this.runs();
@@ -713,19 +708,25 @@ class ExperimentRecord {
     const rowsByRun = this.rowsByRun;
     writeFileAtomic(path.join(dir, 'summary.json'), jsonWithNonFinite(summary, 2) + '\n');
     writeFileAtomic(path.join(dir, 'summary.md'), summaryMarkdown(summary));
-    if (plots && config.output.plots) {
-      guardWrite(dir, () => writePlots(dir, {
-        name: config.name,
-        methods: plan.methods.map((m) => ({ label: m.label, color: m.color })),
-        runs: runs
-          .filter((r) => rowsByRun.has(`${r.method}\u0000${r.seed}`))
-          .map((r) => ({ method: r.method, seed: r.seed, rows: rowsByRun.get(`${r.method}\u0000${r.seed}`) ?? [] })),
-        mainMetric: this.problemInfo.mainMetric,
-        logScale: config.output.logScale,
-        pixelRatio: config.output.pixelRatio,
-        width: config.output.width,
-        height: config.output.height,
-      }));
+    if (figures) {
+      await writeFiguresAndReport(
+        dir,
+        summary,
+        {
+          name: config.name,
+          methods: plan.methods.map((m) => ({ label: m.label, color: m.color })),
+          runs: runs
+            .filter((r) => rowsByRun.has(`${r.method}\u0000${r.seed}`))
+            .map((r) => ({ method: r.method, seed: r.seed, rows: rowsByRun.get(`${r.method}\u0000${r.seed}`) ?? [] })),
+          mainMetric: this.problemInfo.mainMetric,
+          logScale: config.output.logScale,
+          pixelRatio: config.output.pixelRatio,
+          width: config.output.width,
+          height: config.output.height,
+          onNote: (line) => this.progress.log(`note: ${line}`),
+        },
+        { plots: config.output.plots, report: config.output.report },
+      );
     }
     return summary;
   }
@@ -819,7 +820,7 @@ async function runOne(
   }
   // The summary after every run, so an experiment killed outright keeps its finished runs.
   try {
-    record.write('running', false);
+    await record.write('running', false);
   } catch (e) {
     if (!isStorageFailure(e)) throw e;
     control.fatal = control.fatal ?? toStorageError(e, path.join(dir, 'summary.json'));
@@ -843,7 +844,7 @@ async function runExperimentHeld(
   const { plan, dir, backend } = opened;
   const config = plan.config;
   const tasks = planTasks(plan);
-  const record = new ExperimentRecord(opened);
+  const record = new ExperimentRecord(opened, progress);
   const control: ExperimentControl = { stopReason: null, fatal: null };
 
   progress.log(
@@ -866,17 +867,17 @@ async function runExperimentHeld(
 }
 
 /**
- * The last record: the experiment's status from how its runs ended, the final summary and plots (room made
+ * The last record: the experiment's status from how its runs ended, the final summary, plots and report.html (room made
  * for them after a full disk), the closing lines, and the result — or the error that ended it.
  */
-function finishExperiment(
+async function finishExperiment(
   opened: OpenedExperiment,
   record: ExperimentRecord,
   control: ExperimentControl,
   held: FolderHold,
   options: RunExperimentOptions,
   progress: ProgressReporter,
-): ExperimentResult {
+): Promise<ExperimentResult> {
   const { dir } = opened;
   const { errors } = record;
   let fatal = control.fatal;
@@ -894,13 +895,13 @@ function finishExperiment(
   if (fatal instanceof StorageError) held.freeReserve?.();
   let summary: ExperimentSummary;
   try {
-    summary = record.write(status, !(fatal instanceof StorageError));
+    summary = await record.write(status, !(fatal instanceof StorageError));
   } catch (e) {
     if (!isStorageFailure(e)) throw e;
     held.freeReserve?.();
     fatal = fatal ?? toStorageError(e, dir);
     try {
-      summary = record.write('failed', false);
+      summary = await record.write('failed', false);
     } catch (again) {
       if (!isStorageFailure(again)) throw again;
       const err = toStorageError(again, dir);

@@ -31,7 +31,7 @@ import {
   treeUnflatten,
   treeSpec,
 } from '@bilevel/core';
-import { type ChartSeries, layoutLineChart, markdownTable, renderSvg } from '@bilevel/cli';
+import { type ChartSeries, lineChartSpec, markdownTable, writeChart } from '@bilevel/cli';
 import '@bilevel/solvers';
 import '@bilevel/estimators';
 import '@bilevel/problems';
@@ -361,17 +361,17 @@ function fmt(v: number, digits = 3): string {
   return Math.abs(v) >= 0.01 || v === 0 ? v.toFixed(digits) : v.toPrecision(2);
 }
 
-function chart(file: string, title: string, xLabel: string, yLabel: string, series: ChartSeries[], yLog: boolean): void {
-  const layout = layoutLineChart(series, { title, xLabel, yLabel, xScale: 'log', yScale: yLog ? 'log' : 'linear', width: 860, height: 480 });
-  fs.writeFileSync(file, renderSvg(layout));
+function chart(file: string, title: string, xLabel: string, yLabel: string, series: ChartSeries[], yLog: boolean): Promise<string[]> {
+  const spec = lineChartSpec(series, { title, xLabel, yLabel, xScale: 'log', yScale: yLog ? 'log' : 'linear', width: 860, height: 480 });
+  return writeChart(file.replace(/\.svg$/, ''), spec, { png: false });
 }
 
 /** Writes `<outDir>/esj-measurements.md` and `<outDir>/esj/*.svg`; returns the files written. */
-export function writeEsjReport(
+export async function writeEsjReport(
   results: readonly EsjProblemResult[],
   meta: { quick: boolean; command: string; loadStart: number[]; loadEnd: number[]; seconds: number; backend: string },
   outDir: string,
-): string[] {
+): Promise<string[]> {
   const figDir = path.join(outDir, 'esj');
   fs.mkdirSync(figDir, { recursive: true });
   const files: string[] = [];
@@ -425,11 +425,11 @@ export function writeEsjReport(
         points: s.points.map((p) => [p[key], metric === 'cosine' ? p.cosine : p.relativeError] as const),
       }));
     const f1 = `${r.id}-error-vs-solves.svg`;
-    chart(path.join(figDir, f1), `${r.title}: relative error`, 'perturbed inner solves (cumulated for the memory)', '‖ĝ − ∇Φ‖/‖∇Φ‖ (log)', toSeries('solves', 'relativeError'), true);
+    await chart(path.join(figDir, f1), `${r.title}: relative error`, 'perturbed inner solves (cumulated for the memory)', '‖ĝ − ∇Φ‖/‖∇Φ‖ (log)', toSeries('solves', 'relativeError'), true);
     const f2 = `${r.id}-cosine-vs-solves.svg`;
-    chart(path.join(figDir, f2), `${r.title}: cosine`, 'perturbed inner solves (cumulated for the memory)', 'cosine with ∇Φ', toSeries('solves', 'cosine'), false);
+    await chart(path.join(figDir, f2), `${r.title}: cosine`, 'perturbed inner solves (cumulated for the memory)', 'cosine with ∇Φ', toSeries('solves', 'cosine'), false);
     const f3 = `${r.id}-error-vs-time.svg`;
-    chart(path.join(figDir, f3), `${r.title}: relative error against time`, 'estimator seconds (cumulated for the memory)', '‖ĝ − ∇Φ‖/‖∇Φ‖ (log)', toSeries('seconds', 'relativeError'), true);
+    await chart(path.join(figDir, f3), `${r.title}: relative error against time`, 'estimator seconds (cumulated for the memory)', '‖ĝ − ∇Φ‖/‖∇Φ‖ (log)', toSeries('seconds', 'relativeError'), true);
     for (const f of [f1, f2, f3]) {
       lines.push(`![${r.title}: ${f.replace(/\.svg$/, '').replace(/-/g, ' ')}](esj/${f})`, '');
       files.push(path.join(figDir, f));
@@ -448,7 +448,7 @@ export async function runEsjCommand(options: { quick: boolean; outDir: string; c
   const loadStart = os.loadavg();
   const t0 = performance.now();
   const results = runEsjStudy({ quick: options.quick, log: (s) => console.log(s) });
-  const files = writeEsjReport(
+  const files = await writeEsjReport(
     results,
     { quick: options.quick, command: options.command, loadStart, loadEnd: os.loadavg(), seconds: (performance.now() - t0) / 1000, backend: selection.name },
     options.outDir,

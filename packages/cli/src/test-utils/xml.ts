@@ -113,3 +113,14 @@ export function findAll(root: XmlElement, name: string): XmlElement[] {
   walk(root);
   return out;
 }
+
+/**
+ * The drawn lines of a chart rendered by vega: the `<path>` elements of its line marks (a `<g>` whose class
+ * has `mark-line` and `role-mark`), one per series and segment.
+ */
+export function linePaths(svg: XmlElement): XmlElement[] {
+  const classes = (e: XmlElement): string[] => (e.attributes.class ?? '').split(/\s+/);
+  return findAll(svg, 'g')
+    .filter((g) => classes(g).includes('mark-line') && classes(g).includes('role-mark'))
+    .flatMap((g) => g.children.filter((c) => c.name === 'path'));
+}

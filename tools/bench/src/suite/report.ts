@@ -1,6 +1,6 @@
 /**
- * Turns the suite's results into docs/benchmarks.md and its figures (SVG, drawn with @bilevel/cli's line-chart
- * layout and SVG writer; PNG too on request). Every number and every statement about the numbers in the
+ * Turns the suite's results into docs/benchmarks.md and its figures (SVG, Vega-Lite specs of @bilevel/cli's
+ * lineChartSpec rendered by vega; PNG too on request, by resvg). Every number and every statement about the numbers in the
  * markdown is computed here from the run's results; the only constants are the values the ESJ authors' code
  * printed, quoted as references.
  */
@@ -14,11 +14,10 @@ import {
   type ChartSeries,
   formatDuration,
   formatNumber,
-  layoutLineChart,
+  lineChartSpec,
   markdownTable,
-  renderPng,
-  renderSvg,
   wantsLogScale,
+  writeChart,
 } from '@bilevel/cli';
 import type { EvalPoint, RunResult } from './results';
 import { meanCi95, pairedTTest } from './stats';
@@ -157,7 +156,7 @@ interface Figure {
 }
 
 class FigureWriter {
-  private readonly written: string[] = [];
+  private readonly pending: Promise<string[]>[] = [];
 
   constructor(
     private readonly dir: string,
@@ -179,7 +178,7 @@ class FigureWriter {
     else if (options.yScale === 'auto' || options.yScale === undefined) {
       yScale = wantsLogScale(drawn.flatMap((s) => s.points.map(([, y]) => y))) ? 'log' : 'linear';
     }
-    const layout = layoutLineChart(drawn, {
+    const spec = lineChartSpec(drawn, {
       title: options.title,
       xLabel: options.xLabel,
       yLabel: yScale === 'log' ? `${options.yLabel} (log scale)` : options.yLabel,
@@ -187,19 +186,14 @@ class FigureWriter {
       width: 860,
       height: 480,
     });
-    const file = path.join(this.dir, `${name}.svg`);
-    fs.writeFileSync(file, renderSvg(layout));
-    this.written.push(file);
-    if (this.png) {
-      const pngFile = path.join(this.dir, `${name}.png`);
-      fs.writeFileSync(pngFile, renderPng(layout, 2));
-      this.written.push(pngFile);
-    }
+    // vega renders asynchronously: the files are written by the time `done()` resolves.
+    this.pending.push(writeChart(path.join(this.dir, name), spec, { png: this.png, pixelRatio: 2 }));
     return { file: `benchmarks/${name}.svg`, alt: options.title };
   }
 
-  get files(): readonly string[] {
-    return this.written;
+  /** Waits for every chart to be written; returns the files. */
+  async done(): Promise<string[]> {
+    return (await Promise.all(this.pending)).flat();
   }
 }
 
@@ -827,7 +821,7 @@ function header(report: SuiteReport): string {
 }
 
 /** Writes benchmarks.md and the figures; returns the files written. */
-export function writeReport(report: SuiteReport, options: WriteOptions): string[] {
+export async function writeReport(report: SuiteReport, options: WriteOptions): Promise<string[]> {
   const figDir = path.join(options.outDir, 'benchmarks');
   // Figures of an earlier run that this one does not redraw (a skipped section) must not linger.
   if (fs.existsSync(figDir)) {
@@ -870,8 +864,9 @@ export function writeReport(report: SuiteReport, options: WriteOptions): string[
   fs.mkdirSync(options.outDir, { recursive: true });
   const mdFile = path.join(options.outDir, 'benchmarks.md');
   fs.writeFileSync(mdFile, md.endsWith('\n') ? md : `${md}\n`);
-  if (!options.json) return [mdFile, ...figs.files];
+  const figures = await figs.done();
+  if (!options.json) return [mdFile, ...figures];
   const json = path.join(figDir, 'results.json');
   fs.writeFileSync(json, JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
-  return [mdFile, ...figs.files, json];
+  return [mdFile, ...figures, json];
 }

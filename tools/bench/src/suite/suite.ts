@@ -158,7 +158,7 @@ export async function runSuite(options: SuiteOptions): Promise<number> {
   if (options.outDir === undefined) {
     options.log('no report written (a part of the speed section without --out)');
   } else {
-    const files = writeReport(report, { outDir: options.outDir, png: options.png, json: options.json });
+    const files = await writeReport(report, { outDir: options.outDir, png: options.png, json: options.json });
     options.log(
       files.length === 1
         ? `wrote ${files[0]}`
