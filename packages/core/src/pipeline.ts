@@ -9,7 +9,14 @@ import type { InnerSolver } from './solver';
 import { Trainer, TrainerOptionsSchema } from './trainer';
 
 /** A plugin chosen by name, with options, as written: `"cg"` or `{ name: "cg", options: { maxIterations: 20 } }`. */
-export type PluginRef = string | { readonly name: string; readonly options?: Record<string, unknown> };
+export type PluginRef =
+  | string
+  | {
+      /** The registered plugin name. */
+      readonly name: string;
+      /** The plugin's options (validated against its schema). */
+      readonly options?: Record<string, unknown>;
+    };
 /** A validated plugin choice: always `{ name, options }`. */
 export interface ResolvedPluginRef {
   /** The registered plugin name. */
