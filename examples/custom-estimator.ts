@@ -26,10 +26,10 @@ import {
   implicitHypergradient,
   innerHessian,
   linearSystemBatch,
-  neumannSeries,
   OracleCallMeter,
   outerGradients,
 } from '@bilevel/estimators';
+import { neumannSeries } from '@bilevel/linalg';
 import '@bilevel/problems'; // registers 'quadratic', …
 import type { QuadraticProblem } from '@bilevel/problems';
 import '@bilevel/solvers'; // registers 'gd', …

@@ -36,5 +36,3 @@ export * from './checkpoint';
 export * from './preflight';
 export * from './testing';
 export * from './quadratic-fixture';
-export * from './quasi-newton';
-export * from './cholesky';

@@ -30,7 +30,8 @@ export interface CurvaturePair {
 
 /**
  * Curvature gathered by a quasi-Newton solver, as an operator H ≈ [∇²_yy g]⁻¹ that an estimator may
- * reuse (qNBO's reuse mode).
+ * reuse (qNBO's reuse mode). Only the contract lives here; the memories (L-BFGS, SR1, dense BFGS) are in
+ * `@bilevel/linalg`.
  */
 export interface CurvatureMemory {
   /** Which update built the memory, e.g. `lbfgs`, `sr1` or `bfgs`. */
@@ -54,8 +55,9 @@ export interface InnerResult {
   /** Whether the gradient-norm tolerance was reached before the budget ran out. */
   readonly converged: boolean;
   /**
-   * The curvature pairs of a quasi-Newton solver, as an inverse-Hessian operator (valid until the solver's
-   * next solve).
+   * The curvature pairs of a quasi-Newton solver, as an inverse-Hessian operator. The result owns it: later
+   * solves (the next step's, an estimator's perturbed ones) do not touch it, and whoever holds the result
+   * disposes it — the trainer does once the step's estimate is formed.
    */
   readonly curvature?: CurvatureMemory;
 }
@@ -78,6 +80,6 @@ export interface InnerSolver {
    * solvers and problems with `innerLossBatched`.
    */
   solveBatched?(request: InnerSolveRequest): InnerResult;
-  /** Releases tensors the solver keeps between solves (e.g. the curvature memory of its last solve). */
+  /** Releases tensors the solver keeps between solves (e.g. a curvature memory whose owner did not release it). */
   dispose?(): void;
 }

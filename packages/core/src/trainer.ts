@@ -7,7 +7,7 @@ import { checkParameterTree, describeTreeShapes, preflightProblem, problemError 
 import { type OracleCounts, type Oracles } from './oracles';
 import type { Batch, BilevelProblem } from './problem';
 import { Random, type RandomState } from './random';
-import type { BatchSchedule, InnerResult, InnerSolver } from './solver';
+import type { BatchSchedule, CurvatureMemory, InnerResult, InnerSolver } from './solver';
 import {
   assertSameStructure,
   type TensorTree,
@@ -424,6 +424,8 @@ export class Trainer {
       this.estimator.innerBatchCount?.(budget) ?? (usesBaseSolve ? budget : 0),
     );
     let reportingMs = 0;
+    // The inner result owns its curvature memory (quasi-Newton solvers); released with the step.
+    let curvature: CurvatureMemory | undefined;
     try {
       const out = tidy(() => {
         const x = this.xCur;
@@ -437,8 +439,10 @@ export class Trainer {
               batches: data.innerBatches,
             })
           : undefined;
+        curvature = inner?.curvature;
         const est = this.estimateAt(x, y0, inner, data, estimatorRng, index);
         const solution = inner ?? est.inner!;
+        curvature ??= solution.curvature;
         const gradNorm = treeNorm(est.hypergradient).dataSync()[0];
         // Reporting: not charged to the method (direct problem calls, not counted oracles, clock excluded).
         // Task-based problems (few-shot) have no whole-data outer loss: report the step's own.
@@ -465,6 +469,7 @@ export class Trainer {
       });
       return this.finishStep(out, out.trainSeconds);
     } finally {
+      curvature?.dispose();
       data.release();
     }
   }
@@ -636,6 +641,7 @@ export class Trainer {
           maxIterations: this.options.innerIterations,
           batches: data.innerBatches,
         });
+        inner.curvature?.dispose();
         const outerLoss = this.problem.outerLoss(this.xCur, inner.y, data.task ? data.outerBatch : undefined).dataSync()[0];
         const metrics = this.problem.evaluate ? this.problem.evaluate(this.xCur, inner.y) : {};
         return { outerLoss, metrics };

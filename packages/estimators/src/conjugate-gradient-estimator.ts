@@ -7,7 +7,7 @@ import {
   z,
 } from '@bilevel/core';
 import { implicitEstimate } from './implicit';
-import { conjugateGradient } from './linear-solve';
+import { conjugateGradient } from '@bilevel/linalg';
 import { WarmStart } from './warm-start';
 
 /** Options of the `cg` estimator (AID-CG). */

@@ -8,7 +8,7 @@ import {
   z,
 } from '@bilevel/core';
 import { implicitEstimate } from './implicit';
-import { denseSolve } from './linear-solve';
+import { denseSolve } from '@bilevel/linalg';
 
 /** Options of the `exact` estimator. */
 export const ExactEstimatorOptionsSchema = z

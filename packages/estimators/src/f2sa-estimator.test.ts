@@ -10,7 +10,7 @@ import {
   treeDispose,
 } from '@bilevel/core';
 import { F2saEstimator } from './index';
-import { luSolve } from './linear-solve/dense';
+import { luSolve } from '@bilevel/linalg';
 import { ClosedFormSolver } from './test-utils/test-solvers';
 import { makeContext } from './test-utils/context';
 import { relativeError, treeToArray } from './test-utils/dense-operator';

@@ -7,7 +7,7 @@ import {
   z,
 } from '@bilevel/core';
 import { implicitEstimate } from './implicit';
-import { fixedPointIteration } from './linear-solve';
+import { fixedPointIteration } from '@bilevel/linalg';
 import { WarmStart } from './warm-start';
 
 /** Options of the `fixed-point` estimator (AID-FP). */

@@ -7,7 +7,7 @@ import {
   tidy,
   treeSub,
 } from '@bilevel/core';
-import type { LinearSolveResult, MatVec } from './linear-solve';
+import type { LinearSolveResult, MatVec } from '@bilevel/linalg';
 import { OracleCallMeter } from './oracle-calls';
 import type { WarmStart } from './warm-start';
 

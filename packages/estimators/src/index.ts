@@ -1,8 +1,8 @@
 /**
  * `@bilevel/estimators` — hypergradient estimators ∇Φ(x) = ∇ₓf + (∂y*(x)/∂x)ᵀ∇_y f for any registered
  * problem: evolution strategies (ESJ / ESJ-S), quasi-Newton (qNBO), conjugate gradient, Neumann series,
- * fixed point, iterative differentiation and an exact dense solve; plus the linear solvers they share.
- * Importing the package registers every estimator by name in core's registry.
+ * fixed point, iterative differentiation and an exact dense solve (their linear solvers are in
+ * `@bilevel/linalg`). Importing the package registers every estimator by name in core's registry.
  *
  * @module @bilevel/estimators
  */
@@ -23,7 +23,6 @@ import { ItdEstimator, ItdEstimatorOptionsSchema } from './itd-estimator';
 import { NeumannEstimator, NeumannEstimatorOptionsSchema } from './neumann-estimator';
 import { QnboEstimator, QnboEstimatorOptionsSchema } from './qnbo-estimator';
 
-export * from './linear-solve';
 export * from './oracle-calls';
 export * from './implicit';
 export * from './warm-start';

@@ -6,7 +6,7 @@ import {
   z,
 } from '@bilevel/core';
 import { implicitEstimate } from './implicit';
-import { neumannSeries } from './linear-solve';
+import { neumannSeries } from '@bilevel/linalg';
 
 /** Options of the `neumann` estimator (AID-NS). */
 export const NeumannEstimatorOptionsSchema = z

@@ -3,7 +3,6 @@ import {
   ConfigError,
   type CurvatureMemory,
   type InnerSolveRequest,
-  LbfgsMemory,
   Random,
   SECOND_ORDER_STRATEGIES,
   createOracles,
@@ -14,6 +13,7 @@ import {
   treeDispose,
   treeSpec,
 } from '@bilevel/core';
+import { LbfgsMemory } from '@bilevel/linalg';
 import { QnboEstimator } from './index';
 import { makeContext } from './test-utils/context';
 import { relativeError, treeToArray } from './test-utils/dense-operator';

@@ -5,17 +5,12 @@ import {
   type EstimateContext,
   type HypergradientEstimator,
   type TensorTree,
-  createPairMemory,
-  type LbfgsMemory,
-  type Sr1Memory,
   parseOptions,
   tidy,
-  treeFlatten,
-  treeSpec,
-  treeUnflatten,
   treeZip,
   z,
 } from '@bilevel/core';
+import { linalgOptions, quasiNewtonSolve } from '@bilevel/linalg';
 import { implicitHypergradient, linearSystemBatch, outerGradients } from './implicit';
 import { OracleCallMeter } from './oracle-calls';
 
@@ -45,20 +40,14 @@ export const QnboEstimatorOptionsSchema = z
       .default(0)
       .describe('Q_k = min(maxPasses, Q₀ + ⌊passesGrowth·k⌋) at outer step k (0: constant Q)'),
     maxPasses: z.number().int().positive().default(50).describe('cap on Q_k'),
-    memory: z.number().int().positive().default(20).describe('curvature pairs kept (oldest dropped)'),
-    initialScaling: z
-      .union([z.literal('auto'), z.number().positive().finite()])
-      .default('auto')
+    memory: linalgOptions.memory(20).describe('curvature pairs kept (oldest dropped)'),
+    initialScaling: linalgOptions
+      .initialScaling()
       .describe(
         "H₀ = γI: 'auto' uses γ = sᵀr / rᵀr of the newest pair (γ = 1 before the first), a number fixes γ",
       ),
-    curvatureEpsilon: z.number().min(0).finite().default(1e-10).describe('keep a pair only when sᵀr > ε'),
-    sr1SkipThreshold: z
-      .number()
-      .min(0)
-      .lt(1)
-      .default(1e-8)
-      .describe('SR1 skip rule: update only when |sᵀ(r − Bs)| ≥ c‖s‖‖r − Bs‖'),
+    curvatureEpsilon: linalgOptions.curvatureEpsilon().describe('keep a pair only when sᵀr > ε'),
+    sr1SkipThreshold: linalgOptions.sr1SkipThreshold(),
     pairs: z
       .enum(['steps', 'directions'])
       .default('steps')
@@ -106,7 +95,7 @@ export type QnboEstimatorOptions = z.output<typeof QnboEstimatorOptionsSchema>;
  *
  * H̃₀ = γI with γ = sᵀr / rᵀr of the newest pair by default (γ = 1 before the first); with H̃₀ = I qNBO
  * diverged on data hyper-cleaning in a reference run. The recursion is the L-BFGS two-loop ('bfgs') or the
- * SR1 update ('sr1') of core's pair memories. No Hessian-vector product is formed; the final mixed product comes
+ * SR1 update ('sr1') of linalg's pair memories ({@link quasiNewtonSolve}). No Hessian-vector product is formed; the final mixed product comes
  * from the oracles' second-order strategy. Q_k may grow with the outer step k (capped). Mode 'reuse-inner' skips
  * the passes and applies the inner solver's own pair memory (`context.inner.curvature`, a quasi-Newton inner
  * solver), qNBO's sharing of curvature between the two subproblems.
@@ -166,7 +155,7 @@ export class QnboEstimator implements HypergradientEstimator {
     };
   }
 
-  /** Subroutine B: a fresh pair memory built along b = ∇_y f; returns u ≈ [∇²_yy g]⁻¹ b. */
+  /** Subroutine B: {@link quasiNewtonSolve} with the secant of inner gradients as its matvec; u ≈ [∇²_yy g]⁻¹ b. */
   private subroutineB(
     context: EstimateContext,
     b: TensorTree,
@@ -174,103 +163,34 @@ export class QnboEstimator implements HypergradientEstimator {
     const { oracles, x } = context;
     const y = context.inner.y;
     const batch = linearSystemBatch(context);
-    const spec = treeSpec(b);
     const tau = this.options.probeScale;
-    const memory = createPairMemory(this.options.update === 'bfgs' ? 'lbfgs' : 'sr1', spec, {
-      memory: this.options.memory,
-      initialScaling: this.options.initialScaling,
-      curvatureEpsilon: this.options.curvatureEpsilon,
-      sr1SkipThreshold: this.options.sr1SkipThreshold,
+    const g0 = oracles.innerGradY(x, y, batch);
+    /** (∇_y g(x, y + τv) − ∇_y g(x, y)) / τ ≈ ∇²_yy g · v, from one inner gradient. */
+    const secant = (v: TensorTree): TensorTree =>
+      tf.tidy(() => {
+        const shifted = treeZip(y, v, (a, d) => tf.add(a, tf.mul(d, tau)));
+        return treeZip(oracles.innerGradY(x, shifted, batch), g0, (g, g0i) => tf.div(tf.sub(g, g0i), tau));
+      });
+    const o = this.options;
+    const result = quasiNewtonSolve(secant, b, {
+      update: o.update,
+      pairs: o.pairs,
+      passes: this.passesAt(context.step),
+      tolerance: o.tolerance,
+      memory: o.memory,
+      initialScaling: o.initialScaling,
+      curvatureEpsilon: o.curvatureEpsilon,
+      sr1SkipThreshold: o.sr1SkipThreshold,
     });
-    try {
-      const Q = this.passesAt(context.step);
-      const bFlat = treeFlatten(b);
-      const bNorm = tf.tidy(() => tf.norm(bFlat)).dataSync()[0];
-      const g0 = treeFlatten(oracles.innerGradY(x, y, batch));
-      /** (∇_y g(x, y + τv) − ∇_y g(x, y)) / τ ≈ ∇²_yy g · v, from one inner gradient. */
-      const secant = (v: tf.Tensor1D): tf.Tensor1D =>
-        tf.tidy(() => {
-          const shifted = treeZip(y, treeUnflatten(tf.mul(v, tau), spec), (a, d) => tf.add(a, d));
-          return tf.div(tf.sub(treeFlatten(oracles.innerGradY(x, shifted, batch)), g0), tau) as tf.Tensor1D;
-        });
-      const result =
-        this.options.pairs === 'steps'
-          ? this.steps(Q, bFlat, bNorm, memory, secant)
-          : this.directions(Q, bFlat, bNorm, memory, secant);
-      return {
-        u: tidy(() => treeUnflatten(result.u, spec)),
-        diagnostics: {
-          passes: result.passes,
-          pairsKept: memory.size,
-          pairsRejected: memory.rejected,
-          gamma: memory.gamma,
-          relativeResidual: result.relativeResidual,
-        },
-      };
-    } finally {
-      memory.dispose();
-    }
-  }
-
-  /**
-   * Quasi-Newton iterations on q(u) = ½uᵀAu − bᵀu (A = ∇²_yy g) from u₀ = 0 with unit steps, its gradient
-   * Au − b taken from inner-gradient differences: u_{j+1} = u_j − H̃_j ∇q(u_j), pair (u_{j+1} − u_j,
-   * ∇q(u_{j+1}) − ∇q(u_j)). The first two iterates equal H̃₀b and H̃₁b; ‖∇q(u)‖ is the secant residual.
-   */
-  private steps(
-    Q: number,
-    b: tf.Tensor1D,
-    bNorm: number,
-    memory: LbfgsMemory | Sr1Memory,
-    secant: (v: tf.Tensor1D) => tf.Tensor1D,
-  ): { u: tf.Tensor1D; passes: number; relativeResidual: number } {
-    let u = tf.zerosLike(b);
-    let grad = tf.neg(b) as tf.Tensor1D;
-    let residual = bNorm;
-    let passes = 0;
-    const target = this.options.tolerance * bNorm;
-    while (passes < Q && !(residual <= target)) {
-      const uj = u;
-      const gj = grad;
-      const next = tidy(() => {
-        const d = tf.neg(memory.applyFlat(gj)) as tf.Tensor1D;
-        const u2 = tf.add(uj, d) as tf.Tensor1D;
-        const g2 = tf.sub(secant(u2), b) as tf.Tensor1D;
-        memory.push(d, tf.sub(g2, gj) as tf.Tensor1D);
-        return { u2, g2, res: tf.norm(g2).dataSync()[0] };
-      });
-      uj.dispose();
-      gj.dispose();
-      u = next.u2;
-      grad = next.g2;
-      residual = next.res;
-      passes++;
-    }
-    grad.dispose();
-    return { u, passes, relativeResidual: bNorm > 0 ? residual / bNorm : 0 };
-  }
-
-  /**
-   * Pairs along the current estimate: u_j = H̃_j b, pair (u_j, A u_j) from an inner-gradient difference;
-   * returns H̃_Q b. Its residual is that of the last probed u (one pass behind the result).
-   */
-  private directions(
-    Q: number,
-    b: tf.Tensor1D,
-    bNorm: number,
-    memory: LbfgsMemory | Sr1Memory,
-    secant: (v: tf.Tensor1D) => tf.Tensor1D,
-  ): { u: tf.Tensor1D; passes: number; relativeResidual: number } {
-    let residual = NaN;
-    for (let j = 0; j < Q; j++) {
-      residual = tidy(() => {
-        const uj = memory.applyFlat(b);
-        const r = secant(uj);
-        const res = tf.norm(tf.sub(r, b)).dataSync()[0];
-        memory.push(uj, r);
-        return res;
-      });
-    }
-    return { u: memory.applyFlat(b), passes: Q, relativeResidual: bNorm > 0 ? residual / bNorm : 0 };
+    return {
+      u: result.x,
+      diagnostics: {
+        passes: result.iterations,
+        pairsKept: result.pairsKept,
+        pairsRejected: result.pairsRejected,
+        gamma: result.gamma,
+        relativeResidual: result.relativeResidual,
+      },
+    };
   }
 }

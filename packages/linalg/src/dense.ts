@@ -1,14 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  type TensorTree,
-  choleskyFactor,
-  choleskySolve,
-  treeFlatten,
-  treeSpec,
-  treeUnflatten,
-} from '@bilevel/core';
-// The float64 Cholesky routines live in core (shared with the problems' closed forms); re-exported here.
-export { choleskyFactor, choleskySolve } from '@bilevel/core';
+import { type TensorTree, treeFlatten, treeSpec, treeUnflatten } from '@bilevel/core';
+import { choleskyFactor, choleskySolve } from './cholesky';
 import { type LinearSolveResult, type MatVec, checkFinite, flatOperator } from './linear-solve';
 
 /** How a dense system was solved. */

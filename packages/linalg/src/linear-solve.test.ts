@@ -25,7 +25,7 @@ import {
   treeOperator,
   treeToArray,
   twoTensorSpec,
-} from '../test-utils/dense-operator';
+} from './test-utils/dense-operator';
 
 const n = 40;
 const spec = twoTensorSpec(n);

@@ -1,16 +1,21 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from './errors';
-import { matVec, randomOrthogonal, spectralMatrix } from './quadratic-fixture';
+import {
+  ConfigError,
+  matVec,
+  Random,
+  randomOrthogonal,
+  spectralMatrix,
+  tensorCountGrowth,
+  treeSpec,
+  type TreeSpec,
+} from '@bilevel/core';
 import {
   createPairMemory,
   LbfgsMemory,
   type QuasiNewtonMemoryOptions,
   SR1_AUTO_SCALING_FACTOR,
   Sr1Memory,
-} from './quasi-newton';
-import { Random } from './random';
-import { tensorCountGrowth } from './testing';
-import { treeSpec, type TreeSpec } from './tree';
+} from './index';
 
 // ---------- float64 references (dense n×n matrices, row-major) ----------
 

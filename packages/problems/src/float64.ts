@@ -3,7 +3,7 @@
  * products and a Cholesky solve. Sizes here are a few hundred at most.
  */
 
-import { choleskyFactor, choleskySolve } from '@bilevel/core';
+import { choleskyFactor, choleskySolve } from '@bilevel/linalg';
 
 /** C = A·B for A [m, k] and B [k, n]. */
 export function matMul64(

@@ -1,13 +1,14 @@
-import { LbfgsMemory, parseOptions, type TreeSpec } from '@bilevel/core';
+import { parseOptions, type TreeSpec } from '@bilevel/core';
+import { type InverseHessianOperator, linalgOptions, LbfgsMemory } from '@bilevel/linalg';
 import { z } from 'zod';
 import { quasiNewtonOptionShape, wolfeConstantsInOrder } from './options';
-import { type InverseHessianOperator, QuasiNewtonSolver } from './quasi-newton-solver';
+import { QuasiNewtonSolver } from './quasi-newton-solver';
 
 /** Options of the `lbfgs` inner solver: the quasi-Newton options plus `memory`. */
 export const LbfgsSolverOptionsSchema = z
   .object({
     ...quasiNewtonOptionShape('strong-wolfe'),
-    memory: z.number().int().min(1).default(10).describe('curvature pairs kept (m ≥ 1)'),
+    memory: linalgOptions.memory(10),
   })
   .strict()
   .superRefine(wolfeConstantsInOrder);
@@ -18,7 +19,7 @@ export type LbfgsSolverInput = z.input<typeof LbfgsSolverOptionsSchema>;
 
 /**
  * Limited-memory BFGS (Liu & Nocedal, Math. Prog. 1989) on the inner problem: d = −H∇g with H the two-loop
- * recursion over the last m pairs (core's {@link LbfgsMemory}; H₀ = γI, γ = sᵀr / rᵀr or fixed). The
+ * recursion over the last m pairs (linalg's {@link LbfgsMemory}; H₀ = γI, γ = sᵀr / rᵀr or fixed). The
  * quasi-Newton inner solver of qNBO (Fang et al., ICLR 2025) with `lineSearch: 'fixed'` and `warmupSteps`.
  */
 export class LbfgsSolver extends QuasiNewtonSolver {

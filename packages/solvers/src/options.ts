@@ -1,3 +1,4 @@
+import { linalgOptions } from '@bilevel/linalg';
 import { z } from 'zod';
 
 /** Stop rules shared by every solver. */
@@ -61,15 +62,11 @@ export function quasiNewtonOptionShape(defaultLineSearch: LineSearchKind) {
       .default(0)
       .describe("qNBO's schedule: P plain gradient steps before the quasi-Newton steps"),
     warmupStepSize: z.number().positive().default(0.1).describe('step size of the warm-up gradient steps'),
-    initialScaling: z
-      .union([z.literal('auto'), z.number().positive().finite()])
-      .default('auto')
+    initialScaling: linalgOptions
+      .initialScaling()
       .describe("H₀ = γI: 'auto' takes γ from the newest pair (sᵀr / rᵀr), a number c gives H₀ = c·I"),
-    curvatureEpsilon: z
-      .number()
-      .min(0)
-      .finite()
-      .default(1e-10)
+    curvatureEpsilon: linalgOptions
+      .curvatureEpsilon()
       .describe('curvature test: a pair (s, r) is used only when sᵀr > ε'),
   };
 }

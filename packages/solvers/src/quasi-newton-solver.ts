@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   type Batch,
-  type CurvatureMemory,
   type InnerSolveRequest,
   type InnerSolver,
   type TreeSpec,
@@ -10,25 +9,15 @@ import {
   treeSpec,
   treeUnflatten,
 } from '@bilevel/core';
+import type { InverseHessianOperator } from '@bilevel/linalg';
 import type { StopReason, SolverResult } from './elementwise';
 import { SolverDivergenceError } from './errors';
 import { backtrackingArmijo, disposeTrial, strongWolfe, type TrialPoint } from './line-search';
 import type { QuasiNewtonOptions } from './options';
 
-/** What a quasi-Newton solver needs of its curvature memory (L-BFGS, SR1 or dense BFGS). */
-export interface InverseHessianOperator extends CurvatureMemory {
-  /** Offers a pair (s, r); returns whether it was used. Copies are kept. */
-  push(s: tf.Tensor1D, r: tf.Tensor1D): boolean;
-  /** H·v on flat vectors. */
-  applyFlat(v: tf.Tensor1D): tf.Tensor1D;
-  /** Drops every pair (H back to H₀). */
-  clear(): void;
-  /** Number of pairs held (for dense BFGS, the updates applied). */
-  readonly size: number;
-}
-
 /** Statistics of a quasi-Newton solve, beside the {@link SolverResult}. */
 export interface QuasiNewtonResult extends SolverResult {
+  /** The curvature memory of this solve (L-BFGS, SR1 or dense BFGS), owned by the result: see {@link QuasiNewtonSolver}. */
   readonly curvature: InverseHessianOperator;
   /** Pairs offered to the memory and pairs it used. */
   readonly pairsOffered: number;
@@ -74,8 +63,10 @@ interface Point extends TrialPoint {
  * minibatches, iteration k evaluates every trial point on batch k, so each pair compares gradients of the
  * same batch; the gradient is recomputed when the next batch differs.
  *
- * The returned curvature memory belongs to the solver: it stays valid until the solver's next solve,
- * which releases it (calling its `dispose()` earlier is allowed).
+ * Every solve builds a fresh curvature memory and hands it over to its result (`result.curvature`): later
+ * solves — the next outer step's, or an estimator's perturbed ones — never touch it, and whoever holds the
+ * result disposes it (the trainer does, with the step). As a safety net at teardown, `releaseCurvature()` and
+ * `dispose()` release the memory of the most recent solve if its owner has not (disposing twice is harmless).
  */
 export abstract class QuasiNewtonSolver implements InnerSolver {
   abstract readonly name: string;
@@ -98,13 +89,13 @@ export abstract class QuasiNewtonSolver implements InnerSolver {
   /** Checks the problem size before solving (dense BFGS refuses large dimensions). */
   protected checkDimension(_spec: TreeSpec): void {}
 
-  /** Releases the curvature memory of the last solve. */
+  /** Releases the curvature memory of the most recent solve (a no-op when its owner already disposed it). */
   releaseCurvature(): void {
     this.lastCurvature?.dispose();
     this.lastCurvature = null;
   }
 
-  /** Releases what the solver keeps between solves (the last curvature memory); the solver stays usable. */
+  /** Releases the curvature memory of the most recent solve, if still alive; the solver stays usable. */
   dispose(): void {
     this.releaseCurvature();
   }
@@ -116,7 +107,6 @@ export abstract class QuasiNewtonSolver implements InnerSolver {
     if (!(Number.isInteger(budget) && budget >= 0)) {
       throw new Error(`inner solver '${this.name}': maxIterations must be an integer >= 0 (got ${budget})`);
     }
-    this.releaseCurvature();
     const spec = treeSpec(y0);
     this.checkDimension(spec);
     const memory = this.createMemory(spec);

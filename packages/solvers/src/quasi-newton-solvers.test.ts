@@ -7,14 +7,8 @@ import {
   type InnerSolver,
   type TensorTree,
 } from '@bilevel/core';
-import {
-  BfgsSolver,
-  DenseBfgsMemory,
-  GdSolver,
-  LbfgsSolver,
-  type QuasiNewtonResult,
-  Sr1Solver,
-} from './index';
+import { DenseBfgsMemory } from '@bilevel/linalg';
+import { BfgsSolver, GdSolver, LbfgsSolver, type QuasiNewtonResult, Sr1Solver } from './index';
 import { norm, relErr, RosenbrockProblem } from './test-utils/problems';
 
 /** ∇_y g = Ay − Bx in float64, from the fixture's dense references. */

@@ -379,8 +379,9 @@ describe('memory', () => {
       tf.dispose(y.y);
       y = { y: tf.add(res.y.y, 0.1) };
       tf.dispose(res.y.y);
+      // The result owns its curvature memory: the caller releases it with the result.
+      res.curvature?.dispose();
     }, 12);
-    // After the first solve only the solver's last curvature memory is alive, and it is replaced each time.
     expect(growth.slice(1).every((g) => g === growth[1])).toBe(true);
     tf.dispose(y.y);
     if (solver instanceof LbfgsSolver || solver instanceof Sr1Solver || solver instanceof BfgsSolver) {
@@ -402,18 +403,27 @@ describe('memory', () => {
     tf.dispose([xs.x, ys.y]);
   });
 
-  it('the curvature memory of a solve stays valid until the next solve releases it', () => {
+  it('the curvature memory of a solve belongs to its result: later solves leave it intact', () => {
     const solver = new LbfgsSolver({ maxIterations: 10, memory: 4 });
     const oracles = createOracles(p);
     const y0 = { y: tf.zeros([16]) };
+    const v = { y: tf.linspace(-1, 1, 16) };
     const first = solver.solve({ oracles, x, y0 }) as QuasiNewtonResult;
     const pair = first.curvature.pairs[0];
+    const before = tf.tidy(() => first.curvature.applyInverseHessian(v).y.dataSync());
+    const x2 = { x: tf.mul(x.x, 2) };
+    const second = solver.solve({ oracles, x: x2, y0 });
+    // A later solve neither disposes nor changes the first result's memory.
     expect(pair.s.isDisposed).toBe(false);
-    const second = solver.solve({ oracles, x, y0 });
-    expect(pair.s.isDisposed).toBe(true);
+    expect(first.curvature.pairs.length).toBe(4);
+    const after = tf.tidy(() => first.curvature.applyInverseHessian(v).y.dataSync());
+    expect(Array.from(after)).toEqual(Array.from(before));
     expect(second.curvature?.pairs[0].s.isDisposed).toBe(false);
+    // The owner releases it; the solver's teardown releases the most recent one if its owner did not.
+    first.curvature.dispose();
+    expect(pair.s.isDisposed).toBe(true);
     solver.releaseCurvature();
     expect(second.curvature?.pairs.length).toBe(0);
-    tf.dispose([y0.y, first.y.y, second.y.y]);
+    tf.dispose([y0.y, v.y, x2.x, first.y.y, second.y.y]);
   });
 });

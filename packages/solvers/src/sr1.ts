@@ -1,7 +1,8 @@
-import { parseOptions, Sr1Memory, type TreeSpec } from '@bilevel/core';
+import { parseOptions, type TreeSpec } from '@bilevel/core';
+import { type InverseHessianOperator, linalgOptions, Sr1Memory } from '@bilevel/linalg';
 import { z } from 'zod';
 import { quasiNewtonOptionShape, wolfeConstantsInOrder } from './options';
-import { type InverseHessianOperator, QuasiNewtonSolver } from './quasi-newton-solver';
+import { QuasiNewtonSolver } from './quasi-newton-solver';
 
 /**
  * Options of the `sr1` inner solver: the quasi-Newton options (backtracking Armijo by default) plus `memory`
@@ -10,12 +11,9 @@ import { type InverseHessianOperator, QuasiNewtonSolver } from './quasi-newton-s
 export const Sr1SolverOptionsSchema = z
   .object({
     ...quasiNewtonOptionShape('armijo'),
-    memory: z.number().int().min(1).default(10).describe('curvature pairs kept (m ≥ 1)'),
-    skipThreshold: z
-      .number()
-      .min(0)
-      .lt(1)
-      .default(1e-8)
+    memory: linalgOptions.memory(10),
+    skipThreshold: linalgOptions
+      .sr1SkipThreshold()
       .describe('skip rule: update only when |sᵀ(r − Bs)| ≥ c‖s‖‖r − Bs‖ (and its dual for H)'),
   })
   .strict()
@@ -27,7 +25,7 @@ export type Sr1SolverInput = z.input<typeof Sr1SolverOptionsSchema>;
 
 /**
  * Limited-memory symmetric rank-one quasi-Newton (Conn, Gould & Toint, 1991; Nocedal & Wright §6.2) on the
- * inner problem: d = −H∇g with H the SR1 recursion over the last m pairs (core's {@link Sr1Memory}), with
+ * inner problem: d = −H∇g with H the SR1 recursion over the last m pairs (linalg's {@link Sr1Memory}), with
  * the skip rule and qNBO's curvature test sᵀr > ε. On a strongly convex quadratic with unit steps it
  * reaches the exact minimizer in d + 1 steps (H_d = A⁻¹). H may be indefinite: line searches fall back to
  * steepest descent when −H∇g is not a descent direction.
