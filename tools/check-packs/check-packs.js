@@ -3,7 +3,9 @@
  * Checks that every publishable package works when a user installs it on its own from its tarball.
  *
  * 1. Declared dependencies: the bare imports of each package's sources (tests excluded) must be exactly its
- *    `dependencies` + `peerDependencies` + `optionalDependencies` — nothing missing, nothing unused.
+ *    `dependencies` + `peerDependencies` + `optionalDependencies` — nothing missing, nothing unused. And they
+ *    must follow the package map (`layers.js`, the one statement of the allowed graph): an import up or
+ *    sideways fails, with the file and the import named.
  * 2. For each package: `npm pack` it and the @bilevel packages it depends on, install the tarballs into an empty
  *    project (npm also installs the peer `@tensorflow/tfjs-core`), so that only declared dependencies are
  *    present, and load it there. Its `bin` commands must answer `--help`.
@@ -40,6 +42,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { packageImports, packageOf } = require('./package-imports');
+const { layeringProblems } = require('./layers');
 const { blockName, blocks, docFiles } = require('./doc-blocks');
 
 const root = path.resolve(__dirname, '../..');
@@ -97,14 +100,15 @@ const indent = (text) =>
     .join('\n');
 
 // ---------------------------------------------------------------------------------------------------------
-// 1. Declared dependencies against the imports of the sources.
+// 1. Declared dependencies against the imports of the sources, and the layering of the package map.
 
 function checkDeclaredDependencies(p) {
   const imported = packageImports(p.dir); // name → first file importing it
+  // Imports only down the package map (tools/check-packs/layers.js): file and import named.
+  const problems = layeringProblems(p.json.name, imported).map((m) => `layering: ${m}`);
   const declared = new Set(
     ['dependencies', 'peerDependencies', 'optionalDependencies'].flatMap((k) => Object.keys(p.json[k] || {})),
   );
-  const problems = [];
   for (const [name, file] of imported) {
     if (!declared.has(name)) problems.push(`imports ${name} (${file}) but does not declare it`);
   }
@@ -211,8 +215,8 @@ for (const p of selected) {
   console.log(`── ${name}`);
   try {
     const depProblems = checkDeclaredDependencies(p);
-    if (depProblems.length) depProblems.forEach((d) => fail(`dependencies: ${d}`));
-    else lines.push('  ✓ declared dependencies match the imports of src/');
+    if (depProblems.length) depProblems.forEach((d) => fail(d.startsWith('layering: ') ? d : `dependencies: ${d}`));
+    else lines.push('  ✓ declared dependencies match the imports of src/, which go only down the package map');
 
     const own = pack(p);
     row.packed = kib(own.size);
