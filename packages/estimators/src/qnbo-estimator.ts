@@ -47,7 +47,9 @@ export const QnboEstimatorOptionsSchema = z
         "H₀ = γI: 'auto' uses γ = sᵀr / rᵀr of the newest pair (γ = 1 before the first), a number fixes γ",
       ),
     curvatureEpsilon: linalgOptions.curvatureEpsilon().describe('keep a pair only when sᵀr > ε'),
-    sr1SkipThreshold: linalgOptions.sr1SkipThreshold(),
+    sr1SkipThreshold: linalgOptions
+      .sr1SkipThreshold()
+      .describe('SR1 skip rule: update only when |sᵀ(r − Bs)| ≥ c‖s‖‖r − Bs‖'),
     pairs: z
       .enum(['steps', 'directions'])
       .default('steps')

@@ -8,7 +8,7 @@ import { QuasiNewtonSolver } from './quasi-newton-solver';
 export const LbfgsSolverOptionsSchema = z
   .object({
     ...quasiNewtonOptionShape('strong-wolfe'),
-    memory: linalgOptions.memory(10),
+    memory: linalgOptions.memory(10).describe('curvature pairs kept (m ≥ 1)'),
   })
   .strict()
   .superRefine(wolfeConstantsInOrder);

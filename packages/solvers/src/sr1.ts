@@ -11,7 +11,7 @@ import { QuasiNewtonSolver } from './quasi-newton-solver';
 export const Sr1SolverOptionsSchema = z
   .object({
     ...quasiNewtonOptionShape('armijo'),
-    memory: linalgOptions.memory(10),
+    memory: linalgOptions.memory(10).describe('curvature pairs kept (m ≥ 1)'),
     skipThreshold: linalgOptions
       .sr1SkipThreshold()
       .describe('skip rule: update only when |sᵀ(r − Bs)| ≥ c‖s‖‖r − Bs‖ (and its dual for H)'),
