@@ -22,6 +22,7 @@ import {
   treeKeep,
   treeRelativeError,
 } from '@bilevel/core';
+import '@bilevel/estimators';
 import { denseMatrix, symmetricEigen } from '@bilevel/linalg';
 import '@bilevel/problems';
 import '@bilevel/solvers';
