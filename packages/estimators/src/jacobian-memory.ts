@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Float32Values } from '@bilevel/core';
+import { choleskyFactor } from '@bilevel/linalg';
 
 /** A row-major matrix in a {@link JacobianMemoryState}. */
 export interface JacobianMemoryRows {
@@ -62,24 +63,11 @@ export function orthonormalizeRows(rows: ArrayLike<number>, n: number, d: number
 
 /**
  * L⁻¹ for the Cholesky factor L of a symmetric positive definite n×n matrix (row-major, float64), or null when a
- * pivot is not positive (the rows it came from are numerically dependent).
+ * pivot falls to 1e-10 × the largest diagonal entry or below (the rows it came from are numerically dependent).
  */
 function inverseCholesky(gram: ArrayLike<number>, n: number): Float64Array | null {
-  const l = new Float64Array(n * n);
-  let maxDiag = 0;
-  for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, gram[i * n + i]);
-  for (let j = 0; j < n; j++) {
-    let dsum = gram[j * n + j];
-    for (let k = 0; k < j; k++) dsum -= l[j * n + k] ** 2;
-    if (!(dsum > 1e-10 * maxDiag)) return null;
-    const djj = Math.sqrt(dsum);
-    l[j * n + j] = djj;
-    for (let i = j + 1; i < n; i++) {
-      let v = gram[i * n + j];
-      for (let k = 0; k < j; k++) v -= l[i * n + k] * l[j * n + k];
-      l[i * n + j] = v / djj;
-    }
-  }
+  const l = choleskyFactor(Float64Array.from(gram), n, 1e-10);
+  if (!l) return null;
   // forward substitution, column by column: L·X = I
   const inv = new Float64Array(n * n);
   for (let c = 0; c < n; c++) {
