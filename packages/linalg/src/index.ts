@@ -14,7 +14,7 @@ export {
   DEFAULT_QUASI_NEWTON_MEMORY_OPTIONS,
 } from './options';
 export type { InverseHessianOperator } from './inverse-hessian';
-export { PairStore, parsePairMemoryOptions } from './pair-memory';
+export { PairStore } from './pair-memory';
 export { LbfgsMemory, lbfgsMiddleMatrix } from './lbfgs-memory';
 export { Sr1Memory, SR1_AUTO_SCALING_FACTOR } from './sr1-memory';
 export { type PairMemoryKind, createPairMemory } from './pair-memories';

@@ -17,16 +17,12 @@ import type { InverseHessianOperator } from './inverse-hessian';
  * H·s, as in qNBO's subroutine B). They are shared by the quasi-Newton inner solvers and by the qNBO
  * hypergradient estimator (Fang et al., "qNBO: quasi-Newton Meets Bilevel Optimization", ICLR 2025).
  *
- * Representation. With k stored pairs stacked into U = [s₀; r₀; s₁; r₁; …] (2k × n), both the L-BFGS and
- * the SR1 operator have the form
- *
- *     H = γ I + Uᵀ C U                                  (C a small 2k × 2k matrix)
- *
- * so H·v costs three matrix products and an axpy, whatever k is. C is computed in float64 from the Gram
- * matrix G = U Uᵀ (updated with one matrix product and one read per pushed pair) by running the method's
- * own recursion on coefficient vectors: every vector the recursion forms lies in span(U ∪ {v}), and its
- * coordinates are linear in p = U v. This is exactly the two-loop recursion (L-BFGS) or the sequential
- * SR1 update (SR1), with the n-dimensional work moved into the single products U·v and Uᵀ·(C p).
+ * Both keep their n-dimensional work in a few large products whatever the number of pairs k:
+ * - L-BFGS (lbfgs-memory.ts) in compact form, H = γI + UᵀCU with U = [s₀; r₀; s₁; r₁; …] (2k × n) and a small
+ *   2k × 2k matrix C computed in float64 from the Gram matrix G = UUᵀ by running the two-loop recursion on
+ *   coefficient vectors (every vector it forms lies in span(U ∪ {v}), its coordinates linear in p = Uv);
+ * - SR1 (sr1-memory.ts) in recursive form, H = γI + Σⱼ wⱼwⱼᵀ/δⱼ with the wⱼ stacked (k × n), formed in tensors:
+ *   the coefficient form is too ill-conditioned for float32 there.
  */
 
 /**
