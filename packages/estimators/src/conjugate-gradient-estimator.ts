@@ -6,23 +6,18 @@ import {
   parseOptions,
   z,
 } from '@bilevel/core';
+import { conjugateGradient, linalgOptions } from '@bilevel/linalg';
 import { implicitEstimate } from './implicit';
-import { conjugateGradient } from '@bilevel/linalg';
 import { WarmStart } from './warm-start';
 
 /** Options of the `cg` estimator (AID-CG). */
 export const ConjugateGradientEstimatorOptionsSchema = z
   .object({
-    maxIterations: z
-      .number()
-      .int()
-      .positive()
-      .default(20)
+    maxIterations: linalgOptions
+      .maxIterations(20)
       .describe('K: most CG steps per estimate (one Hessian-vector product each)'),
-    tolerance: z
-      .number()
-      .min(0)
-      .default(1e-6)
+    tolerance: linalgOptions
+      .tolerance(1e-6)
       .describe('stop once ‖∇²_yy g·u − ∇_y f‖ ≤ tolerance·‖∇_y f‖ (0: always K steps)'),
     warmStart: z.boolean().default(true).describe("start CG from the previous outer step's solution u"),
   })

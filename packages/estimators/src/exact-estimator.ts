@@ -7,27 +7,21 @@ import {
   treeSize,
   z,
 } from '@bilevel/core';
+import { denseSolve, linalgOptions } from '@bilevel/linalg';
 import { implicitEstimate } from './implicit';
-import { denseSolve } from '@bilevel/linalg';
 
 /** Options of the `exact` estimator. */
 export const ExactEstimatorOptionsSchema = z
   .object({
-    maxDimension: z
-      .number()
-      .int()
-      .positive()
-      .default(1000)
+    maxDimension: linalgOptions
+      .maxDimension(1000)
       .describe('refuse inner variables with more entries (d Hessian-vector products, O(d³) float64 solve)'),
     symmetrize: z
       .boolean()
       .default(true)
       .describe('solve with ½(H + Hᵀ), removing the rounding asymmetry of H'),
-    rcond: z
-      .number()
-      .min(0)
-      .lt(1)
-      .default(1e-6)
+    rcond: linalgOptions
+      .rcond(1e-6)
       .describe(
         'singular H: eigenvalues with |λ| ≤ rcond·max|λ| count as zero (minimum-norm solution H⁺∇_y f)',
       ),

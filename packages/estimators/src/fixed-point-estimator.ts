@@ -6,28 +6,21 @@ import {
   parseOptions,
   z,
 } from '@bilevel/core';
+import { fixedPointIteration, linalgOptions } from '@bilevel/linalg';
 import { implicitEstimate } from './implicit';
-import { fixedPointIteration } from '@bilevel/linalg';
 import { WarmStart } from './warm-start';
 
 /** Options of the `fixed-point` estimator (AID-FP). */
 export const FixedPointEstimatorOptionsSchema = z
   .object({
-    maxIterations: z
-      .number()
-      .int()
-      .positive()
-      .default(20)
+    maxIterations: linalgOptions
+      .maxIterations(20)
       .describe('K: fixed-point steps per estimate (one Hessian-vector product each)'),
-    stepSize: z
-      .number()
-      .positive()
-      .default(0.1)
+    stepSize: linalgOptions
+      .stepSize(0.1)
       .describe('η in u ← u − η(∇²_yy g·u − ∇_y f); needs η < 2/λ_max(∇²_yy g)'),
-    tolerance: z
-      .number()
-      .min(0)
-      .default(0)
+    tolerance: linalgOptions
+      .tolerance(0)
       .describe('stop once ‖∇²_yy g·u − ∇_y f‖ ≤ tolerance·‖∇_y f‖ (0: always K steps)'),
     warmStart: z.boolean().default(true).describe("start from the previous outer step's solution u"),
     systemBatches: z

@@ -5,22 +5,17 @@ import {
   parseOptions,
   z,
 } from '@bilevel/core';
+import { neumannSeries, linalgOptions } from '@bilevel/linalg';
 import { implicitEstimate } from './implicit';
-import { neumannSeries } from '@bilevel/linalg';
 
 /** Options of the `neumann` estimator (AID-NS). */
 export const NeumannEstimatorOptionsSchema = z
   .object({
-    terms: z
-      .number()
-      .int()
-      .positive()
-      .default(20)
+    terms: linalgOptions
+      .terms(20)
       .describe('K: terms of the truncated series (one Hessian-vector product each)'),
-    stepSize: z
-      .number()
-      .positive()
-      .default(0.1)
+    stepSize: linalgOptions
+      .stepSize(0.1)
       .describe('η in u = η Σ_{k<K} (I − η∇²_yy g)^k ∇_y f; needs η < 2/λ_max(∇²_yy g)'),
     systemBatches: z
       .enum(['shared', 'fresh'])
