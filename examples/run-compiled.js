@@ -11,13 +11,16 @@ Module._resolveFilename = function (request, ...rest) {
   if (m) return resolve.call(this, path.join(out, 'packages', m[1], 'src', 'index.js'), ...rest);
   return resolve.call(this, request, ...rest);
 };
-// Native addons (e.g. @bilevel/tfjs-blas's build/Release) are found relative to the compiled package: link them.
+// Build products found relative to the compiled package — native addons (@bilevel/tfjs-blas's build/Release)
+// and generated bundles (@bilevel/core's vendor/tfjs-registrations.js): link them.
 const fs = require('node:fs');
 const repoPackages = path.join(__dirname, '..', 'packages');
 for (const pkg of fs.readdirSync(repoPackages)) {
-  const build = path.join(repoPackages, pkg, 'build');
-  const target = path.join(out, 'packages', pkg, 'build');
-  if (fs.existsSync(build) && fs.existsSync(path.dirname(target)) && !fs.existsSync(target)) fs.symlinkSync(build, target);
+  for (const part of ['build', 'vendor']) {
+    const made = path.join(repoPackages, pkg, part);
+    const target = path.join(out, 'packages', pkg, part);
+    if (fs.existsSync(made) && fs.existsSync(path.dirname(target)) && !fs.existsSync(target)) fs.symlinkSync(made, target);
+  }
 }
 // Third-party packages come from the repository's node_modules.
 process.env.NODE_PATH = [path.join(__dirname, '..', 'node_modules'), process.env.NODE_PATH].filter(Boolean).join(path.delimiter);
