@@ -14,6 +14,7 @@ module.exports = function preset(packageDir) {
       '^.+\\.ts$': ['ts-jest', { tsconfig: path.join(packageDir, 'tsconfig.spec.json'), diagnostics: false }],
     },
     moduleNameMapper: {
+      '^@bilevel/([a-z-]+)/testing$': path.join(__dirname, 'packages/$1/src/testing/index.ts'),
       '^@bilevel/([a-z-]+)$': path.join(__dirname, 'packages/$1/src/index.ts'),
     },
     setupFiles: [path.join(__dirname, 'tools/jest/setup.js')],

@@ -8,7 +8,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { QuadraticFixture, registerProblem, z } from '@bilevel/core';
+import { registerProblem, z } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 import { encodeIdx } from '@bilevel/datasets';
 import './plugins';
 import './test-utils/test-plugins';

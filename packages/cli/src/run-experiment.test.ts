@@ -1,7 +1,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, DataError, QuadraticFixture } from '@bilevel/core';
+import { ConfigError, DataError } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 import { PNG } from 'pngjs';
 import './test-utils/test-plugins';
 import { planExperiment } from './config';

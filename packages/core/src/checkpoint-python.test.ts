@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { writeCheckpoint } from './checkpoint';
 import { AdamOptimizer } from './optimizer';
 import { createOracles } from './oracles';
-import { QuadraticFixture } from './quadratic-fixture';
+import { QuadraticFixture } from './testing';
 import { Trainer } from './trainer';
 import { Float32Values, type TreeData } from './tree';
 import { ClosedFormEstimator, ClosedFormSolver, SPECIAL_BITS, fromBits } from './test-utils/checkpoint-fixtures';

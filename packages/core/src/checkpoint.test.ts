@@ -12,7 +12,7 @@ import {
   type CheckpointPayload,
 } from './checkpoint';
 import { zeroCounts } from './oracles';
-import { QuadraticFixture } from './quadratic-fixture';
+import { QuadraticFixture } from './testing';
 import type { TrainerState } from './trainer';
 import { Float32Values, treeDispose, treeFromData, treeToData, type TreeData } from './tree';
 import { SPECIAL_BITS, adamTrainer, fromBits } from './test-utils/checkpoint-fixtures';

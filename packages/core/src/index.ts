@@ -16,23 +16,153 @@ import '@tensorflow/tfjs-backend-cpu';
 // (a bundle made at build time from tfjs-core's own registration modules; see tfjs-registrations.ts).
 import './tfjs-registrations';
 
-export * from './tree';
-export * from './ops';
-export * from './quadratic-form';
-export * from './random';
-export * from './errors';
-export * from './problem';
-export * from './oracles';
-export * from './solver';
-export * from './estimator';
-export * from './update-rule';
-export * from './optimizer';
-export * from './options';
-export * from './registry';
-export * from './inject';
-export * from './trainer';
-export * from './pipeline';
-export * from './checkpoint';
-export * from './preflight';
-export * from './testing';
-export * from './quadratic-fixture';
+// The public API, module by module; internals (preflight's shape checks, the zod message formatter, the custom-op
+// builder) stay private. Test helpers are the `@bilevel/core/testing` entry.
+export {
+  assertSameStructure,
+  Float32Values,
+  tidy,
+  treeAdd,
+  treeAxpy,
+  treeClone,
+  treeDispose,
+  treeDot,
+  treeFlatten,
+  treeFromData,
+  treeFromTensors,
+  treeIsFinite,
+  treeKeep,
+  treeMap,
+  treeNames,
+  treeNeg,
+  treeNorm,
+  treeNormSquared,
+  treeReplace,
+  treeScale,
+  treeSize,
+  treeSlice0,
+  treeSpec,
+  treeStack,
+  treeSub,
+  treeTensors,
+  treeToData,
+  treeUnflatten,
+  treeUnstack,
+  treeZerosLike,
+  treeZip,
+  type TensorTree,
+  type TreeData,
+  type TreeSpec,
+} from './tree';
+export {
+  exp,
+  halfSquaredNorm,
+  logSigmoid,
+  logSoftmax,
+  logSumExp,
+  sigmoid,
+  sigmoidCrossEntropy,
+  softmax,
+  softmaxCrossEntropy,
+  stopGradient,
+  type SoftmaxCrossEntropyOptions,
+} from './ops';
+export { quadraticForm } from './quadratic-form';
+export { matTVec, matVec, randomOrthogonal, spectralMatrix } from './float64';
+export { Random, type RandomState } from './random';
+export { ConfigError, DataError, DivergenceError } from './errors';
+export type { Batch, BilevelProblem } from './problem';
+export {
+  createOracles,
+  ORACLE_KINDS,
+  SECOND_ORDER_STRATEGIES,
+  zeroCounts,
+  type OracleCounts,
+  type OracleOptions,
+  type Oracles,
+  type SecondOrderStrategy,
+} from './oracles';
+export type {
+  BatchSchedule,
+  CurvatureMemory,
+  CurvaturePair,
+  InnerResult,
+  InnerSolveRequest,
+  InnerSolver,
+} from './solver';
+export type { Estimate, EstimateContext, HypergradientEstimator, PluginState } from './estimator';
+export {
+  adamRule,
+  momentumRule,
+  type AdamRuleSettings,
+  type MomentumRuleSettings,
+  type UpdateRule,
+} from './update-rule';
+export {
+  AdamOptimizer,
+  AdamOptionsSchema,
+  GdOptionsSchema,
+  GradientDescentOptimizer,
+  MomentumOptimizer,
+  MomentumOptionsSchema,
+  RuleOptimizer,
+  type AdamOptions,
+  type GdOptions,
+  type MomentumOptions,
+  type OuterOptimizer,
+} from './optimizer';
+export { MAX_INTEGER_OPTION, parseOptions, z, type OptionDoc } from './options';
+export {
+  loadedCoreCopies,
+  PLUGIN_KINDS,
+  PLUGIN_OPTIONS,
+  PluginRegistry,
+  registerBackbone,
+  registerDataset,
+  registerEstimator,
+  registerInnerSolver,
+  registerOuterOptimizer,
+  registerProblem,
+  registry,
+  type PluginClass,
+  type PluginDefinition,
+  type PluginKind,
+  type PluginKinds,
+} from './registry';
+export { inject, injectable } from './inject';
+export {
+  DEFAULT_DIVERGENCE_BOUND,
+  StepError,
+  Trainer,
+  TrainerOptionsSchema,
+  type StepEvent,
+  type StopReason,
+  type TrainerEvents,
+  type TrainerOptions,
+  type TrainerParts,
+  type TrainerState,
+  type TrainResult,
+} from './trainer';
+export {
+  createPipeline,
+  OracleSpecSchema,
+  PipelineSpecSchema,
+  PluginRefSchema,
+  type Pipeline,
+  type PipelineSpec,
+  type PluginRef,
+  type ResolvedPipelineSpec,
+  type ResolvedPluginRef,
+} from './pipeline';
+export {
+  CHECKPOINT_FORMAT_VERSION,
+  CheckpointError,
+  Checkpointer,
+  listCheckpoints,
+  loadLatestCheckpoint,
+  readCheckpoint,
+  writeCheckpoint,
+  type CheckpointerOptions,
+  type CheckpointPayload,
+} from './checkpoint';
+export { preflightProblem, type PreflightOptions } from './preflight';

@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { exp, softmaxCrossEntropy } from './ops';
 import { createOracles, type SecondOrderStrategy } from './oracles';
 import type { BilevelProblem } from './problem';
-import { matTVec, matVec, QuadraticFixture } from './quadratic-fixture';
+import { matTVec, matVec } from './float64';
+import { QuadraticFixture } from './testing';
 import { Random } from './random';
 import type { TensorTree } from './tree';
 

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { ConfigError, DivergenceError } from './errors';
 import type { EstimateContext, Estimate, HypergradientEstimator } from './estimator';
 import { createPipeline, type PipelineSpec } from './pipeline';
-import { QuadraticFixture } from './quadratic-fixture';
+import { QuadraticFixture } from './testing';
 import { PLUGIN_OPTIONS, PluginRegistry, registerEstimator, registry as globalRegistry } from './registry';
 import type { InnerResult, InnerSolveRequest, InnerSolver } from './solver';
 import { treeAxpy, treeSub } from './tree';

@@ -3,7 +3,7 @@ import { ConfigError } from './errors';
 import { GradientDescentOptimizer } from './optimizer';
 import { createOracles } from './oracles';
 import type { Batch, BilevelProblem } from './problem';
-import { QuadraticFixture } from './quadratic-fixture';
+import { QuadraticFixture } from './testing';
 import type { Random } from './random';
 import type { Estimate, EstimateContext, HypergradientEstimator } from './estimator';
 import type { InnerResult, InnerSolveRequest, InnerSolver } from './solver';

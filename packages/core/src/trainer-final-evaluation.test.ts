@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Estimate, EstimateContext, HypergradientEstimator } from './estimator';
 import { GradientDescentOptimizer } from './optimizer';
 import { createOracles } from './oracles';
-import { QuadraticFixture } from './quadratic-fixture';
+import { QuadraticFixture } from './testing';
 import type { InnerResult, InnerSolveRequest, InnerSolver } from './solver';
 import { Trainer } from './trainer';
 import { treeNorm, treeScale } from './tree';

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Random, tensorCountGrowth } from '@bilevel/core';
+import { Random } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import {
   csrToDense,
   denseToCsr,

@@ -2,13 +2,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   ConfigError,
   GradientDescentOptimizer,
-  QuadraticFixture,
   Trainer,
   createOracles,
   registry,
-  tensorCountGrowth,
   treeDispose,
 } from '@bilevel/core';
+import { QuadraticFixture, tensorCountGrowth } from '@bilevel/core/testing';
 import { BomeEstimator } from './index';
 import { makeContext } from './test-utils/context';
 import { ClosedFormSolver } from './test-utils/test-solvers';

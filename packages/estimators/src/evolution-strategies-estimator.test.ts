@@ -2,15 +2,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   type Batch,
   ConfigError,
-  QuadraticFixture,
   Random,
   type TensorTree,
   createOracles,
   registry,
-  tensorCountGrowth,
   treeDispose,
   treeSpec,
 } from '@bilevel/core';
+import { QuadraticFixture, tensorCountGrowth } from '@bilevel/core/testing';
 import { EvolutionStrategiesEstimator, sampleDirections } from './index';
 import { makeContext, withSeed } from './test-utils/context';
 import { norm, relativeError, treeToArray } from './test-utils/dense-operator';

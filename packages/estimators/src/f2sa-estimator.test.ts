@@ -1,14 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   ConfigError,
-  QuadraticFixture,
   createOracles,
   matTVec,
   matVec,
   registry,
-  tensorCountGrowth,
   treeDispose,
 } from '@bilevel/core';
+import { QuadraticFixture, tensorCountGrowth } from '@bilevel/core/testing';
 import { F2saEstimator } from './index';
 import { luSolve } from '@bilevel/linalg';
 import { ClosedFormSolver } from './test-utils/test-solvers';

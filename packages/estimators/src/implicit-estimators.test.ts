@@ -5,9 +5,9 @@ import {
   createOracles,
   matVec,
   registry,
-  tensorCountGrowth,
   treeDispose,
 } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import {
   ConjugateGradientEstimator,
   ExactEstimator,

@@ -1,14 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   ConfigError,
-  QuadraticFixture,
   Random,
   type TensorTree,
   createOracles,
   registry,
-  tensorCountGrowth,
   treeDispose,
 } from '@bilevel/core';
+import { QuadraticFixture, tensorCountGrowth } from '@bilevel/core/testing';
 import {
   EvolutionStrategiesEstimator,
   type JacobianMemoryState,

@@ -5,7 +5,6 @@ import {
   type EstimateContext,
   GradientDescentOptimizer,
   type HypergradientEstimator,
-  QuadraticFixture,
   type Random,
   Trainer,
   createOracles,
@@ -14,6 +13,7 @@ import {
   treeDispose,
   treeZerosLike,
 } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 import './index';
 import { ShiftedQuadraticProblem } from './test-utils/test-problems';
 import { ClosedFormSolver, GradientDescentTestSolver } from './test-utils/test-solvers';

@@ -9,10 +9,10 @@ import {
   matTVec,
   matVec,
   registry,
-  tensorCountGrowth,
   treeDispose,
   treeSpec,
 } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import { LbfgsMemory } from '@bilevel/linalg';
 import { QnboEstimator } from './index';
 import { makeContext } from './test-utils/context';

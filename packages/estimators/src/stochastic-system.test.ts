@@ -2,13 +2,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   type Batch,
   type BilevelProblem,
-  QuadraticFixture,
   type TensorTree,
   createOracles,
   matTVec,
   matVec,
   treeDispose,
 } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 import { FixedPointEstimator, NeumannEstimator } from './index';
 import { makeContext } from './test-utils/context';
 import { relativeError, treeToArray } from './test-utils/dense-operator';

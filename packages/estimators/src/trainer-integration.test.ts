@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   GradientDescentOptimizer,
-  QuadraticFixture,
   Trainer,
   type TrainerState,
   createOracles,
   registry,
 } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 import './index';
 import { norm } from './test-utils/dense-operator';
 import { ClosedFormSolver } from './test-utils/test-solvers';

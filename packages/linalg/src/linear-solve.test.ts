@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Random, type TensorTree, matVec, tensorCountGrowth, treeDispose } from '@bilevel/core';
+import { Random, type TensorTree, matVec, treeDispose } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import {
   DimensionLimitError,
   choleskyFactor,

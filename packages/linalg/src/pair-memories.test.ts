@@ -5,10 +5,10 @@ import {
   Random,
   randomOrthogonal,
   spectralMatrix,
-  tensorCountGrowth,
   treeSpec,
   type TreeSpec,
 } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import {
   createPairMemory,
   LbfgsMemory,

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Random, matVec, tensorCountGrowth, treeDispose } from '@bilevel/core';
+import { Random, matVec, treeDispose } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import { LbfgsMemory, quasiNewtonSolve } from './index';
 import {
   logSpaced,

@@ -5,11 +5,10 @@ import {
   Random,
   registry,
   type TensorTree,
-  tensorCountGrowth,
   tidy,
   treeDispose,
-  treeRelativeError,
 } from '@bilevel/core';
+import { tensorCountGrowth, treeRelativeError } from '@bilevel/core/testing';
 import {
   Conv4Backbone,
   fitHeads,

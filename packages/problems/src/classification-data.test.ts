@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { DataError, Random, tensorCountGrowth } from '@bilevel/core';
+import { DataError, Random } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import { denseToCsr } from '@bilevel/datasets';
 import {
   accuracy,

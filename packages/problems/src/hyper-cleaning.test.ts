@@ -5,10 +5,10 @@ import {
   DataError,
   Random,
   registry,
-  tensorCountGrowth,
   treeDispose,
   type TensorTree,
 } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import { findFashionMnist } from '@bilevel/datasets';
 import { isBlasAvailable, registerBlasBackend } from '@bilevel/tfjs-blas';
 import { tmpdir } from 'node:os';

@@ -4,10 +4,10 @@ import {
   createOracles,
   Random,
   registry,
-  tensorCountGrowth,
   treeDispose,
   type TensorTree,
 } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import { HyperRepresentationProblem, makeHyperRepresentationData, type RegressionSet } from './index';
 import { finiteDifferenceGradient, gaussianSolve, relativeMaxError } from './test-utils/reference';
 

@@ -4,11 +4,11 @@ import {
   createOracles,
   Random,
   registry,
-  tensorCountGrowth,
   tidy,
   treeDispose,
   type TensorTree,
 } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import { csrToDense, denseToCsr } from '@bilevel/datasets';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, createOracles, Random, registry, tensorCountGrowth, treeDispose } from '@bilevel/core';
+import { ConfigError, createOracles, Random, registry, treeDispose } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import { QuadraticProblem } from './index';
 import { gaussianSolve, relativeMaxError } from './test-utils/reference';
 

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { createOracles, matVec, QuadraticFixture, Random, treeStack } from '@bilevel/core';
+import { createOracles, matVec, Random, treeStack } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 import { AdamSolver, GdSolver, type SolverResult } from './index';
 import { norm, relErr } from './test-utils/problems';
 

@@ -2,11 +2,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   createOracles,
   matVec,
-  QuadraticFixture,
   Random,
   type InnerSolver,
   type TensorTree,
 } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 import { DenseBfgsMemory } from '@bilevel/linalg';
 import { BfgsSolver, GdSolver, LbfgsSolver, type QuasiNewtonResult, Sr1Solver } from './index';
 import { norm, relErr, RosenbrockProblem } from './test-utils/problems';

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { createOracles, QuadraticFixture, registry } from '@bilevel/core';
+import { createOracles, registry } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LbfgsSolver } from './index';

@@ -3,12 +3,11 @@ import {
   ConfigError,
   createOracles,
   type InnerSolver,
-  QuadraticFixture,
   Random,
   registry,
-  tensorCountGrowth,
   treeStack,
 } from '@bilevel/core';
+import { QuadraticFixture, tensorCountGrowth } from '@bilevel/core/testing';
 import {
   AdamSolver,
   BfgsSolver,

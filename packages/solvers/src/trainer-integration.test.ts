@@ -4,11 +4,10 @@ import {
   type Estimate,
   type EstimateContext,
   type HypergradientEstimator,
-  QuadraticFixture,
   registerEstimator,
   registerProblem,
-  tensorCountGrowth,
 } from '@bilevel/core';
+import { QuadraticFixture, tensorCountGrowth } from '@bilevel/core/testing';
 import './index';
 
 /**

@@ -5,7 +5,6 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  QuadraticFixture,
   Random,
   type TensorTree,
   createOracles,
@@ -14,6 +13,7 @@ import {
   treeDispose,
   treeKeep,
 } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 import { EvolutionStrategiesEstimator } from '@bilevel/estimators';
 import '@bilevel/solvers';
 

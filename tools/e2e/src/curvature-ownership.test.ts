@@ -8,12 +8,11 @@ import {
   createOracles,
   createPipeline,
   type EstimateContext,
-  QuadraticFixture,
   Random,
-  tensorCountGrowth,
   type TensorTree,
   treeDispose,
 } from '@bilevel/core';
+import { QuadraticFixture, tensorCountGrowth } from '@bilevel/core/testing';
 import { EvolutionStrategiesEstimator, QnboEstimator } from '@bilevel/estimators';
 import '@bilevel/problems';
 import { LbfgsSolver, Sr1Solver } from '@bilevel/solvers';

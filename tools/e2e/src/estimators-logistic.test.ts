@@ -20,8 +20,8 @@ import {
   tidy,
   treeDispose,
   treeKeep,
-  treeRelativeError,
 } from '@bilevel/core';
+import { treeRelativeError } from '@bilevel/core/testing';
 import '@bilevel/estimators';
 import { denseMatrix, symmetricEigen } from '@bilevel/linalg';
 import '@bilevel/problems';

@@ -19,9 +19,9 @@ import {
   treeDot,
   treeKeep,
   treeNorm,
-  treeRelativeError,
   treeSub,
 } from '@bilevel/core';
+import { treeRelativeError } from '@bilevel/core/testing';
 import '@bilevel/estimators';
 import '@bilevel/meta-learning';
 import type { FewShotProblem } from '@bilevel/meta-learning';

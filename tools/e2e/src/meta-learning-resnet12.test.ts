@@ -4,7 +4,8 @@
  * 'es', outer optimizer 'gd') and the step must give a finite, non-zero hypergradient that moves x.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { createPipeline, treeRelativeError, treeClone, treeDispose, treeSize } from '@bilevel/core';
+import { createPipeline, treeClone, treeDispose, treeSize } from '@bilevel/core';
+import { treeRelativeError } from '@bilevel/core/testing';
 import '@bilevel/estimators';
 import '@bilevel/meta-learning';
 import '@bilevel/solvers';

@@ -9,13 +9,13 @@ import {
   createPipeline,
   Random,
   registry,
-  tensorCountGrowth,
   tidy,
   treeDot,
   treeNorm,
   type PipelineSpec,
   type StepEvent,
 } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import '@bilevel/estimators';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

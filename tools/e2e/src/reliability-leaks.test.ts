@@ -7,7 +7,8 @@
  * optimizer is plain GD; Adam's kept moments are leak-checked over 200 steps in core's pipeline test.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { createPipeline, tensorCountGrowth, type PipelineSpec } from '@bilevel/core';
+import { createPipeline, type PipelineSpec } from '@bilevel/core';
+import { tensorCountGrowth } from '@bilevel/core/testing';
 import '@bilevel/estimators';
 import '@bilevel/problems';
 import '@bilevel/solvers';

@@ -22,7 +22,6 @@ import {
   type InnerResult,
   type InnerSolveRequest,
   type InnerSolver,
-  QuadraticFixture,
   registerEstimator,
   registerInnerSolver,
   registerProblem,
@@ -34,6 +33,7 @@ import {
   treeZip,
   z,
 } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 
 export const TestQuadraticOptions = z
   .object({

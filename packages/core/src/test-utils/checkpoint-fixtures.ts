@@ -1,7 +1,7 @@
 import type { Estimate, EstimateContext, HypergradientEstimator } from '../estimator';
 import { AdamOptimizer } from '../optimizer';
 import { createOracles } from '../oracles';
-import type { QuadraticFixture } from '../quadratic-fixture';
+import type { QuadraticFixture } from '../testing';
 import type { InnerResult, InnerSolveRequest, InnerSolver } from '../solver';
 import { Trainer } from '../trainer';
 import { Float32Values } from '../tree';

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { QuadraticFixture, Random, type TensorTree, treeDispose } from '@bilevel/core';
+import { Random, type TensorTree, treeDispose } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 import { ClosedFormSolver } from './test-solvers';
 
 /**

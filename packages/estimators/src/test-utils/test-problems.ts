@@ -3,12 +3,12 @@ import {
   type Batch,
   type BatchSchedule,
   type BilevelProblem,
-  QuadraticFixture,
   Random,
   type TensorTree,
   matTVec,
   matVec,
 } from '@bilevel/core';
+import { QuadraticFixture } from '@bilevel/core/testing';
 
 /**
  * A bilevel problem whose inner response is nonlinear in x (for the antithetic-sampling test):

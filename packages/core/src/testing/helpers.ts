@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type TensorTree, treeDispose, treeNames } from './tree';
+import { type TensorTree, treeDispose, treeNames } from '../tree';
 
 /** Relative error ‖a − b‖ / max(‖b‖, tiny) between two trees (synchronous; for tests and diagnostics). */
 export function treeRelativeError(a: TensorTree, b: TensorTree): number {
