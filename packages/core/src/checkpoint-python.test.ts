@@ -10,12 +10,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeCheckpoint } from './checkpoint';
-import { AdamOptimizer } from './optimizer';
-import { createOracles } from './oracles';
 import { QuadraticFixture } from './testing';
-import { Trainer } from './trainer';
 import { Float32Values, type TreeData } from './tree';
-import { ClosedFormEstimator, ClosedFormSolver, SPECIAL_BITS, fromBits } from './test-utils/checkpoint-fixtures';
+import { SPECIAL_BITS, adamTrainer, fromBits } from './test-utils/checkpoint-fixtures';
 
 const READER = path.join(__dirname, '..', 'test', 'read_safetensors.py');
 
@@ -173,15 +170,7 @@ function handMade(file: string, header: string, data: Buffer): void {
   it('reads every tensor of a checkpoint (a trainer with Adam, many dtypes, odd shapes, empty, NaN/±∞/−0) as written', () => {
     const tensors = tf.memory().numTensors;
     const problem = new QuadraticFixture({ innerDimension: 6, conditionNumber: 4, seed: 2 });
-    const trainer = new Trainer({
-      problem,
-      oracles: createOracles(problem),
-      solver: new ClosedFormSolver(),
-      estimator: new ClosedFormEstimator(),
-      optimizer: new AdamOptimizer({ learningRate: 0.05, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }),
-      seed: 3,
-      options: { steps: 100, evalEvery: 0 },
-    });
+    const trainer = adamTrainer(problem);
     for (let i = 0; i < 3; i++) trainer.stepOnce();
     const real = trainer.getState();
     const opt = real.optimizer as { m: TreeData; v: TreeData };

@@ -7,7 +7,6 @@ import {
   tidy,
   treeAxpy,
   treeDot,
-  treeNorm,
   treeNormSquared,
   treeSub,
   treeZip,
@@ -97,13 +96,16 @@ export class BomeEstimator implements HypergradientEstimator {
       const { value, gradX: fx, gradY: fy } = oracles.outerGrads(x, y, context.outerBatch);
       value.dispose();
       // λ from the control barrier, on the joint (x, y) vectors; λ = 0 where ∇q̂ vanishes (y is optimal).
-      const qq = tf.add(treeNormSquared(qx), treeNormSquared(qy)).dataSync()[0];
-      const fq = tf.add(treeDot(fx, qx), treeDot(fy, qy)).dataSync()[0];
+      // ‖∇q̂‖², ⟨∇f, ∇q̂⟩ and ‖∇_y q̂‖² in one read.
+      const qyy = treeNormSquared(qy);
+      const [qq, fq, qySquared] = tf
+        .stack([tf.add(treeNormSquared(qx), qyy), tf.add(treeDot(fx, qx), treeDot(fy, qy)), qyy])
+        .dataSync();
       const lambda = qq > 0 ? Math.max((eta * qq - fq) / qq, 0) : 0;
       const hypergradient = treeAxpy(lambda, qx, fx);
       const direction = treeAxpy(lambda, qy, fy);
       const yNext = treeAxpy(-xi, direction, y);
-      const innerGradientNorm = treeNorm(qy).dataSync()[0];
+      const innerGradientNorm = Math.sqrt(qySquared);
       return { hypergradient, yNext, lambda, qq, innerGradientNorm };
     });
     return {
