@@ -283,7 +283,7 @@ function fontMeasurer(font: ChartFont): TextMetrics['width'] {
 
 /**
  * Renders a Vega-Lite spec to a standalone SVG document with `vega`, headlessly. Text is laid out with the
- * widths of `font` (default {@link findChartFont}'s) when it has files, else with vega's estimate.
+ * widths of `font` (default `findChartFont`'s) when it has files, else with vega's estimate.
  */
 export async function chartSvg(spec: TopLevelSpec, font: ChartFont = findChartFont()): Promise<string> {
   // vega's text metrics are one shared object: the first render in flight installs the font's widths, the last one
@@ -386,7 +386,7 @@ export function findChartFont(candidates = FONT_CANDIDATES): ChartFont {
 export interface PngOptions {
   /** PNG pixels per SVG unit (default 2). */
   readonly pixelRatio?: number;
-  /** The font (default {@link findChartFont}'s). */
+  /** The font (default `findChartFont`'s). */
   readonly font?: ChartFont;
   /** Whether resvg also loads the system's fonts (default: only when `font` has no files). */
   readonly loadSystemFonts?: boolean;

@@ -2,7 +2,7 @@
  * The distributed side of the `bilevel` command, on @bilevel/distributed (BullMQ on Redis):
  * `bilevel worker` (takes run jobs), `bilevel run --queue` (a {@link RunExecutor} that sends each run to a
  * worker and streams its rows back into the results folder) and `bilevel status` (jobs, workers, failures).
- * A worker runs one (method, seed) with the same {@link executeRun} as a local run, so its rows are the
+ * A worker runs one (method, seed) with the same `executeRun` as a local run, so its rows are the
  * local run's rows.
  */
 import { randomBytes } from 'crypto';
@@ -98,7 +98,7 @@ function errorMessage(e: unknown): string {
  * password or an unreachable server), starts its backend and reports it, then takes run jobs. Each job is
  * validated (its format and version, then its config with the same schemas as a config file, against the
  * plugins this process has loaded — plugin modules named in a job are never loaded) and run with
- * {@link executeRun}, checkpointing into the checkpoint folder and streaming its rows to the coordinator.
+ * `executeRun`, checkpointing into the checkpoint folder and streaming its rows to the coordinator.
  */
 export async function runWorker(options: WorkerOptions): Promise<void> {
   const log = (line: string): void => {

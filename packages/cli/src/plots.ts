@@ -37,7 +37,7 @@ export interface PlotOptions {
   readonly width?: number;
   /** Chart height in SVG units. */
   readonly height?: number;
-  /** The font of the PNG text (default {@link findChartFont}'s). */
+  /** The font of the PNG text (default `findChartFont`'s). */
   readonly font?: ChartFont;
   /** Told once when no known font was found (what happens to the PNG's text). */
   readonly onNote?: (line: string) => void;
@@ -177,7 +177,7 @@ export function plotFigures(options: PlotOptions): PlotFigure[] {
 }
 
 /**
- * Writes the figures of {@link plotFigures} as SVG (rendered by vega) and PNG (rasterised from the SVG by
+ * Writes the figures of `plotFigures` as SVG (rendered by vega) and PNG (rasterised from the SVG by
  * resvg, `pixelRatio` pixels per SVG unit). Returns the files written.
  */
 export async function writePlots(dir: string, options: PlotOptions): Promise<string[]> {

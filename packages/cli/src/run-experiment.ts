@@ -82,7 +82,7 @@ export interface RunExperimentOptions {
    * metrics files keep the rows up to that checkpoint, with no row written twice.
    */
   readonly resume?: string;
-  /** Runs one (method, seed); default {@link executeRun} in this process (another: e.g. on a worker). */
+  /** Runs one (method, seed); default `executeRun` in this process (another: e.g. on a worker). */
   readonly executor?: RunExecutor;
   /** How many runs may be under way at once (default 1: one after another). */
   readonly concurrency?: number;
@@ -271,7 +271,7 @@ export type RunOutcome =
       readonly problemInfo: ExperimentSummary['problem'];
     };
 
-/** Runs one task and says how it ended; {@link executeRun} in this process, or another process's worker. */
+/** Runs one task and says how it ended; `executeRun` in this process, or another process's worker. */
 export type RunExecutor = (task: RunTask, context: RunContext) => Promise<RunOutcome>;
 
 /** The metrics files of a run, relative to the results folder. */

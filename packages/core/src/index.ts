@@ -100,15 +100,15 @@ export {
 } from './update-rule';
 export {
   AdamOptimizer,
-  AdamOptionsSchema,
-  GdOptionsSchema,
+  AdamOptimizerOptionsSchema,
+  GradientDescentOptimizerOptionsSchema,
   GradientDescentOptimizer,
   MomentumOptimizer,
-  MomentumOptionsSchema,
+  MomentumOptimizerOptionsSchema,
   RuleOptimizer,
-  type AdamOptions,
-  type GdOptions,
-  type MomentumOptions,
+  type AdamOptimizerOptions,
+  type GradientDescentOptimizerOptions,
+  type MomentumOptimizerOptions,
   type OuterOptimizer,
 } from './optimizer';
 export { MAX_INTEGER_OPTION, parseOptions, z, type OptionDoc } from './options';

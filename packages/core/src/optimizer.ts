@@ -104,27 +104,27 @@ export class RuleOptimizer implements OuterOptimizer {
 }
 
 /** Options of the outer `gd` optimizer. */
-export const GdOptionsSchema = z
+export const GradientDescentOptimizerOptionsSchema = z
   .object({
     learningRate: z.number().positive().default(0.1).describe('step size α in x ← x − α∇Φ'),
   })
   .strict();
 /** Validated options of {@link GradientDescentOptimizer}. */
-export type GdOptions = z.output<typeof GdOptionsSchema>;
+export type GradientDescentOptimizerOptions = z.output<typeof GradientDescentOptimizerOptionsSchema>;
 
 /** Plain gradient descent: x ← x − α ∇Φ(x) ({@link momentumRule} with β = 0). */
 @injectable()
 export class GradientDescentOptimizer extends RuleOptimizer {
   constructor(
     /** The validated options. */
-    @inject(PLUGIN_OPTIONS) readonly options: GdOptions,
+    @inject(PLUGIN_OPTIONS) readonly options: GradientDescentOptimizerOptions,
   ) {
     super('gd', momentumRule({ learningRate: options.learningRate, momentum: 0, nesterov: false }));
   }
 }
 
 /** Options of the outer `momentum` optimizer. */
-export const MomentumOptionsSchema = z
+export const MomentumOptimizerOptionsSchema = z
   .object({
     /** Step size α in x ← x − αv. */
     learningRate: z.number().positive().default(0.1),
@@ -134,21 +134,21 @@ export const MomentumOptionsSchema = z
   })
   .strict();
 /** Validated options of {@link MomentumOptimizer}. */
-export type MomentumOptions = z.output<typeof MomentumOptionsSchema>;
+export type MomentumOptimizerOptions = z.output<typeof MomentumOptimizerOptionsSchema>;
 
 /** Heavy-ball momentum, optionally Nesterov: v ← βv + g; x ← x − α(v or g + βv) ({@link momentumRule}). */
 @injectable()
 export class MomentumOptimizer extends RuleOptimizer {
   constructor(
     /** The validated options. */
-    @inject(PLUGIN_OPTIONS) readonly options: MomentumOptions,
+    @inject(PLUGIN_OPTIONS) readonly options: MomentumOptimizerOptions,
   ) {
     super('momentum', momentumRule(options));
   }
 }
 
 /** Options of the outer `adam` optimizer. */
-export const AdamOptionsSchema = z
+export const AdamOptimizerOptionsSchema = z
   .object({
     /** Step size α. */
     learningRate: z.number().positive().default(0.001),
@@ -161,24 +161,29 @@ export const AdamOptionsSchema = z
   })
   .strict();
 /** Validated options of {@link AdamOptimizer}. */
-export type AdamOptions = z.output<typeof AdamOptionsSchema>;
+export type AdamOptimizerOptions = z.output<typeof AdamOptimizerOptionsSchema>;
 
 /** Adam (Kingma & Ba, 2015) with bias correction ({@link adamRule}). */
 @injectable()
 export class AdamOptimizer extends RuleOptimizer {
   constructor(
     /** The validated options. */
-    @inject(PLUGIN_OPTIONS) readonly options: AdamOptions,
+    @inject(PLUGIN_OPTIONS) readonly options: AdamOptimizerOptions,
   ) {
     super('adam', adamRule(options));
   }
 }
 
-registerOuterOptimizer('gd', GradientDescentOptimizer, GdOptionsSchema, 'gradient descent on x');
+registerOuterOptimizer(
+  'gd',
+  GradientDescentOptimizer,
+  GradientDescentOptimizerOptionsSchema,
+  'gradient descent on x',
+);
 registerOuterOptimizer(
   'momentum',
   MomentumOptimizer,
-  MomentumOptionsSchema,
+  MomentumOptimizerOptionsSchema,
   'heavy-ball / Nesterov momentum on x',
 );
-registerOuterOptimizer('adam', AdamOptimizer, AdamOptionsSchema, 'Adam on x');
+registerOuterOptimizer('adam', AdamOptimizer, AdamOptimizerOptionsSchema, 'Adam on x');

@@ -10,8 +10,8 @@ import {
   findFashionMnist,
   loadFashionMnist,
   loadMnistLayout,
-  locateMnistLayout,
 } from './index';
+import { locateMnistLayout } from './mnist';
 
 /** A tiny MNIST-layout folder: 5 training and 3 test images of 2×3 pixels. */
 function makeFolder(options: { trainLabels?: number[]; gzip?: boolean } = {}): string {
@@ -92,9 +92,15 @@ describe('loadMnistLayout', () => {
     const rootB = mkdtempSync(join(tmpdir(), 'bilevel-complete-'));
     mkdirSync(join(rootA, 'fashion-mnist'));
     mkdirSync(join(rootB, 'fashion-mnist'));
-    const files = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'];
+    const files = [
+      'train-images-idx3-ubyte.gz',
+      'train-labels-idx1-ubyte.gz',
+      't10k-images-idx3-ubyte.gz',
+      't10k-labels-idx1-ubyte.gz',
+    ];
     // The first copy lacks the test labels; the second is complete.
-    for (const f of files.slice(0, 3)) writeFileSync(join(rootA, 'fashion-mnist', f), readFileSync(join(complete, f)));
+    for (const f of files.slice(0, 3))
+      writeFileSync(join(rootA, 'fashion-mnist', f), readFileSync(join(complete, f)));
     for (const f of files) writeFileSync(join(rootB, 'fashion-mnist', f), readFileSync(join(complete, f)));
     const saved = process.env[DATA_PATH_ENV];
     process.env[DATA_PATH_ENV] = `${rootA}:${rootB}`;
@@ -118,7 +124,9 @@ describe('loadMnistLayout', () => {
         `/nonexistent-root/fashion-mnist (from ${DATA_PATH_ENV}) does not exist`,
       ]);
       // The training split is whole in the first copy: with no complete copy anywhere it loads from there.
-      expect(locateMnistLayout(FASHION_MNIST, join(rootA, 'fashion-mnist'), 'train').folder).toBe(join(rootA, 'fashion-mnist'));
+      expect(locateMnistLayout(FASHION_MNIST, join(rootA, 'fashion-mnist'), 'train').folder).toBe(
+        join(rootA, 'fashion-mnist'),
+      );
       // An error names the missing file, the folder and how to get the data.
       let message = '';
       try {

@@ -88,7 +88,7 @@ const sourceName = (c: DataSearchPath): string =>
 
 /** Where an MNIST-layout data set was looked for, and what each place lacked. */
 export interface MnistSearch {
-  /** The folder to read `split` from (see {@link locateMnistLayout}), or null. */
+  /** The folder to read `split` from (see `locateMnistLayout`), or null. */
   readonly folder: string | null;
   /** One line per folder searched before it (or every folder, when `folder` is null): what it lacks. */
   readonly searched: readonly string[];

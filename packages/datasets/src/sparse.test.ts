@@ -1,15 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Random } from '@bilevel/core';
 import { tensorCountGrowth } from '@bilevel/core/testing';
-import {
-  csrToDense,
-  denseToCsr,
-  disposeSparse,
-  gatherRows,
-  segmentSum,
-  sparseDenseMatMul,
-  sparseTensorsFromCsr,
-} from './index';
+import { csrToDense, denseToCsr, gatherRows, sparseDenseMatMul, sparseTensorsFromCsr } from './index';
+import { disposeSparse, segmentSum } from './sparse';
 
 /** A random sparse matrix (about 30% nonzeros), with empty rows and columns. */
 function randomSparse(rows: number, cols: number, rng: Random): Float32Array {

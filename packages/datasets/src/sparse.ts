@@ -60,7 +60,7 @@ export function segmentSum<T extends tf.Tensor>(data: T, ids: tf.Tensor1D, numSe
 }
 
 /**
- * Rows `ids` of `data` (a gather along axis 0) whose gradient is the fast {@link segmentSum} — so gathers
+ * Rows `ids` of `data` (a gather along axis 0) whose gradient is the fast `segmentSum` — so gathers
  * inside losses that are differentiated (even twice) do not fall back to the slow segment-sum kernel.
  */
 export function gatherRows<T extends tf.Tensor>(data: T, ids: tf.Tensor1D): T {
@@ -79,7 +79,7 @@ export function gatherRows<T extends tf.Tensor>(data: T, ids: tf.Tensor1D): T {
  *
  * formed as a gather of the rows of W, a scaling by the nonzeros and a segment sum over rows, each
  * O(nnz·k) instead of O(rows·cols·k). The gather and the segment sum are each other's gradient
- * ({@link gatherRows}, {@link segmentSum}), so the product is differentiable in W to any order:
+ * ({@link gatherRows}, `segmentSum`), so the product is differentiable in W to any order:
  * ∂⟨G, S·W⟩/∂W = Sᵀ·G, and Hessian-vector products through it are exact.
  */
 export function sparseDenseMatMul(s: SparseTensors, w: tf.Tensor2D): tf.Tensor2D {

@@ -1,12 +1,11 @@
 import {
   makeClassification,
   makeRegression,
-  selectRows,
-  sizesFromFractions,
   splitIndices,
   subsetClassification,
   trainValidationTestSplit,
 } from './index';
+import { selectRows, sizesFromFractions } from './splits';
 
 describe('synthetic generators', () => {
   it('makeClassification is seeded, balanced and separable when the means are far apart', () => {

@@ -10,7 +10,8 @@ import {
   treeSpec,
 } from '@bilevel/core';
 import { QuadraticFixture, tensorCountGrowth } from '@bilevel/core/testing';
-import { EvolutionStrategiesEstimator, sampleDirections } from './index';
+import { EvolutionStrategiesEstimator } from './index';
+import { sampleDirections } from './evolution-strategies-estimator';
 import { makeContext, withSeed } from './test-utils/context';
 import { norm, relativeError, treeToArray } from './test-utils/dense-operator';
 import { NonlinearResponseProblem, ShiftedQuadraticProblem } from './test-utils/test-problems';

@@ -23,20 +23,49 @@ import { ItdEstimator, ItdEstimatorOptionsSchema } from './itd-estimator';
 import { NeumannEstimator, NeumannEstimatorOptionsSchema } from './neumann-estimator';
 import { QnboEstimator, QnboEstimatorOptionsSchema } from './qnbo-estimator';
 
-export * from './oracle-calls';
-export * from './implicit';
-export * from './warm-start';
-export * from './conjugate-gradient-estimator';
-export * from './neumann-estimator';
-export * from './fixed-point-estimator';
-export * from './exact-estimator';
-export * from './itd-estimator';
-export * from './jacobian-memory';
-export * from './evolution-strategies-estimator';
-export * from './qnbo-estimator';
-export * from './f2sa-estimator';
-export * from './bome-estimator';
-export * from './method-recipes';
+export { OracleCallMeter } from './oracle-calls';
+export {
+  linearSystemBatch,
+  innerHessian,
+  outerGradients,
+  implicitHypergradient,
+  type SystemBatches,
+  type ImplicitLinearSolver,
+} from './implicit';
+// ./warm-start: nothing public
+export {
+  ConjugateGradientEstimatorOptionsSchema,
+  type ConjugateGradientEstimatorOptions,
+  ConjugateGradientEstimator,
+} from './conjugate-gradient-estimator';
+export {
+  NeumannEstimatorOptionsSchema,
+  type NeumannEstimatorOptions,
+  NeumannEstimator,
+} from './neumann-estimator';
+export {
+  FixedPointEstimatorOptionsSchema,
+  type FixedPointEstimatorOptions,
+  FixedPointEstimator,
+} from './fixed-point-estimator';
+export { ExactEstimatorOptionsSchema, type ExactEstimatorOptions, ExactEstimator } from './exact-estimator';
+export { ItdEstimatorOptionsSchema, type ItdEstimatorOptions, ItdEstimator } from './itd-estimator';
+// ./jacobian-memory: nothing public
+export {
+  type DirectionDistribution,
+  EvolutionStrategiesOptionsSchema,
+  type EvolutionStrategiesOptions,
+  EvolutionStrategiesEstimator,
+} from './evolution-strategies-estimator';
+export { QnboEstimatorOptionsSchema, type QnboEstimatorOptions, QnboEstimator } from './qnbo-estimator';
+export {
+  F2saEstimatorOptionsSchema,
+  type F2saEstimatorOptions,
+  type F2saState,
+  F2saEstimator,
+} from './f2sa-estimator';
+export { BomeEstimatorOptionsSchema, type BomeEstimatorOptions, BomeEstimator } from './bome-estimator';
+export { type MethodRecipe, METHOD_RECIPES } from './method-recipes';
 
 const SOURCE = '@bilevel/estimators';
 

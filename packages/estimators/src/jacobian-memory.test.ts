@@ -1,21 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  ConfigError,
-  Random,
-  type TensorTree,
-  createOracles,
-  registry,
-  treeDispose,
-} from '@bilevel/core';
+import { ConfigError, Random, type TensorTree, createOracles, registry, treeDispose } from '@bilevel/core';
 import { QuadraticFixture, tensorCountGrowth } from '@bilevel/core/testing';
+import { EvolutionStrategiesEstimator } from './index';
 import {
-  EvolutionStrategiesEstimator,
   type JacobianMemoryState,
   orthogonalDirections,
   orthonormalizeRows,
   orthonormalizeRowsFast,
-  sampleDirections,
-} from './index';
+} from './jacobian-memory';
+import { sampleDirections } from './evolution-strategies-estimator';
 import { makeContext, withSeed } from './test-utils/context';
 import { relativeError, treeToArray } from './test-utils/dense-operator';
 import { ClosedFormSolver, GradientDescentTestSolver } from './test-utils/test-solvers';
@@ -118,7 +111,11 @@ describe('orthogonal directions (Choromanski et al., 2018)', () => {
     const y0 = { y: tf.zeros([4]) };
     const solver = new ClosedFormSolver((v) => f.innerSolution(v));
     const ctx = makeContext({ problem: f, oracles: createOracles(f), solver, x, y0 });
-    const es = new EvolutionStrategiesEstimator({ directions: 6, distribution: 'orthogonal', smoothing: 1e-2 });
+    const es = new EvolutionStrategiesEstimator({
+      directions: 6,
+      distribution: 'orthogonal',
+      smoothing: 1e-2,
+    });
     const est = es.estimate(withSeed(ctx, 2));
     expect(relativeError(treeToArray(est.hypergradient), f.hypergradientArray(xData))).toBeLessThan(1e-3);
     // while Gaussian directions with the same Q are far off
@@ -150,7 +147,9 @@ describe('ESJ with a Jacobian memory', () => {
     });
   }
 
-  const points = Array.from({ length: 8 }, (_, i) => [0.2, -0.5, 0.9, 0.1, -0.3, 0.7].map((v, j) => v + 0.1 * Math.sin(i + j)));
+  const points = Array.from({ length: 8 }, (_, i) =>
+    [0.2, -0.5, 0.9, 0.1, -0.3, 0.7].map((v, j) => v + 0.1 * Math.sin(i + j)),
+  );
 
   it('remembers the closed-form responses J·b along orthonormal directions', () => {
     const es = new EvolutionStrategiesEstimator({ directions: 2, memory: 6, smoothing: 1e-2 });
@@ -211,12 +210,20 @@ describe('ESJ with a Jacobian memory', () => {
     const y0 = { y: tf.zeros([4]) };
     const ctx = makeContext({ problem: f, oracles: createOracles(f), solver, x, y0 });
     const outs = [true, false].map((batchedSolves) => {
-      const es = new EvolutionStrategiesEstimator({ directions: 3, memory: 6, antithetic: true, batchedSolves });
+      const es = new EvolutionStrategiesEstimator({
+        directions: 3,
+        memory: 6,
+        antithetic: true,
+        batchedSolves,
+      });
       const e1 = es.estimate(withSeed(ctx, 4));
       const e2 = es.estimate(withSeed(ctx, 5));
       const out = [treeToArray(e1.hypergradient), treeToArray(e2.hypergradient)];
       [e1.hypergradient, e2.hypergradient].forEach(treeDispose);
-      const growth = tensorCountGrowth((i) => treeDispose(es.estimate(withSeed(ctx, 10 + i)).hypergradient), 12);
+      const growth = tensorCountGrowth(
+        (i) => treeDispose(es.estimate(withSeed(ctx, 10 + i)).hypergradient),
+        12,
+      );
       expect(growth.every((g) => g === 0)).toBe(true);
       es.dispose();
       return out;
@@ -288,9 +295,9 @@ describe('ESJ with a Jacobian memory', () => {
     [ea.hypergradient, eb.hypergradient, x, y0].forEach(treeDispose);
     ctx.dispose();
     expect(() => b.setState({ directions: { rank: 1, dx: 6, values: [1] }, responses: null })).not.toThrow();
-    expect(() => b.setState({ directions: { rank: 2, dx: 6, values: [1] }, responses: { rank: 2, dy: 4, values: [] } })).toThrow(
-      /Jacobian memory sizes do not match/,
-    );
+    expect(() =>
+      b.setState({ directions: { rank: 2, dx: 6, values: [1] }, responses: { rank: 2, dy: 4, values: [] } }),
+    ).toThrow(/Jacobian memory sizes do not match/);
     expect(() => b.setState({ warmStart: null })).toThrow(/expected an object \{ directions, responses \}/);
     a.dispose();
     b.dispose();

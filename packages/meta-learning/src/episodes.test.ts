@@ -3,14 +3,13 @@ import { Random } from '@bilevel/core';
 import {
   ClassImageSet,
   episodeBatch,
-  resizeArea,
-  rotateImage,
   sampleEpisode,
   sampleEpisodes,
   syntheticImageSet,
-  TASK_KEYS,
   type Episode,
 } from './index';
+import { resizeArea, rotateImage } from './image-set';
+import { TASK_KEYS } from './episodes';
 
 /** Checks everything an episode promises about its set; returns nothing, fails loudly. */
 function checkEpisode(set: ClassImageSet, e: Episode, ways: number, shots: number, queries: number): void {
@@ -34,10 +33,12 @@ describe('episode sampling (synthetic images)', () => {
 
   it('draws N distinct classes, disjoint support and query sets, labels remapped to 0 … N−1', () => {
     const rng = new Random(3);
-    for (let i = 0; i < 50; i++) checkEpisode(set, sampleEpisode(set, { ways: 5, shots: 2, queries: 3 }, rng), 5, 2, 3);
+    for (let i = 0; i < 50; i++)
+      checkEpisode(set, sampleEpisode(set, { ways: 5, shots: 2, queries: 3 }, rng), 5, 2, 3);
     // Over many episodes every class is used, at every label position.
     const used = new Set<number>();
-    for (const e of sampleEpisodes(set, { ways: 5, shots: 1, queries: 1 }, 100, rng)) e.classes.forEach((c) => used.add(c));
+    for (const e of sampleEpisodes(set, { ways: 5, shots: 1, queries: 1 }, 100, rng))
+      e.classes.forEach((c) => used.add(c));
     expect(used.size).toBe(12);
   });
 
@@ -63,11 +64,15 @@ describe('episode sampling (synthetic images)', () => {
       const p = set.pixelsPerImage;
       episodes.forEach((e, b) => {
         e.support.forEach((img, j) => {
-          expect(Array.from(sImg.subarray((b * 8 + j) * p, (b * 8 + j + 1) * p))).toEqual(Array.from(set.image(img)));
+          expect(Array.from(sImg.subarray((b * 8 + j) * p, (b * 8 + j + 1) * p))).toEqual(
+            Array.from(set.image(img)),
+          );
           expect(sLab[b][j]).toEqual([0, 1, 2, 3].map((l) => (l === e.supportLabels[j] ? 1 : 0)));
         });
         e.query.forEach((img, j) => {
-          expect(Array.from(qImg.subarray((b * 12 + j) * p, (b * 12 + j + 1) * p))).toEqual(Array.from(set.image(img)));
+          expect(Array.from(qImg.subarray((b * 12 + j) * p, (b * 12 + j + 1) * p))).toEqual(
+            Array.from(set.image(img)),
+          );
         });
       });
     });
@@ -77,8 +82,12 @@ describe('episode sampling (synthetic images)', () => {
     expect(() => sampleEpisode(set, { ways: 13, shots: 1, queries: 1 }, new Random(0))).toThrow(
       /13-way episode: only 12 of 12 classes have 2 images/,
     );
-    expect(() => sampleEpisode(set, { ways: 2, shots: 4, queries: 4 }, new Random(0))).toThrow(/only 0 of 12 classes have 8/);
-    expect(() => sampleEpisode(set, { ways: 2, shots: 0, queries: 4 }, new Random(0))).toThrow(/shots must be a positive integer/);
+    expect(() => sampleEpisode(set, { ways: 2, shots: 4, queries: 4 }, new Random(0))).toThrow(
+      /only 0 of 12 classes have 8/,
+    );
+    expect(() => sampleEpisode(set, { ways: 2, shots: 0, queries: 4 }, new Random(0))).toThrow(
+      /shots must be a positive integer/,
+    );
   });
 });
 
@@ -110,10 +119,26 @@ describe('ClassImageSet', () => {
 
   it('validates its fields', () => {
     expect(
-      () => new ClassImageSet({ images: new Float32Array(7), height: 2, width: 2, channels: 1, labels: new Int32Array(2), classNames: ['a'] }),
+      () =>
+        new ClassImageSet({
+          images: new Float32Array(7),
+          height: 2,
+          width: 2,
+          channels: 1,
+          labels: new Int32Array(2),
+          classNames: ['a'],
+        }),
     ).toThrow(/2 labels need 8 pixel values/);
     expect(
-      () => new ClassImageSet({ images: new Float32Array(4), height: 2, width: 2, channels: 1, labels: Int32Array.from([3]), classNames: ['a'] }),
+      () =>
+        new ClassImageSet({
+          images: new Float32Array(4),
+          height: 2,
+          width: 2,
+          channels: 1,
+          labels: Int32Array.from([3]),
+          classNames: ['a'],
+        }),
     ).toThrow(/label 3, outside 0 … 0/);
   });
 
@@ -145,7 +170,8 @@ describe('resizeArea', () => {
       for (let j = 0; j < 2; j++) {
         for (let c = 0; c < 2; c++) {
           let s = 0;
-          for (let di = 0; di < 2; di++) for (let dj = 0; dj < 3; dj++) s += src[((2 * i + di) * 6 + 3 * j + dj) * 2 + c];
+          for (let di = 0; di < 2; di++)
+            for (let dj = 0; dj < 3; dj++) s += src[((2 * i + di) * 6 + 3 * j + dj) * 2 + c];
           expect(out[(i * 2 + j) * 2 + c]).toBeCloseTo(s / 6, 5);
         }
       }

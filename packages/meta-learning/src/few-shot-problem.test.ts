@@ -9,15 +9,9 @@ import {
   treeDispose,
 } from '@bilevel/core';
 import { tensorCountGrowth, treeRelativeError } from '@bilevel/core/testing';
-import {
-  Conv4Backbone,
-  fitHeads,
-  FewShotProblem,
-  headInnerLoss,
-  prototypeAccuracies,
-  syntheticImageSet,
-  TASK_KEYS,
-} from './index';
+import { Conv4Backbone, FewShotProblem, syntheticImageSet } from './index';
+import { fitHeads, headInnerLoss, prototypeAccuracies } from './head';
+import { TASK_KEYS } from './episodes';
 
 const data = syntheticImageSet({ classes: 10, imagesPerClass: 6, imageSize: 16, seed: 3, groups: 2 });
 const { train, test } = data.splitByGroups(['group1']);
@@ -42,7 +36,10 @@ function makeProblem(settings: Record<string, unknown> = {}): FewShotProblem {
 }
 
 function randomHeads(rng: Random, tasks: number, ways: number, d: number): TensorTree {
-  return { weight: rng.normalTensor([tasks, ways, d], 0, 0.5), bias: rng.normalTensor([tasks, ways], 0, 0.5) };
+  return {
+    weight: rng.normalTensor([tasks, ways, d], 0, 0.5),
+    bias: rng.normalTensor([tasks, ways], 0, 0.5),
+  };
 }
 
 /** Float64 reference of Σ_b [mean_i CE] (+ λ/2 ‖W‖²) from features, labels and heads given as arrays. */
@@ -119,7 +116,9 @@ describe('few-shot problem: losses', () => {
     expect(y0.bias.shape).toEqual([2, 3]);
     expect(tf.tidy(() => tf.sum(tf.abs(y0.weight)).dataSync()[0])).toBe(0);
     const bad = { weight: tf.zeros([2, 3, 5]), bias: tf.zeros([2, 3]) };
-    expect(() => tf.tidy(() => problem.innerLoss(x, bad))).toThrow(/'weight' has shape \[2, 3, 5\], expected \[2, 3, 4\]/);
+    expect(() => tf.tidy(() => problem.innerLoss(x, bad))).toThrow(
+      /'weight' has shape \[2, 3, 5\], expected \[2, 3, 4\]/,
+    );
     treeDispose(x);
     treeDispose(y0);
     treeDispose(bad);
@@ -179,13 +178,16 @@ describe('few-shot problem: oracles (cached features) against finite differences
       const b = uncached.outerGrads(x, y, task);
       expect(treeRelativeError(a.gradX, b.gradX)).toBeLessThan(1e-4);
       expect(treeRelativeError(a.gradY, b.gradY)).toBeLessThan(1e-4);
-      expect(treeRelativeError(cached.innerGradX(x, y, task), uncached.innerGradX(x, y, task))).toBeLessThan(1e-4);
+      expect(treeRelativeError(cached.innerGradX(x, y, task), uncached.innerGradX(x, y, task))).toBeLessThan(
+        1e-4,
+      );
       // ⟨∇ₓf, u⟩ against a central difference of f along a unit direction u of the last block's filter.
       const name = 'block4.conv.filter';
       const u0 = new Random(5).normalTensor(x[name].shape);
       const u = tf.div(u0, tf.norm(u0));
       const eps = 2e-4;
-      const at = (s: number) => problem.outerLoss({ ...x, [name]: tf.add(x[name], tf.mul(u, s)) }, y, task).dataSync()[0];
+      const at = (s: number) =>
+        problem.outerLoss({ ...x, [name]: tf.add(x[name], tf.mul(u, s)) }, y, task).dataSync()[0];
       const fdv = (at(eps) - at(-eps)) / (2 * eps);
       const adv = tf.sum(tf.mul(a.gradX[name], u)).dataSync()[0];
       expect(Math.abs(adv - fdv)).toBeLessThan(2e-2 * Math.abs(fdv) + 1e-3);
@@ -231,12 +233,13 @@ describe('few-shot problem: evaluation', () => {
     tf.tidy(() => {
       const rng = new Random(2);
       const features = rng.normalTensor([3, 6, 5]) as tf.Tensor3D;
-      const labels = tf.oneHot(tf.tensor2d([0, 1, 2, 0, 1, 2, 1, 1, 0, 0, 2, 2, 2, 0, 1, 1, 0, 2], [3, 6], 'int32'), 3).asType('float32') as tf.Tensor3D;
+      const labels = tf
+        .oneHot(tf.tensor2d([0, 1, 2, 0, 1, 2, 1, 1, 0, 0, 2, 2, 2, 0, 1, 1, 0, 2], [3, 6], 'int32'), 3)
+        .asType('float32') as tf.Tensor3D;
       const heads = fitHeads(features, labels, { lambda: 0.5, steps: 400 });
-      const [gw, gb] = tf.grads((w: tf.Tensor, b: tf.Tensor) => headInnerLoss(features, labels, { weight: w, bias: b }, 0.5))([
-        heads.weight,
-        heads.bias,
-      ]);
+      const [gw, gb] = tf.grads((w: tf.Tensor, b: tf.Tensor) =>
+        headInnerLoss(features, labels, { weight: w, bias: b }, 0.5),
+      )([heads.weight, heads.bias]);
       expect(tf.norm(gw).dataSync()[0]).toBeLessThan(1e-3);
       expect(tf.norm(gb).dataSync()[0]).toBeLessThan(1e-3);
     });
@@ -247,8 +250,12 @@ describe('few-shot problem: evaluation', () => {
       const rng = new Random(4);
       const s = rng.normalTensor([2, 4, 3]) as tf.Tensor3D;
       const q = rng.normalTensor([2, 5, 3]) as tf.Tensor3D;
-      const sl = tf.oneHot(tf.tensor2d([0, 0, 1, 1, 1, 0, 1, 0], [2, 4], 'int32'), 2).asType('float32') as tf.Tensor3D;
-      const ql = tf.oneHot(tf.tensor2d([0, 1, 1, 0, 1, 1, 0, 0, 1, 0], [2, 5], 'int32'), 2).asType('float32') as tf.Tensor3D;
+      const sl = tf
+        .oneHot(tf.tensor2d([0, 0, 1, 1, 1, 0, 1, 0], [2, 4], 'int32'), 2)
+        .asType('float32') as tf.Tensor3D;
+      const ql = tf
+        .oneHot(tf.tensor2d([0, 1, 1, 0, 1, 1, 0, 0, 1, 0], [2, 5], 'int32'), 2)
+        .asType('float32') as tf.Tensor3D;
       const S = s.arraySync();
       const Q = q.arraySync();
       const SL = sl.arraySync();
@@ -329,9 +336,9 @@ describe("the 'few-shot' problem plugin", () => {
       'problem.options.backbone.options.filters',
     );
     // Backbone options are validated with the problem's, before any data is read.
-    expect(() => registry.validate('problem', 'few-shot', { backbone: { name: 'resnet12', options: { widths: [1] } } })).toThrow(
-      /problem\.options\.backbone\.options\.widths: Array must contain exactly 4 element/,
-    );
+    expect(() =>
+      registry.validate('problem', 'few-shot', { backbone: { name: 'resnet12', options: { widths: [1] } } }),
+    ).toThrow(/problem\.options\.backbone\.options\.widths: Array must contain exactly 4 element/);
     expect(() => registry.validate('problem', 'few-shot', { backbone: { name: 'vgg' } })).toThrow(
       /problem\.options\.backbone\.name: unknown backbone 'vgg'/,
     );

@@ -11,21 +11,69 @@ import { Conv4Backbone, Conv4OptionsSchema } from './conv4';
 import { createFewShotProblem, FewShotProblemOptionsSchema } from './few-shot-problem';
 import { ResNet12Backbone, ResNet12OptionsSchema } from './resnet12';
 
-export * from './layers';
-export * from './drop-block';
-export * from './backbone';
-export * from './conv4';
-export * from './resnet12';
-export * from './image-set';
-export * from './image-files';
-export * from './synthetic-images';
-export * from './omniglot';
-export * from './image-folder';
-export * from './episodes';
-export * from './head';
-export * from './feature-cache';
-export * from './few-shot-problem';
-export * from './one-shot-runs';
+export {
+  setConvolutionGradientStrategy,
+  conv2d,
+  conv2dPadded,
+  leakyRelu,
+  maxPool2x2,
+  globalAveragePool,
+  batchNorm,
+  type ConvolutionGradientStrategy,
+  type BatchNormArgs,
+  type BatchNormResult,
+} from './layers';
+export { dropBlock, type DropBlockArgs } from './drop-block';
+export {
+  updateRunningStatistics,
+  estimateRunningStatistics,
+  createBackbone,
+  type ForwardOptions,
+  type Backbone,
+} from './backbone';
+export { Conv4OptionsSchema, type Conv4Options, Conv4Backbone } from './conv4';
+export {
+  DropBlockOptionsSchema,
+  ResNet12OptionsSchema,
+  type ResNet12Options,
+  ResNet12Backbone,
+} from './resnet12';
+export { type ClassImageSetData, ClassImageSet } from './image-set';
+// ./image-files: nothing public
+export { syntheticImageSet, type SyntheticImageSetOptions } from './synthetic-images';
+export {
+  findOmniglot,
+  loadOmniglot,
+  findOneShotRuns,
+  loadOneShotRuns,
+  type OmniglotImageOptions,
+  type OmniglotOptions,
+  OMNIGLOT_HOW_TO_GET,
+  type OneShotRun,
+  type OneShotRunsOptions,
+} from './omniglot';
+export { loadImageFolderSplit, type ImageFolderSplitOptions } from './image-folder';
+export {
+  sampleEpisode,
+  sampleEpisodes,
+  makeTaskBatch,
+  episodeBatch,
+  type EpisodeShape,
+  type Episode,
+} from './episodes';
+// ./head: nothing public
+// ./feature-cache: nothing public
+export {
+  loadFewShotData,
+  createFewShotProblem,
+  FewShotSettingsSchema,
+  type FewShotSettings,
+  FewShotProblemOptionsSchema,
+  type FewShotProblemOptions,
+  type FewShotProblemConfig,
+  FewShotProblem,
+} from './few-shot-problem';
+export { evaluateOneShotRuns } from './one-shot-runs';
 
 const SOURCE = '@bilevel/meta-learning';
 
@@ -48,7 +96,8 @@ registry.register({
 registry.register({
   kind: 'problem',
   name: 'few-shot',
-  description: 'ANIL-style few-shot learning: linear heads inside, the backbone outside (Omniglot, miniImageNet)',
+  description:
+    'ANIL-style few-shot learning: linear heads inside, the backbone outside (Omniglot, miniImageNet)',
   options: FewShotProblemOptionsSchema,
   create: (o) => createFewShotProblem(o),
   source: SOURCE,

@@ -15,7 +15,7 @@ import {
   restoreSamplers,
   SetSampler,
   sparseLabeledSet,
-} from './index';
+} from './classification-data';
 import { relativeMaxError } from './test-utils/reference';
 
 const data = {

@@ -13,7 +13,8 @@ import { findFashionMnist } from '@bilevel/datasets';
 import { isBlasAvailable, registerBlasBackend } from '@bilevel/tfjs-blas';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleaningFlagScores, HyperCleaningProblem } from './index';
+import { HyperCleaningProblem } from './index';
+import { cleaningFlagScores } from './hyper-cleaning';
 import { finiteDifferenceGradient, relativeMaxError, softmaxReference } from './test-utils/reference';
 
 const sigma = (v: number) => 1 / (1 + Math.exp(-v));

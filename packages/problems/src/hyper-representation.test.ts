@@ -1,14 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  ConfigError,
-  createOracles,
-  Random,
-  registry,
-  treeDispose,
-  type TensorTree,
-} from '@bilevel/core';
+import { ConfigError, createOracles, Random, registry, treeDispose, type TensorTree } from '@bilevel/core';
 import { tensorCountGrowth } from '@bilevel/core/testing';
-import { HyperRepresentationProblem, makeHyperRepresentationData, type RegressionSet } from './index';
+import { HyperRepresentationProblem } from './index';
+import { makeHyperRepresentationData, type RegressionSet } from './hyper-representation';
 import { finiteDifferenceGradient, gaussianSolve, relativeMaxError } from './test-utils/reference';
 
 const p = 3;

@@ -23,13 +23,33 @@ import {
 } from './hyper-representation';
 import { type QuadraticOptions, QuadraticOptionsSchema, QuadraticProblem } from './quadratic';
 
-export * from './classification-data';
-export * from './data-sources';
-export * from './float64';
-export * from './quadratic';
-export * from './hyper-representation';
-export * from './hyperparameter-optimization';
-export * from './hyper-cleaning';
+// ./classification-data: nothing public
+export {
+  loadDenseSplits,
+  SyntheticDataOptionsSchema,
+  type SyntheticDataOptions,
+  type ClassificationSplits,
+  type DenseSplitRequest,
+} from './data-sources';
+// ./float64: nothing public
+export { QuadraticOptionsSchema, type QuadraticOptions, QuadraticProblem } from './quadratic';
+export {
+  HyperRepresentationOptionsSchema,
+  type HyperRepresentationOptions,
+  HyperRepresentationProblem,
+} from './hyper-representation';
+export {
+  denseHyperparameterData,
+  libsvmHyperparameterData,
+  HyperparameterOptimizationOptionsSchema,
+  type HyperparameterOptimizationOptions,
+  HyperparameterOptimizationProblem,
+} from './hyperparameter-optimization';
+export {
+  HyperCleaningOptionsSchema,
+  type HyperCleaningOptions,
+  HyperCleaningProblem,
+} from './hyper-cleaning';
 
 registerProblem(
   'quadratic',

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { createOracles, matVec, Random, treeStack } from '@bilevel/core';
 import { QuadraticFixture } from '@bilevel/core/testing';
-import { AdamSolver, GdSolver, type SolverResult } from './index';
+import { AdamSolver, GradientDescentSolver } from './index';
+import { type SolverResult } from './elementwise';
 import { norm, relErr } from './test-utils/problems';
 
 const d = 12;
@@ -49,7 +50,7 @@ function referenceAdam(steps: number, lr: number, b1: number, b2: number, eps: n
   return y;
 }
 
-function solveOnce(solver: GdSolver | AdamSolver): { y: Float32Array; res: SolverResult } {
+function solveOnce(solver: GradientDescentSolver | AdamSolver): { y: Float32Array; res: SolverResult } {
   const x = { x: tf.tensor1d(xArr) };
   const y0 = { y: tf.tensor1d(y0Arr) };
   const res = solver.solve({ oracles: createOracles(p), x, y0 });
@@ -64,7 +65,9 @@ describe('GD and Adam follow their update rules (float64 reference iterations)',
     ['heavy ball', 0.8, false],
     ['Nesterov', 0.8, true],
   ] as const)('GD, %s', (_name, momentum, nesterov) => {
-    const { y, res } = solveOnce(new GdSolver({ stepSize: 0.05, momentum, nesterov, maxIterations: 25 }));
+    const { y, res } = solveOnce(
+      new GradientDescentSolver({ stepSize: 0.05, momentum, nesterov, maxIterations: 25 }),
+    );
     expect(res.iterations).toBe(25);
     expect(relErr(y, referenceGd(25, 0.05, momentum, nesterov))).toBeLessThan(1e-5);
     // The reported norm is that of the last gradient computed (at y₂₄).
@@ -81,7 +84,7 @@ describe('GD and Adam follow their update rules (float64 reference iterations)',
 
   it('GD converges to y* = A⁻¹Bx with a tolerance', () => {
     const { y, res } = solveOnce(
-      new GdSolver({ stepSize: 2 / 11, maxIterations: 2000, tolerance: 1e-5, checkEvery: 5 }),
+      new GradientDescentSolver({ stepSize: 2 / 11, maxIterations: 2000, tolerance: 1e-5, checkEvery: 5 }),
     );
     expect(res.converged).toBe(true);
     expect(res.stoppedBy).toBe('tolerance');
@@ -99,7 +102,7 @@ describe('solveBatched: B stacked problems in one solve', () => {
   it.each([
     [
       'gd (Nesterov)',
-      () => new GdSolver({ stepSize: 0.05, momentum: 0.5, nesterov: true, maxIterations: 20 }),
+      () => new GradientDescentSolver({ stepSize: 0.05, momentum: 0.5, nesterov: true, maxIterations: 20 }),
     ],
     ['adam', () => new AdamSolver({ learningRate: 0.05, maxIterations: 20 })],
   ])('%s matches B separate solves', (_name, make) => {
@@ -132,7 +135,7 @@ describe('solveBatched: B stacked problems in one solve', () => {
     });
     const y0 = { y: tf.zeros([2, 1]) };
     const x = { x: tf.zeros([2, 1]) };
-    expect(() => new GdSolver().solveBatched({ oracles, x, y0 })).toThrow(
+    expect(() => new GradientDescentSolver().solveBatched({ oracles, x, y0 })).toThrow(
       /inner solver 'gd': solveBatched needs a problem with innerLossBatched \('plain' has none\)/,
     );
     tf.dispose([x.x, y0.y]);

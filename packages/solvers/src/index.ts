@@ -7,25 +7,53 @@
 import { registerInnerSolver } from '@bilevel/core';
 import { AdamSolver, type AdamSolverOptions, AdamSolverOptionsSchema } from './adam';
 import { BfgsSolver, type BfgsSolverOptions, BfgsSolverOptionsSchema } from './bfgs';
-import { GdSolver, type GdSolverOptions, GdSolverOptionsSchema } from './gradient-descent';
+import {
+  GradientDescentSolver,
+  type GradientDescentSolverOptions,
+  GradientDescentSolverOptionsSchema,
+} from './gradient-descent';
 import { LbfgsSolver, type LbfgsSolverOptions, LbfgsSolverOptionsSchema } from './lbfgs';
 import { Sr1Solver, type Sr1SolverOptions, Sr1SolverOptionsSchema } from './sr1';
 
-export * from './errors';
-export * from './options';
-export * from './line-search';
-export * from './elementwise';
-export * from './gradient-descent';
-export * from './adam';
-export * from './quasi-newton-solver';
-export * from './bfgs';
-export * from './lbfgs';
-export * from './sr1';
+export { SolverDivergenceError } from './errors';
+export { type LineSearchKind, type QuasiNewtonOptions } from './options';
+export {
+  backtrackingArmijo,
+  strongWolfe,
+  type TrialPoint,
+  type Trial,
+  type LineSearchStart,
+  type ArmijoOptions,
+  type WolfeOptions,
+} from './line-search';
+export { type StopReason } from './elementwise';
+export {
+  GradientDescentSolverOptionsSchema,
+  type GradientDescentSolverOptions,
+  type GradientDescentSolverInput,
+  GradientDescentSolver,
+} from './gradient-descent';
+export { AdamSolverOptionsSchema, type AdamSolverOptions, type AdamSolverInput, AdamSolver } from './adam';
+export {
+  type QuasiNewtonResult,
+  type IterationEvent,
+  type IterationObserver,
+  type ObservedSolveRequest,
+  QuasiNewtonSolver,
+} from './quasi-newton-solver';
+export { BfgsSolverOptionsSchema, type BfgsSolverOptions, type BfgsSolverInput, BfgsSolver } from './bfgs';
+export {
+  LbfgsSolverOptionsSchema,
+  type LbfgsSolverOptions,
+  type LbfgsSolverInput,
+  LbfgsSolver,
+} from './lbfgs';
+export { Sr1SolverOptionsSchema, type Sr1SolverOptions, type Sr1SolverInput, Sr1Solver } from './sr1';
 
 registerInnerSolver(
   'gd',
-  (o: GdSolverOptions) => new GdSolver(o),
-  GdSolverOptionsSchema,
+  (o: GradientDescentSolverOptions) => new GradientDescentSolver(o),
+  GradientDescentSolverOptionsSchema,
   'gradient descent, optional momentum / Nesterov (batched)',
 );
 registerInnerSolver(

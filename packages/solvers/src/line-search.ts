@@ -33,7 +33,7 @@ export interface LineSearchStart {
 export interface ArmijoOptions {
   /** Sufficient-decrease constant c₁. */
   readonly c1: number;
-  /** Relative noise of g's values (see {@link sufficientDecrease}). */
+  /** Relative noise of g's values (see `sufficientDecrease`). */
   readonly valueNoise: number;
   /** Factor ρ of the trial steps α₀, ρα₀, ρ²α₀, … */
   readonly backtrackingFactor: number;
@@ -45,7 +45,7 @@ export interface ArmijoOptions {
 export interface WolfeOptions {
   /** Sufficient-decrease constant c₁. */
   readonly c1: number;
-  /** Relative noise of g's values (see {@link sufficientDecrease}). */
+  /** Relative noise of g's values (see `sufficientDecrease`). */
   readonly valueNoise: number;
   /** Curvature constant c₂ (c₁ < c₂ < 1). */
   readonly c2: number;
@@ -82,7 +82,7 @@ export function sufficientDecrease(
 
 /**
  * Backtracking line search (Armijo rule; Nocedal & Wright, Alg. 3.1): the first α of α₀, ρα₀, ρ²α₀, …
- * with φ(α) ≤ φ(0) + c₁αφ'(0) (see {@link sufficientDecrease}). A non-finite φ(α) counts as too long a step. Returns null when no trial
+ * with φ(α) ≤ φ(0) + c₁αφ'(0) (see `sufficientDecrease`). A non-finite φ(α) counts as too long a step. Returns null when no trial
  * within the budget decreases enough.
  */
 export function backtrackingArmijo(
@@ -123,7 +123,7 @@ export function cubicMinimizer(a: number, fa: number, ga: number, b: number, fb:
  * bracket with safeguarded cubic interpolation (bisection when the cubic fails). A non-finite φ(α) counts
  * as a violation of sufficient decrease. When the trial budget runs out, the best point found that
  * satisfies sufficient decrease is returned (or null if there is none). Sufficient decrease is the
- * noise-robust test of {@link sufficientDecrease}, and values within its noise band are not compared.
+ * noise-robust test of `sufficientDecrease`, and values within its noise band are not compared.
  */
 export function strongWolfe(trial: Trial, start: LineSearchStart, o: WolfeOptions): TrialPoint | null {
   const f0 = start.value;

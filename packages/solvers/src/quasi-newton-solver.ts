@@ -15,7 +15,7 @@ import { SolverDivergenceError } from './errors';
 import { backtrackingArmijo, disposeTrial, strongWolfe, type TrialPoint } from './line-search';
 import type { QuasiNewtonOptions } from './options';
 
-/** Statistics of a quasi-Newton solve, beside the {@link SolverResult}. */
+/** Statistics of a quasi-Newton solve, beside the `SolverResult`. */
 export interface QuasiNewtonResult extends SolverResult {
   /** The curvature memory of this solve (L-BFGS, SR1 or dense BFGS), owned by the result: see {@link QuasiNewtonSolver}. */
   readonly curvature: InverseHessianOperator;

@@ -1,14 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  createOracles,
-  matVec,
-  Random,
-  type InnerSolver,
-  type TensorTree,
-} from '@bilevel/core';
+import { createOracles, matVec, Random, type InnerSolver, type TensorTree } from '@bilevel/core';
 import { QuadraticFixture } from '@bilevel/core/testing';
 import { DenseBfgsMemory } from '@bilevel/linalg';
-import { BfgsSolver, GdSolver, LbfgsSolver, type QuasiNewtonResult, Sr1Solver } from './index';
+import { BfgsSolver, GradientDescentSolver, LbfgsSolver, type QuasiNewtonResult, Sr1Solver } from './index';
 import { norm, relErr, RosenbrockProblem } from './test-utils/problems';
 
 /** ∇_y g = Ay − Bx in float64, from the fixture's dense references. */
@@ -47,7 +41,9 @@ describe('quasi-Newton solvers on a strongly convex quadratic (d = 200, κ = 100
 
   it('BFGS and L-BFGS reach ‖∇‖ < 1e-5 in far fewer gradient evaluations than GD', () => {
     // GD with its best fixed step 2 / (μ + L) (eigenvalues of A span [1, 100]).
-    const gd = run(new GdSolver({ stepSize: 2 / 101, maxIterations: 5000, tolerance: 1e-5, checkEvery: 1 }));
+    const gd = run(
+      new GradientDescentSolver({ stepSize: 2 / 101, maxIterations: 5000, tolerance: 1e-5, checkEvery: 1 }),
+    );
     const bfgs = run(new BfgsSolver({ maxIterations: 500, tolerance: 1e-5 }));
     const lbfgs = run(new LbfgsSolver({ maxIterations: 500, tolerance: 1e-5, memory: 10 }));
     const lbfgsArmijo = run(new LbfgsSolver({ maxIterations: 500, tolerance: 1e-5, lineSearch: 'armijo' }));
@@ -74,7 +70,7 @@ describe('quasi-Newton solvers on a strongly convex quadratic (d = 200, κ = 100
     expect(full.trueGradientNorm).toBeLessThan(2e-5);
     expect((full.res as QuasiNewtonResult).restarts).toBe(0);
     // A plain gradient method with as many steps is nowhere near: the gain is the quasi-Newton model's.
-    const gd = run(new GdSolver({ stepSize: 2 / 101, maxIterations: d + 1 }));
+    const gd = run(new GradientDescentSolver({ stepSize: 2 / 101, maxIterations: d + 1 }));
     expect(gd.error).toBeGreaterThan(1e-3);
   });
 });

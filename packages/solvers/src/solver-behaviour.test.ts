@@ -1,17 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  ConfigError,
-  createOracles,
-  type InnerSolver,
-  Random,
-  registry,
-  treeStack,
-} from '@bilevel/core';
+import { ConfigError, createOracles, type InnerSolver, Random, registry, treeStack } from '@bilevel/core';
 import { QuadraticFixture, tensorCountGrowth } from '@bilevel/core/testing';
 import {
   AdamSolver,
   BfgsSolver,
-  GdSolver,
+  GradientDescentSolver,
   LbfgsSolver,
   type QuasiNewtonResult,
   SolverDivergenceError,
@@ -81,7 +74,7 @@ describe('registration and options', () => {
     const err = configError(() => registry.create('innerSolver', 'gd', { learningRate: 0.1 }));
     expect(err.message).toMatch(/unknown option\(s\) 'learningRate'/);
     expect(configError(() => new LbfgsSolver({ memory: 0 })).path).toBe('lbfgs.memory');
-    expect(configError(() => new GdSolver({ stepSize: 0 })).message).toMatch(/gd\.stepSize/);
+    expect(configError(() => new GradientDescentSolver({ stepSize: 0 })).message).toMatch(/gd\.stepSize/);
   });
 
   it('BFGS refuses an inner dimension above maxDimension with a clear error', () => {
@@ -107,7 +100,10 @@ describe('warm starts and stop rules', () => {
     x.x.dispose();
   });
   const solvers: [string, () => InnerSolver][] = [
-    ['gd', () => new GdSolver({ stepSize: 0.09, maxIterations: 400, tolerance: 1e-4, checkEvery: 1 })],
+    [
+      'gd',
+      () => new GradientDescentSolver({ stepSize: 0.09, maxIterations: 400, tolerance: 1e-4, checkEvery: 1 }),
+    ],
     [
       'adam',
       () => new AdamSolver({ learningRate: 0.01, maxIterations: 400, tolerance: 1e-4, checkEvery: 1 }),
@@ -156,12 +152,18 @@ describe('warm starts and stop rules', () => {
   it('reads the gradient norm only every checkEvery iterations (GD)', () => {
     const oracles = createOracles(p);
     const y0 = { y: tf.zeros([15]) };
-    const every1 = new GdSolver({ stepSize: 0.09, maxIterations: 400, tolerance: 1e-4, checkEvery: 1 }).solve(
-      { oracles, x, y0 },
-    );
-    const every7 = new GdSolver({ stepSize: 0.09, maxIterations: 400, tolerance: 1e-4, checkEvery: 7 }).solve(
-      { oracles, x, y0 },
-    );
+    const every1 = new GradientDescentSolver({
+      stepSize: 0.09,
+      maxIterations: 400,
+      tolerance: 1e-4,
+      checkEvery: 1,
+    }).solve({ oracles, x, y0 });
+    const every7 = new GradientDescentSolver({
+      stepSize: 0.09,
+      maxIterations: 400,
+      tolerance: 1e-4,
+      checkEvery: 7,
+    }).solve({ oracles, x, y0 });
     expect(every7.iterations % 7).toBe(0);
     expect(every7.iterations).toBeGreaterThanOrEqual(every1.iterations);
     expect(every7.iterations - every1.iterations).toBeLessThan(7);
@@ -215,7 +217,7 @@ describe('minibatch schedules', () => {
     const oracles = createOracles(problem);
     const x = problem.initialX();
     const y0 = problem.initialY();
-    const res = new GdSolver({ stepSize: 1, maxIterations: 5 }).solve({
+    const res = new GradientDescentSolver({ stepSize: 1, maxIterations: 5 }).solve({
       oracles,
       x,
       y0,
@@ -273,7 +275,11 @@ describe("qNBO's schedule: P gradient warm-up steps, then quasi-Newton steps", (
     const p = new QuadraticFixture({ innerDimension: 10, outerDimension: 3, seed: 4 });
     const x = { x: new Random(5).normalTensor([3]) };
     const y0 = { y: tf.zeros([10]) };
-    const gd = new GdSolver({ stepSize: 0.05, maxIterations: 4 }).solve({ oracles: createOracles(p), x, y0 });
+    const gd = new GradientDescentSolver({ stepSize: 0.05, maxIterations: 4 }).solve({
+      oracles: createOracles(p),
+      x,
+      y0,
+    });
     const warm = new Sr1Solver({
       warmupSteps: 4,
       warmupStepSize: 0.05,
@@ -310,7 +316,7 @@ describe('divergence', () => {
     const y0 = { y: tf.zeros([8]) };
     let err: unknown;
     try {
-      new GdSolver({ stepSize: 1, maxIterations: 1000, checkEvery: 5 }).solve({
+      new GradientDescentSolver({ stepSize: 1, maxIterations: 1000, checkEvery: 5 }).solve({
         oracles: createOracles(p),
         x,
         y0,
@@ -364,7 +370,10 @@ describe('memory', () => {
   });
 
   it.each([
-    ['gd', () => new GdSolver({ maxIterations: 20, momentum: 0.5, tolerance: 1e-9, checkEvery: 3 })],
+    [
+      'gd',
+      () => new GradientDescentSolver({ maxIterations: 20, momentum: 0.5, tolerance: 1e-9, checkEvery: 3 }),
+    ],
     ['adam', () => new AdamSolver({ maxIterations: 20 })],
     ['bfgs', () => new BfgsSolver({ maxIterations: 20 })],
     ['lbfgs', () => new LbfgsSolver({ maxIterations: 20, memory: 3 })],

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type BilevelProblem, createOracles, softmaxCrossEntropy, type TensorTree } from '@bilevel/core';
 import { findFashionMnist, loadFashionMnist } from '@bilevel/datasets';
-import { GdSolver, LbfgsSolver } from '@bilevel/solvers';
+import { GradientDescentSolver, LbfgsSolver } from '@bilevel/solvers';
 
 /**
  * L2-regularized multinomial logistic regression, the inner problem of data hyper-cleaning:
@@ -145,7 +145,7 @@ if (!folder) {
     // GD with the standard safe step 1/L for a fixed budget.
     const gdOracles = createOracles(problem);
     const gdIterations = 50;
-    const gd = new GdSolver({
+    const gd = new GradientDescentSolver({
       stepSize: 1 / lipschitz(data.images, n, features, l2),
       maxIterations: gdIterations,
     }).solve({
