@@ -493,16 +493,6 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
 }
 
 /**
- * Runs every method and seed of a plan one after another, writing metrics, summaries and plots into the
- * results folder; resolves when all runs ended (or the signal stopped them).
- *
- * The results folder is checked before any training (a special file system such as /proc, or a folder that
- * cannot be created or written, is a {@link ConfigError} on `output.dir`) and locked for the whole call (a
- * second command on the same folder gets a `ResultsLockedError` naming the holder). A full disk stops the
- * experiment with a {@link StorageError} (`disk full at <file>`): rows are written whole or not at all, no
- * checkpoint is lost, the summary says `failed`, and `bilevel resume` continues once there is room again.
- */
-/**
  * Runs an experiment: every method for every seed, one after another, writing into the results folder
  * config.resolved.json, runs/<method>-seed<k>.csv and .jsonl (per step, as they come), summary.json and
  * summary.md (after each run, so a killed experiment keeps what it finished), and at the end (also when
@@ -512,6 +502,12 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
  * into checkpoints/<method>-seed<k>/ every `checkpoint.every` steps and when interrupted; the checkpoints of
  * a finished run are removed. With `resume` (a results folder), finished runs are kept and every other run
  * continues from its newest valid checkpoint, giving the same numbers as an uninterrupted run.
+ *
+ * The results folder is checked before any training (a special file system such as /proc, or a folder that
+ * cannot be created or written, is a {@link ConfigError} on `output.dir`) and locked for the whole call (a
+ * second command on the same folder gets a `ResultsLockedError` naming the holder). A full disk stops the
+ * experiment with a {@link StorageError} (`disk full at <file>`): rows are written whole or not at all, no
+ * checkpoint is lost, the summary says `failed`, and `bilevel resume` continues once there is room again.
  *
  * Config and data errors (ConfigError, DataError) are thrown — before any training when they come from
  * the config, the plugins' options or the problem's data. A run that fails while training (divergence…)
