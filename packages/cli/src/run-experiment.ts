@@ -740,9 +740,20 @@ interface ExperimentControl {
  * The resume phase for one task: a run that a resumed folder already finished is kept as it is, with its
  * rows read back. Returns whether it was.
  */
+/** The previous summary's runs by method and seed (the last entry of a run wins), built once per experiment. */
+const previousRuns = new WeakMap<OpenedExperiment, Map<string, RunSummary>>();
+
+function previousRun(opened: OpenedExperiment, method: string, seed: number): RunSummary | undefined {
+  let byRun = previousRuns.get(opened);
+  if (!byRun) {
+    byRun = new Map((opened.previous?.runs ?? []).map((r) => [`${r.method}\u0000${r.seed}`, r]));
+    previousRuns.set(opened, byRun);
+  }
+  return byRun.get(`${method}\u0000${seed}`);
+}
+
 function keepFinishedRun(task: RunTask, opened: OpenedExperiment, record: ExperimentRecord, progress: ProgressReporter): boolean {
-  // The last entry of the run in the previous summary (as a map by run would keep).
-  const before = [...(opened.previous?.runs ?? [])].reverse().find((r) => r.method === task.method.label && r.seed === task.seed);
+  const before = previousRun(opened, task.method.label, task.seed);
   if (!before || !isFinishedRun(before)) return false;
   record.set(task.index, before);
   record.rowsByRun.set(`${task.method.label}\u0000${task.seed}`, readRunRows(path.join(opened.dir, runFiles(task.fileBase).jsonl)));
