@@ -20,7 +20,6 @@ import { BACKEND_CHOICES, BackendChoiceSchema } from '@bilevel/backend';
 import { expandSweep, sweepError } from './sweep';
 import { SlowBackendSchema } from './slow-backend';
 
-
 /** Trainer and oracle settings given at the top of a config or per method; unset fields fall through. */
 export const TrainerOverridesSchema = TrainerOptionsSchema.partial();
 /** Oracle settings given at the top of a config or per method; unset fields fall through. */
@@ -37,8 +36,12 @@ export const MethodSchema = z
     innerSolver: PluginRefSchema.describe('inner solver (e.g. gd, bfgs)'),
     estimator: PluginRefSchema.describe('hypergradient estimator (e.g. es, qnbo, cg)'),
     outerOptimizer: PluginRefSchema.default('gd').describe('outer optimizer (gd, momentum, adam)'),
-    oracles: OracleOverridesSchema.optional().describe('oracle settings for this method (override the top level)'),
-    trainer: TrainerOverridesSchema.optional().describe('trainer settings for this method (override the top level)'),
+    oracles: OracleOverridesSchema.optional().describe(
+      'oracle settings for this method (override the top level)',
+    ),
+    trainer: TrainerOverridesSchema.optional().describe(
+      'trainer settings for this method (override the top level)',
+    ),
     color: z
       .string()
       .regex(/^#[0-9a-fA-F]{6}$/, 'must be a colour #rrggbb')
@@ -54,12 +57,23 @@ export const OutputSchema = z
   .object({
     dir: z.string().min(1).optional().describe('results folder (default results/<name>-<timestamp>)'),
     plots: z.boolean().default(true).describe('write SVG and PNG plots'),
-    report: z.boolean().default(true).describe('write report.html (tables and interactive charts, works offline)'),
+    report: z
+      .boolean()
+      .default(true)
+      .describe('write report.html (tables and interactive charts, works offline)'),
     logScale: z
       .enum(['auto', 'always', 'never'])
       .default('auto')
-      .describe('log y axis (outer loss and main metric): auto = when positive and spanning more than 1.5 decades'),
-    width: z.number().int().min(300).max(4000).default(800).describe('chart width (SVG units; PNG pixels ÷ pixelRatio)'),
+      .describe(
+        'log y axis (outer loss and main metric): auto = when positive and spanning more than 1.5 decades',
+      ),
+    width: z
+      .number()
+      .int()
+      .min(300)
+      .max(4000)
+      .default(800)
+      .describe('chart width (SVG units; PNG pixels ÷ pixelRatio)'),
     height: z.number().int().min(200).max(4000).default(500).describe('chart height'),
     pixelRatio: z.number().int().min(1).max(4).default(2).describe('PNG pixels per chart unit'),
   })
@@ -90,7 +104,7 @@ export const CheckpointSchema = z
       .int()
       .min(0)
       .default(100)
-      .describe('save each run\'s whole state every this many outer steps (0: only when interrupted)'),
+      .describe("save each run's whole state every this many outer steps (0: only when interrupted)"),
     keep: z
       .number()
       .int()
@@ -98,6 +112,12 @@ export const CheckpointSchema = z
       .default(2)
       .describe('checkpoints kept per run; an older one is used when the newest is damaged'),
     onInterrupt: z.boolean().default(true).describe('also save when interrupted (Ctrl-C, SIGTERM)'),
+    final: z
+      .boolean()
+      .default(false)
+      .describe(
+        'keep the final state of every completed run in final/<method>-seed<k>/ (safetensors; e.g. a learned backbone for Python)',
+      ),
   })
   .strict();
 
@@ -205,7 +225,9 @@ export function readConfigFile(file: string): unknown {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new ConfigError(
-      code === 'ENOENT' ? `config file not found: ${file}` : `cannot read config file ${file}: ${(e as Error).message}`,
+      code === 'ENOENT'
+        ? `config file not found: ${file}`
+        : `cannot read config file ${file}: ${(e as Error).message}`,
       'config',
     );
   }
@@ -260,20 +282,34 @@ export function applyOverrides(config: ExperimentConfig, overrides: ConfigOverri
     out.backend = choice;
   }
   if (overrides.seeds !== undefined) {
-    if (overrides.seeds.length === 0 || overrides.seeds.some((s) => !Number.isInteger(s) || s < 0 || s > MAX_INTEGER_OPTION)) {
-      throw new ConfigError(`--seed: seeds must be integers from 0 to ${MAX_INTEGER_OPTION} (got ${overrides.seeds.join(',')})`, 'seeds');
+    if (
+      overrides.seeds.length === 0 ||
+      overrides.seeds.some((s) => !Number.isInteger(s) || s < 0 || s > MAX_INTEGER_OPTION)
+    ) {
+      throw new ConfigError(
+        `--seed: seeds must be integers from 0 to ${MAX_INTEGER_OPTION} (got ${overrides.seeds.join(',')})`,
+        'seeds',
+      );
     }
     out.seeds = [...new Set(overrides.seeds)];
   }
   if (overrides.steps !== undefined) {
     if (!Number.isInteger(overrides.steps) || overrides.steps < 1 || overrides.steps > MAX_INTEGER_OPTION) {
-      throw new ConfigError(`--steps: must be an integer from 1 to ${MAX_INTEGER_OPTION} (got ${overrides.steps})`, 'trainer.steps');
+      throw new ConfigError(
+        `--steps: must be an integer from 1 to ${MAX_INTEGER_OPTION} (got ${overrides.steps})`,
+        'trainer.steps',
+      );
     }
     out.trainer = { ...config.trainer, steps: overrides.steps };
-    out.methods = config.methods.map((m) => (m.trainer?.steps !== undefined ? { ...m, trainer: { ...m.trainer, steps: overrides.steps } } : m));
+    out.methods = config.methods.map((m) =>
+      m.trainer?.steps !== undefined ? { ...m, trainer: { ...m.trainer, steps: overrides.steps } } : m,
+    );
     // --steps also wins over the steps of the smaller settings for wasm and cpu.
     if (config.slowBackend?.trainer.steps !== undefined) {
-      out.slowBackend = { ...config.slowBackend, trainer: { ...config.slowBackend.trainer, steps: overrides.steps } };
+      out.slowBackend = {
+        ...config.slowBackend,
+        trainer: { ...config.slowBackend.trainer, steps: overrides.steps },
+      };
     }
   }
   if (overrides.out !== undefined) out.output = { ...config.output, dir: overrides.out };
@@ -297,7 +333,10 @@ export function planExperiment(
   } = {},
 ): ExperimentPlan {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    throw new ConfigError(`the config must be a mapping of fields (got ${Array.isArray(input) ? 'a list' : String(input)})`, '');
+    throw new ConfigError(
+      `the config must be a mapping of fields (got ${Array.isArray(input) ? 'a list' : String(input)})`,
+      '',
+    );
   }
   // A `sweep:` grid becomes methods first; errors about them name the method as written and the grid point.
   const expansion = expandSweep(input as Record<string, unknown>);
@@ -308,7 +347,10 @@ export function planExperiment(
   }
 }
 
-function planMethods(input: Record<string, unknown>, options: Parameters<typeof planExperiment>[1] = {}): ExperimentPlan {
+function planMethods(
+  input: Record<string, unknown>,
+  options: Parameters<typeof planExperiment>[1] = {},
+): ExperimentPlan {
   const reg = options.registry ?? defaultRegistry;
   const config = applyOverrides(parseOptions(ExperimentConfigSchema, input, ''), options.overrides);
   const baseDir = options.baseDir ?? process.cwd();
@@ -355,7 +397,10 @@ export function loadResumePlan(
   }
   const file = path.join(dir, 'config.resolved.json');
   if (!fs.existsSync(file)) {
-    throw new ConfigError(`resume: ${dir} has no config.resolved.json; is it a results folder written by \`bilevel run\`?`, 'resume');
+    throw new ConfigError(
+      `resume: ${dir} has no config.resolved.json; is it a results folder written by \`bilevel run\`?`,
+      'resume',
+    );
   }
   let stored: { experiment?: unknown; baseDir?: string; source?: string };
   try {
@@ -364,7 +409,10 @@ export function loadResumePlan(
     throw new ConfigError(`resume: ${file} is not valid JSON (${(e as Error).message})`, 'resume');
   }
   if (stored.experiment === undefined) {
-    throw new ConfigError(`resume: ${file} has no 'experiment' field (written by an older bilevel); run the config again`, 'resume');
+    throw new ConfigError(
+      `resume: ${file} has no 'experiment' field (written by an older bilevel); run the config again`,
+      'resume',
+    );
   }
   return planExperiment(stored.experiment, {
     overrides: options.overrides,

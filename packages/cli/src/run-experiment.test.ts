@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, DataError } from '@bilevel/core';
+import { ConfigError, DataError, readCheckpoint } from '@bilevel/core';
 import { QuadraticFixture } from '@bilevel/core/testing';
 import { PNG } from 'pngjs';
 import './test-utils/test-plugins';
@@ -144,6 +144,44 @@ describe('runExperiment', () => {
     expect(stdout.text).toMatch(/✓ done: half <step> seed 1: 12 steps/);
     expect(stdout.text).toMatch(/method\s+runs\s+steps/);
     expect(stdout.text).not.toMatch(/\x1b\[/);
+  });
+});
+
+describe('runExperiment: checkpoint.final', () => {
+  it('keeps the final state of each completed run, readable and at the point of its final metrics', async () => {
+    const dir = outDir();
+    const plan = planExperiment(
+      tinyConfig({ checkpoint: { every: 5, final: true }, output: { dir, pixelRatio: 1, width: 400, height: 250 } }),
+    );
+    const result = await runExperiment(plan, { stdout: new CaptureStream(false), initBackend: false });
+    expect(result.exitCode).toBe(0);
+    // The resume checkpoints of finished runs are gone; the final states stay, one file per run.
+    expect(fs.existsSync(path.join(dir, 'checkpoints'))).toBe(false);
+    const fixture = new QuadraticFixture({ innerDimension: 5, conditionNumber: 4, seed: 0 });
+    try {
+      for (const base of ['exact-seed0', 'half-step-seed0']) {
+        const files = fs.readdirSync(path.join(dir, 'final', base));
+        expect(files).toEqual(['checkpoint-00000012.safetensors']);
+        const payload = readCheckpoint(path.join(dir, 'final', base, files[0]));
+        expect(payload.trainer.step).toBe(12);
+        // Independent check: ‖∇Φ(x)‖ of the stored x (float64 closed form) is the run's final metric, which the
+        // trainer evaluated at its final x.
+        const g = fixture.hypergradientArray(Array.from(payload.trainer.x.x.values));
+        const norm = Math.sqrt(g.reduce((s, v) => s + v * v, 0));
+        const run = result.summary.runs.find((r) => `${r.method === 'exact' ? 'exact' : 'half-step'}-seed0` === base);
+        expect(run?.finalMetrics.trueGradientNorm).toBeGreaterThan(0);
+        expect(norm).toBeCloseTo(run!.finalMetrics.trueGradientNorm, 5);
+      }
+    } finally {
+      fixture.dispose();
+    }
+  });
+
+  it('writes no final state by default', async () => {
+    const dir = outDir();
+    const plan = planExperiment(tinyConfig({ output: { dir, pixelRatio: 1, width: 400, height: 250 } }));
+    await runExperiment(plan, { stdout: new CaptureStream(false), initBackend: false });
+    expect(fs.existsSync(path.join(dir, 'final'))).toBe(false);
   });
 });
 

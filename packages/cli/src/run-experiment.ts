@@ -15,6 +15,7 @@ import {
   type Pipeline,
   type PluginRegistry,
   type TrainResult,
+  writeCheckpoint,
 } from '@bilevel/core';
 import { type ExperimentPlan, planExperiment, type ResolvedMethod } from './config';
 import { currentBackend, initBackend as startBackend } from './backend';
@@ -33,7 +34,14 @@ import {
   toStorageError,
   writeFileAtomic,
 } from './results-folder';
-import { jsonWithNonFinite, readRunRows, rowFromEvent, RunRecorder, totalCalls, type MetricsRow } from './run-recorder';
+import {
+  jsonWithNonFinite,
+  readRunRows,
+  rowFromEvent,
+  RunRecorder,
+  totalCalls,
+  type MetricsRow,
+} from './run-recorder';
 import { sizeForBackend } from './slow-backend';
 import {
   type ExperimentStatus,
@@ -149,7 +157,8 @@ export function resultsDir(plan: ExperimentPlan, options: { force?: boolean; dat
 }
 
 function pluginNames(m: ResolvedMethod): { innerSolver: string; estimator: string; outerOptimizer: string } {
-  const name = (ref: unknown): string => (typeof ref === 'string' ? ref : String((ref as { name: string }).name));
+  const name = (ref: unknown): string =>
+    typeof ref === 'string' ? ref : String((ref as { name: string }).name);
   return {
     innerSolver: name(m.pipeline.innerSolver),
     estimator: name(m.pipeline.estimator),
@@ -182,6 +191,11 @@ function isConfigLike(e: unknown): e is ConfigError | DataError {
   return e instanceof ConfigError || e instanceof DataError;
 }
 
+/** Where the final state of a completed run goes with `checkpoint.final`, relative to the results folder. */
+export function finalStateDir(fileBase: string): string {
+  return path.join('final', fileBase);
+}
+
 /** Where a run's checkpoints go, relative to the results folder. */
 export function checkpointDir(fileBase: string): string {
   return path.join('checkpoints', fileBase);
@@ -196,7 +210,9 @@ export function isFinishedRun(run: RunSummary): boolean {
   if (run.status === 'completed' || run.status === 'diverged') return true;
   // A run stopped by a full disk (StorageError) is continued once there is room again.
   return (
-    run.status === 'failed' && run.error !== undefined && !['ConfigError', 'DataError', 'StorageError'].includes(run.error.kind)
+    run.status === 'failed' &&
+    run.error !== undefined &&
+    !['ConfigError', 'DataError', 'StorageError'].includes(run.error.kind)
   );
 }
 
@@ -309,7 +325,9 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
   } catch (e) {
     const error = isConfigLike(e)
       ? e
-      : new Error(`setting up method '${method.label}', seed ${seed} failed: ${e instanceof Error ? e.message : String(e)}`);
+      : new Error(
+          `setting up method '${method.label}', seed ${seed} failed: ${e instanceof Error ? e.message : String(e)}`,
+        );
     return { kind: 'setup-failed', error };
   }
   const setupSeconds = (performance.now() - setupStart) / 1000;
@@ -338,7 +356,9 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
       if (found) pipeline.trainer.setState(found.payload.trainer);
     } catch (e) {
       pipeline.dispose();
-      const error = isConfigLike(e) ? e : new ConfigError(`resume: ${e instanceof Error ? e.message : String(e)}`, 'checkpoint');
+      const error = isConfigLike(e)
+        ? e
+        : new ConfigError(`resume: ${e instanceof Error ? e.message : String(e)}`, 'checkpoint');
       return { kind: 'setup-failed', error };
     }
     if (found) {
@@ -348,7 +368,9 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
       wallOffset = extra?.wallSeconds ?? keptRows[keptRows.length - 1]?.wallTime ?? 0;
       progress.log(`  continuing from step ${step} (${path.relative(dir, found.file)})`);
       if (keptRows.length !== step) {
-        progress.log(`warning: ${files.jsonl} holds ${keptRows.length} rows up to step ${step}; the missing ones stay missing`);
+        progress.log(
+          `warning: ${files.jsonl} holds ${keptRows.length} rows up to step ${step}; the missing ones stay missing`,
+        );
       }
     } else {
       progress.log('  no checkpoint: starting over');
@@ -421,6 +443,27 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
       fatal = toStorageError(e, ckptDir);
     }
   } else if ((result && result.stoppedBy !== 'interrupt') || failure) {
+    if (result && !failure && context.checkpoint.final) {
+      // The learned state of a completed run, kept apart from the resume checkpoints (which go below).
+      try {
+        const saved = writeCheckpoint(
+          path.join(dir, finalStateDir(fileBase)),
+          {
+            trainer: pipeline.trainer.getState(),
+            extra: { wallSeconds, rows: recorder.rows.length },
+            savedAt: new Date().toISOString(),
+          },
+          { keep: 1 },
+        );
+        progress.log(`final state: ${path.relative(dir, saved)}`);
+      } catch (e) {
+        if (!isStorageFailure(e)) {
+          pipeline.dispose();
+          throw e;
+        }
+        fatal = toStorageError(e, path.join(dir, finalStateDir(fileBase)));
+      }
+    }
     // A finished run (completed, or failed while training) is never continued: its checkpoints go.
     fs.rmSync(ckptDir, { recursive: true, force: true });
     try {
@@ -485,7 +528,8 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
     oracleCallsTotal: totalCalls(done.oracleCalls),
   };
   const main = problem.mainMetric;
-  const mainText = main && finalMetrics[main] !== undefined ? `, ${main} ${formatNumber(finalMetrics[main])}` : '';
+  const mainText =
+    main && finalMetrics[main] !== undefined ? `, ${main} ${formatNumber(finalMetrics[main])}` : '';
   progress.endRun(
     `${interrupted ? '■ interrupted' : '✓ done'}: ${method.label} seed ${seed}: ${done.steps} steps (${done.stoppedBy}) in ${formatDuration(wallSeconds)}, outer loss ${formatNumber(done.finalOuterLoss)}${mainText}`,
   );
@@ -514,7 +558,10 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
  * is recorded with its method, seed and step; the experiment goes on or stops per `onRunError`, and the
  * exit code is 1. An aborted `signal` ends the current run after its step and gives exit code 130.
  */
-export async function runExperiment(plan: ExperimentPlan, options: RunExperimentOptions = {}): Promise<ExperimentResult> {
+export async function runExperiment(
+  plan: ExperimentPlan,
+  options: RunExperimentOptions = {},
+): Promise<ExperimentResult> {
   const held: FolderHold = {};
   try {
     return await runExperimentHeld(plan, options, held);
@@ -574,7 +621,10 @@ async function openExperiment(
   const resuming = options.resume !== undefined;
   const dir = resuming ? path.resolve(options.resume as string) : resultsDir(plan, options);
   // Before anything is written or trained: a folder results can go to, and no other command in it.
-  checkOutputFolder(dir, resuming ? 'resume' : plan.config.output.dir !== undefined ? 'output.dir (--out)' : 'results folder');
+  checkOutputFolder(
+    dir,
+    resuming ? 'resume' : plan.config.output.dir !== undefined ? 'output.dir (--out)' : 'results folder',
+  );
   held.lock = acquireResultsLock(dir, {
     command: options.argv?.join(' '),
     onMessage: (line) => progress.log(`warning: ${line}`),
@@ -713,7 +763,11 @@ class ExperimentRecord {
           methods: plan.methods.map((m) => ({ label: m.label, color: m.color })),
           runs: runs
             .filter((r) => rowsByRun.has(`${r.method}\u0000${r.seed}`))
-            .map((r) => ({ method: r.method, seed: r.seed, rows: rowsByRun.get(`${r.method}\u0000${r.seed}`) ?? [] })),
+            .map((r) => ({
+              method: r.method,
+              seed: r.seed,
+              rows: rowsByRun.get(`${r.method}\u0000${r.seed}`) ?? [],
+            })),
           mainMetric: this.problemInfo.mainMetric,
           logScale: config.output.logScale,
           pixelRatio: config.output.pixelRatio,
@@ -752,11 +806,19 @@ function previousRun(opened: OpenedExperiment, method: string, seed: number): Ru
   return byRun.get(`${method}\u0000${seed}`);
 }
 
-function keepFinishedRun(task: RunTask, opened: OpenedExperiment, record: ExperimentRecord, progress: ProgressReporter): boolean {
+function keepFinishedRun(
+  task: RunTask,
+  opened: OpenedExperiment,
+  record: ExperimentRecord,
+  progress: ProgressReporter,
+): boolean {
   const before = previousRun(opened, task.method.label, task.seed);
   if (!before || !isFinishedRun(before)) return false;
   record.set(task.index, before);
-  record.rowsByRun.set(`${task.method.label}\u0000${task.seed}`, readRunRows(path.join(opened.dir, runFiles(task.fileBase).jsonl)));
+  record.rowsByRun.set(
+    `${task.method.label}\u0000${task.seed}`,
+    readRunRows(path.join(opened.dir, runFiles(task.fileBase).jsonl)),
+  );
   progress.log(
     `✓ run ${task.index}/${task.total}: ${task.method.label}, seed ${task.seed}: already ${before.status} (${before.steps} steps), kept`,
   );
@@ -923,7 +985,8 @@ async function finishExperiment(
     progress.log(summaryText(summary));
     progress.log('');
     if (errors.length) for (const e of errors) progress.log(e);
-    if (status === 'interrupted') progress.log(`interrupted: partial results kept; continue with: bilevel resume ${dir}`);
+    if (status === 'interrupted')
+      progress.log(`interrupted: partial results kept; continue with: bilevel resume ${dir}`);
     progress.log(`results: ${dir}`);
   }
   const exitCode = status === 'interrupted' ? EXIT.interrupted : errors.length ? EXIT.runError : EXIT.ok;
