@@ -1,14 +1,17 @@
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DATA_PATH_ENV, dataSearchPaths, describeSearch, resolveDataPath } from './index';
+import { TemporaryFolders } from '@bilevel/core/testing';
+
+const temps = new TemporaryFolders();
+afterAll(() => temps.removeAll());
 
 describe('resolveDataPath', () => {
   const saved = { env: process.env[DATA_PATH_ENV], home: process.env.HOME };
   let root: string;
 
   beforeEach(() => {
-    root = mkdtempSync(join(tmpdir(), 'bilevel-path-'));
+    root = temps.make('bilevel-path-');
     process.env.HOME = join(root, 'home');
     delete process.env[DATA_PATH_ENV];
   });

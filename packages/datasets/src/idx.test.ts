@@ -1,11 +1,14 @@
 import { DataError } from '@bilevel/core';
-import { writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { encodeIdx, parseIdx, readIdx, type IdxDtype } from './index';
+import { TemporaryFolders } from '@bilevel/core/testing';
 
-const dir = mkdtempSync(join(tmpdir(), 'bilevel-idx-'));
+const temps = new TemporaryFolders();
+afterAll(() => temps.removeAll());
+
+const dir = temps.make('bilevel-idx-');
 function write(name: string, bytes: Uint8Array): string {
   const f = join(dir, name);
   writeFileSync(f, bytes);

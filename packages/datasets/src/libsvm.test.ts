@@ -1,11 +1,14 @@
 import { DataError } from '@bilevel/core';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { csrSelectRows, csrToDense, denseToCsr, labelsToClasses, parseLibsvm, readLibsvm } from './index';
+import { TemporaryFolders } from '@bilevel/core/testing';
 
-const dir = mkdtempSync(join(tmpdir(), 'bilevel-libsvm-'));
+const temps = new TemporaryFolders();
+afterAll(() => temps.removeAll());
+
+const dir = temps.make('bilevel-libsvm-');
 
 describe('LIBSVM reader', () => {
   const text = [

@@ -1,5 +1,5 @@
 import { DataError } from '@bilevel/core';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -12,10 +12,14 @@ import {
   loadMnistLayout,
 } from './index';
 import { locateMnistLayout } from './mnist';
+import { TemporaryFolders } from '@bilevel/core/testing';
+
+const temps = new TemporaryFolders();
+afterAll(() => temps.removeAll());
 
 /** A tiny MNIST-layout folder: 5 training and 3 test images of 2×3 pixels. */
 function makeFolder(options: { trainLabels?: number[]; gzip?: boolean } = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'bilevel-mnist-'));
+  const dir = temps.make('bilevel-mnist-');
   const z = (b: Uint8Array) => (options.gzip === false ? b : gzipSync(b));
   const ext = options.gzip === false ? '' : '.gz';
   const trainPixels = Array.from({ length: 5 * 6 }, (_, i) => (i * 17) % 256);
@@ -65,7 +69,7 @@ describe('loadMnistLayout', () => {
 
   it('finds the folder through BILEVEL_DATA_PATH', () => {
     const dir = makeFolder();
-    const root = mkdtempSync(join(tmpdir(), 'bilevel-root-'));
+    const root = temps.make('bilevel-root-');
     mkdirSync(join(root, 'fashion-mnist'));
     for (const f of [
       'train-images-idx3-ubyte.gz',
@@ -88,8 +92,8 @@ describe('loadMnistLayout', () => {
 
   it('passes over a copy that lacks a file for a complete one further down the data path', () => {
     const complete = makeFolder();
-    const rootA = mkdtempSync(join(tmpdir(), 'bilevel-incomplete-'));
-    const rootB = mkdtempSync(join(tmpdir(), 'bilevel-complete-'));
+    const rootA = temps.make('bilevel-incomplete-');
+    const rootB = temps.make('bilevel-complete-');
     mkdirSync(join(rootA, 'fashion-mnist'));
     mkdirSync(join(rootB, 'fashion-mnist'));
     const files = [
@@ -153,7 +157,7 @@ describe('loadMnistLayout', () => {
     expect(() => loadFashionMnist({ split: 'train', path: missing })).toThrow(
       /Fashion-MNIST not found .*apt-get install dataset-fashion-mnist.*BILEVEL_DATA_PATH/,
     );
-    const empty = mkdtempSync(join(tmpdir(), 'bilevel-empty-'));
+    const empty = temps.make('bilevel-empty-');
     expect(() => loadFashionMnist({ split: 'test', path: empty })).toThrow(
       /has no t10k-images-idx3-ubyte\.gz and t10k-labels-idx1-ubyte\.gz/,
     );

@@ -8,13 +8,15 @@ import {
   treeDispose,
   type TensorTree,
 } from '@bilevel/core';
-import { tensorCountGrowth } from '@bilevel/core/testing';
+import { tensorCountGrowth, TemporaryFolders } from '@bilevel/core/testing';
 import { csrToDense, denseToCsr } from '@bilevel/datasets';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { denseHyperparameterData, HyperparameterOptimizationProblem } from './index';
 import { finiteDifferenceGradient, relativeMaxError, softmaxReference } from './test-utils/reference';
+
+const temps = new TemporaryFolders();
+afterAll(() => temps.removeAll());
 
 const d = 4;
 const k = 3;
@@ -174,7 +176,7 @@ describe('hyperparameter-optimization (dense)', () => {
 });
 
 describe('hyperparameter-optimization (sparse LIBSVM)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'bilevel-hpo-'));
+  const dir = temps.make('bilevel-hpo-');
   const toLibsvm = (inputs: number[], labels: number[]) => {
     const csr = denseToCsr(inputs, labels.length, d);
     return labels

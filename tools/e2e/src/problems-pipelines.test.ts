@@ -15,13 +15,15 @@ import {
   type PipelineSpec,
   type StepEvent,
 } from '@bilevel/core';
-import { tensorCountGrowth } from '@bilevel/core/testing';
+import { tensorCountGrowth, TemporaryFolders } from '@bilevel/core/testing';
 import '@bilevel/estimators';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import '@bilevel/problems';
 import '@bilevel/solvers';
+
+const temps = new TemporaryFolders();
+afterAll(() => temps.removeAll());
 
 function run(spec: PipelineSpec): { events: StepEvent[]; final: Record<string, number> } {
   const pipeline = createPipeline(spec);
@@ -142,7 +144,7 @@ describe('hyperparameter optimization', () => {
 
 describe('hyperparameter optimization on sparse LIBSVM files', () => {
   it('AID-CG runs on the sparse product and lowers the validation loss', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bilevel-e2e-libsvm-'));
+    const dir = temps.make('bilevel-e2e-libsvm-');
     const rng = new Random(4);
     // Two classes told apart by features 1–5 out of 200; every sample has 8 nonzeros.
     const lines = (count: number) =>
