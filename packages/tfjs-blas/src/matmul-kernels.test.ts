@@ -5,8 +5,18 @@ import {
   broadcastBatchIndex,
   isBlasAvailable,
   registerBlasBackend,
+  setBlasThreads,
 } from './index';
-import { compareBackends, operand, randInt, seededRandom, type Operand } from './test-utils/compare';
+import { SMALL_MATMUL_MACS } from './matmul-kernels';
+import {
+  compareBackends,
+  firstMismatch,
+  operand,
+  randInt,
+  runOn,
+  seededRandom,
+  type Operand,
+} from './test-utils/compare';
 
 const TOL = 1e-4;
 
@@ -274,6 +284,125 @@ function broadcastMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transp
         return tf.sum(tf.mul(g, vs));
       })(ws);
     expect(await compareBackends(BLAS_BACKEND_NAME, 'cpu', [x, w, v], hvp)).toBeLessThan(TOL);
+  });
+
+  it('small products (the JS path): dots, every transpose, broadcast batches, k = 0, NaN and infinities', async () => {
+    const rand = seededRandom(12);
+    // Each case is at most SMALL_MATMUL_MACS multiply-adds, so it takes the JS loop; the last one is just above.
+    const cases: [number[], number[], number, number, number][] = [
+      [[], [], 1, 100, 1],
+      [[], [], 3, 7, 5],
+      [[2], [2], 4, 9, 6],
+      [[2, 1], [1, 3], 2, 5, 3],
+      [[3], [], 1, 40, 7],
+      [[], [], 1, SMALL_MATMUL_MACS + 1, 1],
+    ];
+    for (const [batchA, batchB, m, k, n] of cases) {
+      for (const [tA, tB] of [
+        [false, false],
+        [true, false],
+        [false, true],
+        [true, true],
+      ] as [boolean, boolean][]) {
+        const ops = matmulOperands(rand, batchA, batchB, m, k, n, tA, tB);
+        const err = await compareBackends(
+          BLAS_BACKEND_NAME,
+          'cpu',
+          ops,
+          (a, b) => tf.matMul(a, b, tA, tB),
+          (a, b) => broadcastMatMul(a, b, tA, tB),
+        );
+        expect({ batchA, batchB, m, k, n, tA, tB, agrees: err < TOL }).toEqual({
+          batchA,
+          batchB,
+          m,
+          k,
+          n,
+          tA,
+          tB,
+          agrees: true,
+        });
+      }
+    }
+    // tf.dot of two vectors, read back as a number.
+    const [x, y] = [operand(rand, [100]), operand(rand, [100])];
+    const [got] = await runOn(BLAS_BACKEND_NAME, [x, y], (a, b) =>
+      tf.dot(a as tf.Tensor1D, b as tf.Tensor1D),
+    );
+    let want = 0;
+    for (let i = 0; i < 100; i++) want += x.values[i] * y.values[i];
+    expect(got.shape).toEqual([]);
+    expect(got.values[0]).toBeCloseTo(want, 5);
+    // k = 0 writes zeros, even into a reused output array that held other values.
+    await tf.setBackend(BLAS_BACKEND_NAME);
+    for (let i = 0; i < 3; i++) tf.matMul(tf.ones([4, 3]), tf.ones([3, 4])).dispose();
+    const empty = tf.matMul(tf.zeros([4, 0]), tf.zeros([0, 4]));
+    expect(Array.from(empty.dataSync())).toEqual(new Array(16).fill(0));
+    empty.dispose();
+    // NaN and infinities land where the JS kernel puts them.
+    const a: Operand = { values: Float32Array.from([1, NaN, 2, 3, Infinity, 1, -1, 0, 5]), shape: [3, 3] };
+    const b: Operand = { values: Float32Array.from([1, 2, 0, 1, -Infinity, 2]), shape: [3, 2] };
+    const special = await runOn(BLAS_BACKEND_NAME, [a, b], (p, q) => tf.matMul(p, q));
+    const reference = await runOn('cpu', [a, b], (p, q) => tf.matMul(p, q));
+    expect(firstMismatch(special[0].values, reference[0].values, 1e-6)).toBe(-1);
+    expect(Array.from(special[0].values).some((v) => Number.isNaN(v))).toBe(true);
+  });
+
+  it('large matrix-vector products (split over the worker pool) agree with the JS kernel, with NaN and infinities', async () => {
+    const rand = seededRandom(13);
+    const threads = blasInfo().threads;
+    try {
+      // The pool splits products only when it has two threads or more.
+      setBlasThreads(2);
+      // Products of more than 2^17 matrix entries (the pool's threshold): rows and columns that do not divide
+      // into whole tasks, a batched product, and vector-matrix products (A·x and Aᵀ·x for each).
+      for (const [batch, m, k, n, tA, tB] of [
+        [[], 400, 400, 1, false, false],
+        [[], 400, 400, 1, true, false],
+        [[], 513, 301, 1, false, false],
+        [[], 513, 301, 1, true, false],
+        [[2], 380, 360, 1, false, false],
+        [[2], 380, 360, 1, true, false],
+        [[], 1, 353, 401, false, false],
+        [[], 1, 353, 401, false, true],
+      ] as [number[], number, number, number, boolean, boolean][]) {
+        const ops = matmulOperands(rand, batch, batch, m, k, n, tA, tB);
+        const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, (a, b) => tf.matMul(a, b, tA, tB));
+        // The pool's tasks run OpenBLAS on one thread and restore the setting after.
+        expect({ threads: blasInfo().threads, m, k, n, tA, tB, agrees: err < TOL }).toEqual({
+          threads: 2,
+          m,
+          k,
+          n,
+          tA,
+          tB,
+          agrees: true,
+        });
+      }
+      // A stack of three matrices times one vector folds into one product of 600 rows.
+      const stacked = matmulOperands(rand, [3], [], 200, 300, 1, false, false);
+      expect(
+        await compareBackends(BLAS_BACKEND_NAME, 'cpu', stacked, (a, b) => tf.matMul(a, b)),
+      ).toBeLessThan(TOL);
+      // Special values in three entries of A: NaN or ±∞ in exactly the rows (A·x) or columns (Aᵀ·x) holding them.
+      const a = operand(rand, [400, 350]);
+      a.values[5 * 350 + 7] = NaN;
+      a.values[300 * 350 + 2] = Infinity;
+      a.values[399 * 350 + 349] = -Infinity;
+      for (const tA of [false, true]) {
+        const x = operand(rand, [tA ? 400 : 350, 1]);
+        const got = await runOn(BLAS_BACKEND_NAME, [a, x], (p, q) => tf.matMul(p, q, tA, false));
+        const want = await runOn('cpu', [a, x], (p, q) => tf.matMul(p, q, tA, false));
+        expect({ tA, mismatch: firstMismatch(got[0].values, want[0].values, 1e-3) }).toEqual({
+          tA,
+          mismatch: -1,
+        });
+        const special = Array.from(got[0].values).filter((v) => !Number.isFinite(v)).length;
+        expect({ tA, special }).toEqual({ tA, special: 3 });
+      }
+    } finally {
+      setBlasThreads(Math.max(1, threads));
+    }
   });
 
   it('leaves no tensor behind over many matMul iterations', async () => {

@@ -55,6 +55,53 @@ export function broadcastBatchIndex(outShape: readonly number[], inShape: readon
   return index;
 }
 
+/**
+ * Products of at most this many multiply-adds (over the whole batch) are computed in JS: a 100-float dot
+ * (`tf.dot`, a [1, 100]·[100, 1] product) costs less as a JS loop than the native call's argument checks
+ * and the BLAS dispatch around it.
+ */
+export const SMALL_MATMUL_MACS = 1024;
+
+/** The batch index of a product without batch dims (one matrix each side); the addon only reads it. */
+const SINGLE_BATCH = Int32Array.of(0);
+
+/**
+ * C = op(A)·op(B) for a small product, in JS: each entry a float64 sum over k (rounded once to float32),
+ * NaN and infinities propagating as in the JS cpu kernel; writes every entry of `out` (zeros when k = 0).
+ */
+function smallBatchMatMul(
+  a: Float32Array,
+  b: Float32Array,
+  out: Float32Array,
+  aIndex: Int32Array,
+  bIndex: Int32Array,
+  m: number,
+  n: number,
+  k: number,
+  transposeA: boolean,
+  transposeB: boolean,
+): void {
+  // Strides of op(A)[i, p] and op(B)[p, j] in the stored row-major matrices.
+  const aRow = transposeA ? 1 : k;
+  const aCol = transposeA ? m : 1;
+  const bRow = transposeB ? 1 : n;
+  const bCol = transposeB ? k : 1;
+  for (let t = 0; t < aIndex.length; t++) {
+    const aBase = aIndex[t] * m * k;
+    const bBase = bIndex[t] * k * n;
+    const oBase = t * m * n;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        let ai = aBase + i * aRow;
+        let bj = bBase + j * bCol;
+        for (let p = 0; p < k; p++, ai += aCol, bj += bRow) s += a[ai] * b[bj];
+        out[oBase + i * n + j] = s;
+      }
+    }
+  }
+}
+
 interface Epilogue {
   bias: Float32Array | null;
   activation: number;
@@ -93,12 +140,21 @@ export function nativeBatchMatMul(
   const outShape = [...outer, m, n];
   const out = outputArray(backend, util.sizeFromShape(outShape));
   if (out.length > 0) {
+    const single = util.sizeFromShape(outer) === 1;
+    const aIndex = single ? SINGLE_BATCH : broadcastBatchIndex(outer, outerA);
+    const bIndex = single ? SINGLE_BATCH : broadcastBatchIndex(outer, outerB);
+    if (epilogue === NO_EPILOGUE && out.length * kA <= SMALL_MATMUL_MACS) {
+      const av = float32Values(backend, a);
+      const bv = float32Values(backend, b);
+      smallBatchMatMul(av, bv, out, aIndex, bIndex, m, n, kA, transposeA, transposeB);
+      return backend.makeTensorInfo(outShape, 'float32', out);
+    }
     requireNativeBlas().batchMatMul(
       float32Values(backend, a),
       float32Values(backend, b),
       out,
-      broadcastBatchIndex(outer, outerA),
-      broadcastBatchIndex(outer, outerB),
+      aIndex,
+      bIndex,
       m,
       n,
       kA,
