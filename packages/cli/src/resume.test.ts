@@ -102,8 +102,8 @@ describe('checkpoints and resume', () => {
     expect(referenceResult.exitCode).toBe(0);
     expect(fs.existsSync(path.join(reference, 'checkpoints'))).toBe(false);
     const resolved = JSON.parse(fs.readFileSync(path.join(reference, 'config.resolved.json'), 'utf8'));
-    expect(resolved.experiment.checkpoint).toEqual({ every: 4, keep: 2, onInterrupt: true });
-    expect(resolved.checkpoint).toEqual({ every: 4, keep: 2, onInterrupt: true });
+    expect(resolved.experiment.checkpoint).toEqual({ every: 4, keep: 2, onInterrupt: true, final: false });
+    expect(resolved.checkpoint).toEqual({ every: 4, keep: 2, onInterrupt: true, final: false });
   });
 
   it('interrupted in the first run, then resumed: the same rows and results as without the interruption', async () => {
