@@ -44,11 +44,11 @@ describe('saba estimator', () => {
   const problem = new FiniteSumQuadratic(3, 4, 12, 8, 2, X0, Y0, 11);
   afterAll(() => problem.dispose());
 
-  it('its first two steps match a float64 hand computation', () => {
+  it('its first two steps match a float64 hand computation (memories filled by a first pass)', () => {
     const rho = 0.2;
     const rhoV = 0.15;
     const gamma = 0.1;
-    const { trainer, estimator } = makeTrainer(problem, { stepSize: rho, systemStepSize: rhoV }, gamma);
+    const { trainer, estimator } = makeTrainer(problem, { stepSize: rho, systemStepSize: rhoV, initialization: 'full-pass' }, gamma);
     const e1 = trainer.stepOnce();
     const e2 = trainer.stepOnce();
     const i = e2.diagnostics.innerBatch;
@@ -113,6 +113,28 @@ describe('saba estimator', () => {
     // the step moved something (the test is not comparing zeros)
     expect(maxAbsDiff(x2, x0)).toBeGreaterThan(1e-2);
     expect(maxAbsDiff(v2, v1)).toBeGreaterThan(1e-2);
+    trainer.dispose();
+  });
+
+  it('with zero memories (the default) its first step is a plain stochastic step on the drawn batches', () => {
+    const { trainer } = makeTrainer(problem, { stepSize: 0.2 }, 0.1);
+    const e = trainer.stepOnce();
+    const i = e.diagnostics.innerBatch;
+    const j = e.diagnostics.outerBatch;
+    const { dx, dy } = problem;
+    const Ai = problem.meanOf(problem.a, dy * dy, 2 * i, 2 * i + 2);
+    const Ci = problem.meanOf(problem.c, dy * dx, 2 * i, 2 * i + 2);
+    const zj = problem.meanOf(problem.z, dx, 2 * j, 2 * j + 2);
+    // y₁ = y₀ − ρ(A_i y₀ − C_i x₀), x₁ = x₀ − γ(x₀ − z_j) (the mixed product is 0 at v₀ = 0)
+    const y1 = Y0.map((v, p) => {
+      let g = 0;
+      for (let q = 0; q < dy; q++) g += Ai[p * dy + q] * Y0[q];
+      for (let q = 0; q < dx; q++) g -= Ci[p * dx + q] * X0[q];
+      return v - 0.2 * g;
+    });
+    const x1 = X0.map((v, p) => v - 0.1 * (v - zj[p]));
+    expect(maxAbsDiff(trainer.y.y.dataSync(), y1)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(trainer.x.x.dataSync(), x1)).toBeLessThan(1e-5);
     trainer.dispose();
   });
 

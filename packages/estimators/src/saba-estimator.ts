@@ -29,10 +29,10 @@ export const SabaEstimatorOptionsSchema = z
       .optional()
       .describe('ρ_v of the step v ← v − ρ_v D_v on the linear-system variable (default: stepSize)'),
     initialization: z
-      .enum(['full-pass', 'zero'])
-      .default('full-pass')
+      .enum(['zero', 'full-pass'])
+      .default('zero')
       .describe(
-        "'full-pass': the first step fills every memory entry at (x₀, y₀, v₀ = 0), one pass over the batches (as the published code); 'zero': memories start at 0",
+        "'zero': every memory entry starts at 0 (the default of benchopt's SABA); 'full-pass': the first step fills every entry at (x₀, y₀, v₀ = 0), one pass over all batches, charged to that step",
       ),
     maxMemoryFloats: z
       .number()
