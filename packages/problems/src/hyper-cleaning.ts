@@ -17,7 +17,7 @@ import {
   denseLabeledSet,
   disposeLabeledSet,
   fixedBatchesOf,
-  FixedSetSplit,
+  FixedSplit,
   type LabeledSet,
   linearLogits,
   memberCrossEntropies,
@@ -251,8 +251,8 @@ export class HyperCleaningProblem implements BilevelProblem {
   private fixedSplit(): FixedBatches {
     const sizes = this.batchSizes as { inner: number; outer: number; seed: number };
     this.split ??= fixedBatchesOf(
-      new FixedSetSplit(this.train, sizes.inner, sizes.seed + 13),
-      new FixedSetSplit(this.validation, sizes.outer, sizes.seed + 14),
+      FixedSplit.ofSet(this.train, sizes.inner, sizes.seed + 13),
+      FixedSplit.ofSet(this.validation, sizes.outer, sizes.seed + 14),
     );
     return this.split;
   }

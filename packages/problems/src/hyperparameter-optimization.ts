@@ -33,7 +33,7 @@ import {
   type SamplersState,
   SetSampler,
   fixedBatchesOf,
-  FixedSetSplit,
+  FixedSplit,
   sparseLabeledSet,
 } from './classification-data';
 import { loadDenseSplits, SyntheticDataOptionsSchema } from './data-sources';
@@ -241,8 +241,8 @@ export class HyperparameterOptimizationProblem implements BilevelProblem {
       let split: FixedBatches | undefined;
       this.fixedBatches = () =>
         (split ??= fixedBatchesOf(
-          new FixedSetSplit(train, sizes.inner, seed + 13),
-          new FixedSetSplit(validation, sizes.outer, seed + 14),
+          FixedSplit.ofSet(train, sizes.inner, seed + 13),
+          FixedSplit.ofSet(validation, sizes.outer, seed + 14),
         ));
     }
   }
