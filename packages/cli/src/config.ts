@@ -375,7 +375,7 @@ function overRecipe(base: ResolvedPluginRef, given: unknown, where: string): unk
  * Expands `recipe:` entries of `methods` into their plugins (METHOD_RECIPES), with the entry's own fields on top.
  * An unknown recipe name is a {@link ConfigError} listing the known ones.
  */
-export function expandRecipes(input: Record<string, unknown>): Record<string, unknown> {
+function expandRecipes(input: Record<string, unknown>): Record<string, unknown> {
   const methods = input.methods;
   if (!Array.isArray(methods)) return input;
   const known = METHOD_RECIPES.map((r) => r.name);

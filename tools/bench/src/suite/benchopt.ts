@@ -74,6 +74,18 @@ export function bandAt(
   return { median: quantile(vs, 0.5), q20: quantile(vs, 0.2), q80: quantile(vs, 0.8), n: vs.length };
 }
 
+/**
+ * Passes over the training set made by a run's inner gradients (∇_y g calls × batch size / n; a full-batch
+ * method's call is one pass). A weight x_i can change y only through an inner step on a batch holding sample i
+ * after x_i moved, so a run below about one epoch has hardly used the weights it learned.
+ */
+export function epochs(section: SectionSetting, r: RunResult): number {
+  const m = section.methods.find((x) => (x.protocol ? `${x.protocol}/${x.label}` : x.label) === r.key);
+  const options = { ...section.problem.options, ...(m?.problemOptions ?? {}) } as { trainSamples: number; batchSize?: number };
+  const calls = r.oracleCalls?.innerGradY ?? 0;
+  return options.batchSize === undefined ? calls : (calls * options.batchSize) / options.trainSamples;
+}
+
 const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(1)} %` : '—');
 
 /** The figure's series: per method the median (thick) and the 20 % and 80 % quantiles (thin, same colour). */
@@ -124,7 +136,14 @@ export function benchoptText(
   const gridSeconds = section.methods.find((m) => m.grid)?.timeLimitSeconds ?? budget;
   const times = [budget / 4, budget / 2, budget];
   const table = markdownTable(
-    ['method', 'steps ρ / γ (grid winner)', 'runs', ...times.map((t) => `test error at ${formatNumber(t, 3)} s: median [20 %, 80 %]`), 'outer steps (median)'],
+    [
+      'method',
+      'steps ρ / γ (grid winner)',
+      'runs',
+      ...times.map((t) => `test error at ${formatNumber(t, 3)} s: median [20 %, 80 %]`),
+      'outer steps (median)',
+      'epochs of inner gradients (median)',
+    ],
     labels.map((l) => {
       const rs = byMethod.get(l) ?? [];
       const c = choices.get(l);
@@ -138,6 +157,7 @@ export function benchoptText(
           return b.n === 0 ? '—' : `${pct(b.median)} [${pct(b.q20)}, ${pct(b.q80)}]`;
         }),
         rs.length ? formatNumber(quantile(rs.map((r) => r.steps), 0.5), 3) : '—',
+        rs.length ? formatNumber(quantile(rs.map((r) => epochs(section, r)), 0.5), 2) : '—',
       ];
     }),
   );
@@ -190,6 +210,11 @@ export function benchoptText(
         "benchopt's published ordering on MNIST (their figure, final test error): SABA 13.6 % ≈ SOBA 13.6 % ≈ AmIGO 13.6 % < " +
         'StocBiO 14.6 %.'
       : '',
+    '',
+    '**Reading it.** A sample weight σ(xᵢ) changes the model y only through inner steps on a batch that holds sample i ' +
+      'after xᵢ moved; the last column counts the passes over the training set made by each method\'s inner gradients. ' +
+      'Below about one epoch the stochastic methods have hardly used the weights they learned, and their test error is ' +
+      'mostly that of the model fitted so far to the noisy labels (weights 0.5); benchopt\'s runs last many epochs.',
     '',
     '<details><summary>The step-size grid (seed 0; winners in bold)</summary>',
     '',
