@@ -66,7 +66,13 @@ export {
   F2saEstimator,
 } from './f2sa-estimator';
 export { BomeEstimatorOptionsSchema, type BomeEstimatorOptions, BomeEstimator } from './bome-estimator';
-export { SabaEstimatorOptionsSchema, type SabaEstimatorOptions, type SabaState, SabaEstimator } from './saba-estimator';
+export {
+  SabaEstimatorOptionsSchema,
+  type SabaEstimatorOptions,
+  type SabaState,
+  type SabaTableState,
+  SabaEstimator,
+} from './saba-estimator';
 export { type MethodRecipe, METHOD_RECIPES } from './method-recipes';
 
 const SOURCE = '@bilevel/estimators';

@@ -70,8 +70,16 @@ const INNER_TABLES = new Set<string>(['gy', 'hv', 'cv']);
 export interface SabaState {
   /** The linear-system variable v (flattened, y-shaped), or null before the first step. */
   readonly v: Float32Array | null;
-  /** Per table: the memory (count × dim, float32 bits) and the weighted average (float64 numbers). */
-  readonly tables: Record<string, { memory: Float32Array; average: Float64Array | number[] }> | null;
+  /** Per table (`gy`, `hv`, `cv`, `fy`, `fx`): its memory and weighted average. */
+  readonly tables: Record<string, SabaTableState> | null;
+}
+
+/** One SAGA table in a {@link SabaState}. */
+export interface SabaTableState {
+  /** The memory entries, batch after batch (count × dim, the float32 bits). */
+  readonly memory: Float32Array;
+  /** Σ_b w_b m_b (float64 numbers). */
+  readonly average: Float64Array | number[];
 }
 
 function newTable(count: number, dim: number): SagaTable {
