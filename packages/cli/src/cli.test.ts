@@ -101,7 +101,7 @@ describe('bilevel list', () => {
     expect(r.out).toMatch(/estimator\s+fixed-point \{"maxIterations":1,"stepSize":0\.1,"warmStart":true,"systemBatches":"fresh"\}/);
     expect(r.out).toMatch(/bome — BOME[^\n]*\n\s+innerSolver\s+\(none: the estimator moves y\)/);
     const json = JSON.parse((await cli(['list', 'methods', '--json'])).out) as { methods: { name: string }[] };
-    expect(json.methods.map((m) => m.name)).toEqual(['soba', 'amigo', 'stocbio', 'f2sa', 'bome', 'esj', 'qnbo', 'aid-cg']);
+    expect(json.methods.map((m) => m.name)).toEqual(['soba', 'saba', 'amigo', 'stocbio', 'f2sa', 'bome', 'esj', 'qnbo', 'aid-cg']);
     expect((await cli(['list'])).out).toMatch(/Methods as plugin combinations/);
   });
 

@@ -16,6 +16,7 @@ import {
   z,
 } from '@bilevel/core';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { METHOD_RECIPES } from '@bilevel/estimators';
 import { BACKEND_CHOICES, BackendChoiceSchema } from '@bilevel/backend';
 import { expandSweep, sweepError } from './sweep';
 import { SlowBackendSchema } from './slow-backend';
@@ -28,6 +29,13 @@ export const OracleOverridesSchema = OracleSpecSchema.partial();
 /** One method of an experiment: inner solver, estimator and outer optimizer, with optional overrides. */
 export const MethodSchema = z
   .object({
+    recipe: z
+      .string()
+      .optional()
+      .describe(
+        'a published method from `bilevel list methods` (e.g. soba): its inner solver, estimator and outer optimizer, ' +
+          'which the entry\'s own fields override (same plugin: options merged; another plugin: replaced); label defaults to the recipe name',
+      ),
     label: z
       .string()
       .min(1)
@@ -347,12 +355,61 @@ export function planExperiment(
   }
 }
 
+/** The plugin ref a recipe gives when a method moves y itself (no inner solve): used only by evaluations. */
+const NO_INNER_SOLVE: ResolvedPluginRef = { name: 'gd', options: { maxIterations: 1 } };
+
+/** A plugin ref of a method entry over the recipe's: the same plugin (or no name) merges options, another replaces. */
+function overRecipe(base: ResolvedPluginRef, given: unknown, where: string): unknown {
+  if (given === undefined) return { name: base.name, options: { ...base.options } };
+  if (typeof given === 'string') return given === base.name ? { name: base.name, options: { ...base.options } } : given;
+  if (given === null || typeof given !== 'object' || Array.isArray(given)) return given; // the schema names the error
+  const g = given as { name?: unknown; options?: unknown };
+  if (g.name !== undefined && g.name !== base.name) return given;
+  if (g.options !== undefined && (g.options === null || typeof g.options !== 'object' || Array.isArray(g.options))) {
+    throw new ConfigError(`${where}.options: expected a mapping of options (got ${JSON.stringify(g.options)})`, `${where}.options`);
+  }
+  return { ...g, name: base.name, options: { ...base.options, ...((g.options as Record<string, unknown> | undefined) ?? {}) } };
+}
+
+/**
+ * Expands `recipe:` entries of `methods` into their plugins (METHOD_RECIPES), with the entry's own fields on top.
+ * An unknown recipe name is a {@link ConfigError} listing the known ones.
+ */
+function expandRecipes(input: Record<string, unknown>): Record<string, unknown> {
+  const methods = input.methods;
+  if (!Array.isArray(methods)) return input;
+  const known = METHOD_RECIPES.map((r) => r.name);
+  return {
+    ...input,
+    methods: methods.map((m: unknown, i) => {
+      if (m === null || typeof m !== 'object' || Array.isArray(m) || !('recipe' in m)) return m;
+      const entry = m as Record<string, unknown>;
+      const where = `methods.${i}`;
+      const name = entry.recipe;
+      if (typeof name !== 'string') {
+        throw new ConfigError(`${where}.recipe: expected a recipe name (one of ${known.join(', ')}); got ${JSON.stringify(name)}`, `${where}.recipe`);
+      }
+      const recipe = METHOD_RECIPES.find((r) => r.name === name);
+      if (!recipe) {
+        throw new ConfigError(`${where}.recipe: unknown recipe '${name}' (known: ${known.join(', ')})`, `${where}.recipe`);
+      }
+      return {
+        ...entry,
+        label: entry.label ?? recipe.name,
+        innerSolver: overRecipe(recipe.innerSolver ?? NO_INNER_SOLVE, entry.innerSolver, `${where}.innerSolver`),
+        estimator: overRecipe(recipe.estimator, entry.estimator, `${where}.estimator`),
+        outerOptimizer: overRecipe(recipe.outerOptimizer, entry.outerOptimizer, `${where}.outerOptimizer`),
+      };
+    }),
+  };
+}
+
 function planMethods(
   input: Record<string, unknown>,
   options: Parameters<typeof planExperiment>[1] = {},
 ): ExperimentPlan {
   const reg = options.registry ?? defaultRegistry;
-  const config = applyOverrides(parseOptions(ExperimentConfigSchema, input, ''), options.overrides);
+  const config = applyOverrides(parseOptions(ExperimentConfigSchema, expandRecipes(input), ''), options.overrides);
   const baseDir = options.baseDir ?? process.cwd();
   if (config.plugins.length) options.loadPlugins?.(config.plugins, baseDir);
   const problemOptions = validatePlugin(reg, 'problem', config.problem, 'problem');

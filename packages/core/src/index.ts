@@ -71,7 +71,7 @@ export { quadraticForm } from './quadratic-form';
 export { matTVec, matVec, randomOrthogonal, spectralMatrix } from './float64';
 export { Random, type RandomState } from './random';
 export { ConfigError, DataError, DivergenceError } from './errors';
-export type { Batch, BilevelProblem } from './problem';
+export type { Batch, BilevelProblem, FixedBatches } from './problem';
 export {
   createOracles,
   ORACLE_KINDS,

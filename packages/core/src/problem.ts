@@ -7,6 +7,28 @@ import type { TensorTree } from './tree';
 export type Batch = { readonly [name: string]: tf.Tensor };
 
 /**
+ * The inner and outer data of a problem split once into fixed minibatches, drawn by their index: what
+ * variance-reduced methods (SABA and other SAGA-type methods) need to keep one memory entry per batch. The
+ * whole-data loss is the weighted sum of the batch losses: g(x, y) = Σ_b w_b g_b(x, y) with the weights of
+ * {@link FixedBatches.innerWeight} (the batch's share of the samples, when each batch loss is a mean over its
+ * samples plus the whole loss's regularizer); likewise f with {@link FixedBatches.outerWeight}.
+ */
+export interface FixedBatches {
+  /** Number of fixed inner batches. */
+  readonly innerCount: number;
+  /** Number of fixed outer batches. */
+  readonly outerCount: number;
+  /** w_b of inner batch b (the inner weights sum to 1). */
+  innerWeight(index: number): number;
+  /** w_b of outer batch b (the outer weights sum to 1). */
+  outerWeight(index: number): number;
+  /** Inner batch b, 0 ≤ b < innerCount: new tensors (the caller disposes them, e.g. in a `tf.tidy`). */
+  innerBatch(index: number): Batch;
+  /** Outer batch b, 0 ≤ b < outerCount: new tensors (the caller disposes them). */
+  outerBatch(index: number): Batch;
+}
+
+/**
  * A bilevel problem
  *
  *     min_x Φ(x) = f(x, y*(x))   subject to   y*(x) = argmin_y g(x, y)
@@ -39,6 +61,12 @@ export interface BilevelProblem {
    * Outer minibatch for one outer step (when absent, f is evaluated on the whole outer data, or on the task).
    */
   sampleOuterBatch?(rng: Random, task?: Batch): Batch;
+
+  /**
+   * The data split once into fixed minibatches drawn by index, for variance-reduced methods (SABA) that keep
+   * one memory entry per batch. A problem with minibatch samplers provides it; see {@link FixedBatches}.
+   */
+  fixedBatches?(): FixedBatches;
 
   /** Metrics at (x, y): test accuracy, closed-form errors and the like. */
   evaluate?(x: TensorTree, y: TensorTree): Record<string, number>;

@@ -22,6 +22,7 @@ import { FixedPointEstimator, FixedPointEstimatorOptionsSchema } from './fixed-p
 import { ItdEstimator, ItdEstimatorOptionsSchema } from './itd-estimator';
 import { NeumannEstimator, NeumannEstimatorOptionsSchema } from './neumann-estimator';
 import { QnboEstimator, QnboEstimatorOptionsSchema } from './qnbo-estimator';
+import { SabaEstimator, SabaEstimatorOptionsSchema } from './saba-estimator';
 
 export { OracleCallMeter } from './oracle-calls';
 export {
@@ -65,6 +66,13 @@ export {
   F2saEstimator,
 } from './f2sa-estimator';
 export { BomeEstimatorOptionsSchema, type BomeEstimatorOptions, BomeEstimator } from './bome-estimator';
+export {
+  SabaEstimatorOptionsSchema,
+  type SabaEstimatorOptions,
+  type SabaState,
+  type SabaTableState,
+  SabaEstimator,
+} from './saba-estimator';
 export { type MethodRecipe, METHOD_RECIPES } from './method-recipes';
 
 const SOURCE = '@bilevel/estimators';
@@ -132,4 +140,10 @@ register(
   (o) => new BomeEstimator(o),
   BomeEstimatorOptionsSchema,
   'BOME (Liu et al., 2022): first-order value-function method, x and y moved together along ∇f + λ∇q̂',
+);
+register(
+  'saba',
+  (o) => new SabaEstimator(o),
+  SabaEstimatorOptionsSchema,
+  'SABA (Dagréou et al., 2022): SOBA with SAGA variance reduction of its three directions over fixed minibatches',
 );

@@ -32,6 +32,14 @@ export const METHOD_RECIPES: readonly MethodRecipe[] = [
     note: 'one stochastic step each on y, on the linear system u and on x; run in sequence here, SOBA updates all three at once',
   },
   {
+    name: 'saba',
+    method: 'SABA (Dagréou, Ablin, Vaiter & Moreau, NeurIPS 2022)',
+    innerSolver: null,
+    estimator: { name: 'saba', options: { stepSize: 0.1 } },
+    outerOptimizer: { name: 'gd', options: { learningRate: 0.01 } },
+    note: 'SOBA with SAGA memories over fixed minibatches (problem fixedBatches: e.g. hyper-cleaning with batchSize); moves y and v itself, one step each per outer step; memory (n/batchSize) × (2·dim y + dim x) floats',
+  },
+  {
     name: 'amigo',
     method: 'AmIGO (Arbel & Mairal, ICLR 2022)',
     innerSolver: { name: 'gd', options: { maxIterations: 10, stepSize: 0.1 } },

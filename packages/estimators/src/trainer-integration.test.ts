@@ -45,7 +45,9 @@ describe('every registered estimator through the trainer (quadratic fixture, exa
   afterAll(() => fixture.dispose());
 
   it('covers every registered estimator', () => {
-    expect(registry.names('estimator').filter((n) => !(n in small))).toEqual([]);
+    // saba needs a problem with fixed minibatches (this fixture has none): saba-estimator.test.ts runs it through
+    // the trainer on a finite-sum quadratic
+    expect(registry.names('estimator').filter((n) => !(n in small) && n !== 'saba')).toEqual([]);
   });
 
   it.each(Object.keys(small))('%s: 15 outer steps shrink ‖∇Φ‖ with a flat tensor count', (name) => {

@@ -1,4 +1,4 @@
-import { type Batch, DataError, type Random, softmaxCrossEntropy, z } from '@bilevel/core';
+import { type Batch, DataError, type FixedBatches, Random, softmaxCrossEntropy, z } from '@bilevel/core';
 import {
   type ClassificationData,
   type CsrMatrix,
@@ -308,6 +308,73 @@ export class SetSampler {
   setState(state: MinibatchSamplerState): void {
     this.sampler.setState(state);
   }
+}
+
+/**
+ * A data set split once into fixed minibatches: the sample positions in one seeded random order, cut into
+ * consecutive runs of `batchSize` (the last run holds the rest, so it may be smaller). Batch b is drawn by its
+ * index, built by `gather` from its positions.
+ */
+export class FixedSplit {
+  /** Sample positions of each batch. */
+  readonly batches: readonly Int32Array[];
+  constructor(
+    /** The set's name (for error messages). */
+    readonly name: string,
+    /** Number of samples of the set. */
+    readonly size: number,
+    batchSize: number,
+    seed: number,
+    private readonly gather: (indices: Int32Array) => Batch,
+  ) {
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > size) {
+      throw new Error(`fixed batches: batch size must be an integer in 1..${size} for the ${name} set (got ${batchSize})`);
+    }
+    const order = new Random(seed).permutation(size);
+    const out: Int32Array[] = [];
+    for (let start = 0; start < size; start += batchSize) out.push(order.slice(start, start + batchSize));
+    this.batches = out;
+  }
+
+  /** The split of a labeled set (batches as {@link batchFromIndices} builds them). */
+  static ofSet(set: LabeledSet, batchSize: number, seed: number): FixedSplit {
+    return new FixedSplit(set.name, set.count, batchSize, seed, (indices) => batchFromIndices(set, indices));
+  }
+
+  /** Number of batches, ⌈n / batchSize⌉. */
+  get count(): number {
+    return this.batches.length;
+  }
+
+  /** The share of the set's samples in batch b. */
+  weight(index: number): number {
+    return this.at(index).length / this.size;
+  }
+
+  /** Batch b (new tensors). */
+  batch(index: number): Batch {
+    return this.gather(this.at(index));
+  }
+
+  private at(index: number): Int32Array {
+    const b = this.batches[index];
+    if (!Number.isInteger(index) || b === undefined) {
+      throw new RangeError(`fixed batches of the ${this.name} set: index ${index} is not in 0..${this.batches.length - 1}`);
+    }
+    return b;
+  }
+}
+
+/** The {@link FixedBatches} of a problem from its inner and outer splits. */
+export function fixedBatchesOf(inner: FixedSplit, outer: FixedSplit): FixedBatches {
+  return {
+    innerCount: inner.count,
+    outerCount: outer.count,
+    innerWeight: (b) => inner.weight(b),
+    outerWeight: (b) => outer.weight(b),
+    innerBatch: (b) => inner.batch(b),
+    outerBatch: (b) => outer.batch(b),
+  };
 }
 
 /** The minibatch options shared by the stochastic problems (spread into their option schemas). */

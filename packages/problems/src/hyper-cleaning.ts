@@ -2,6 +2,7 @@ import {
   type Batch,
   type BilevelProblem,
   ConfigError,
+  type FixedBatches,
   halfSquaredNorm,
   type Random,
   sigmoid,
@@ -15,6 +16,8 @@ import {
   accuracy,
   denseLabeledSet,
   disposeLabeledSet,
+  fixedBatchesOf,
+  FixedSplit,
   type LabeledSet,
   linearLogits,
   memberCrossEntropies,
@@ -187,6 +190,8 @@ export class HyperCleaningProblem implements BilevelProblem {
   private readonly test?: LabeledSet;
   private readonly innerSampler?: SetSampler;
   private readonly outerSampler?: SetSampler;
+  private readonly batchSizes?: { readonly inner: number; readonly outer: number; readonly seed: number };
+  private split?: FixedBatches;
 
   constructor(data: HyperCleaningData, settings: HyperCleaningSettings) {
     if (data.corrupted.length !== data.train.count) {
@@ -231,6 +236,25 @@ export class HyperCleaningProblem implements BilevelProblem {
       this.sampleInnerBatch = (rng: Random) => (this.innerSampler as SetSampler).next(rng);
     if (this.outerSampler)
       this.sampleOuterBatch = (rng: Random) => (this.outerSampler as SetSampler).next(rng);
+    if (settings.batchSize !== undefined) {
+      this.batchSizes = { inner: settings.batchSize, outer: settings.outerBatchSize ?? settings.batchSize, seed };
+      this.fixedBatches = () => this.fixedSplit();
+    }
+  }
+
+  /**
+   * With `batchSize`: the training and validation sets each split once into fixed batches of `batchSize` and
+   * `outerBatchSize` (seeded by `seed`; the last batch of each holds the rest). Absent without `batchSize`.
+   */
+  fixedBatches?: () => FixedBatches;
+
+  private fixedSplit(): FixedBatches {
+    const sizes = this.batchSizes as { inner: number; outer: number; seed: number };
+    this.split ??= fixedBatchesOf(
+      FixedSplit.ofSet(this.train, sizes.inner, sizes.seed + 13),
+      FixedSplit.ofSet(this.validation, sizes.outer, sizes.seed + 14),
+    );
+    return this.split;
   }
 
   /** Loads (or generates) the data, corrupts the training labels and builds the problem. */

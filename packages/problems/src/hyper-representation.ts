@@ -2,6 +2,7 @@ import {
   type Batch,
   type BilevelProblem,
   ConfigError,
+  type FixedBatches,
   Random,
   sigmoid,
   type TensorTree,
@@ -9,6 +10,8 @@ import {
 } from '@bilevel/core';
 import { MinibatchSampler } from '@bilevel/datasets';
 import {
+  fixedBatchesOf,
+  FixedSplit,
   MinibatchOptionsShape,
   restoreSamplers,
   samplersState,
@@ -178,6 +181,11 @@ export class HyperRepresentationProblem implements BilevelProblem {
   private readonly outerSampler?: MinibatchSampler;
   sampleInnerBatch?: (rng: Random) => Batch;
   sampleOuterBatch?: (rng: Random) => Batch;
+  /**
+   * With `batchSize`: the inner and outer sets each split once into fixed batches of `batchSize` and
+   * `outerBatchSize` (seeded by `seed`; the last batch of each holds the rest). Absent without `batchSize`.
+   */
+  fixedBatches?: () => FixedBatches;
   innerSolution?: (x: TensorTree) => TensorTree;
   hypergradient?: (x: TensorTree) => TensorTree;
 
@@ -221,6 +229,15 @@ export class HyperRepresentationProblem implements BilevelProblem {
       const sampler = new MinibatchSampler(this.outer.count, outerBatch, seed + 12);
       this.outerSampler = sampler;
       this.sampleOuterBatch = (rng: Random) => this.gatherBatch(this.outer, sampler.next(rng));
+    }
+    if (settings.batchSize !== undefined) {
+      const sizes = { inner: settings.batchSize, outer: outerBatch ?? settings.batchSize };
+      let split: FixedBatches | undefined;
+      this.fixedBatches = () =>
+        (split ??= fixedBatchesOf(
+          new FixedSplit('inner', this.inner.count, sizes.inner, seed + 13, (idx) => this.gatherBatch(this.inner, idx)),
+          new FixedSplit('outer', this.outer.count, sizes.outer, seed + 14, (idx) => this.gatherBatch(this.outer, idx)),
+        ));
     }
     if (this.variant === 'linear') {
       this.innerSolution = (x: TensorTree) => ({

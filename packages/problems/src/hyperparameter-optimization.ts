@@ -1,5 +1,6 @@
 import {
   type Batch,
+  type FixedBatches,
   type BilevelProblem,
   ConfigError,
   exp,
@@ -31,6 +32,8 @@ import {
   samplersState,
   type SamplersState,
   SetSampler,
+  fixedBatchesOf,
+  FixedSplit,
   sparseLabeledSet,
 } from './classification-data';
 import { loadDenseSplits, SyntheticDataOptionsSchema } from './data-sources';
@@ -233,7 +236,22 @@ export class HyperparameterOptimizationProblem implements BilevelProblem {
       this.sampleInnerBatch = (rng: Random) => (this.innerSampler as SetSampler).next(rng);
     if (this.outerSampler)
       this.sampleOuterBatch = (rng: Random) => (this.outerSampler as SetSampler).next(rng);
+    if (settings.batchSize !== undefined) {
+      const sizes = { inner: settings.batchSize, outer: outer ?? settings.batchSize };
+      let split: FixedBatches | undefined;
+      this.fixedBatches = () =>
+        (split ??= fixedBatchesOf(
+          FixedSplit.ofSet(train, sizes.inner, seed + 13),
+          FixedSplit.ofSet(validation, sizes.outer, seed + 14),
+        ));
+    }
   }
+
+  /**
+   * With `batchSize`: the training and validation sets each split once into fixed batches of `batchSize` and
+   * `outerBatchSize` (seeded by `seed`; the last batch of each holds the rest). Absent without `batchSize`.
+   */
+  fixedBatches?: () => FixedBatches;
 
   /**
    * Loads the data described by the options (synthetic, Fashion-MNIST or LIBSVM) and builds the problem on

@@ -106,6 +106,6 @@ describe('runSuite with failing runs', () => {
       'steps: 1, trainSeconds: 0.1, wallSeconds: 0.2, setupSeconds: 0, curve: [], evals: [] }, () => process.exit(0));';
     const code = await runSuite(options(workerScript('diverges', body), { outDir: path.join(tmp, 'diverged'), log: (l) => lines.push(l) }));
     expect(code).toBe(0);
-    expect(lines.filter((l) => / diverged, 1 steps, .* — outer loss NaN at step 2$/.test(l))).toHaveLength(quadratic.methods.length);
+    expect(lines.filter((l) => / diverged, 1 steps, .* — outer loss NaN at step 2 \(load average [\d.]+ \/ [\d.]+ \/ [\d.]+\)$/.test(l))).toHaveLength(quadratic.methods.length);
   });
 });

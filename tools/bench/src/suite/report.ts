@@ -21,6 +21,7 @@ import {
 } from '@bilevel/cli';
 import type { EvalPoint, RunResult } from './results';
 import { meanCi95, pairedTTest } from './stats';
+import { bandSeries, benchoptText } from './benchopt';
 import { speedSection } from './speed/report';
 import type { SpeedOutcome } from './speed/section';
 import { HYPER_REPRESENTATION_EXTRA_SEEDS, type MethodSetting, type SectionSetting, methodKey } from './settings';
@@ -767,6 +768,45 @@ function fewShotSection(n: number, o: SectionOutcome, figs: FigureWriter): Secti
   };
 }
 
+function benchoptSection(heading: string, o: SectionOutcome, figs: FigureWriter, quick: boolean): SectionText {
+  const s = o.setting;
+  const labels = [...new Set(s.methods.filter((m) => m.tuned).map((m) => m.label))];
+  const tuned = o.runs.filter((r) => r.protocol?.startsWith('seed') && r.status === 'completed');
+  const byMethod = new Map(labels.map((l) => [l, tuned.filter((r) => r.label === l)]));
+  const fig = figs.chart('benchopt-test-error-vs-time', bandSeries(s, byMethod, s.timeLimitSeconds ?? 0), {
+    title: "benchopt's hyper-cleaning protocol: test error vs training time (median, 20–80 % quantiles over seeds)",
+    xLabel: 'training time (s)',
+    yLabel: 'test error',
+    yScale: 'linear',
+  });
+  const body = [
+    `${heading} ${s.title}`,
+    '',
+    benchoptText(s, o.runs, image(fig), quick),
+    'Oracle calls (cumulative, by kind), time and memory of the tuned runs:',
+    '',
+    resourceTable(o.runs.filter((r) => r.protocol?.startsWith('seed'))),
+    failures(o.runs),
+  ].join('\n');
+  return { body };
+}
+
+const BENCHOPT_BEGIN = '<!-- benchopt-section:begin (written by the suite; `--only benchopt` rewrites just this block) -->';
+const BENCHOPT_END = '<!-- benchopt-section:end -->';
+
+/** The run's header in short, for a section written into an existing report on its own. */
+function blockHeader(report: SuiteReport): string {
+  const backends = new Set<string>();
+  for (const sec of report.sections) for (const r of sec.runs) if (r.backend) backends.add(`\`${r.backend.name}\` — ${r.backend.reason}`);
+  const load = (l: readonly number[]): string => l.map((v) => v.toFixed(2)).join(' / ');
+  return (
+    `_This section comes from its own run (\`${report.command}\`), ${report.startedAt.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}, ` +
+    `${duration(report.totalSeconds)}; backend ${[...backends].join('; ') || 'none'}; load average (1 / 5 / 15 min) ` +
+    `${load(report.loadAverageStart)} at the start, ${load(report.loadAverageEnd)} at the end. The machine (${os.cpus().length} cores) ` +
+    'was shared with other jobs during the run, so the time axis is slower than on an idle machine and varies between runs._'
+  );
+}
+
 // ————— the document —————
 
 function header(report: SuiteReport): string {
@@ -820,9 +860,38 @@ function header(report: SuiteReport): string {
   ].join('\n');
 }
 
+/**
+ * A run of the benchopt section alone (it is long) into an existing report: replaces the section's block (or
+ * appends it) and its figure, leaving the rest of benchmarks.md and the other figures as they are.
+ */
+async function writeBenchoptBlock(report: SuiteReport, o: SectionOutcome, options: WriteOptions, mdPath: string, figDir: string): Promise<string[]> {
+  if (fs.existsSync(figDir)) {
+    for (const f of fs.readdirSync(figDir)) if (/^benchopt-.*\.(svg|png)$/.test(f)) fs.rmSync(path.join(figDir, f));
+  }
+  const figs = new FigureWriter(figDir, options.png);
+  const section = benchoptSection('##', o, figs, report.quick).body;
+  const block = [BENCHOPT_BEGIN, section.replace(/^(## .*)\n/, `$1\n\n${blockHeader(report)}\n`), BENCHOPT_END].join('\n');
+  const old = fs.readFileSync(mdPath, 'utf8');
+  const begin = old.indexOf(BENCHOPT_BEGIN);
+  const end = old.indexOf(BENCHOPT_END);
+  const md =
+    begin >= 0 && end > begin
+      ? `${old.slice(0, begin)}${block}${old.slice(end + BENCHOPT_END.length)}`
+      : `${old.replace(/\s*$/, '')}\n\n${block}\n`;
+  fs.writeFileSync(mdPath, md.replace(/\n{3,}/g, '\n\n'));
+  const figures = await figs.done();
+  if (!options.json) return [mdPath, ...figures];
+  const json = path.join(figDir, 'benchopt-results.json');
+  fs.writeFileSync(json, JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
+  return [mdPath, ...figures, json];
+}
+
 /** Writes benchmarks.md and the figures; returns the files written. */
 export async function writeReport(report: SuiteReport, options: WriteOptions): Promise<string[]> {
   const figDir = path.join(options.outDir, 'benchmarks');
+  const mdPath = path.join(options.outDir, 'benchmarks.md');
+  const only = report.sections.length === 1 && report.sections[0].setting.id === 'benchopt' && !report.speed ? report.sections[0] : undefined;
+  if (only && !only.skipped && fs.existsSync(mdPath)) return writeBenchoptBlock(report, only, options, mdPath, figDir);
   // Figures of an earlier run that this one does not redraw (a skipped section) must not linger.
   if (fs.existsSync(figDir)) {
     for (const f of fs.readdirSync(figDir)) {
@@ -851,6 +920,9 @@ export async function writeReport(report: SuiteReport, options: WriteOptions): P
         break;
       case 'few-shot':
         parts.push(fewShotSection(n, o, figs).body);
+        break;
+      case 'benchopt':
+        parts.push([BENCHOPT_BEGIN, benchoptSection(`## ${n}.`, o, figs, report.quick).body, BENCHOPT_END, ''].join('\n'));
         break;
     }
   });

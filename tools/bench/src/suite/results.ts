@@ -1,6 +1,6 @@
 import type { OracleCounts } from '@bilevel/core';
 import type { MemoryReport } from './memory';
-import type { SectionId } from './settings';
+import type { SectionId, StepChoice } from './settings';
 
 /** The outer loss at iterate x_j, f(x_j, y_N(x_j)), reached after t_j seconds of training. */
 export interface CurvePoint {
@@ -49,6 +49,8 @@ export interface RunResult {
   readonly oracleCalls?: Readonly<OracleCounts>;
   readonly memory?: MemoryReport;
   readonly backend?: { readonly name: string; readonly reason: string };
+  /** The step sizes a tuned run used (benchopt section). */
+  readonly stepSizes?: StepChoice;
 }
 
 /** A task for a worker process. */
@@ -58,6 +60,8 @@ export interface WorkerTask {
   readonly section: SectionId;
   readonly key: string;
   readonly backend: string;
+  /** The step sizes a tuned method runs with (chosen by the section's grid). */
+  readonly stepSizes?: StepChoice;
 }
 
 export function isWorkerTask(m: unknown): m is WorkerTask {

@@ -4,8 +4,8 @@
  * paths on smaller problems and budgets (a smoke test for CI), so their numbers say little.
  */
 
-export type SectionId = 'quadratic' | 'hyper-representation' | 'hyper-cleaning' | 'few-shot';
-export const SECTION_IDS: readonly SectionId[] = ['quadratic', 'hyper-representation', 'hyper-cleaning', 'few-shot'];
+export type SectionId = 'quadratic' | 'hyper-representation' | 'hyper-cleaning' | 'few-shot' | 'benchopt';
+export const SECTION_IDS: readonly SectionId[] = ['quadratic', 'hyper-representation', 'hyper-cleaning', 'few-shot', 'benchopt'];
 
 /** A plugin by registered name, with options. */
 export interface PluginChoice {
@@ -35,6 +35,23 @@ export interface MethodSetting {
   readonly color: string;
   /** Seed of the trainer and of the problem's data (its `seed` option), instead of the section's. */
   readonly seed?: number;
+  /** Problem options that replace the section's for this method (e.g. full batches for a deterministic method). */
+  readonly problemOptions?: Record<string, unknown>;
+  /** Training-time budget of this run, instead of the section's. */
+  readonly timeLimitSeconds?: number;
+  /**
+   * A step-size grid run (benchopt section): the label of the method it tunes and the step sizes it tries. The
+   * suite runs the grid first and gives the method's other runs the pair with the lowest final validation loss.
+   */
+  readonly grid?: { readonly method: string; readonly innerStep: number | null; readonly outerStep: number };
+  /** The method's runs that take the grid's winner (benchopt section). */
+  readonly tuned?: boolean;
+}
+
+/** The step sizes a tuned run uses: ρ (inner, linear system; null: the method has none) and γ (outer). */
+export interface StepChoice {
+  readonly innerStep: number | null;
+  readonly outerStep: number;
 }
 
 /** A threshold on the main metric: "time to reach it". */
@@ -69,6 +86,13 @@ export interface SectionSetting {
   readonly targets: readonly Target[];
   /** A worker that runs longer than this is killed and its method reported as timed out. */
   readonly workerTimeoutSeconds: number;
+  /**
+   * Evaluate the metrics at the trainer's current (x, y) — the iterate itself, as benchopt does — instead of after
+   * an uncharged inner solve at x.
+   */
+  readonly evaluateAtIterate?: boolean;
+  /** Builds a tuned method's setting for the chosen step sizes (benchopt section). */
+  readonly withSteps?: (m: MethodSetting, steps: StepChoice) => MethodSetting;
 }
 
 export interface SuiteSizes {
@@ -406,9 +430,138 @@ function fewShot({ quick }: SuiteSizes): SectionSetting {
   };
 }
 
+/** Seeds of the benchopt section's tuned runs (full size; the quick size runs the first one). */
+export const BENCHOPT_SEEDS: readonly number[] = [0, 1, 2, 3, 4];
+/** The benchopt section's step-size grid: inner / linear-system step ρ and outer step γ (plain gradient steps). */
+export const BENCHOPT_GRID = { innerSteps: [0.05, 0.2], outerSteps: [10, 100, 1000, 10000] } as const;
+
+/**
+ * The methods of the benchopt section with their step sizes (ρ: inner and linear-system steps; γ: the outer
+ * gradient step on x). SOBA, AmIGO, StocBiO are the plugin combinations of `METHOD_RECIPES`; every method
+ * steps x by plain gradient descent, as in the papers and in benchopt.
+ */
+function benchoptMethod(label: string, rho: number | null, gamma: number): MethodSetting {
+  const r = rho ?? 0.2;
+  const outerOptimizer = choice('gd', { learningRate: gamma });
+  const base = { label, outerOptimizer, warmStart: true } as const;
+  switch (label) {
+    case 'SOBA':
+      return { ...base, color: '#1f77b4', innerSolver: choice('gd', { maxIterations: 1, stepSize: r }), estimator: choice('fixed-point', { maxIterations: 1, stepSize: r, warmStart: true, systemBatches: 'fresh' }) };
+    case 'SABA':
+      // the inner solver is unused (SABA moves y itself)
+      return { ...base, color: '#d62728', innerSolver: choice('gd', { maxIterations: 1, stepSize: r }), estimator: choice('saba', { stepSize: r }) };
+    case 'AmIGO':
+      return { ...base, color: '#2ca02c', innerSolver: choice('gd', { maxIterations: 10, stepSize: r }), estimator: choice('fixed-point', { maxIterations: 10, stepSize: r, warmStart: true, systemBatches: 'fresh' }) };
+    case 'StocBiO':
+      return { ...base, color: '#ff7f0e', innerSolver: choice('gd', { maxIterations: 10, stepSize: r }), estimator: choice('neumann', { terms: 10, stepSize: r, systemBatches: 'fresh' }) };
+    case 'F2SA':
+      return { ...base, color: '#9467bd', innerSolver: choice('gd', { maxIterations: 10, stepSize: r }), estimator: choice('f2sa', { multiplier: 10, multiplierGrowth: 1, steps: 10, stepSize: r }) };
+    case 'BOME':
+      return { ...base, color: '#8c564b', innerSolver: choice('gd', { maxIterations: 1, stepSize: r }), estimator: choice('bome', { steps: 10, stepSize: r, eta: 0.5, yStepSize: r }) };
+    case 'ESJ-S':
+      return { ...base, color: '#e377c2', innerSolver: choice('gd', { maxIterations: 10, stepSize: r }), estimator: choice('es', { directions: 10, smoothing: 0.01 }) };
+    case 'qNBO':
+      // deterministic (full batches): quasi-Newton inner solve and subroutine B, as in the hyper-cleaning section
+      return {
+        ...base,
+        color: '#17becf',
+        innerSolver: choice('lbfgs', { maxIterations: 20, tolerance: 1e-4, warmupSteps: 2, warmupStepSize: 0.5 }),
+        estimator: choice('qnbo', { update: 'bfgs', passes: 10, maxPasses: 20 }),
+        problemOptions: { batchSize: undefined, outerBatchSize: undefined },
+      };
+    case 'AID-CG':
+      return {
+        ...base,
+        color: '#7f7f7f',
+        innerSolver: choice('lbfgs', { maxIterations: 20, tolerance: 1e-4 }),
+        estimator: choice('cg', { maxIterations: 20, tolerance: 1e-3 }),
+        problemOptions: { batchSize: undefined, outerBatchSize: undefined },
+      };
+    default:
+      throw new Error(`benchopt section: unknown method '${label}'`);
+  }
+}
+
+/** The benchopt methods whose inner step ρ is tuned (qNBO and AID-CG solve with L-BFGS: no ρ). */
+const BENCHOPT_METHODS: readonly { label: string; hasInnerStep: boolean }[] = [
+  { label: 'SOBA', hasInnerStep: true },
+  { label: 'SABA', hasInnerStep: true },
+  { label: 'AmIGO', hasInnerStep: true },
+  { label: 'StocBiO', hasInnerStep: true },
+  { label: 'F2SA', hasInnerStep: true },
+  { label: 'BOME', hasInnerStep: true },
+  { label: 'ESJ-S', hasInnerStep: true },
+  { label: 'qNBO', hasInnerStep: false },
+  { label: 'AID-CG', hasInnerStep: false },
+];
+
+/**
+ * benchopt's bilevel benchmark protocol for data hyper-cleaning (Dagréou, Ablin, Vaiter & Moreau, 2022; the
+ * benchopt `benchmark_bilevel` repository): a linear multinomial model, 20,000 training samples with 50 % of their
+ * labels corrupted, 5,000 clean validation samples, test error on the official 10,000 test images — here on
+ * Fashion-MNIST (the data this machine has). Minibatches of 64 (the stochastic methods; qNBO and AID-CG are
+ * deterministic and take full batches). Step sizes: a grid (BENCHOPT_GRID) on seed 0 under a short budget, the
+ * pair with the lowest final validation loss wins; then every method runs on every seed under the full budget.
+ */
+function benchopt({ quick }: SuiteSizes): SectionSetting {
+  const sizes = quick
+    ? { trainSamples: 1000, validationSamples: 500, testSamples: 1000 }
+    : { trainSamples: 20000, validationSamples: 5000, testSamples: 10000 };
+  const seeds = quick ? BENCHOPT_SEEDS.slice(0, 1) : BENCHOPT_SEEDS;
+  const gridSeconds = quick ? 0.5 : 4;
+  const methods: MethodSetting[] = [];
+  for (const m of BENCHOPT_METHODS) {
+    const rhos = m.hasInnerStep ? (quick ? [BENCHOPT_GRID.innerSteps[1]] : BENCHOPT_GRID.innerSteps) : [null];
+    const gammas = quick ? [BENCHOPT_GRID.outerSteps[2]] : BENCHOPT_GRID.outerSteps;
+    for (const rho of rhos) {
+      for (const gamma of gammas) {
+        methods.push({
+          ...benchoptMethod(m.label, rho, gamma),
+          protocol: `grid ρ=${rho ?? '–'} γ=${gamma}`,
+          grid: { method: m.label, innerStep: rho, outerStep: gamma },
+          timeLimitSeconds: gridSeconds,
+          seed: 0,
+        });
+      }
+    }
+  }
+  for (const seed of seeds) {
+    for (const m of BENCHOPT_METHODS) {
+      methods.push({ ...benchoptMethod(m.label, null, BENCHOPT_GRID.outerSteps[2]), protocol: `seed${seed}`, seed, tuned: true });
+    }
+  }
+  return {
+    id: 'benchopt',
+    title: `benchopt's hyper-cleaning protocol, Fashion-MNIST (${sizes.trainSamples.toLocaleString('en-US')} training samples, 50 % corrupted)`,
+    problem: choice('hyper-cleaning', {
+      dataset: 'fashion-mnist',
+      ...sizes,
+      corruptionRate: 0.5,
+      innerL2: 0.001,
+      batchSize: 64,
+      outerBatchSize: 64,
+      seed: 0,
+    }),
+    data: 'fashion-mnist',
+    methods,
+    steps: 1_000_000,
+    timeLimitSeconds: quick ? 1 : 12,
+    evalIntervalSeconds: quick ? 0.25 : 0.5,
+    closedFormDiagnostics: false,
+    seed: 0,
+    mainMetric: 'testError',
+    mainMetricTitle: 'test error',
+    higherIsBetter: false,
+    targets: [],
+    workerTimeoutSeconds: quick ? 120 : 300,
+    evaluateAtIterate: true,
+    withSteps: (m, steps) => ({ ...m, ...benchoptMethod(m.label, steps.innerStep, steps.outerStep), protocol: m.protocol, seed: m.seed, tuned: true }),
+  };
+}
+
 /** The suite's sections, in the order they run. */
 export function suiteSettings(sizes: SuiteSizes): SectionSetting[] {
-  return [quadratic(sizes), hyperRepresentation(sizes), hyperCleaning(sizes), fewShot(sizes)];
+  return [quadratic(sizes), hyperRepresentation(sizes), hyperCleaning(sizes), fewShot(sizes), benchopt(sizes)];
 }
 
 /** The section and method a worker runs, found again from the suite's settings. */

@@ -7,7 +7,8 @@ import * as os from 'os';
 import { describeSearch, findFashionMnist, resolveDataPath } from '@bilevel/datasets';
 import { type SectionOutcome, type SuiteReport, writeReport } from './report';
 import type { RunResult, WorkerTask } from './results';
-import { type SectionSetting, methodKey, suiteSettings } from './settings';
+import { type SectionSetting, type StepChoice, methodKey, suiteSettings } from './settings';
+import { chooseSteps } from './benchopt';
 import type { SuiteSectionId } from '../args';
 import { speedEnvironment, speedTable } from './speed/report';
 import { type SpeedOutcome, runSpeedSection } from './speed/section';
@@ -48,12 +49,26 @@ export function missingData(section: SectionSetting): string | null {
 }
 
 function failedRun(section: SectionSetting, key: string, label: string, status: RunResult['status'], error: string, wallSeconds: number): RunResult {
-  return { section: section.id, key, label, status, error, steps: 0, trainSeconds: 0, wallSeconds, setupSeconds: 0, curve: [], evals: [] };
+  const protocol = key.includes('/') ? key.slice(0, key.indexOf('/')) : undefined;
+  return { section: section.id, key, label, ...(protocol ? { protocol } : {}), status, error, steps: 0, trainSeconds: 0, wallSeconds, setupSeconds: 0, curve: [], evals: [] };
 }
 
 /** Runs one method in a worker process; never throws. */
-export function runInWorker(section: SectionSetting, key: string, label: string, options: SuiteOptions): Promise<RunResult> {
-  const task: WorkerTask = { kind: 'bench-task', quick: options.quick, section: section.id, key, backend: options.backend };
+export function runInWorker(
+  section: SectionSetting,
+  key: string,
+  label: string,
+  options: SuiteOptions,
+  steps?: StepChoice,
+): Promise<RunResult> {
+  const task: WorkerTask = {
+    kind: 'bench-task',
+    quick: options.quick,
+    section: section.id,
+    key,
+    backend: options.backend,
+    ...(steps ? { stepSizes: steps } : {}),
+  };
   const start = performance.now();
   const elapsed = () => (performance.now() - start) / 1000;
   return new Promise((resolve) => {
@@ -97,7 +112,8 @@ function summary(section: SectionSetting, r: RunResult): string {
     `${head}, ${r.steps} steps, ${r.trainSeconds.toFixed(1)} s training, ${r.wallSeconds.toFixed(1)} s wall` +
     (metric !== undefined ? `, ${section.mainMetric} ${metric.toPrecision(4)}` : '') +
     (last ? `, outer loss ${last.outerLoss.toPrecision(4)}` : '') +
-    (r.error ? ` — ${r.error}` : '')
+    (r.error ? ` — ${r.error}` : '') +
+    ` (load average ${os.loadavg().map((v) => v.toFixed(2)).join(' / ')})`
   );
 }
 
@@ -118,7 +134,19 @@ export async function runSuite(options: SuiteOptions): Promise<number> {
     const runs: RunResult[] = [];
     let skipped: string | undefined;
     for (const m of section.methods) {
-      const r = await runInWorker(section, methodKey(m), m.label, options);
+      let steps: StepChoice | undefined;
+      if (m.tuned) {
+        // the step sizes the grid runs (listed before the tuned ones) chose for this method
+        const choice = chooseSteps(section, runs).get(m.label);
+        if (!choice) {
+          const r = failedRun(section, methodKey(m), m.label, 'failed', `no step-size grid run of ${m.label} completed`, 0);
+          options.log(summary(section, r));
+          runs.push(r);
+          continue;
+        }
+        steps = choice.steps;
+      }
+      const r = await runInWorker(section, methodKey(m), m.label, options, steps);
       options.log(summary(section, r));
       if (r.status === 'skipped') {
         skipped = r.error;

@@ -54,12 +54,15 @@ function withFixedInitialY(problem: BilevelProblem, w0: TensorTree): BilevelProb
 
 export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
   const wallStart = performance.now();
-  const { section, method } = findMethod({ quick: task.quick }, task.section, task.key);
+  const found = findMethod({ quick: task.quick }, task.section, task.key);
+  const section = found.section;
+  const method = task.stepSizes && section.withSteps ? section.withSteps(found.method, task.stepSizes) : found.method;
   const base = {
     section: section.id,
     key: task.key,
     label: method.label,
     ...(method.protocol ? { protocol: method.protocol } : {}),
+    ...(task.stepSizes ? { stepSizes: task.stepSizes } : {}),
   };
   const wall = () => (performance.now() - wallStart) / 1000;
   const selection = await initBackend({ backend: task.backend as BackendChoice, log: () => undefined });
@@ -68,7 +71,11 @@ export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
   const setupStart = performance.now();
   let problem: BilevelProblem;
   try {
-    const options = method.seed !== undefined ? { ...section.problem.options, seed: method.seed } : section.problem.options;
+    const options = {
+      ...section.problem.options,
+      ...(method.problemOptions ?? {}),
+      ...(method.seed !== undefined ? { seed: method.seed } : {}),
+    };
     problem = registry.create('problem', section.problem.name, options);
   } catch (e) {
     const status = e instanceof DataError ? 'skipped' : 'failed';
@@ -90,7 +97,7 @@ export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
     method.estimator.name === PARTIAL_GRADIENT
       ? new PartialGradientEstimator()
       : registry.create('estimator', method.estimator.name, method.estimator.options);
-  const timeLimitSeconds = section.timeLimitSeconds;
+  const timeLimitSeconds = method.timeLimitSeconds ?? section.timeLimitSeconds;
   const optimizer = registry.create('outerOptimizer', method.outerOptimizer.name, method.outerOptimizer.options);
   const oracles = createOracles(trained);
   const trainer = new Trainer({
@@ -112,9 +119,17 @@ export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
   const meter = new MemoryMeter();
   const curve: CurvePoint[] = [];
   const evals: EvalPoint[] = [];
+  // benchopt's way: the metrics of the iterate (x, y) itself; else after an uncharged inner solve at x.
+  const atIterate = (): { outerLoss: number; metrics: Record<string, number> } =>
+    tidy(() => ({
+      outerLoss: trained.outerLoss(trainer.x, trainer.y).dataSync()[0],
+      metrics: trained.evaluate ? trained.evaluate(trainer.x, trainer.y) : {},
+    }));
+  const withError = (metrics: Record<string, number>): Record<string, number> =>
+    metrics.testAccuracy !== undefined && section.mainMetric === 'testError' ? { ...metrics, testError: 1 - metrics.testAccuracy } : metrics;
   const evaluate = (iterate: number, time: number): void => {
-    const r = trainer.finalEvaluation();
-    evals.push({ iterate, time, outerLoss: r.outerLoss, metrics: r.metrics });
+    const r = section.evaluateAtIterate ? atIterate() : trainer.finalEvaluation();
+    evals.push({ iterate, time, outerLoss: r.outerLoss, metrics: withError(r.metrics) });
   };
   let lastEvalTime = 0;
   let previousTime = 0;
@@ -150,7 +165,8 @@ export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
     const result = await trainer.run();
     meter.setMeasuring(false);
     stoppedBy = result.stoppedBy;
-    evals.push({ iterate: result.steps, time: result.elapsedSeconds, outerLoss: result.finalOuterLoss, metrics: result.finalMetrics });
+    if (section.evaluateAtIterate) evaluate(result.steps, result.elapsedSeconds);
+    else evals.push({ iterate: result.steps, time: result.elapsedSeconds, outerLoss: result.finalOuterLoss, metrics: withError(result.finalMetrics) });
   } catch (e) {
     meter.setMeasuring(false);
     status = isDivergence(e) ? 'diverged' : 'failed';
