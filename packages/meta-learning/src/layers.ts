@@ -1,4 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
+import {
+  channelAffine,
+  channelMoments,
+  fusedBatchNorm,
+  fusedLeakyRelu,
+  hasFusedBatchNormKernels,
+  hasFusedLeakyReluKernels,
+} from './fused-batch-norm';
 
 /**
  * Layer functions of the backbones, written so that the CPU backends of tfjs (`cpu`, `wasm`, `cpu-blas`) run
@@ -57,6 +65,24 @@ let forcedStrategy: ConvolutionGradientStrategy | null = null;
  */
 export function setConvolutionGradientStrategy(strategy: ConvolutionGradientStrategy | 'auto'): void {
   forcedStrategy = strategy === 'auto' ? null : strategy;
+}
+
+let fusedBatchNormEnabled = true;
+
+/**
+ * Turns the fused batch-norm and LeakyReLU kernels off (false) or back on (true, the default). When on and the
+ * current backend provides them (`cpu-blas` of @bilevel/tfjs-blas: `BilevelChannelMoments`,
+ * `BilevelChannelSums`, `BilevelChannelAffine`, `BilevelLeakyRelu`, `BilevelLeakyReluGrad`), {@link batchNorm}
+ * under the `native` strategy is one op with a two-pass forward and a three-pass gradient, and
+ * {@link leakyRelu} one pass each way; otherwise the composite forms. Both give the same values and
+ * derivatives of every order up to float rounding; this is for tests and comparisons.
+ */
+export function setFusedBatchNorm(enabled: boolean): void {
+  fusedBatchNormEnabled = enabled;
+}
+
+function useFusedBatchNorm(): boolean {
+  return fusedBatchNormEnabled && gradientStrategy() === 'native' && hasFusedBatchNormKernels();
 }
 
 function gradientStrategy(): ConvolutionGradientStrategy {
@@ -234,9 +260,14 @@ const leakyReluOps = new Map<string, (x: tf.Tensor) => tf.Tensor>();
  * The value is x·step(x, α) where element-wise ops are native (`cpu-blas`, `wasm`, …: two full-size ops
  * forward and two backward), tfjs' LeakyRelu kernel on `cpu` (one JS loop) — against four ops forward and
  * five backward for αx + (1 − α)·relu(x). Either way the value is the float32 product x·α for x < 0 and
- * exactly x for x > 0.
+ * exactly x for x > 0. Where the backend has LeakyReLU kernels of its own (`cpu-blas`), the `native` strategy
+ * computes the same values with one pass forward and one backward (the gradient again such an op; turned
+ * off with the fused batch norm, see {@link setFusedBatchNorm}).
  */
 export function leakyRelu<T extends tf.Tensor>(x: T, alpha: number): T {
+  if (fusedBatchNormEnabled && gradientStrategy() === 'native' && x.dtype === 'float32' && hasFusedLeakyReluKernels()) {
+    return fusedLeakyRelu(x, Math.fround(alpha)) as T;
+  }
   const byKernel = gradientStrategy() === 'js';
   const key = `${byKernel ? 'kernel' : 'step'}|${alpha}`;
   let op = leakyReluOps.get(key);
@@ -337,15 +368,20 @@ export interface BatchNormArgs {
   readonly runningVariance?: tf.Tensor1D;
   /** Independent equal-size groups along the batch axis, each with its own statistics (training mode). */
   readonly groups?: number;
+  /**
+   * Whether the result holds the batch mean and variance (training mode; default true). With the fused
+   * kernels they take one more pass over x, which callers that do not read them skip by passing false.
+   */
+  readonly statistics?: boolean;
 }
 
 /** What {@link batchNorm} returns. */
 export interface BatchNormResult {
   /** The normalized, scaled and shifted activations. */
   readonly y: tf.Tensor4D;
-  /** Batch mean and biased variance [c], averaged over the groups (training mode only). */
+  /** Batch mean [c], averaged over the groups (training mode only, unless `statistics` is false). */
   readonly mean?: tf.Tensor1D;
-  /** Biased batch variance per channel (training mode only). */
+  /** Biased batch variance per channel (training mode only, unless `statistics` is false). */
   readonly variance?: tf.Tensor1D;
   /** Values per channel that each statistic was computed from (n·h·w / groups). */
   readonly count?: number;
@@ -365,7 +401,10 @@ export interface BatchNormResult {
  * y = x·a + b with per-channel a = γ/√(σ² + ε), b = β − μ·a, and in training mode μ and σ² come from x inside
  * the graph (one op, see groupMoments above), so autodiff gives exactly the batch-norm gradient and its
  * derivatives: three full-size element-wise ops and two reductions forward, five and three backward
- * (training mode). With `js` (`cpu`), the same formulas with matrix products and same-shape ops: outer
+ * (training mode). When the backend provides the fused batch-norm kernels (`cpu-blas`), the `native` strategy runs
+ * the whole training-mode batch norm as one op: a moments pass and an affine pass forward, a sums pass, a
+ * moments pass and a two-input affine pass backward, its gradient again made of such ops (see
+ * {@link setFusedBatchNorm}). With `js` (`cpu`), the same formulas with matrix products and same-shape ops: outer
  * products with ones in place of broadcasting, group means as products with a row of 1/m.
  */
 export function batchNorm(x: tf.Tensor4D, args: BatchNormArgs): BatchNormResult {
@@ -380,6 +419,11 @@ export function batchNorm(x: tf.Tensor4D, args: BatchNormArgs): BatchNormResult 
     }
     const scale = tf.mul(args.gamma, tf.rsqrt(tf.add(runningVariance, args.epsilon)));
     const shift = tf.sub(args.beta, tf.mul(runningMean, scale));
+    if (useFusedBatchNorm()) {
+      const flat = tf.reshape(x, [1, n * h * w, c]) as tf.Tensor3D;
+      const coefficient = (t: tf.Tensor) => tf.reshape(t, [1, 1, c]) as tf.Tensor3D;
+      return { y: tf.reshape(channelAffine(flat, coefficient(scale), coefficient(shift)), [n, h, w, c]) as tf.Tensor4D };
+    }
     if (gradientStrategy() !== 'js') return { y: tf.add(tf.mul(x, scale), shift) as tf.Tensor4D };
     const m = n * h * w;
     const flat = tf.reshape(x, [1, m, c]) as tf.Tensor3D;
@@ -395,6 +439,22 @@ export function batchNorm(x: tf.Tensor4D, args: BatchNormArgs): BatchNormResult 
   }
   const m = (n / groups) * h * w;
   const flat = tf.reshape(x, [groups, m, c]) as tf.Tensor3D;
+  if (useFusedBatchNorm()) {
+    const y = fusedBatchNorm(
+      flat,
+      tf.reshape(args.gamma, [1, 1, c]) as tf.Tensor3D,
+      tf.reshape(args.beta, [1, 1, c]) as tf.Tensor3D,
+      args.epsilon,
+    );
+    const out: BatchNormResult = { y: tf.reshape(y, [n, h, w, c]) as tf.Tensor4D, count: m };
+    if (args.statistics === false) return out;
+    const [mu, sigma2] = channelMoments(flat);
+    return {
+      ...out,
+      mean: tf.reshape(tf.mean(mu, 0), [c]) as tf.Tensor1D,
+      variance: tf.reshape(tf.mean(sigma2, 0), [c]) as tf.Tensor1D,
+    };
+  }
   if (gradientStrategy() !== 'js') {
     const { mean: mu, variance: sigma2 } = groupMoments(flat);
     const a = tf.mul(tf.reshape(args.gamma, [1, 1, c]), tf.rsqrt(tf.add(sigma2, args.epsilon)));

@@ -119,6 +119,8 @@ export interface NativeBlas {
     groups: number,
     out: Float32Array,
   ): void;
+  /** out = LeakyReLU(x) (dy null), or its gradient dy·step(x, alpha); one pass. */
+  leakyRelu(x: Float32Array, dy: Float32Array | null, alpha: number, out: Float32Array): void;
 }
 
 /** Where node-gyp puts the addon, relative to the package root (one level above `src/` and `dist/`). */

@@ -1,4 +1,4 @@
-import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { float32Values, outputArray, requiredInput } from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
@@ -21,6 +21,18 @@ export const CHANNEL_SUMS_KERNEL = 'BilevelChannelSums';
  * [g, 1, c] → x·a + z·s + b (without z and s: x·a + b), the coefficients broadcast over each group's rows.
  */
 export const CHANNEL_AFFINE_KERNEL = 'BilevelChannelAffine';
+
+/**
+ * Kernel `BilevelLeakyRelu`: input `x`, attribute `alpha` → x for x > 0, else α·x (the float32 values of
+ * x·step(x, α)), in one pass.
+ */
+export const LEAKY_RELU_KERNEL = 'BilevelLeakyRelu';
+
+/**
+ * Kernel `BilevelLeakyReluGrad`: inputs `dy` and `x` of the same shape, attribute `alpha` → dy for x > 0, else
+ * α·dy, NaN where x is NaN (the float32 values of dy·step(x, α)), in one pass.
+ */
+export const LEAKY_RELU_GRAD_KERNEL = 'BilevelLeakyReluGrad';
 
 function checkFloat32(kernel: string, ...ts: TensorInfo[]): void {
   for (const t of ts) {
@@ -106,9 +118,39 @@ const channelAffine: KernelFunc = ({ inputs, backend }) => {
   return cpu.makeTensorInfo(x.shape, 'float32', out);
 };
 
-/** The batch-norm kernels (float32 only; other dtypes are an error). */
-export function batchNormKernelConfigs(backendName: string): KernelConfig[] {
+function alphaOf(kernel: string, attrs: NamedAttrMap | undefined): number {
+  const alpha = attrs?.alpha;
+  if (typeof alpha !== 'number') throw new Error(`${kernel}: attribute alpha must be a number`);
+  return alpha;
+}
+
+const leakyRelu: KernelFunc = ({ inputs, backend, attrs }) => {
+  const cpu = backend as MathBackendCPU;
+  const x = requiredInput(inputs, 'x', LEAKY_RELU_KERNEL);
+  checkFloat32(LEAKY_RELU_KERNEL, x);
+  const alpha = alphaOf(LEAKY_RELU_KERNEL, attrs);
+  const out = outputArray(cpu, x.shape.reduce((p, d) => p * d, 1));
+  if (out.length > 0) requireNativeBlas().leakyRelu(float32Values(cpu, x), null, alpha, out);
+  return cpu.makeTensorInfo(x.shape, 'float32', out);
+};
+
+const leakyReluGrad: KernelFunc = ({ inputs, backend, attrs }) => {
+  const cpu = backend as MathBackendCPU;
+  const dy = requiredInput(inputs, 'dy', LEAKY_RELU_GRAD_KERNEL);
+  const x = requiredInput(inputs, 'x', LEAKY_RELU_GRAD_KERNEL);
+  checkFloat32(LEAKY_RELU_GRAD_KERNEL, dy, x);
+  expectSameShape(LEAKY_RELU_GRAD_KERNEL, 'x', x, dy.shape);
+  const alpha = alphaOf(LEAKY_RELU_GRAD_KERNEL, attrs);
+  const out = outputArray(cpu, x.shape.reduce((p, d) => p * d, 1));
+  if (out.length > 0) requireNativeBlas().leakyRelu(float32Values(cpu, x), float32Values(cpu, dy), alpha, out);
+  return cpu.makeTensorInfo(x.shape, 'float32', out);
+};
+
+/** The batch-norm and LeakyReLU kernels (float32 only; other dtypes are an error). */
+export function convNetKernelConfigs(backendName: string): KernelConfig[] {
   return [
+    { kernelName: LEAKY_RELU_KERNEL, backendName, kernelFunc: leakyRelu },
+    { kernelName: LEAKY_RELU_GRAD_KERNEL, backendName, kernelFunc: leakyReluGrad },
     { kernelName: CHANNEL_MOMENTS_KERNEL, backendName, kernelFunc: channelMoments },
     { kernelName: CHANNEL_SUMS_KERNEL, backendName, kernelFunc: channelSums },
     { kernelName: CHANNEL_AFFINE_KERNEL, backendName, kernelFunc: channelAffine },

@@ -4,6 +4,8 @@ import {
   CHANNEL_AFFINE_KERNEL,
   CHANNEL_MOMENTS_KERNEL,
   CHANNEL_SUMS_KERNEL,
+  LEAKY_RELU_GRAD_KERNEL,
+  LEAKY_RELU_KERNEL,
   blasInfo,
   isBlasAvailable,
   registerBlasBackend,
@@ -34,6 +36,14 @@ const affine2 = (x: tf.Tensor, a: tf.Tensor, z: tf.Tensor, s: tf.Tensor, b: tf.T
 const affine2Ref = (x: tf.Tensor, a: tf.Tensor, z: tf.Tensor, s: tf.Tensor, b: tf.Tensor): tf.Tensor =>
   tf.add(tf.add(tf.mul(x, a), tf.mul(z, s)), b);
 
+const ALPHA = 0.1;
+const leaky = (x: tf.Tensor): tf.Tensor =>
+  tf.engine().runKernel(LEAKY_RELU_KERNEL, { x }, { alpha: ALPHA }) as tf.Tensor;
+const leakyRef = (x: tf.Tensor): tf.Tensor => tf.mul(x, tf.step(x, ALPHA));
+const leakyGrad = (dy: tf.Tensor, x: tf.Tensor): tf.Tensor =>
+  tf.engine().runKernel(LEAKY_RELU_GRAD_KERNEL, { dy, x }, { alpha: ALPHA }) as tf.Tensor;
+const leakyGradRef = (dy: tf.Tensor, x: tf.Tensor): tf.Tensor => tf.mul(dy, tf.step(x, ALPHA));
+
 type Case = [string, (...ts: tf.Tensor[]) => tf.Tensor, (...ts: tf.Tensor[]) => tf.Tensor, (g: number, m: number, c: number) => number[][]];
 
 const CASES: Case[] = [
@@ -47,6 +57,8 @@ const CASES: Case[] = [
     affine2Ref,
     (g, m, c) => [[g, m, c], [g, 1, c], [g, m, c], [g, 1, c], [g, 1, c]],
   ],
+  ['leakyRelu', leaky, leakyRef, (g, m, c) => [[g, m, c]]],
+  ['leakyReluGrad', leakyGrad, leakyGradRef, (g, m, c) => [[g, m, c], [g, m, c]]],
 ];
 
 async function agree(
@@ -139,6 +151,27 @@ async function agree(
     expect(Math.abs(got.values[3] - exact[1].variance)).toBeLessThan(1e-5 * exact[1].variance);
   });
 
+  it('leakyRelu and its gradient are exactly x·step(x, α) and dy·step(x, α) (−0, tiny values, NaN, ±∞)', async () => {
+    const rand = seededRandom(11);
+    const edge = [-0, 0, 1e-40, -1e-40, 1e-30, -1e-30, NaN, Infinity, -Infinity, 3, -3];
+    const n = 3 * 40000;
+    const x = specialValues(rand, n);
+    x.set(edge);
+    const dy = specialValues(rand, n);
+    const ops = [
+      { values: dy, shape: [3, 200, 200] },
+      { values: x, shape: [3, 200, 200] },
+    ];
+    for (const [f, ref, operands] of [
+      [leaky, leakyRef, [ops[1]]],
+      [leakyGrad, leakyGradRef, ops],
+    ] as [(...ts: tf.Tensor[]) => tf.Tensor, (...ts: tf.Tensor[]) => tf.Tensor, Operand[]][]) {
+      const [got] = await runOn(BLAS_BACKEND_NAME, operands, f);
+      const [want] = await runOn('cpu', operands, ref);
+      expect(got.values).toEqual(want.values);
+    }
+  });
+
   it('refuses other dtypes, ranks and mismatched shapes with a clear error', async () => {
     await tf.setBackend(BLAS_BACKEND_NAME);
     tf.tidy(() => {
@@ -149,6 +182,8 @@ async function agree(
       expect(() => run(CHANNEL_SUMS_KERNEL, { u: x, v: tf.zeros([2, 3, 5]) })).toThrow(/v has shape \[2,3,5\]/);
       expect(() => run(CHANNEL_AFFINE_KERNEL, { x, a: tf.zeros([1, 1, 4]), b: a })).toThrow(/a has shape \[1,1,4\]/);
       expect(() => run(CHANNEL_AFFINE_KERNEL, { x, a, b: a, z: x })).toThrow(/z and s/);
+      expect(() => run(LEAKY_RELU_KERNEL, { x })).toThrow(/alpha/);
+      expect(() => tf.engine().runKernel(LEAKY_RELU_GRAD_KERNEL, { dy: x, x: a }, { alpha: 0.1 })).toThrow(/x has shape/);
     });
   });
 });

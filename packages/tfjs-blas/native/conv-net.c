@@ -1,5 +1,6 @@
 /*
- * Per-channel kernels of batch normalization, on activations viewed as x [groups, rows, channels] (NHWC with
+ * Kernels of the convolution networks around the convolutions: LeakyReLU (at the end of this file) and the
+ * per-channel kernels of batch normalization, on activations viewed as x [groups, rows, channels] (NHWC with
  * the batch split into groups, each with its own statistics):
  *
  *   channelMoments(x, groups, out):        out [2, groups, c] = the mean and the biased variance of each
@@ -22,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batch-norm.h"
+#include "conv-net.h"
 #include "thread-pool.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(BILEVEL_ACCELERATE)
@@ -304,11 +305,57 @@ static napi_value js_channel_affine(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-void bilevel_batch_norm_register(napi_env env, napi_value exports) {
+/* ---------------------------------------------------------------------------------------------- */
+/* LeakyReLU and its gradient, each one pass (the composite forms x·step(x, α) and dy·step(x, α) make two):
+ *   leakyRelu(x, null, alpha, out):  out = x for x > 0, else α·x (NaN stays NaN);
+ *   leakyRelu(x, dy, alpha, out):    out = dy for x > 0, else α·dy (NaN where x is NaN),
+ * the float32 values of x·step(x, α) and dy·step(x, α). */
+
+typedef struct {
+  const float *x, *dy;
+  float alpha;
+  float* out;
+} LeakyTask;
+
+BN_VECTOR_CLONES
+static void leaky_range(void* ctx, size_t b, size_t e) {
+  const LeakyTask* t = (const LeakyTask*)ctx;
+  const float a = t->alpha;
+  const float* x = t->x;
+  float* o = t->out;
+  if (t->dy) {
+    const float* dy = t->dy;
+    for (size_t i = b; i < e; i++) o[i] = x[i] > 0.f ? dy[i] : (x[i] != x[i] ? x[i] : dy[i] * a);
+  } else {
+    for (size_t i = b; i < e; i++) o[i] = x[i] > 0.f ? x[i] : x[i] * a;
+  }
+}
+
+static napi_value js_leaky_relu(napi_env env, napi_callback_info info) {
+  const char* fn = "leakyRelu";
+  napi_value argv[4];
+  float *x, *dy, *out;
+  size_t lx, ldy, lo;
+  double alpha;
+  if (bn_args(env, info, 4, argv, fn)) return NULL;
+  if (bn_f32(env, argv[0], fn, "x", 0, &x, &lx) || bn_f32(env, argv[1], fn, "dy", 1, &dy, &ldy) ||
+      bn_f32(env, argv[3], fn, "out", 0, &out, &lo))
+    return NULL;
+  napi_valuetype vt;
+  if (napi_typeof(env, argv[2], &vt) != napi_ok || vt != napi_number || napi_get_value_double(env, argv[2], &alpha) != napi_ok)
+    return bn_throw(env, fn, "alpha must be a number"), NULL;
+  if (lo != lx || (dy && ldy != lx)) return bn_throw(env, fn, "x, dy and out must have the same size"), NULL;
+  LeakyTask t = {x, dy, (float)alpha, out};
+  pool_parallel_for(lx, BN_GRAIN, leaky_range, &t);
+  return NULL;
+}
+
+void bilevel_conv_net_register(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"channelMoments", NULL, js_channel_moments, NULL, NULL, NULL, napi_enumerable, NULL},
       {"channelSums", NULL, js_channel_sums, NULL, NULL, NULL, napi_enumerable, NULL},
       {"channelAffine", NULL, js_channel_affine, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"leakyRelu", NULL, js_leaky_relu, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }
