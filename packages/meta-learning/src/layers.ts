@@ -174,28 +174,53 @@ function filterGradientKernelOp(ph: number, pw: number, filterShape: readonly nu
   return op;
 }
 
+/** Name of the stride-1 convolution kernel with this file's gradient (the backend's Conv2D under another name). */
+const CONV_KERNEL = 'BilevelConv2DStride1';
+
+/**
+ * Registers, once, the gradient of {@link CONV_KERNEL}, and for the current backend the kernel itself (its
+ * Conv2D kernel under the new name). A registered gradient hands tfjs one function per input, and tfjs calls
+ * only those of inputs that lead to what is differentiated: the input gradient of a layer whose input is
+ * data (the images of a backbone's first layer and shortcut) is never computed. (An op from `tf.customGrad`
+ * must return every input's gradient.)
+ */
+function convKernelName(): string {
+  if (!tf.getGradient(CONV_KERNEL)) {
+    tf.registerGradient({
+      kernelName: CONV_KERNEL,
+      inputsToSave: ['x', 'filter'],
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
+        const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const { ph, pw } = attrs as unknown as { ph: number; pw: number };
+        const g = dy as tf.Tensor4D;
+        return {
+          x: () => inputGradient(g, ws, xs.shape, ph, pw),
+          filter: () => filterGradient(xs, g, ws.shape[0], ws.shape[1], ph, pw),
+        };
+      },
+    });
+  }
+  const backend = tf.getBackend();
+  if (!tf.getKernel(CONV_KERNEL, backend)) {
+    const base = tf.getKernel('Conv2D', backend);
+    if (!base) throw new Error(`conv2d: the backend '${backend}' has no Conv2D kernel`);
+    tf.registerKernel({ ...base, kernelName: CONV_KERNEL, backendName: backend });
+  }
+  return CONV_KERNEL;
+}
+
 /**
  * The stride-1 convolution op with zero padding (ph, pw), memoized per padding, with the gradients of
- * {@link inputGradient} and {@link filterGradient}: ops of this file again, so derivatives of every order
- * are exact.
+ * {@link inputGradient} and {@link filterGradient} (each computed only when needed): ops of this file again,
+ * so derivatives of every order are exact.
  */
 function convOp(ph: number, pw: number): Conv {
   const key = `${ph},${pw}`;
   const known = convOps.get(key);
   if (known) return known;
-  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [x, w, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
-    save([x, w]);
-    return {
-      value: tf.conv2d(x, w, 1, explicitPadding(ph, pw)),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const dx = inputGradient(dy as tf.Tensor4D, ws, xs.shape, ph, pw);
-        const dw = filterGradient(xs, dy as tf.Tensor4D, ws.shape[0], ws.shape[1], ph, pw);
-        return [dx, dw];
-      },
-    };
-  }) as unknown as Conv;
+  const attrs = { strides: [1, 1], pad: explicitPadding(ph, pw), dataFormat: 'NHWC', dilations: [1, 1], ph, pw };
+  const op: Conv = (x, w) =>
+    tf.engine().runKernel(convKernelName(), { x, filter: w }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
   convOps.set(key, op);
   return op;
 }
