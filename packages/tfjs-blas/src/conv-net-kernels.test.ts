@@ -98,9 +98,9 @@ async function agree(
   it.each(CASES)('%s: large inputs (split over the worker threads) agree', async (name, f, ref, shapes) => {
     const rand = seededRandom(name.length * 31);
     for (const [g, m, c] of [
-      [1, 7057, 64],
-      [4, 1531, 33],
-      [2, 40000, 3],
+      [1, 4201, 40],
+      [3, 1531, 33],
+      [2, 22000, 3],
     ] as [number, number, number][]) {
       const ops = shapes(g, m, c).map((s) => operand(rand, s));
       expect(await agree(f, ref, ops, 2e-5)).toEqual({ shape: [g, m, c], at: -1 });
@@ -111,7 +111,7 @@ async function agree(
     const rand = seededRandom(name.length * 5);
     for (const [g, m, c] of [
       [2, 30, 6],
-      [2, 3000, 40],
+      [2, 1700, 40],
     ] as [number, number, number][]) {
       const ops = shapes(g, m, c).map((s) => ({ values: specialValues(rand, s.reduce((p, d) => p * d, 1)), shape: s }));
       expect(await agree(f, ref, ops, 1e-5)).toEqual({ shape: [g, m, c], at: -1 });
@@ -168,7 +168,9 @@ async function agree(
     ] as [(...ts: tf.Tensor[]) => tf.Tensor, (...ts: tf.Tensor[]) => tf.Tensor, Operand[]][]) {
       const [got] = await runOn(BLAS_BACKEND_NAME, operands, f);
       const [want] = await runOn('cpu', operands, ref);
-      expect(got.values).toEqual(want.values);
+      // Bit for bit (Object.is: NaN equals NaN, −0 differs from 0).
+      expect(got.values.length).toBe(want.values.length);
+      expect(got.values.findIndex((v, i) => !Object.is(v, want.values[i]))).toBe(-1);
     }
   });
 
