@@ -49,7 +49,10 @@ function leakyReluGrad(dy: tf.Tensor, x: tf.Tensor, alpha: number): tf.Tensor {
       save([xx]);
       return {
         value: tf.engine().runKernel(LEAKY_GRAD, { dy: d, x: xx }, { alpha }) as tf.Tensor,
-        gradFunc: (g: tf.Tensor, saved: tf.Tensor[]) => [leakyReluGrad(g, saved[0], alpha), tf.zerosLike(saved[0])],
+        gradFunc: (g: tf.Tensor, saved: tf.Tensor[]) => [
+          leakyReluGrad(g, saved[0], alpha),
+          tf.zerosLike(saved[0]),
+        ],
       };
     }) as unknown as (dy: tf.Tensor, x: tf.Tensor) => tf.Tensor;
     leakyReluGradOps.set(alpha, op);
@@ -133,7 +136,13 @@ export function channelAffine(x: tf.Tensor3D, a: tf.Tensor3D, b: tf.Tensor3D): t
 }
 
 /** x·a + z·s + b with a, s, b [g, 1, c]. ∂x = dy·a, ∂z = dy·s, ∂a = Σ dy·x, ∂s = Σ dy·z, ∂b = Σ dy. */
-function channelAffine2(x: tf.Tensor3D, a: tf.Tensor3D, z: tf.Tensor3D, s: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+function channelAffine2(
+  x: tf.Tensor3D,
+  a: tf.Tensor3D,
+  z: tf.Tensor3D,
+  s: tf.Tensor3D,
+  b: tf.Tensor3D,
+): tf.Tensor3D {
   affine2Op ??= tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xx, aa, zz, ss, bb, save] = args as [
       tf.Tensor3D,
@@ -192,7 +201,12 @@ const batchNormOps = new Map<number, Op3>();
  *
  * μ and σ² recomputed from the saved x with the moments op, so the gradient is differentiable in x, dy and γ.
  */
-export function fusedBatchNorm(x: tf.Tensor3D, gamma: tf.Tensor3D, beta: tf.Tensor3D, epsilon: number): tf.Tensor3D {
+export function fusedBatchNorm(
+  x: tf.Tensor3D,
+  gamma: tf.Tensor3D,
+  beta: tf.Tensor3D,
+  epsilon: number,
+): tf.Tensor3D {
   let op = batchNormOps.get(epsilon);
   if (!op) {
     op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
@@ -211,7 +225,9 @@ export function fusedBatchNorm(x: tf.Tensor3D, gamma: tf.Tensor3D, beta: tf.Tens
           const [s1, s2] = channelSums(dy as tf.Tensor3D, xs);
           const rmk = tf.mul(r, tf.sub(s2, tf.mul(mu, s1)));
           const bigA = tf.mul(gs, r) as tf.Tensor3D;
-          const bigB = tf.neg(tf.mul(tf.mul(bigA, tf.square(r)), tf.div(tf.sub(s2, tf.mul(mu, s1)), m))) as tf.Tensor3D;
+          const bigB = tf.neg(
+            tf.mul(tf.mul(bigA, tf.square(r)), tf.div(tf.sub(s2, tf.mul(mu, s1)), m)),
+          ) as tf.Tensor3D;
           const bigC = tf.sub(tf.neg(tf.mul(bigA, tf.div(s1, m))), tf.mul(bigB, mu)) as tf.Tensor3D;
           const dx = channelAffine2(dy as tf.Tensor3D, bigA, xs, bigB, bigC);
           const dGamma = g === 1 ? rmk : tf.sum(rmk, 0, true);

@@ -10,10 +10,19 @@ import {
   isBlasAvailable,
   registerBlasBackend,
 } from './index';
-import { firstMismatch, operand, randInt, runOn, seededRandom, specialValues, type Operand } from './test-utils/compare';
+import {
+  firstMismatch,
+  operand,
+  randInt,
+  runOn,
+  seededRandom,
+  specialValues,
+  type Operand,
+} from './test-utils/compare';
 
 const native = isBlasAvailable();
-if (!native) console.warn(`skipped the native batch-norm kernel tests: ${blasInfo().reason} (${blasInfo().hint})`);
+if (!native)
+  console.warn(`skipped the native batch-norm kernel tests: ${blasInfo().reason} (${blasInfo().hint})`);
 
 function run(name: string, inputs: Record<string, tf.Tensor>): tf.Tensor {
   return tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap) as tf.Tensor;
@@ -26,10 +35,13 @@ const momentsRef = (x: tf.Tensor): tf.Tensor => {
   return tf.stack([mean, tf.mean(tf.squaredDifference(x, mean), 1, true)]);
 };
 const sums = (u: tf.Tensor, v: tf.Tensor): tf.Tensor => run(CHANNEL_SUMS_KERNEL, { u, v });
-const sumsRef = (u: tf.Tensor, v: tf.Tensor): tf.Tensor => tf.stack([tf.sum(u, 1, true), tf.sum(tf.mul(u, v), 1, true)]);
+const sumsRef = (u: tf.Tensor, v: tf.Tensor): tf.Tensor =>
+  tf.stack([tf.sum(u, 1, true), tf.sum(tf.mul(u, v), 1, true)]);
 const sumsSquares = (u: tf.Tensor): tf.Tensor => run(CHANNEL_SUMS_KERNEL, { u });
-const sumsSquaresRef = (u: tf.Tensor): tf.Tensor => tf.stack([tf.sum(u, 1, true), tf.sum(tf.square(u), 1, true)]);
-const affine = (x: tf.Tensor, a: tf.Tensor, b: tf.Tensor): tf.Tensor => run(CHANNEL_AFFINE_KERNEL, { x, a, b });
+const sumsSquaresRef = (u: tf.Tensor): tf.Tensor =>
+  tf.stack([tf.sum(u, 1, true), tf.sum(tf.square(u), 1, true)]);
+const affine = (x: tf.Tensor, a: tf.Tensor, b: tf.Tensor): tf.Tensor =>
+  run(CHANNEL_AFFINE_KERNEL, { x, a, b });
 const affineRef = (x: tf.Tensor, a: tf.Tensor, b: tf.Tensor): tf.Tensor => tf.add(tf.mul(x, a), b);
 const affine2 = (x: tf.Tensor, a: tf.Tensor, z: tf.Tensor, s: tf.Tensor, b: tf.Tensor): tf.Tensor =>
   run(CHANNEL_AFFINE_KERNEL, { x, a, z, s, b });
@@ -44,21 +56,57 @@ const leakyGrad = (dy: tf.Tensor, x: tf.Tensor): tf.Tensor =>
   tf.engine().runKernel(LEAKY_RELU_GRAD_KERNEL, { dy, x }, { alpha: ALPHA }) as tf.Tensor;
 const leakyGradRef = (dy: tf.Tensor, x: tf.Tensor): tf.Tensor => tf.mul(dy, tf.step(x, ALPHA));
 
-type Case = [string, (...ts: tf.Tensor[]) => tf.Tensor, (...ts: tf.Tensor[]) => tf.Tensor, (g: number, m: number, c: number) => number[][]];
+type Case = [
+  string,
+  (...ts: tf.Tensor[]) => tf.Tensor,
+  (...ts: tf.Tensor[]) => tf.Tensor,
+  (g: number, m: number, c: number) => number[][],
+];
 
 const CASES: Case[] = [
   ['channelMoments', moments, momentsRef, (g, m, c) => [[g, m, c]]],
-  ['channelSums (u, v)', sums, sumsRef, (g, m, c) => [[g, m, c], [g, m, c]]],
+  [
+    'channelSums (u, v)',
+    sums,
+    sumsRef,
+    (g, m, c) => [
+      [g, m, c],
+      [g, m, c],
+    ],
+  ],
   ['channelSums (u alone: Σu²)', sumsSquares, sumsSquaresRef, (g, m, c) => [[g, m, c]]],
-  ['channelAffine (x·a + b)', affine, affineRef, (g, m, c) => [[g, m, c], [g, 1, c], [g, 1, c]]],
+  [
+    'channelAffine (x·a + b)',
+    affine,
+    affineRef,
+    (g, m, c) => [
+      [g, m, c],
+      [g, 1, c],
+      [g, 1, c],
+    ],
+  ],
   [
     'channelAffine (x·a + z·s + b)',
     affine2,
     affine2Ref,
-    (g, m, c) => [[g, m, c], [g, 1, c], [g, m, c], [g, 1, c], [g, 1, c]],
+    (g, m, c) => [
+      [g, m, c],
+      [g, 1, c],
+      [g, m, c],
+      [g, 1, c],
+      [g, 1, c],
+    ],
   ],
   ['leakyRelu', leaky, leakyRef, (g, m, c) => [[g, m, c]]],
-  ['leakyReluGrad', leakyGrad, leakyGradRef, (g, m, c) => [[g, m, c], [g, m, c]]],
+  [
+    'leakyReluGrad',
+    leakyGrad,
+    leakyGradRef,
+    (g, m, c) => [
+      [g, m, c],
+      [g, m, c],
+    ],
+  ],
 ];
 
 async function agree(
@@ -113,7 +161,13 @@ async function agree(
       [2, 30, 6],
       [2, 1700, 40],
     ] as [number, number, number][]) {
-      const ops = shapes(g, m, c).map((s) => ({ values: specialValues(rand, s.reduce((p, d) => p * d, 1)), shape: s }));
+      const ops = shapes(g, m, c).map((s) => ({
+        values: specialValues(
+          rand,
+          s.reduce((p, d) => p * d, 1),
+        ),
+        shape: s,
+      }));
       expect(await agree(f, ref, ops, 1e-5)).toEqual({ shape: [g, m, c], at: -1 });
     }
   });
@@ -181,11 +235,17 @@ async function agree(
       const a = tf.zeros([2, 1, 4]);
       expect(() => run(CHANNEL_MOMENTS_KERNEL, { x: tf.zeros([6, 4]) })).toThrow(/rank 3/);
       expect(() => run(CHANNEL_MOMENTS_KERNEL, { x: tf.zeros([2, 3, 4], 'int32') })).toThrow(/float32/);
-      expect(() => run(CHANNEL_SUMS_KERNEL, { u: x, v: tf.zeros([2, 3, 5]) })).toThrow(/v has shape \[2,3,5\]/);
-      expect(() => run(CHANNEL_AFFINE_KERNEL, { x, a: tf.zeros([1, 1, 4]), b: a })).toThrow(/a has shape \[1,1,4\]/);
+      expect(() => run(CHANNEL_SUMS_KERNEL, { u: x, v: tf.zeros([2, 3, 5]) })).toThrow(
+        /v has shape \[2,3,5\]/,
+      );
+      expect(() => run(CHANNEL_AFFINE_KERNEL, { x, a: tf.zeros([1, 1, 4]), b: a })).toThrow(
+        /a has shape \[1,1,4\]/,
+      );
       expect(() => run(CHANNEL_AFFINE_KERNEL, { x, a, b: a, z: x })).toThrow(/z and s/);
       expect(() => run(LEAKY_RELU_KERNEL, { x })).toThrow(/alpha/);
-      expect(() => tf.engine().runKernel(LEAKY_RELU_GRAD_KERNEL, { dy: x, x: a }, { alpha: 0.1 })).toThrow(/x has shape/);
+      expect(() => tf.engine().runKernel(LEAKY_RELU_GRAD_KERNEL, { dy: x, x: a }, { alpha: 0.1 })).toThrow(
+        /x has shape/,
+      );
     });
   });
 });

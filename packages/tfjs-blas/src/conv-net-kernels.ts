@@ -41,7 +41,8 @@ function checkFloat32(kernel: string, ...ts: TensorInfo[]): void {
 }
 
 function groupsRowsChannels(kernel: string, name: string, t: TensorInfo): [number, number, number] {
-  if (t.shape.length !== 3) throw new Error(`${kernel}: ${name} must have rank 3 [groups, rows, channels], got [${t.shape}]`);
+  if (t.shape.length !== 3)
+    throw new Error(`${kernel}: ${name} must have rank 3 [groups, rows, channels], got [${t.shape}]`);
   return t.shape as [number, number, number];
 }
 
@@ -52,12 +53,7 @@ function expectSameShape(kernel: string, name: string, t: TensorInfo, shape: rea
 }
 
 /** Runs a native reduction to [2, g, 1, c]; an input without groups or channels gives an empty output. */
-function statistics(
-  cpu: MathBackendCPU,
-  g: number,
-  c: number,
-  run: (out: Float32Array) => void,
-): TensorInfo {
+function statistics(cpu: MathBackendCPU, g: number, c: number, run: (out: Float32Array) => void): TensorInfo {
   const out = outputArray(cpu, 2 * g * c);
   if (out.length > 0) run(out);
   return cpu.makeTensorInfo([2, g, 1, c], 'float32', out);
@@ -68,9 +64,7 @@ const channelMoments: KernelFunc = ({ inputs, backend }) => {
   const x = requiredInput(inputs, 'x', CHANNEL_MOMENTS_KERNEL);
   checkFloat32(CHANNEL_MOMENTS_KERNEL, x);
   const [g, , c] = groupsRowsChannels(CHANNEL_MOMENTS_KERNEL, 'x', x);
-  return statistics(cpu, g, c, (out) =>
-    requireNativeBlas().channelMoments(float32Values(cpu, x), g, out),
-  );
+  return statistics(cpu, g, c, (out) => requireNativeBlas().channelMoments(float32Values(cpu, x), g, out));
 };
 
 const channelSums: KernelFunc = ({ inputs, backend }) => {
@@ -103,7 +97,10 @@ const channelAffine: KernelFunc = ({ inputs, backend }) => {
     expectSameShape(CHANNEL_AFFINE_KERNEL, 'z', z, x.shape);
     expectSameShape(CHANNEL_AFFINE_KERNEL, 's', s, coefficient);
   }
-  const out = outputArray(cpu, x.shape.reduce((p, d) => p * d, 1));
+  const out = outputArray(
+    cpu,
+    x.shape.reduce((p, d) => p * d, 1),
+  );
   if (out.length > 0) {
     requireNativeBlas().channelAffine(
       float32Values(cpu, x),
@@ -129,7 +126,10 @@ const leakyRelu: KernelFunc = ({ inputs, backend, attrs }) => {
   const x = requiredInput(inputs, 'x', LEAKY_RELU_KERNEL);
   checkFloat32(LEAKY_RELU_KERNEL, x);
   const alpha = alphaOf(LEAKY_RELU_KERNEL, attrs);
-  const out = outputArray(cpu, x.shape.reduce((p, d) => p * d, 1));
+  const out = outputArray(
+    cpu,
+    x.shape.reduce((p, d) => p * d, 1),
+  );
   if (out.length > 0) requireNativeBlas().leakyRelu(float32Values(cpu, x), null, alpha, out);
   return cpu.makeTensorInfo(x.shape, 'float32', out);
 };
@@ -141,8 +141,12 @@ const leakyReluGrad: KernelFunc = ({ inputs, backend, attrs }) => {
   checkFloat32(LEAKY_RELU_GRAD_KERNEL, dy, x);
   expectSameShape(LEAKY_RELU_GRAD_KERNEL, 'x', x, dy.shape);
   const alpha = alphaOf(LEAKY_RELU_GRAD_KERNEL, attrs);
-  const out = outputArray(cpu, x.shape.reduce((p, d) => p * d, 1));
-  if (out.length > 0) requireNativeBlas().leakyRelu(float32Values(cpu, x), float32Values(cpu, dy), alpha, out);
+  const out = outputArray(
+    cpu,
+    x.shape.reduce((p, d) => p * d, 1),
+  );
+  if (out.length > 0)
+    requireNativeBlas().leakyRelu(float32Values(cpu, x), float32Values(cpu, dy), alpha, out);
   return cpu.makeTensorInfo(x.shape, 'float32', out);
 };
 
