@@ -104,7 +104,7 @@ export function applyBatchNorm(
     if (!runningMean || !runningVariance) throw new Error(`batch-norm buffers of layer '${layer}' are missing`);
     return batchNorm(x, { gamma, beta, epsilon, training: false, runningMean, runningVariance }).y;
   }
-  const r = batchNorm(x, { gamma, beta, epsilon, training: true, groups: options.groups });
+  const r = batchNorm(x, { gamma, beta, epsilon, training: true, groups: options.groups, statistics: !!options.statistics });
   if (options.statistics && r.mean && r.variance && r.count !== undefined) {
     const m = r.count;
     options.statistics[`${layer}.runningMean`] = r.mean;

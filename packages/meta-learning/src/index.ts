@@ -13,6 +13,7 @@ import { ResNet12Backbone, ResNet12OptionsSchema } from './resnet12';
 
 export {
   setConvolutionGradientStrategy,
+  setFusedBatchNorm,
   conv2d,
   conv2dPadded,
   leakyRelu,

@@ -8,6 +8,7 @@ import {
   type ConvolutionGradientStrategy,
   leakyRelu,
   setConvolutionGradientStrategy,
+  setFusedBatchNorm,
 } from './layers';
 
 /**
@@ -244,6 +245,123 @@ describe.each(BACKENDS)('layers on the %s backend', (backend) => {
       });
     },
   );
+
+  (backend === BLAS_BACKEND_NAME ? describe : describe.skip)('batchNorm, fused kernels against the composite ops', () => {
+    const rng = new Random(51);
+    const shape = [6, 5, 3, 7];
+    const c = shape[3];
+    const make = () => ({
+      x: tf.add(tf.mul(rng.normalTensor(shape), 2), rng.normalTensor([c], 0, 5)),
+      gamma: rng.normalTensor([c], 1, 0.5),
+      beta: rng.normalTensor([c]),
+      r: rng.normalTensor(shape),
+      q: rng.uniformTensor(shape, 0.5, 1.5),
+    });
+    /** Runs f on the native strategy with the fused kernels on or off. */
+    const fused = <T>(on: boolean, f: () => T): T =>
+      using('native', () => {
+        setFusedBatchNorm(on);
+        try {
+          return f();
+        } finally {
+          setFusedBatchNorm(true);
+        }
+      });
+    const lossOf =
+      (r: tf.Tensor, q: tf.Tensor, training: boolean, extra: tf.Tensor[] = []): Loss =>
+      (x, gamma, beta) => {
+        const y = batchNorm(x as tf.Tensor4D, {
+          gamma: gamma as tf.Tensor1D,
+          beta: beta as tf.Tensor1D,
+          epsilon: 1e-3,
+          training,
+          groups: training ? 3 : undefined,
+          runningMean: extra[0] as tf.Tensor1D | undefined,
+          runningVariance: extra[1] as tf.Tensor1D | undefined,
+        }).y;
+        return tf.add(tf.sum(tf.mul(r, y)), tf.mul(tf.sum(tf.mul(q, tf.square(y))), 0.5)) as tf.Scalar;
+      };
+
+    it('runs the fused kernels (and not the composite ops) forward and backward, batch norm and LeakyReLU', async () => {
+      const { x, gamma, beta, r, q } = make();
+      const loss = lossOf(r, q, true);
+      const kernels = async (on: boolean) =>
+        (await tf.profile(() => fused(on, () => tf.grads(loss)([x, gamma, beta])))).kernelNames;
+      const on = await kernels(true);
+      expect(on).toEqual(expect.arrayContaining(['BilevelChannelMoments', 'BilevelChannelSums', 'BilevelChannelAffine']));
+      expect(on).not.toContain('SquaredDifference');
+      const off = await kernels(false);
+      expect(off).not.toContain('BilevelChannelAffine');
+      expect(off).toContain('SquaredDifference');
+      const leaky = async (on: boolean) =>
+        (await tf.profile(() => fused(on, () => tf.grad((u: tf.Tensor) => tf.sum(leakyRelu(u, 0.1)))(x)))).kernelNames;
+      const leakyOn = await leaky(true);
+      expect(leakyOn).toEqual(expect.arrayContaining(['BilevelLeakyRelu', 'BilevelLeakyReluGrad']));
+      expect(leakyOn).not.toContain('Step');
+      expect(await leaky(false)).toContain('Step');
+      tf.dispose([x, gamma, beta, r, q]);
+    });
+
+    it('training mode: same values, statistics, gradients, Hessian-vector products (x and γ directions), third order', () => {
+      const before = tf.memory().numTensors;
+      tf.tidy(() => {
+        const { x, gamma, beta, r, q } = make();
+        const args = { gamma: gamma as tf.Tensor1D, beta: beta as tf.Tensor1D, epsilon: 1e-3, training: true, groups: 3 };
+        const a = fused(true, () => batchNorm(x as tf.Tensor4D, args));
+        const b = fused(false, () => batchNorm(x as tf.Tensor4D, args));
+        expect(maxAbsDiff(a.y, b.y)).toBeLessThan(1e-5);
+        expect(relDiff(a.mean as tf.Tensor, b.mean as tf.Tensor)).toBeLessThan(1e-6);
+        expect(relDiff(a.variance as tf.Tensor, b.variance as tf.Tensor)).toBeLessThan(1e-5);
+        const bare = fused(true, () => batchNorm(x as tf.Tensor4D, { ...args, statistics: false }));
+        expect(bare.mean).toBeUndefined();
+        expect(maxAbsDiff(bare.y, a.y)).toBe(0);
+        const loss = lossOf(r, q, true);
+        const ts = [x, gamma, beta];
+        const g = fused(true, () => tf.grads(loss)(ts));
+        const gRef = fused(false, () => tf.grads(loss)(ts));
+        g.forEach((gi, i) => expect(relDiff(gi, gRef[i])).toBeLessThan(1e-5));
+        // Second order along x and, with γ first, along γ (mixed products into x and β).
+        const vx = rng.normalTensor(shape);
+        const vg = rng.normalTensor([c]);
+        const gammaFirst: Loss = (gm, xs, bt) => loss(xs, gm, bt);
+        for (const [l, list, v] of [
+          [loss, ts, vx],
+          [gammaFirst, [gamma, x, beta], vg],
+        ] as [Loss, tf.Tensor[], tf.Tensor][]) {
+          const hv = fused(true, () => hessianVector(l, list, v));
+          const hvRef = fused(false, () => hessianVector(l, list, v));
+          const fd = fused(false, () => centralDifference(l, list, v, 1e-2));
+          hv.forEach((h, i) => {
+            expect(relDiff(h, hvRef[i])).toBeLessThan(1e-4);
+            expect(relDiff(h, fd[i])).toBeLessThan(3e-3);
+          });
+        }
+        const third = () => tf.grad((u: tf.Tensor) => tf.sum(tf.mul(hessianVector(loss, [u, gamma, beta], vx)[0], vx)))(x);
+        expect(relDiff(fused(true, third), fused(false, third))).toBeLessThan(1e-3);
+      });
+      expect(tf.memory().numTensors).toBe(before);
+    });
+
+    it('evaluation mode: same values and first and second derivatives (x, γ, β, running statistics)', () => {
+      tf.tidy(() => {
+        const { x, gamma, beta, r, q } = make();
+        const mu = rng.normalTensor([c], 0, 3);
+        const s2 = rng.uniformTensor([c], 0.5, 4);
+        const loss: Loss = (g, xs, b, m, v) => lossOf(r, q, false, [m, v])(xs, g, b);
+        const args = [gamma, x, beta, mu, s2];
+        expect(Math.abs(fused(true, () => loss(...args).dataSync()[0]) - fused(false, () => loss(...args).dataSync()[0]))).toBeLessThan(
+          1e-5 * Math.abs(fused(false, () => loss(...args).dataSync()[0])),
+        );
+        const g = fused(true, () => tf.grads(loss)(args));
+        const gRef = fused(false, () => tf.grads(loss)(args));
+        g.forEach((gi, i) => expect(relDiff(gi, gRef[i])).toBeLessThan(1e-5));
+        const v = rng.normalTensor([c]);
+        const hv = fused(true, () => hessianVector(loss, args, v));
+        const hvRef = fused(false, () => hessianVector(loss, args, v));
+        hv.forEach((h, i) => expect(relDiff(h, hvRef[i])).toBeLessThan(1e-4));
+      });
+    });
+  });
 
   describe('ResNet-12 through the fast layers', () => {
     const backbone = new ResNet12Backbone({ imageSize: 16, channels: 2, widths: [3, 4, 4, 5] });

@@ -108,6 +108,27 @@ describe.each(['js', 'xnnpack', 'native'] as ConvolutionGradientStrategy[])('con
     }
   });
 
+  it('computes only the gradients that are asked for (no input gradient for a data input, no filter gradient for a fixed filter)', async () => {
+    const kernelsOf = async (f: () => unknown) =>
+      (await tf.profile(() => tf.tidy(f as () => void))).kernels.map((k) => k.name);
+    const loss = (xs: tf.Tensor, ws: tf.Tensor) => tf.sum(tf.mul(conv2d(xs as tf.Tensor4D, ws as tf.Tensor4D), dy));
+    const both = await kernelsOf(() => tf.grads(loss)([x, w]));
+    const filterOnly = await kernelsOf(() => tf.grad((ws: tf.Tensor) => loss(x, ws))(w));
+    const inputOnly = await kernelsOf(() => tf.grad((xs: tf.Tensor) => loss(xs, w))(x));
+    // Computed eagerly, either gradient alone would launch every kernel of both.
+    expect(filterOnly.length).toBeLessThan(both.length);
+    expect(inputOnly.length).toBeLessThan(both.length);
+    // The input gradient is a transposed convolution (a flipped-filter convolution on wasm's strategy).
+    const inputKernel = strategy === 'xnnpack' ? 'Reverse' : 'Conv2DBackpropInput';
+    expect(both).toContain(inputKernel);
+    expect(inputOnly).toContain(inputKernel);
+    expect(filterOnly).not.toContain(inputKernel);
+    const gw = tf.grad((ws: tf.Tensor) => loss(x, ws))(w);
+    const gwBoth = tf.grads(loss)([x, w])[1];
+    expect(maxAbsDiff(gw, gwBoth)).toBe(0);
+    tf.dispose([gw, gwBoth]);
+  });
+
   it('refuses even kernels and channel mismatches', () => {
     tf.tidy(() => {
       expect(() => conv2d(x, tf.zeros([2, 2, 4, 1]) as tf.Tensor4D)).toThrow(/square with an odd size/);

@@ -1,4 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
+import {
+  channelAffine,
+  channelMoments,
+  fusedBatchNorm,
+  fusedLeakyRelu,
+  hasFusedBatchNormKernels,
+  hasFusedLeakyReluKernels,
+} from './fused-batch-norm';
 
 /**
  * Layer functions of the backbones, written so that the CPU backends of tfjs (`cpu`, `wasm`, `cpu-blas`) run
@@ -57,6 +65,24 @@ let forcedStrategy: ConvolutionGradientStrategy | null = null;
  */
 export function setConvolutionGradientStrategy(strategy: ConvolutionGradientStrategy | 'auto'): void {
   forcedStrategy = strategy === 'auto' ? null : strategy;
+}
+
+let fusedBatchNormEnabled = true;
+
+/**
+ * Turns the fused batch-norm and LeakyReLU kernels off (false) or back on (true, the default). When on and the
+ * current backend provides them (`cpu-blas` of @bilevel/tfjs-blas: `BilevelChannelMoments`,
+ * `BilevelChannelSums`, `BilevelChannelAffine`, `BilevelLeakyRelu`, `BilevelLeakyReluGrad`), {@link batchNorm}
+ * under the `native` strategy is one op with a two-pass forward and a three-pass gradient, and
+ * {@link leakyRelu} one pass each way; otherwise the composite forms. Both give the same values and
+ * derivatives of every order up to float rounding; this is for tests and comparisons.
+ */
+export function setFusedBatchNorm(enabled: boolean): void {
+  fusedBatchNormEnabled = enabled;
+}
+
+function useFusedBatchNorm(): boolean {
+  return fusedBatchNormEnabled && gradientStrategy() === 'native' && hasFusedBatchNormKernels();
 }
 
 function gradientStrategy(): ConvolutionGradientStrategy {
@@ -148,28 +174,53 @@ function filterGradientKernelOp(ph: number, pw: number, filterShape: readonly nu
   return op;
 }
 
+/** Name of the stride-1 convolution kernel with this file's gradient (the backend's Conv2D under another name). */
+const CONV_KERNEL = 'BilevelConv2DStride1';
+
+/**
+ * Registers, once, the gradient of {@link CONV_KERNEL}, and for the current backend the kernel itself (its
+ * Conv2D kernel under the new name). A registered gradient hands tfjs one function per input, and tfjs calls
+ * only those of inputs that lead to what is differentiated: the input gradient of a layer whose input is
+ * data (the images of a backbone's first layer and shortcut) is never computed. (An op from `tf.customGrad`
+ * must return every input's gradient.)
+ */
+function convKernelName(): string {
+  if (!tf.getGradient(CONV_KERNEL)) {
+    tf.registerGradient({
+      kernelName: CONV_KERNEL,
+      inputsToSave: ['x', 'filter'],
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
+        const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const { ph, pw } = attrs as unknown as { ph: number; pw: number };
+        const g = dy as tf.Tensor4D;
+        return {
+          x: () => inputGradient(g, ws, xs.shape, ph, pw),
+          filter: () => filterGradient(xs, g, ws.shape[0], ws.shape[1], ph, pw),
+        };
+      },
+    });
+  }
+  const backend = tf.getBackend();
+  if (!tf.getKernel(CONV_KERNEL, backend)) {
+    const base = tf.getKernel('Conv2D', backend);
+    if (!base) throw new Error(`conv2d: the backend '${backend}' has no Conv2D kernel`);
+    tf.registerKernel({ ...base, kernelName: CONV_KERNEL, backendName: backend });
+  }
+  return CONV_KERNEL;
+}
+
 /**
  * The stride-1 convolution op with zero padding (ph, pw), memoized per padding, with the gradients of
- * {@link inputGradient} and {@link filterGradient}: ops of this file again, so derivatives of every order
- * are exact.
+ * {@link inputGradient} and {@link filterGradient} (each computed only when needed): ops of this file again,
+ * so derivatives of every order are exact.
  */
 function convOp(ph: number, pw: number): Conv {
   const key = `${ph},${pw}`;
   const known = convOps.get(key);
   if (known) return known;
-  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [x, w, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
-    save([x, w]);
-    return {
-      value: tf.conv2d(x, w, 1, explicitPadding(ph, pw)),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const dx = inputGradient(dy as tf.Tensor4D, ws, xs.shape, ph, pw);
-        const dw = filterGradient(xs, dy as tf.Tensor4D, ws.shape[0], ws.shape[1], ph, pw);
-        return [dx, dw];
-      },
-    };
-  }) as unknown as Conv;
+  const attrs = { strides: [1, 1], pad: explicitPadding(ph, pw), dataFormat: 'NHWC', dilations: [1, 1], ph, pw };
+  const op: Conv = (x, w) =>
+    tf.engine().runKernel(convKernelName(), { x, filter: w }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
   convOps.set(key, op);
   return op;
 }
@@ -234,9 +285,14 @@ const leakyReluOps = new Map<string, (x: tf.Tensor) => tf.Tensor>();
  * The value is x·step(x, α) where element-wise ops are native (`cpu-blas`, `wasm`, …: two full-size ops
  * forward and two backward), tfjs' LeakyRelu kernel on `cpu` (one JS loop) — against four ops forward and
  * five backward for αx + (1 − α)·relu(x). Either way the value is the float32 product x·α for x < 0 and
- * exactly x for x > 0.
+ * exactly x for x > 0. Where the backend has LeakyReLU kernels of its own (`cpu-blas`), the `native` strategy
+ * computes the same values with one pass forward and one backward (the gradient again such an op; turned
+ * off with the fused batch norm, see {@link setFusedBatchNorm}).
  */
 export function leakyRelu<T extends tf.Tensor>(x: T, alpha: number): T {
+  if (fusedBatchNormEnabled && gradientStrategy() === 'native' && x.dtype === 'float32' && hasFusedLeakyReluKernels()) {
+    return fusedLeakyRelu(x, Math.fround(alpha)) as T;
+  }
   const byKernel = gradientStrategy() === 'js';
   const key = `${byKernel ? 'kernel' : 'step'}|${alpha}`;
   let op = leakyReluOps.get(key);
@@ -337,15 +393,20 @@ export interface BatchNormArgs {
   readonly runningVariance?: tf.Tensor1D;
   /** Independent equal-size groups along the batch axis, each with its own statistics (training mode). */
   readonly groups?: number;
+  /**
+   * Whether the result holds the batch mean and variance (training mode; default true). With the fused
+   * kernels they take one more pass over x, which callers that do not read them skip by passing false.
+   */
+  readonly statistics?: boolean;
 }
 
 /** What {@link batchNorm} returns. */
 export interface BatchNormResult {
   /** The normalized, scaled and shifted activations. */
   readonly y: tf.Tensor4D;
-  /** Batch mean and biased variance [c], averaged over the groups (training mode only). */
+  /** Batch mean [c], averaged over the groups (training mode only, unless `statistics` is false). */
   readonly mean?: tf.Tensor1D;
-  /** Biased batch variance per channel (training mode only). */
+  /** Biased batch variance per channel (training mode only, unless `statistics` is false). */
   readonly variance?: tf.Tensor1D;
   /** Values per channel that each statistic was computed from (n·h·w / groups). */
   readonly count?: number;
@@ -365,7 +426,10 @@ export interface BatchNormResult {
  * y = x·a + b with per-channel a = γ/√(σ² + ε), b = β − μ·a, and in training mode μ and σ² come from x inside
  * the graph (one op, see groupMoments above), so autodiff gives exactly the batch-norm gradient and its
  * derivatives: three full-size element-wise ops and two reductions forward, five and three backward
- * (training mode). With `js` (`cpu`), the same formulas with matrix products and same-shape ops: outer
+ * (training mode). When the backend provides the fused batch-norm kernels (`cpu-blas`), the `native` strategy runs
+ * the whole training-mode batch norm as one op: a moments pass and an affine pass forward, a sums pass, a
+ * moments pass and a two-input affine pass backward, its gradient again made of such ops (see
+ * {@link setFusedBatchNorm}). With `js` (`cpu`), the same formulas with matrix products and same-shape ops: outer
  * products with ones in place of broadcasting, group means as products with a row of 1/m.
  */
 export function batchNorm(x: tf.Tensor4D, args: BatchNormArgs): BatchNormResult {
@@ -380,6 +444,11 @@ export function batchNorm(x: tf.Tensor4D, args: BatchNormArgs): BatchNormResult 
     }
     const scale = tf.mul(args.gamma, tf.rsqrt(tf.add(runningVariance, args.epsilon)));
     const shift = tf.sub(args.beta, tf.mul(runningMean, scale));
+    if (useFusedBatchNorm()) {
+      const flat = tf.reshape(x, [1, n * h * w, c]) as tf.Tensor3D;
+      const coefficient = (t: tf.Tensor) => tf.reshape(t, [1, 1, c]) as tf.Tensor3D;
+      return { y: tf.reshape(channelAffine(flat, coefficient(scale), coefficient(shift)), [n, h, w, c]) as tf.Tensor4D };
+    }
     if (gradientStrategy() !== 'js') return { y: tf.add(tf.mul(x, scale), shift) as tf.Tensor4D };
     const m = n * h * w;
     const flat = tf.reshape(x, [1, m, c]) as tf.Tensor3D;
@@ -395,6 +464,22 @@ export function batchNorm(x: tf.Tensor4D, args: BatchNormArgs): BatchNormResult 
   }
   const m = (n / groups) * h * w;
   const flat = tf.reshape(x, [groups, m, c]) as tf.Tensor3D;
+  if (useFusedBatchNorm()) {
+    const y = fusedBatchNorm(
+      flat,
+      tf.reshape(args.gamma, [1, 1, c]) as tf.Tensor3D,
+      tf.reshape(args.beta, [1, 1, c]) as tf.Tensor3D,
+      args.epsilon,
+    );
+    const out: BatchNormResult = { y: tf.reshape(y, [n, h, w, c]) as tf.Tensor4D, count: m };
+    if (args.statistics === false) return out;
+    const [mu, sigma2] = channelMoments(flat);
+    return {
+      ...out,
+      mean: tf.reshape(tf.mean(mu, 0), [c]) as tf.Tensor1D,
+      variance: tf.reshape(tf.mean(sigma2, 0), [c]) as tf.Tensor1D,
+    };
+  }
   if (gradientStrategy() !== 'js') {
     const { mean: mu, variance: sigma2 } = groupMoments(flat);
     const a = tf.mul(tf.reshape(args.gamma, [1, 1, c]), tf.rsqrt(tf.add(sigma2, args.epsilon)));

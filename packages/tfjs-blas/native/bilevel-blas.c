@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv-net.h"
 #include "thread-pool.h"
 #include "vector-math.h"
 
@@ -1521,5 +1522,6 @@ NAPI_MODULE_INIT() {
       {"transpose", NULL, js_transpose, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  bilevel_conv_net_register(env, exports);
   return exports;
 }

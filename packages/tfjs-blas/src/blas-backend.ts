@@ -12,6 +12,7 @@ import {
 } from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { isBlasAvailable } from './blas-info';
+import { convNetKernelConfigs } from './conv-net-kernels';
 import { BufferPool } from './buffer-pool';
 import { convKernelConfigs } from './conv-kernels';
 import { elementwiseKernelConfigs } from './elementwise-kernels';
@@ -106,6 +107,7 @@ export function blasKernelConfigs(backendName: string = BLAS_BACKEND_NAME): Kern
     ...reduceKernelConfigs(backendName),
     ...poolKernelConfigs(backendName),
     ...transposeKernelConfigs(backendName),
+    ...convNetKernelConfigs(backendName),
   ];
 }
 
@@ -117,7 +119,9 @@ export const NATIVE_KERNEL_NAMES: readonly string[] = blasKernelConfigs().map((k
  * new name, then the native kernels in place of their JS versions: BatchMatMul, _FusedMatMul, Conv2D,
  * Conv2DBackpropInput, Conv2DBackpropFilter, FusedConv2D (BLAS), and the broadcasting binary ops, the
  * reductions Sum/Mean/Max/Min and MaxPool/MaxPoolGrad (plain C loops; float32 only, other dtypes and layouts
- * run the JS kernels). Idempotent. Returns false, registering
+ * run the JS kernels), and kernels of their own for the convolution networks, BilevelChannelMoments,
+ * BilevelChannelSums, BilevelChannelAffine, BilevelLeakyRelu and BilevelLeakyReluGrad (no JS versions; float32
+ * only). Idempotent. Returns false, registering
  * nothing, when the native addon is not built or does not load (see `blasInfo().reason`). It does not make
  * the backend current: call `tf.setBackend('cpu-blas')` (or use @bilevel/backend's `initBackend`).
  */

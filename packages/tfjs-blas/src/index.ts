@@ -19,6 +19,13 @@ export {
 } from './blas-backend';
 export { blasInfo, isBlasAvailable, setBlasThreads, sgemm, type BlasInfo } from './blas-info';
 export { BufferPool } from './buffer-pool';
+export {
+  CHANNEL_AFFINE_KERNEL,
+  CHANNEL_MOMENTS_KERNEL,
+  CHANNEL_SUMS_KERNEL,
+  LEAKY_RELU_GRAD_KERNEL,
+  LEAKY_RELU_KERNEL,
+} from './conv-net-kernels';
 export { broadcastBatchIndex, nativeBatchMatMul } from './matmul-kernels';
 export { convGeometry } from './conv-kernels';
 export { broadcastLayout } from './elementwise-kernels';

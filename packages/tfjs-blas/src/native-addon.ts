@@ -105,6 +105,22 @@ export interface NativeBlas {
   transpose(x: Float32Array, shape: Int32Array, perm: Int32Array, out: Float32Array): void;
   /** Gradient of max pooling: each window's dy goes to its (first) max pixel. */
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, geometry: Int32Array): void;
+  /** out [2, groups, c] = mean and biased variance per group and channel of x [groups, rows, c]. */
+  channelMoments(x: Float32Array, groups: number, out: Float32Array): void;
+  /** out [2, groups, c] = Σ u and Σ u·v (v null: Σ u²) per group and channel of u, v [groups, rows, c]. */
+  channelSums(u: Float32Array, v: Float32Array | null, groups: number, out: Float32Array): void;
+  /** out = x·a + z·s + b (z, s null: x·a + b), with a, s, b [groups, c] broadcast over each group's rows. */
+  channelAffine(
+    x: Float32Array,
+    a: Float32Array,
+    z: Float32Array | null,
+    s: Float32Array | null,
+    b: Float32Array,
+    groups: number,
+    out: Float32Array,
+  ): void;
+  /** out = LeakyReLU(x) (dy null), or its gradient dy·step(x, alpha); one pass. */
+  leakyRelu(x: Float32Array, dy: Float32Array | null, alpha: number, out: Float32Array): void;
 }
 
 /** Where node-gyp puts the addon, relative to the package root (one level above `src/` and `dist/`). */
