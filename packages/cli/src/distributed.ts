@@ -10,14 +10,23 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {
+  type BilevelProblem,
   ConfigError,
+  createOracles,
   DataError,
+  type InnerSolver,
+  type Oracles,
   registry as defaultRegistry,
+  OracleSpecSchema,
   type PluginRegistry,
+  replayInnerBatches,
   zeroCounts,
 } from '@bilevel/core';
 import {
   checkConnection,
+  type EsBlockComputer,
+  registerDistributedEs,
+  startEsWorker,
   parseQueueUrl,
   parseRunJob,
   PROTOCOL_VERSION,
@@ -28,6 +37,7 @@ import {
   type QueueStatus,
   type RunJob,
 } from '@bilevel/distributed';
+import { perturbedSolveBlock } from '@bilevel/estimators';
 import { initBackend } from './backend';
 import { type ExperimentConfig, type ExperimentPlan, planExperiment } from './config';
 import { formatDuration, formatNumber, textTable } from './format';
@@ -46,6 +56,71 @@ export function libraryVersion(): string {
   } catch {
     return 'unknown';
   }
+}
+
+// The `es` estimator's `workers` option sends perturbed solves to this package's workers.
+registerDistributedEs(defaultRegistry, libraryVersion());
+
+/** A worker's replica of a pipeline's problem, inner solver and oracles. */
+interface Replica {
+  readonly problem: BilevelProblem;
+  readonly solver: InnerSolver;
+  readonly oracles: Oracles;
+}
+
+/**
+ * The perturbed-solve blocks of distributed ES jobs on this worker: each job names the pipeline (problem,
+ * inner solver, oracles, validated here with the same schemas as a config, against this process's plugins);
+ * its replica is built once and kept (the newest `keep` pipelines).
+ */
+export function esBlockComputer(reg: PluginRegistry, keep = 4): EsBlockComputer & { dispose(): void } {
+  const replicas = new Map<string, Replica>();
+  const replicaOf = (spec: EsBlockJobReplica): Replica => {
+    const key = JSON.stringify(spec);
+    const found = replicas.get(key);
+    if (found) return found;
+    const problem = reg.create('problem', spec.problem.name, spec.problem.options, 'problem');
+    const solver = reg.create('innerSolver', spec.innerSolver.name, spec.innerSolver.options, 'innerSolver');
+    const oracles = createOracles(problem, parseOracleSpec(spec.oracles));
+    const replica = { problem, solver, oracles };
+    replicas.set(key, replica);
+    while (replicas.size > keep) {
+      const [oldest, r] = replicas.entries().next().value as [string, Replica];
+      r.problem.dispose?.();
+      replicas.delete(oldest);
+    }
+    return replica;
+  };
+  const compute = ((job, request) => {
+    const replica = replicaOf(job.replica);
+    const before = { ...replica.oracles.counts } as Record<string, number>;
+    const batches = request.innerBatchSource ? replayInnerBatches(replica.problem, request.innerBatchSource) : null;
+    try {
+      const out = perturbedSolveBlock(
+        { solver: replica.solver, oracles: replica.oracles, innerBatches: batches?.schedule },
+        request,
+        job.from,
+        job.to,
+      );
+      const after = replica.oracles.counts as Record<string, number>;
+      const oracleCalls: Record<string, number> = {};
+      for (const k of Object.keys(after)) if (after[k] !== before[k]) oracleCalls[k] = after[k] - (before[k] ?? 0);
+      return { ...out, oracleCalls };
+    } finally {
+      batches?.release();
+    }
+  }) as EsBlockComputer & { dispose(): void };
+  compute.dispose = () => {
+    for (const r of replicas.values()) r.problem.dispose?.();
+    replicas.clear();
+  };
+  return compute;
+}
+
+type EsBlockJobReplica = Parameters<EsBlockComputer>[0]['replica'];
+
+function parseOracleSpec(spec: Record<string, unknown>): Parameters<typeof createOracles>[1] {
+  return OracleSpecSchema.parse(spec) as Parameters<typeof createOracles>[1];
 }
 
 /** What a worker sends back for a run: the outcome, with errors as plain kind and message. */
@@ -193,6 +268,21 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   });
   const runningWorker = worker.run();
   await worker.ready();
+  // Perturbed-solve blocks of distributed ES steps, from the ES queue next to the run queue.
+  if (reg !== defaultRegistry) registerDistributedEs(reg, version);
+  const esCompute = esBlockComputer(reg);
+  const esWorker = startEsWorker(address, esCompute, {
+    libraryVersion: version,
+    concurrency: 1,
+    lockDuration: options.lockDuration,
+    stalledInterval: options.stalledInterval,
+    name: `${worker.name}/es`,
+  });
+  esWorker.worker.on('failed', (...args: unknown[]) => {
+    const [job, error] = args as [{ id?: string } | undefined, Error];
+    options.stderr.write(`ES job ${job?.id ?? '?'} failed: ${error.message}\n`);
+  });
+  await esWorker.worker.ready();
   log(
     `worker ${worker.name}: backend ${running.name} (${running.reason}); queue ${address.display} (Redis ${redisVersion}), ` +
       `concurrency ${options.concurrency ?? 1}; checkpoints in ${store}${options.checkpointDir ? '' : ' (private: a run taken over by another worker starts over)'}`,
@@ -208,6 +298,8 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   log('stopping: running jobs stop after their step and go back to the queue');
   await worker.close('hand-back');
   await runningWorker;
+  await esWorker.close();
+  esCompute.dispose();
   log('worker stopped');
 }
 
