@@ -185,12 +185,12 @@ describeRedis('distributed ES (the es estimator with workers)', () => {
     ];
     await Promise.all(fast.map(ready));
     // Solves long enough that the step is still running when f1 is killed (one solve per job).
-    const options = { directions: 16, smoothing: 0.01, batchedSolves: false };
-    const local = run(quadratic(options, 3, 1000, 40), 1);
+    const options = { directions: 16, smoothing: 0.01 };
+    const local = run(quadratic(options, 3, 600, 40), 1);
     // The step blocks this thread: the kill comes from a shell started before it.
-    const killer = spawn('sh', ['-c', `sleep 1; kill -9 ${fast[0].child.pid}`], { stdio: 'ignore' });
+    const killer = spawn('sh', ['-c', `sleep 0.8; kill -9 ${fast[0].child.pid}`], { stdio: 'ignore' });
     const remote = run(
-      quadratic({ ...options, workers: { queue: `${redis.url}?queue=fast`, blockSize: 1, timeoutMs: 60_000 } }, 3, 1000, 40),
+      quadratic({ ...options, workers: { queue: `${redis.url}?queue=fast`, blockSize: 1, timeoutMs: 60_000 } }, 3, 600, 40),
       1,
     );
     await new Promise((r) => killer.on('close', r));

@@ -15,3 +15,4 @@ export * from './queue-status';
 export * from './es-protocol';
 export * from './es-executor';
 export type { EsThreadAnswer, EsThreadData, EsThreadStep } from './es-thread';
+export * from './redis-checkpoints';
