@@ -100,7 +100,9 @@ export async function runDistributedEsBench(steps = 3): Promise<DistributedEsRes
   if (which.status !== 0 || !redisBin) throw new Error('redis-server is not installed (apt-get install redis-server)');
   const main = path.join(path.dirname(require.resolve('@bilevel/cli/package.json')), 'dist', 'main.js');
   if (!fs.existsSync(main)) throw new Error(`${main} not found: build @bilevel/cli first`);
-  registerDistributedEs(registry, 'bench');
+  // Jobs carry the library version; the workers (the built CLI) refuse another one.
+  const version = (JSON.parse(fs.readFileSync(path.join(path.dirname(main), '..', 'package.json'), 'utf8')) as { version: string }).version;
+  registerDistributedEs(registry, version);
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bilevel-bench-redis-'));
   const redis = spawn(redisBin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
