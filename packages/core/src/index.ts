@@ -178,5 +178,7 @@ export {
   type PerturbedSolveReply,
   type PerturbedSolveRequest,
   type PipelineReplica,
+  type ReplayedBatches,
+  type TransferredBytes,
   type WorkerPoolOptions,
 } from './perturbed-solves';

@@ -10,6 +10,7 @@ import type { DependencyContainer, InjectionToken } from 'tsyringe';
 import { ConfigError } from './errors';
 import type { InnerBatchSource } from './estimator';
 import type { OracleCounts } from './oracles';
+import type { ResolvedPluginRef } from './pipeline';
 import type { Batch, BilevelProblem } from './problem';
 import { Random, type RandomState } from './random';
 import type { BatchSchedule } from './solver';
@@ -17,9 +18,9 @@ import type { BatchSchedule } from './solver';
 /** What a remote worker needs to build a replica of a pipeline's problem, inner solver and oracles. */
 export interface PipelineReplica {
   /** The problem as `{ name, options }` (validated options). */
-  readonly problem: { readonly name: string; readonly options: Record<string, unknown> };
+  readonly problem: ResolvedPluginRef;
   /** The inner solver as `{ name, options }`. */
-  readonly innerSolver: { readonly name: string; readonly options: Record<string, unknown> };
+  readonly innerSolver: ResolvedPluginRef;
   /** The oracles' settings (second-order strategy, finite-difference step). */
   readonly oracles: Record<string, unknown>;
 }
@@ -97,7 +98,23 @@ export interface PerturbedSolveReply {
   /** Oracle calls the solves made (added to the coordinator's counts, so a step costs what it costs locally). */
   readonly oracleCalls: Partial<OracleCounts>;
   /** Bytes sent to and received from the queue for this step. */
-  readonly bytes: { readonly sent: number; readonly received: number };
+  readonly bytes: TransferredBytes;
+}
+
+/** Bytes a step sent and received. */
+export interface TransferredBytes {
+  /** Sent (the step's value and the jobs' payloads). */
+  readonly sent: number;
+  /** Received (the jobs' results). */
+  readonly received: number;
+}
+
+/** Inner batches drawn again by {@link replayInnerBatches}. */
+export interface ReplayedBatches {
+  /** The batches by iteration (drawn when first asked for). */
+  readonly schedule: BatchSchedule;
+  /** Disposes every batch drawn. */
+  release(): void;
 }
 
 /** Runs a step's perturbed solves (synchronously: the trainer's step is synchronous). */
@@ -151,7 +168,7 @@ export function resolvePerturbedSolveExecutor(
 export function replayInnerBatches(
   problem: BilevelProblem,
   source: InnerBatchSource,
-): { schedule: BatchSchedule; release: () => void } {
+): ReplayedBatches {
   const sample = problem.sampleInnerBatch;
   if (!sample) throw new Error('replayInnerBatches: the problem draws no inner batches');
   if (source.problem !== undefined) {

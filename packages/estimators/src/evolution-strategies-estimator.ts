@@ -545,6 +545,14 @@ function treeOf(flat: Float32Array, spec: FlatTreeSpec): TensorTree {
   return out;
 }
 
+/** What {@link perturbedSolveBlock} returns. */
+export interface PerturbedBlockResult {
+  /** c_j = ⟨y_N(x + μ·offset_j) − y_N(x), ∇_y f⟩ for j = from … to − 1. */
+  readonly values: Float32Array;
+  /** The block's summed inner iteration counts. */
+  readonly iterations: number;
+}
+
 /**
  * The perturbed solves j = from … to − 1 of a step's request, run on a worker's replica (`solver`, `oracles`,
  * the inner batches replayed from the request's seed): the directions are drawn again from the request's seed
@@ -556,7 +564,7 @@ export function perturbedSolveBlock(
   request: PerturbedSolveRequest,
   from: number,
   to: number,
-): { values: Float32Array; iterations: number } {
+): PerturbedBlockResult {
   const dirs = request.directions;
   const J = dirs.antithetic ? 2 * dirs.count : dirs.count;
   if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from < to && to <= J)) {
