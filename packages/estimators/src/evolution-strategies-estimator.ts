@@ -411,7 +411,7 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
  * What perturbed solves need from a step: the solver and oracles, x, the warm start, the base solve's y_N(x)
  * and the inner batches to replay (an {@link EstimateContext}'s parts, or a worker's replica of them).
  */
-export interface PerturbedSetup {
+interface PerturbedSetup {
   /** The inner solver. */
   readonly solver: InnerSolver;
   /** The (counted) oracles. */

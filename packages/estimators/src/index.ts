@@ -57,6 +57,8 @@ export {
   EvolutionStrategiesOptionsSchema,
   type EvolutionStrategiesOptions,
   EvolutionStrategiesEstimator,
+  perturbedSolveBlock,
+  type PerturbedBlockResult,
 } from './evolution-strategies-estimator';
 export { QnboEstimatorOptionsSchema, type QnboEstimatorOptions, QnboEstimator } from './qnbo-estimator';
 export {
