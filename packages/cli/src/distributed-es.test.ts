@@ -122,7 +122,10 @@ describeRedis('distributed ES (the es estimator with workers)', () => {
   it('equals the local estimate to float32 rounding for the same seed (quadratic, 2 workers)', () => {
     const options = { directions: 6, smoothing: 0.01 };
     const local = run(quadratic(options), 3);
+    const tensors = tf.memory().numTensors;
     const remote = run(quadratic({ ...options, workers: { queue: redis.url, blockSize: 2, timeoutMs: 30_000 } }), 3);
+    // Every tensor of the distributed steps is released with the pipeline.
+    expect(tf.memory().numTensors).toBe(tensors);
     for (let k = 0; k < 3; k++) expect(maxRelDiff(remote.xs[k], local.xs[k])).toBeLessThan(1e-5);
     // The same cost is charged: the workers' oracle calls are added to the coordinator's counts.
     expect(remote.calls).toBe(local.calls);
