@@ -23,6 +23,11 @@ export function registerDistributedCommands(program: Command, io: CliIo): void {
     .option('--concurrency <n>', 'runs at once in this process (default 1)', positiveInteger)
     .option('--plugin <module...>', 'plugin module(s) to load (a worker never loads modules named in a job)')
     .option('--checkpoint-dir <dir>', 'a folder every worker can reach: a run taken over from a killed worker resumes from it')
+    .option(
+      '--redis-checkpoint-limit <bytes>',
+      'without --checkpoint-dir: largest checkpoint (with its rows) copied to Redis for a worker that takes a run over (default 16777216)',
+      positiveInteger,
+    )
     .option('--name <name>', 'the worker\'s name in `bilevel status` (default host:pid)')
     .option('--lock-duration <ms>', 'a job\'s lock lifetime: a killed worker\'s job is taken over after it (default 30000)', positiveInteger)
     .option('--stalled-interval <ms>', 'milliseconds between checks for jobs of killed workers (default 30000)', positiveInteger)
@@ -39,6 +44,7 @@ export function registerDistributedCommands(program: Command, io: CliIo): void {
           concurrency?: number;
           plugin?: string[];
           checkpointDir?: string;
+          redisCheckpointLimit?: number;
           name?: string;
           lockDuration?: number;
           stalledInterval?: number;
@@ -51,6 +57,7 @@ export function registerDistributedCommands(program: Command, io: CliIo): void {
           queue: opts.queue,
           concurrency: opts.concurrency,
           checkpointDir: opts.checkpointDir,
+          redisCheckpointLimit: opts.redisCheckpointLimit,
           name: opts.name,
           lockDuration: opts.lockDuration,
           stalledInterval: opts.stalledInterval,

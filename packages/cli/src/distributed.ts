@@ -10,14 +10,26 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {
+  type BilevelProblem,
   ConfigError,
+  createOracles,
   DataError,
+  type InnerSolver,
+  type Oracles,
   registry as defaultRegistry,
+  OracleSpecSchema,
   type PluginRegistry,
+  replayInnerBatches,
   zeroCounts,
 } from '@bilevel/core';
 import {
   checkConnection,
+  type EsBlockComputer,
+  DEFAULT_REDIS_CHECKPOINT_LIMIT,
+  RedisCheckpointStore,
+  registerDistributedEs,
+  startEsWorker,
+  type StoredCheckpoint,
   parseQueueUrl,
   parseRunJob,
   PROTOCOL_VERSION,
@@ -28,11 +40,19 @@ import {
   type QueueStatus,
   type RunJob,
 } from '@bilevel/distributed';
+import { perturbedSolveBlock } from '@bilevel/estimators';
 import { initBackend } from './backend';
 import { type ExperimentConfig, type ExperimentPlan, planExperiment } from './config';
 import { formatDuration, formatNumber, textTable } from './format';
 import { type OutputStream, ProgressReporter } from './progress';
-import { executeRun, type RunExecutor, type RunOutcome, runFiles, type RunTask } from './run-experiment';
+import {
+  checkpointDir,
+  executeRun,
+  type RunExecutor,
+  type RunOutcome,
+  runFiles,
+  type RunTask,
+} from './run-experiment';
 import { type MetricsRow, RunRecorder } from './run-recorder';
 import type { RunSummary } from './summary';
 
@@ -46,6 +66,71 @@ export function libraryVersion(): string {
   } catch {
     return 'unknown';
   }
+}
+
+// The `es` estimator's `workers` option sends perturbed solves to this package's workers.
+registerDistributedEs(defaultRegistry, libraryVersion());
+
+/** A worker's replica of a pipeline's problem, inner solver and oracles. */
+interface Replica {
+  readonly problem: BilevelProblem;
+  readonly solver: InnerSolver;
+  readonly oracles: Oracles;
+}
+
+/**
+ * The perturbed-solve blocks of distributed ES jobs on this worker: each job names the pipeline (problem,
+ * inner solver, oracles, validated here with the same schemas as a config, against this process's plugins);
+ * its replica is built once and kept (the newest `keep` pipelines).
+ */
+export function esBlockComputer(reg: PluginRegistry, keep = 4): EsBlockComputer & { dispose(): void } {
+  const replicas = new Map<string, Replica>();
+  const replicaOf = (spec: EsBlockJobReplica): Replica => {
+    const key = JSON.stringify(spec);
+    const found = replicas.get(key);
+    if (found) return found;
+    const problem = reg.create('problem', spec.problem.name, spec.problem.options, 'problem');
+    const solver = reg.create('innerSolver', spec.innerSolver.name, spec.innerSolver.options, 'innerSolver');
+    const oracles = createOracles(problem, parseOracleSpec(spec.oracles));
+    const replica = { problem, solver, oracles };
+    replicas.set(key, replica);
+    while (replicas.size > keep) {
+      const [oldest, r] = replicas.entries().next().value as [string, Replica];
+      r.problem.dispose?.();
+      replicas.delete(oldest);
+    }
+    return replica;
+  };
+  const compute = ((job, request) => {
+    const replica = replicaOf(job.replica);
+    const before = { ...replica.oracles.counts } as Record<string, number>;
+    const batches = request.innerBatchSource ? replayInnerBatches(replica.problem, request.innerBatchSource) : null;
+    try {
+      const out = perturbedSolveBlock(
+        { solver: replica.solver, oracles: replica.oracles, innerBatches: batches?.schedule },
+        request,
+        job.from,
+        job.to,
+      );
+      const after = replica.oracles.counts as Record<string, number>;
+      const oracleCalls: Record<string, number> = {};
+      for (const k of Object.keys(after)) if (after[k] !== before[k]) oracleCalls[k] = after[k] - (before[k] ?? 0);
+      return { ...out, oracleCalls };
+    } finally {
+      batches?.release();
+    }
+  }) as EsBlockComputer & { dispose(): void };
+  compute.dispose = () => {
+    for (const r of replicas.values()) r.problem.dispose?.();
+    replicas.clear();
+  };
+  return compute;
+}
+
+type EsBlockJobReplica = Parameters<EsBlockComputer>[0]['replica'];
+
+function parseOracleSpec(spec: Record<string, unknown>): Parameters<typeof createOracles>[1] {
+  return OracleSpecSchema.parse(spec) as Parameters<typeof createOracles>[1];
 }
 
 /** What a worker sends back for a run: the outcome, with errors as plain kind and message. */
@@ -65,8 +150,13 @@ export interface WorkerOptions {
   readonly queue: string;
   /** Runs at once in this process (default 1). */
   readonly concurrency?: number;
-  /** A folder every worker can reach, for checkpoints (default: a private temporary folder). */
+  /**
+   * A folder every worker can reach, for checkpoints. Without it, checkpoints go to a private temporary
+   * folder and the newest one of each run (with its rows) is copied to Redis, where another worker finds it.
+   */
   readonly checkpointDir?: string;
+  /** Largest checkpoint (file plus rows, bytes) kept in Redis when there is no checkpoint folder (default 16 MiB). */
+  readonly redisCheckpointLimit?: number;
   /** The tfjs backend (default auto). */
   readonly backend?: string;
   /** Stopping it ends the worker: its running jobs stop after their step, checkpoint, and go back to the queue. */
@@ -112,6 +202,10 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     ? path.resolve(options.checkpointDir)
     : fs.mkdtempSync(path.join(os.tmpdir(), 'bilevel-worker-'));
   fs.mkdirSync(store, { recursive: true });
+  // Without a shared folder, each run's newest checkpoint is copied to Redis for whoever takes the run over.
+  const redisCheckpoints = options.checkpointDir
+    ? null
+    : new RedisCheckpointStore(address, options.redisCheckpointLimit ?? DEFAULT_REDIS_CHECKPOINT_LIMIT);
   const version = libraryVersion();
   const worker = new QueueWorker(
     address,
@@ -132,6 +226,30 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         intervalSeconds: 5,
       });
       log(`job ${job.id}: ${task.method.label}, seed ${task.seed}`);
+      const files = runFiles(task.fileBase);
+      let uploads: Promise<void> = Promise.resolve();
+      let uploadError: unknown = null;
+      let onCheckpoint: ((file: string) => void) | undefined;
+      if (redisCheckpoints) {
+        const saved = await redisCheckpoints.get(data.experimentId, task.fileBase);
+        if (saved && restoreCheckpoint(dir, task.fileBase, saved)) {
+          log(`job ${job.id}: checkpoint ${saved.file} from Redis`);
+        }
+        onCheckpoint = (file) => {
+          const entry: StoredCheckpoint = {
+            file: path.basename(file),
+            checkpoint: fs.readFileSync(file),
+            rows: fs.readFileSync(path.join(dir, files.jsonl), 'utf8'),
+          };
+          // Over the limit: the run stops here with a message saying to use --checkpoint-dir.
+          redisCheckpoints.checkSize(entry);
+          uploads = uploads.then(() =>
+            redisCheckpoints.put(data.experimentId, task.fileBase, entry).catch((e: unknown) => {
+              uploadError ??= e;
+            }),
+          );
+        };
+      }
       const outcome = await executeRun(task, {
         registry: reg,
         dir,
@@ -141,14 +259,19 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         signal,
         onRows: (rows) => rows.forEach((row, i) => sendRow(row, i)),
         onRow: (row, i) => sendRow(row, i),
+        onCheckpoint,
       });
+      await uploads;
+      if (uploadError) {
+        options.stderr.write(`job ${job.id}: copying a checkpoint to Redis failed: ${errorMessage(uploadError)}\n`);
+      }
       if (outcome.kind === 'setup-failed') throw outcome.error;
       if (outcome.summary.status === 'interrupted' && signal.aborted) {
-        log(`job ${job.id}: handed back at step ${outcome.summary.steps} (checkpoint in ${dir})`);
+        log(`job ${job.id}: handed back at step ${outcome.summary.steps} (checkpoint in ${redisCheckpoints ? 'Redis' : dir})`);
         return { handBack: true };
       }
+      await redisCheckpoints?.remove(data.experimentId, task.fileBase);
       // The coordinator writes the run's files from the returned rows; the worker's copies go.
-      const files = runFiles(task.fileBase);
       for (const f of [files.csv, files.jsonl]) fs.rmSync(path.join(dir, f), { force: true });
       for (const sub of [path.join(dir, 'runs'), path.join(dir, 'checkpoints'), dir]) {
         try {
@@ -193,9 +316,24 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   });
   const runningWorker = worker.run();
   await worker.ready();
+  // Perturbed-solve blocks of distributed ES steps, from the ES queue next to the run queue.
+  if (reg !== defaultRegistry) registerDistributedEs(reg, version);
+  const esCompute = esBlockComputer(reg);
+  const esWorker = startEsWorker(address, esCompute, {
+    libraryVersion: version,
+    concurrency: 1,
+    lockDuration: options.lockDuration,
+    stalledInterval: options.stalledInterval,
+    name: `${worker.name}/es`,
+  });
+  esWorker.worker.on('failed', (...args: unknown[]) => {
+    const [job, error] = args as [{ id?: string } | undefined, Error];
+    options.stderr.write(`ES job ${job?.id ?? '?'} failed: ${error.message}\n`);
+  });
+  await esWorker.worker.ready();
   log(
     `worker ${worker.name}: backend ${running.name} (${running.reason}); queue ${address.display} (Redis ${redisVersion}), ` +
-      `concurrency ${options.concurrency ?? 1}; checkpoints in ${store}${options.checkpointDir ? '' : ' (private: a run taken over by another worker starts over)'}`,
+      `concurrency ${options.concurrency ?? 1}; checkpoints in ${store}${redisCheckpoints ? ` (private; each run's newest one is copied to Redis, up to ${redisCheckpoints.limitBytes} bytes, for a worker that takes the run over)` : ''}`,
   );
   log(
     `plugins: ${reg.names('estimator').length} estimators, ${reg.names('problem').length} problems registered; taking jobs (Ctrl-C to stop)`,
@@ -208,7 +346,26 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   log('stopping: running jobs stop after their step and go back to the queue');
   await worker.close('hand-back');
   await runningWorker;
+  await esWorker.close();
+  esCompute.dispose();
+  redisCheckpoints?.close();
   log('worker stopped');
+}
+
+/**
+ * Writes a checkpoint kept in Redis (and the rows up to it) into the run's folder, unless that folder already
+ * has it; true when written.
+ */
+function restoreCheckpoint(dir: string, fileBase: string, saved: StoredCheckpoint): boolean {
+  const ckptDir = path.join(dir, checkpointDir(fileBase));
+  const target = path.join(ckptDir, saved.file);
+  if (fs.existsSync(target)) return false;
+  fs.mkdirSync(ckptDir, { recursive: true });
+  const jsonl = path.join(dir, runFiles(fileBase).jsonl);
+  fs.mkdirSync(path.dirname(jsonl), { recursive: true });
+  fs.writeFileSync(jsonl, saved.rows);
+  fs.writeFileSync(target, saved.checkpoint);
+  return true;
 }
 
 /** Validates a job's config like a config file (against this process's plugins) and finds its run. */

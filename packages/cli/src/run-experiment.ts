@@ -3,6 +3,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
   Checkpointer,
+  listCheckpoints,
   ConfigError,
   createPipeline,
   DataError,
@@ -262,6 +263,11 @@ export interface RunContext {
   readonly onRow?: (row: MetricsRow, index: number) => void;
   /** The experiment config being run (after the backend's `slowBackend` sizing), for executors that send it on. */
   readonly config?: ExperimentPlan['config'];
+  /**
+   * Called after each checkpoint is written (its file; the rows up to it are on disk), e.g. to copy it where
+   * another worker can reach it. An error thrown here ends the run (a ConfigError as a fatal error).
+   */
+  readonly onCheckpoint?: (file: string) => void;
 }
 
 /** How a run ended. */
@@ -406,6 +412,16 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
     keep: context.checkpoint.keep,
     extra: () => ({ wallSeconds: wallNow(), rows: recorder.rows.length }),
   });
+  const onCheckpoint = context.onCheckpoint;
+  const every = context.checkpoint.every ?? 0;
+  if (onCheckpoint && every > 0) {
+    // After the checkpointer's listener: the step's checkpoint is written.
+    pipeline.trainer.on('step', (event) => {
+      if (event.step % every !== 0) return;
+      const newest = listCheckpoints(ckptDir).pop();
+      if (newest) onCheckpoint(newest);
+    });
+  }
 
   let result: TrainResult | null = null;
   let failure: RunFailure | null = null;
@@ -433,7 +449,10 @@ export async function executeRun(task: RunTask, context: RunContext): Promise<Ru
   if (result?.stoppedBy === 'interrupt' && context.checkpoint.onInterrupt) {
     try {
       const saved = checkpointer.save();
-      if (saved) progress.log(`checkpoint: ${path.relative(dir, saved)}`);
+      if (saved) {
+        progress.log(`checkpoint: ${path.relative(dir, saved)}`);
+        onCheckpoint?.(saved);
+      }
     } catch (e) {
       if (!isStorageFailure(e)) {
         pipeline.dispose();

@@ -1,6 +1,14 @@
 import type { Oracles } from './oracles';
 import type { Batch, BilevelProblem } from './problem';
-import type { Random } from './random';
+import type { Random, RandomState } from './random';
+
+/** The state an inner-batch sequence is drawn from: the stream's state and the problem's own (its samplers). */
+export interface InnerBatchSource {
+  /** The inner-batch stream's state before the step's first batch. */
+  readonly rng: RandomState;
+  /** The problem's `getState()` before the step's first batch (undefined: the problem keeps none). */
+  readonly problem?: unknown;
+}
 import type { BatchSchedule, InnerResult, InnerSolver } from './solver';
 import type { TensorTree } from './tree';
 
@@ -28,6 +36,13 @@ export interface EstimateContext {
    * first asked for, from the same stream).
    */
   readonly innerBatches?: BatchSchedule;
+  /**
+   * Where `innerBatches` came from — the state of their random stream and the problem's state (its samplers)
+   * before the first batch was drawn — for an estimator that declares `recordsInnerBatchSource` (stochastic
+   * problems without tasks): a replica of the problem elsewhere draws the same batches again from it,
+   * without receiving their data.
+   */
+  readonly innerBatchSource?: InnerBatchSource;
   /** The outer minibatch of this step (stochastic problems). */
   readonly outerBatch?: Batch;
   /**
@@ -67,6 +82,11 @@ export interface HypergradientEstimator {
    * base solve for it, and the estimate returns its inner solution as `Estimate.inner`. Default true.
    */
   readonly usesBaseSolve?: boolean;
+  /**
+   * true: the trainer records, before each step's inner batches are drawn, where they come from (the step's
+   * `innerBatchSource`), so the estimator can have them drawn again elsewhere. Default false.
+   */
+  readonly recordsInnerBatchSource?: boolean;
   /**
    * How many inner minibatches of the step the estimator reads, given the inner budget N (stochastic
    * problems; the trainer draws that many up front, and any batch asked for beyond when it is first asked

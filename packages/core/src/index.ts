@@ -90,7 +90,7 @@ export type {
   InnerSolveRequest,
   InnerSolver,
 } from './solver';
-export type { Estimate, EstimateContext, HypergradientEstimator, PluginState } from './estimator';
+export type { Estimate, EstimateContext, HypergradientEstimator, InnerBatchSource, PluginState } from './estimator';
 export {
   adamRule,
   momentumRule,
@@ -166,3 +166,19 @@ export {
   type CheckpointPayload,
 } from './checkpoint';
 export { preflightProblem, type PreflightOptions } from './preflight';
+export {
+  PERTURBED_SOLVE_EXECUTORS,
+  PIPELINE_REPLICA,
+  replayInnerBatches,
+  resolvePerturbedSolveExecutor,
+  type DirectionSettings,
+  type FlatTreeSpec,
+  type PerturbedSolveExecutor,
+  type PerturbedSolveExecutorFactory,
+  type PerturbedSolveReply,
+  type PerturbedSolveRequest,
+  type PipelineReplica,
+  type ReplayedBatches,
+  type TransferredBytes,
+  type WorkerPoolOptions,
+} from './perturbed-solves';

@@ -3,6 +3,7 @@ import type { HypergradientEstimator } from './estimator';
 import type { OuterOptimizer } from './optimizer';
 import { createOracles, type Oracles } from './oracles';
 import { MAX_INTEGER_OPTION, parseOptions } from './options';
+import { PIPELINE_REPLICA, type PipelineReplica } from './perturbed-solves';
 import type { BilevelProblem } from './problem';
 import { registry as defaultRegistry, type PluginRegistry } from './registry';
 import type { InnerSolver } from './solver';
@@ -138,7 +139,15 @@ export function createPipeline(input: PipelineSpec, registry: PluginRegistry = d
     refs.innerSolver.options,
     'innerSolver',
   );
-  const estimator = registry.create('estimator', refs.estimator.name, refs.estimator.options, 'estimator');
+  // The estimator may hand perturbed solves to remote replicas of this problem, solver and oracles.
+  const replica: PipelineReplica = {
+    problem: resolved.problem,
+    innerSolver: resolved.innerSolver,
+    oracles: spec.oracles as Record<string, unknown>,
+  };
+  const estimator = registry.create('estimator', refs.estimator.name, refs.estimator.options, 'estimator', [
+    [PIPELINE_REPLICA, replica],
+  ]);
   const optimizer = registry.create(
     'outerOptimizer',
     refs.outerOptimizer.name,

@@ -161,17 +161,22 @@ export class PluginRegistry {
     return parseOptions(def.options as z.ZodTypeAny, options, `${path}.options`);
   }
 
-  /** Creates the plugin `name` of `kind` with validated `options`. */
+  /**
+   * Creates the plugin `name` of `kind` with validated `options`; `provide` registers further values in the
+   * plugin's own child container (e.g. `createPipeline`'s pipeline replica).
+   */
   create<K extends PluginKind>(
     kind: K,
     name: string,
     options: unknown = {},
     path: string = kind,
+    provide: readonly (readonly [InjectionToken<unknown>, unknown])[] = [],
   ): PluginKinds[K] {
     const def = this.get(kind, name) as unknown as PluginDefinition<K, unknown>;
     const parsed = parseOptions(def.options as z.ZodTypeAny, options, `${path}.options`);
     const child = this.container.createChildContainer();
     child.register(PLUGIN_OPTIONS, { useValue: parsed });
+    for (const [token, value] of provide) child.register(token, { useValue: value });
     // Classes and factories alike are resolved by the container (a factory as its `useFactory`), with the
     // options validated once, here.
     if (def.create) {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ConfigError, DivergenceError } from './errors';
-import type { Estimate, EstimateContext, HypergradientEstimator, PluginState } from './estimator';
+import type { Estimate, EstimateContext, HypergradientEstimator, InnerBatchSource, PluginState } from './estimator';
 import type { OuterOptimizer } from './optimizer';
 import { checkParameterTree, describeTreeShapes, preflightProblem, problemError } from './preflight';
 import { type OracleCounts, type Oracles } from './oracles';
@@ -188,6 +188,8 @@ interface StepData {
   readonly outerBatch?: Batch;
   /** The inner minibatches by iteration (drawn up front; any beyond, when first asked for). */
   readonly innerBatches?: BatchSchedule;
+  /** Where the step's inner batches came from (when the estimator asks for it; problems without tasks). */
+  readonly innerBatchSource?: InnerBatchSource;
   /** Disposes every tensor of the step's data. */
   release(): void;
 }
@@ -337,9 +339,14 @@ export class Trainer {
       return out;
     };
     let innerRng: Random | undefined;
+    let innerBatchSource: InnerBatchSource | undefined;
+    const recordSource = this.estimator.recordsInnerBatchSource === true;
     const drawn = tf.tidy(() => {
       const task = problem.sampleTask?.(streams.task());
       innerRng = streams.inner();
+      if (recordSource && problem.sampleInnerBatch && task === undefined) {
+        innerBatchSource = { rng: innerRng.getState(), problem: problem.getState?.() };
+      }
       const inner: Batch[] = [];
       if (problem.sampleInnerBatch) {
         for (let k = 0; k < innerCount; k++) inner.push(own(problem.sampleInnerBatch(innerRng, task))!);
@@ -369,7 +376,7 @@ export class Trainer {
       for (const b of [...inner, drawn.task, drawn.outer]) if (b) for (const t of Object.values(b)) t.dispose();
       inner.length = 0;
     };
-    return { task, outerBatch: drawn.outer, innerBatches, release };
+    return { task, outerBatch: drawn.outer, innerBatches, innerBatchSource, release };
   }
 
   /** The inner iteration budget of a step: the trainer's `innerIterations`, else the solver's own. */
@@ -491,6 +498,7 @@ export class Trainer {
       solver: this.solver,
       y0,
       innerBatches: data.innerBatches,
+      innerBatchSource: data.innerBatchSource,
       outerBatch: data.outerBatch,
       rng,
       step,

@@ -12,3 +12,7 @@ export * from './protocol';
 export * from './connection-check';
 export * from './run-queue';
 export * from './queue-status';
+export * from './es-protocol';
+export * from './es-executor';
+export type { EsThreadAnswer, EsThreadData, EsThreadStep } from './es-thread';
+export * from './redis-checkpoints';

@@ -1,10 +1,19 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  type BatchSchedule,
+  ConfigError,
   type Estimate,
   type EstimateContext,
+  type FlatTreeSpec,
   type HypergradientEstimator,
   type InnerResult,
+  type InnerSolver,
+  type Oracles,
+  type PerturbedSolveExecutor,
+  type PerturbedSolveRequest,
   type PluginState,
+  Random,
+  type WorkerPoolOptions,
   type TensorTree,
   type TreeSpec,
   parseOptions,
@@ -82,9 +91,41 @@ export const EvolutionStrategiesOptionsSchema = z
           'responses J·b along k orthonormal past directions, used for Jᵀ∇_y f on their span, with new ' +
           'directions drawn in the complement; costs k·(dim x + dim y) floats',
       ),
+    workers: z
+      .object({
+        queue: z
+          .string()
+          .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+          .describe('the queue of the workers (as given to `bilevel worker --queue`)'),
+        timeoutMs: z
+          .number()
+          .int()
+          .positive()
+          .default(120_000)
+          .describe('longest wait for a step’s perturbed solves; then the step fails naming the missing jobs'),
+        blockSize: z
+          .number()
+          .int()
+          .positive()
+          .default(4)
+          .describe('perturbed solves per job (a step of J solves is ⌈J / blockSize⌉ jobs)'),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'send the perturbed solves to `bilevel worker` processes (each holds a replica of the problem): per ' +
+          'step x, y0, y_N(x) and ∇_y f go out once, each job returns one scalar per solve',
+      ),
   })
   .strict()
   .superRefine((o, ctx) => {
+    if (o.workers && o.memory > 0) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['workers'],
+        message: 'workers cannot be used with memory > 0 (the memory needs whole responses y_N(x + μu) − y_N(x), not scalars)',
+      });
+    }
     if (o.memory > 0 && (o.distribution === 'sphere' || o.distribution === 'per-tensor-unit')) {
       ctx.addIssue({
         code: z.ZodIssueCode.custom,
@@ -134,9 +175,24 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
 
   /** The Jacobian memory (used when `memory > 0`). */
   private readonly jacobian = new JacobianMemory();
+  /** The remote executor of the perturbed solves (option `workers`), made at the first estimate. */
+  private executor: PerturbedSolveExecutor | null = null;
 
-  constructor(options: z.input<typeof EvolutionStrategiesOptionsSchema> = {}) {
+  /**
+   * @param options the estimator's options
+   * @param resolveExecutor how an executor for the `workers` option is found (the registry resolves it from
+   *   its container; without it, `workers` is a configuration error)
+   */
+  constructor(
+    options: z.input<typeof EvolutionStrategiesOptionsSchema> = {},
+    private readonly resolveExecutor?: (pool: WorkerPoolOptions) => PerturbedSolveExecutor,
+  ) {
     this.options = parseOptions(EvolutionStrategiesOptionsSchema, options, 'estimator.options');
+  }
+
+  /** With `workers`, the trainer records where each step's inner batches come from (workers replay them). */
+  get recordsInnerBatchSource(): boolean {
+    return this.options.workers !== undefined;
   }
 
   /** Rank of the Jacobian memory (0 without one). */
@@ -154,19 +210,16 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
     this.jacobian.setState(state);
   }
 
-  /** Releases the Jacobian memory. */
+  /** Releases the Jacobian memory and the remote executor's connections. */
   dispose(): void {
     this.jacobian.dispose();
+    this.executor?.dispose();
+    this.executor = null;
   }
 
   /** Whether the perturbed solves of `context` run batched. */
   usesBatchedSolves(context: EstimateContext): boolean {
-    return (
-      this.options.batchedSolves &&
-      context.solver.elementwise &&
-      typeof context.solver.solveBatched === 'function' &&
-      context.oracles.supportsBatchedX
-    );
+    return canBatch(context.solver, context.oracles, this.options.batchedSolves);
   }
 
   /** The perturbed solves replay the base solve's N batches; nothing else is read. */
@@ -180,15 +233,33 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
     const { directions: Q, smoothing: mu, antithetic } = this.options;
     const batched = this.usesBatchedSolves(context);
     const maxIterations = perturbedIterationBudget(context.inner);
+    const remote = this.options.workers ? this.remoteExecutor(context) : null;
+    const remoteStats = { sent: 0, received: 0 };
     const { hypergradient, diagnostics } = tidy(() => {
       const { gradX, gradY } = outerGradients(context);
       const xSpec = treeSpec(context.x);
+      // The directions' seed: a remote worker draws the same U from it.
+      const seed = context.rng.getState();
       // U: [Q, d] directions (flat); the perturbed points are x + μ·offset for the rows u_q (and −u_q).
       const U = sampleDirections(this.options.distribution, Q, xSpec, context.rng);
       const offsets = antithetic ? (tf.concat([U, tf.neg(U)]) as tf.Tensor2D) : U;
       // c_j = ⟨y_N(x + μ·offset_j) − y_N(x), ∇_y f⟩ for every perturbed solve j.
-      const solve = batched ? this.solveBatched.bind(this) : this.solveOneByOne.bind(this);
-      const { values: c, iterations } = solve(context, offsets, xSpec, gradY, maxIterations, false);
+      let c: tf.Tensor;
+      let iterations: number;
+      if (remote) {
+        const reply = remote.solve(this.remoteRequest(context, xSpec, gradY, seed, maxIterations));
+        c = tf.tensor1d(reply.values);
+        iterations = reply.iterations / offsets.shape[0];
+        // The solves' oracle calls, charged to this run as if they had run here.
+        const counts: Record<string, number> = { ...context.oracles.counts };
+        for (const [k, v] of Object.entries(reply.oracleCalls)) counts[k] = (counts[k] ?? 0) + (v ?? 0);
+        context.oracles.restoreCounts(counts as unknown as typeof context.oracles.counts);
+        remoteStats.sent = reply.bytes.sent;
+        remoteStats.received = reply.bytes.received;
+      } else {
+        const solve = batched ? solveBatched : solveOneByOne;
+        ({ values: c, iterations } = solve(setupOf(context), offsets, xSpec, gradY, maxIterations, false, this.options));
+      }
       // Coefficient of u_q: one-sided c_q/μ, or central (c_q⁺ − c_q⁻)/(2μ).
       const coef = antithetic
         ? tf.div(tf.sub(tf.slice(c, [0], [Q]), tf.slice(c, [Q], [Q])), 2 * mu)
@@ -203,12 +274,69 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
         diagnostics: {
           directions: Q,
           perturbedSolves: antithetic ? 2 * Q : Q,
-          batchedSolves: batched ? 1 : 0,
+          batchedSolves: remote ? 0 : batched ? 1 : 0,
           perturbedIterations: iterations,
+          ...(remote ? { bytesSent: remoteStats.sent, bytesReceived: remoteStats.received } : {}),
         },
       };
     });
     return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
+  }
+
+  /** The executor of the `workers` option (made once). */
+  private remoteExecutor(context: EstimateContext): PerturbedSolveExecutor {
+    if (this.executor) return this.executor;
+    const workers = this.options.workers!;
+    if (!this.resolveExecutor) {
+      throw new ConfigError(
+        'estimator.options.workers: this estimator was created without a container to find a perturbed-solve executor in (create it through the plugin registry)',
+        'estimator.options.workers',
+      );
+    }
+    if (context.innerBatches && !context.innerBatchSource) {
+      throw new ConfigError(
+        'estimator.options.workers: the problem samples tasks; its inner batches cannot be replayed on a worker from a seed',
+        'estimator.options.workers',
+      );
+    }
+    this.executor = this.resolveExecutor({
+      queue: workers.queue,
+      timeoutMs: workers.timeoutMs,
+      blockSize: workers.blockSize,
+    });
+    return this.executor;
+  }
+
+  /** What the workers need for this step: x, y0, y_N(x), ∇_y f (flat float32), the seeds and settings. */
+  private remoteRequest(
+    context: EstimateContext,
+    xSpec: TreeSpec,
+    gradY: TensorTree,
+    seed: PerturbedSolveRequest['seed'],
+    maxIterations: number | undefined,
+  ): PerturbedSolveRequest {
+    const flat = (t: TensorTree): Float32Array => treeFlatten(t).dataSync() as Float32Array;
+    const o = this.options;
+    return {
+      step: context.step,
+      x: flat(context.x),
+      xSpec: flatSpec(xSpec),
+      y0: flat(context.y0),
+      yBase: flat(context.inner.y),
+      gradY: flat(gradY),
+      ySpec: flatSpec(treeSpec(context.inner.y)),
+      seed,
+      directions: {
+        distribution: o.distribution,
+        count: o.directions,
+        antithetic: o.antithetic,
+        smoothing: o.smoothing,
+        batchedSolves: o.batchedSolves,
+        maxBatchSize: o.maxBatchSize,
+      },
+      maxIterations,
+      innerBatchSource: context.innerBatchSource,
+    };
   }
 
   /**
@@ -250,8 +378,8 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
       const scale = Math.sqrt(d);
       const U = tf.mul(V, scale) as tf.Tensor2D;
       const offsets = antithetic ? (tf.concat([U, tf.neg(U)]) as tf.Tensor2D) : U;
-      const solve = batched ? this.solveBatched.bind(this) : this.solveOneByOne.bind(this);
-      const { values: diffs, iterations } = solve(context, offsets, xSpec, gradY, maxIterations, true);
+      const solve = batched ? solveBatched : solveOneByOne;
+      const { values: diffs, iterations } = solve(setupOf(context), offsets, xSpec, gradY, maxIterations, true, this.options);
       // Responses J v_q (rows, flat y-space).
       const responses = (
         antithetic
@@ -277,86 +405,196 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
     });
     return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
   }
+}
 
-  /**
-   * The perturbed solves one by one and the mean iteration count; per solve j either c_j = ⟨y_j − y, ∇_y f⟩
-   * (a [J] tensor) or, with `diffs`, the flat difference y_j − y (a [J, dim y] tensor).
-   */
-  private solveOneByOne(
-    context: EstimateContext,
-    offsets: tf.Tensor2D,
-    xSpec: TreeSpec,
-    gradY: TensorTree,
-    maxIterations: number | undefined,
-    diffs: boolean,
-  ): { values: tf.Tensor; iterations: number } {
-    const J = offsets.shape[0];
-    const mu = this.options.smoothing;
-    const xFlat = treeFlatten(context.x);
-    const rows = tf.unstack(offsets);
-    const cs: tf.Tensor[] = [];
-    let iterations = 0;
-    for (let j = 0; j < J; j++) {
-      const { cj, its } = tidy(() => {
-        const xj = treeUnflatten(tf.add(xFlat, tf.mul(rows[j], mu)), xSpec);
-        const res = context.solver.solve({
-          oracles: context.oracles,
-          x: xj,
-          y0: context.y0,
-          maxIterations,
-          batches: context.innerBatches,
-        });
-        const delta = treeSub(res.y, context.inner.y);
-        const cj = diffs ? treeFlatten(delta) : treeDot(delta, gradY);
-        res.curvature?.dispose();
-        return { cj, its: res.iterations };
-      });
-      cs.push(cj);
-      iterations += its;
-    }
-    return { values: tf.stack(cs), iterations: iterations / J };
-  }
+/**
+ * What perturbed solves need from a step: the solver and oracles, x, the warm start, the base solve's y_N(x)
+ * and the inner batches to replay (an {@link EstimateContext}'s parts, or a worker's replica of them).
+ */
+interface PerturbedSetup {
+  /** The inner solver. */
+  readonly solver: InnerSolver;
+  /** The (counted) oracles. */
+  readonly oracles: Oracles;
+  /** The unperturbed x. */
+  readonly x: TensorTree;
+  /** The warm start of every solve. */
+  readonly y0: TensorTree;
+  /** y_N(x), the base solve's output. */
+  readonly yBase: TensorTree;
+  /** The step's inner batches (stochastic problems). */
+  readonly innerBatches?: BatchSchedule;
+}
 
-  /**
-   * The perturbed solves as batched solves of at most `maxBatchSize` stacked members each; values as in
-   * {@link EvolutionStrategiesEstimator.solveOneByOne}.
-   */
-  private solveBatched(
-    context: EstimateContext,
-    offsets: tf.Tensor2D,
-    xSpec: TreeSpec,
-    gradY: TensorTree,
-    maxIterations: number | undefined,
-    diffs: boolean,
-  ): { values: tf.Tensor; iterations: number } {
-    const J = offsets.shape[0];
-    const chunk = Math.min(J, this.options.maxBatchSize ?? J);
-    const solveBatched = context.solver.solveBatched;
-    if (!solveBatched) throw new Error(`solver '${context.solver.name}' has no solveBatched`);
-    const parts: tf.Tensor[] = [];
-    let iterations = 0;
-    for (let start = 0; start < J; start += chunk) {
-      const B = Math.min(chunk, J - start);
-      const { cPart, its } = tidy(() => {
-        const rows = tf.slice(offsets, [start, 0], [B, xSpec.total]);
-        const xs = stackedPerturbation(context.x, xSpec, rows, this.options.smoothing);
-        const y0s = stackedCopies(context.y0, B);
-        const res = solveBatched.call(context.solver, {
-          oracles: context.oracles,
-          x: xs,
-          y0: y0s,
-          maxIterations,
-          batches: context.innerBatches,
-        });
-        const cPart = diffs ? stackedDiff(res.y, context.inner.y, B) : stackedDot(res.y, context.inner.y, gradY, B);
-        res.curvature?.dispose();
-        return { cPart, its: res.iterations };
+function setupOf(context: EstimateContext): PerturbedSetup {
+  return {
+    solver: context.solver,
+    oracles: context.oracles,
+    x: context.x,
+    y0: context.y0,
+    yBase: context.inner.y,
+    innerBatches: context.innerBatches,
+  };
+}
+
+/** The perturbed solves' settings used by {@link solveOneByOne} and {@link solveBatched}. */
+type SolveSettings = Pick<EvolutionStrategiesOptions, 'smoothing' | 'maxBatchSize'>;
+
+/** Whether perturbed solves with this solver and these oracles can run batched. */
+function canBatch(solver: InnerSolver, oracles: Oracles, wanted: boolean): boolean {
+  return wanted && solver.elementwise && typeof solver.solveBatched === 'function' && oracles.supportsBatchedX;
+}
+
+/**
+ * The perturbed solves one by one and the summed iteration count over J (mean); per solve j either
+ * c_j = ⟨y_j − y, ∇_y f⟩ (a [J] tensor) or, with `diffs`, the flat difference y_j − y (a [J, dim y] tensor).
+ */
+function solveOneByOne(
+  setup: PerturbedSetup,
+  offsets: tf.Tensor2D,
+  xSpec: TreeSpec,
+  gradY: TensorTree,
+  maxIterations: number | undefined,
+  diffs: boolean,
+  settings: SolveSettings,
+): { values: tf.Tensor; iterations: number } {
+  const J = offsets.shape[0];
+  const mu = settings.smoothing;
+  const xFlat = treeFlatten(setup.x);
+  const rows = tf.unstack(offsets);
+  const cs: tf.Tensor[] = [];
+  let iterations = 0;
+  for (let j = 0; j < J; j++) {
+    const { cj, its } = tidy(() => {
+      const xj = treeUnflatten(tf.add(xFlat, tf.mul(rows[j], mu)), xSpec);
+      const res = setup.solver.solve({
+        oracles: setup.oracles,
+        x: xj,
+        y0: setup.y0,
+        maxIterations,
+        batches: setup.innerBatches,
       });
-      parts.push(cPart);
-      iterations += its * B;
-    }
-    return { values: parts.length === 1 ? parts[0] : tf.concat(parts), iterations: iterations / J };
+      const delta = treeSub(res.y, setup.yBase);
+      const cj = diffs ? treeFlatten(delta) : treeDot(delta, gradY);
+      res.curvature?.dispose();
+      return { cj, its: res.iterations };
+    });
+    cs.push(cj);
+    iterations += its;
   }
+  return { values: tf.stack(cs), iterations: iterations / J };
+}
+
+/**
+ * The perturbed solves as batched solves of at most `maxBatchSize` stacked members each; values as in
+ * {@link solveOneByOne}.
+ */
+function solveBatched(
+  setup: PerturbedSetup,
+  offsets: tf.Tensor2D,
+  xSpec: TreeSpec,
+  gradY: TensorTree,
+  maxIterations: number | undefined,
+  diffs: boolean,
+  settings: SolveSettings,
+): { values: tf.Tensor; iterations: number } {
+  const J = offsets.shape[0];
+  const chunk = Math.min(J, settings.maxBatchSize ?? J);
+  const solveBatchedFn = setup.solver.solveBatched;
+  if (!solveBatchedFn) throw new Error(`solver '${setup.solver.name}' has no solveBatched`);
+  const parts: tf.Tensor[] = [];
+  let iterations = 0;
+  for (let start = 0; start < J; start += chunk) {
+    const B = Math.min(chunk, J - start);
+    const { cPart, its } = tidy(() => {
+      const rows = tf.slice(offsets, [start, 0], [B, xSpec.total]);
+      const xs = stackedPerturbation(setup.x, xSpec, rows, settings.smoothing);
+      const y0s = stackedCopies(setup.y0, B);
+      const res = solveBatchedFn.call(setup.solver, {
+        oracles: setup.oracles,
+        x: xs,
+        y0: y0s,
+        maxIterations,
+        batches: setup.innerBatches,
+      });
+      const cPart = diffs ? stackedDiff(res.y, setup.yBase, B) : stackedDot(res.y, setup.yBase, gradY, B);
+      res.curvature?.dispose();
+      return { cPart, its: res.iterations };
+    });
+    parts.push(cPart);
+    iterations += its * B;
+  }
+  return { values: parts.length === 1 ? parts[0] : tf.concat(parts), iterations: iterations / J };
+}
+
+function flatSpec(spec: TreeSpec): FlatTreeSpec {
+  return { names: [...spec.names], shapes: spec.shapes.map((s) => [...s]) };
+}
+
+/** A tree from a flat float32 vector and its layout. */
+function treeOf(flat: Float32Array, spec: FlatTreeSpec): TensorTree {
+  const out: Record<string, tf.Tensor> = {};
+  let o = 0;
+  spec.names.forEach((n, i) => {
+    const shape = spec.shapes[i] as number[];
+    const size = shape.reduce((a, b) => a * b, 1);
+    out[n] = tf.tensor(flat.subarray(o, o + size), shape);
+    o += size;
+  });
+  if (o !== flat.length) throw new Error(`a flat tree of ${flat.length} values does not match its layout (${o})`);
+  return out;
+}
+
+/** What {@link perturbedSolveBlock} returns. */
+export interface PerturbedBlockResult {
+  /** c_j = ⟨y_N(x + μ·offset_j) − y_N(x), ∇_y f⟩ for j = from … to − 1. */
+  readonly values: Float32Array;
+  /** The block's summed inner iteration counts. */
+  readonly iterations: number;
+}
+
+/**
+ * The perturbed solves j = from … to − 1 of a step's request, run on a worker's replica (`solver`, `oracles`,
+ * the inner batches replayed from the request's seed): the directions are drawn again from the request's seed
+ * exactly as {@link EvolutionStrategiesEstimator.estimate} draws them, so c_j equals the local c_j (batched or
+ * not, to float32 rounding). Returns the c_j and their summed iteration counts.
+ */
+export function perturbedSolveBlock(
+  replica: { readonly solver: InnerSolver; readonly oracles: Oracles; readonly innerBatches?: BatchSchedule },
+  request: PerturbedSolveRequest,
+  from: number,
+  to: number,
+): PerturbedBlockResult {
+  const dirs = request.directions;
+  const J = dirs.antithetic ? 2 * dirs.count : dirs.count;
+  if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from < to && to <= J)) {
+    throw new Error(`perturbed-solve block [${from}, ${to}) is outside the step's ${J} solves`);
+  }
+  if (!(DIRECTION_DISTRIBUTIONS as readonly string[]).includes(dirs.distribution)) {
+    throw new Error(`unknown direction distribution '${dirs.distribution}'`);
+  }
+  return tidy(() => {
+    const x = treeOf(request.x, request.xSpec);
+    const xSpec = treeSpec(x);
+    const U = sampleDirections(dirs.distribution as DirectionDistribution, dirs.count, xSpec, new Random(request.seed));
+    const offsets = dirs.antithetic ? (tf.concat([U, tf.neg(U)]) as tf.Tensor2D) : U;
+    const block = tf.slice(offsets, [from, 0], [to - from, xSpec.total]) as tf.Tensor2D;
+    const setup: PerturbedSetup = {
+      solver: replica.solver,
+      oracles: replica.oracles,
+      x,
+      y0: treeOf(request.y0, request.ySpec),
+      yBase: treeOf(request.yBase, request.ySpec),
+      innerBatches: replica.innerBatches,
+    };
+    const gradY = treeOf(request.gradY, request.ySpec);
+    const solve = canBatch(setup.solver, setup.oracles, dirs.batchedSolves) ? solveBatched : solveOneByOne;
+    const { values, iterations } = solve(setup, block, xSpec, gradY, request.maxIterations, false, {
+      smoothing: dirs.smoothing,
+      maxBatchSize: dirs.maxBatchSize,
+    });
+    return { values: values.dataSync() as Float32Array, iterations: iterations * (to - from) };
+  });
 }
 
 /**

@@ -6,7 +6,7 @@
  *
  * @module @bilevel/estimators
  */
-import { type HypergradientEstimator, registry, type z } from '@bilevel/core';
+import { type HypergradientEstimator, registry, resolvePerturbedSolveExecutor, type z } from '@bilevel/core';
 import {
   ConjugateGradientEstimator,
   ConjugateGradientEstimatorOptionsSchema,
@@ -57,6 +57,8 @@ export {
   EvolutionStrategiesOptionsSchema,
   type EvolutionStrategiesOptions,
   EvolutionStrategiesEstimator,
+  perturbedSolveBlock,
+  type PerturbedBlockResult,
 } from './evolution-strategies-estimator';
 export { QnboEstimatorOptionsSchema, type QnboEstimatorOptions, QnboEstimator } from './qnbo-estimator';
 export {
@@ -87,12 +89,18 @@ function register<O>(
   registry.register({ kind: 'estimator', name, description, options, create, source: SOURCE });
 }
 
-register(
-  'es',
-  (o) => new EvolutionStrategiesEstimator(o),
-  EvolutionStrategiesOptionsSchema,
-  'ESJ / ESJ-S: evolution-strategies Jacobian (Sow, Ji & Liang, 2022), Hessian-free',
-);
+// ES finds the executor of its `workers` option in the container it is created in (registered by the CLI).
+registry.register({
+  kind: 'estimator',
+  name: 'es',
+  description: 'ESJ / ESJ-S: evolution-strategies Jacobian (Sow, Ji & Liang, 2022), Hessian-free; perturbed solves optionally on workers',
+  options: EvolutionStrategiesOptionsSchema,
+  create: (o, container) =>
+    new EvolutionStrategiesEstimator(o, (pool) =>
+      resolvePerturbedSolveExecutor(container, pool, 'estimator.options.workers'),
+    ),
+  source: SOURCE,
+});
 register(
   'qnbo',
   (o) => new QnboEstimator(o),

@@ -6,7 +6,7 @@ import { SPEED_FAMILIES, speedSelectors } from './suite/speed/workloads';
 export type SuiteSectionId = SectionId | 'speed';
 export const SUITE_SECTION_IDS: readonly SuiteSectionId[] = [...SECTION_IDS, 'speed'];
 
-export const COMMANDS = ['suite', 'kernels', 'solvers', 'estimators', 'esj'] as const;
+export const COMMANDS = ['suite', 'kernels', 'solvers', 'estimators', 'esj', 'distributed-es'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'cpu-blas', 'wasm', 'cpu'] as const;
@@ -46,6 +46,8 @@ Commands:
   kernels          GFLOP/s of matmul and Conv-4 / ResNet-12 convolutions on every tfjs backend
   solvers          inner solvers on the hyper-cleaning inner problem (gradient evaluations, seconds)
   estimators       evolution-strategies estimator: batched against one-by-one perturbed solves
+  distributed-es   ES steps with perturbed solves on 1 and 2 local \`bilevel worker\` processes (a private
+                   redis-server), against local steps: ms per step and bytes per step
   esj              ESJ variants' accuracy against exact hypergradients, by perturbed solves and time:
                    writes <out>/esj-measurements.md and <out>/esj/ (options --quick, --out only)
 

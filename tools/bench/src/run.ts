@@ -9,7 +9,7 @@ import { USAGE, UsageError, parseArgs } from './args';
 /** The repository root (this file is tools/bench/dist/run.js). */
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
-async function runCommand(command: 'kernels' | 'solvers' | 'estimators'): Promise<number> {
+async function runCommand(command: 'kernels' | 'solvers' | 'estimators' | 'distributed-es'): Promise<number> {
   switch (command) {
     case 'kernels': {
       const { runKernelBench } = await import('./kernels');
@@ -33,6 +33,11 @@ async function runCommand(command: 'kernels' | 'solvers' | 'estimators'): Promis
             `one by one ${r.oneByOneMs.toFixed(1)} ms, ratio ${r.speedup.toFixed(2)}`,
         );
       }
+      return 0;
+    }
+    case 'distributed-es': {
+      const { formatDistributedEsTable, runDistributedEsBench } = await import('./distributed-es');
+      console.log(formatDistributedEsTable(await runDistributedEsBench()));
       return 0;
     }
   }

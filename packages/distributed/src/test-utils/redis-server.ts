@@ -51,15 +51,56 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-/** Starts redis-server on a free loopback port (optionally with `requirepass`, optionally persistent: `appendonly`). */
+/** Files of a TLS server certificate (PEM). */
+export interface TestTlsFiles {
+  /** The server's certificate. */
+  readonly cert: string;
+  /** Its private key. */
+  readonly key: string;
+  /** The CA that signed it. */
+  readonly ca: string;
+}
+
+/**
+ * Makes a CA and a server certificate for 127.0.0.1 with `openssl` in `dir`; null (with the reason) when
+ * openssl is missing or fails.
+ */
+export function makeTestCertificates(dir: string): TestTlsFiles | { readonly skip: string } {
+  const run = (args: string[]): string | null => {
+    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    return r.status === 0 ? null : `openssl ${args[0]} failed: ${(r.stderr || String(r.error ?? '')).trim().split('\n')[0]}`;
+  };
+  const steps = [
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=bilevel test CA'],
+    ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1'],
+  ];
+  for (const args of steps) {
+    const failed = run(args);
+    if (failed) return { skip: failed };
+  }
+  fs.writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  const signed = run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-out', 'server.pem', '-extfile', 'san.ext']);
+  if (signed) return { skip: signed };
+  return { cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key'), ca: path.join(dir, 'ca.pem') };
+}
+
+/**
+ * Starts redis-server on a free loopback port (optionally with `requirepass`, optionally persistent:
+ * `appendonly`; with `tls`, TLS only: the URL is `rediss://`).
+ */
 export async function startTestRedis(
-  options: { password?: string; appendonly?: boolean } = {},
+  options: { password?: string; appendonly?: boolean; tls?: TestTlsFiles } = {},
 ): Promise<TestRedis> {
   const bin = findRedisServer();
   if (!bin) throw new Error('redis-server is not installed');
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bilevel-redis-'));
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir];
+  const args = options.tls
+    ? [
+        '--port', '0', '--tls-port', String(port), '--tls-cert-file', options.tls.cert, '--tls-key-file', options.tls.key,
+        '--tls-ca-cert-file', options.tls.ca, '--tls-auth-clients', 'no', '--bind', '127.0.0.1', '--save', '', '--dir', dir,
+      ]
+    : ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir];
   args.push(
     ...(options.appendonly ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
   );
@@ -75,7 +116,7 @@ export async function startTestRedis(
   };
   return {
     port,
-    url: `redis://${auth}127.0.0.1:${port}`,
+    url: `${options.tls ? 'rediss' : 'redis'}://${auth}127.0.0.1:${port}`,
     restart: async () => {
       await halt('SIGTERM');
       child = await launch(bin, args);

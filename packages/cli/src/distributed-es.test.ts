@@ -1,0 +1,212 @@
+/**
+ * Distributed evolution-strategies steps on a real Redis (a private redis-server on a free loopback port) with
+ * `bilevel worker` child processes of the built executable: the `es` estimator with `workers` gives the local
+ * estimate to float32 rounding for the same seed (deterministic quadratic; antithetic ESJ-S with minibatch
+ * replay on synthetic hyper-cleaning), also when a worker is killed mid-step; a step nobody answers fails after
+ * its timeout naming the missing jobs.
+ */
+import { type ChildProcess, spawn } from 'child_process';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs-core';
+import { Queue } from 'bullmq';
+import { parseQueueUrl } from '@bilevel/distributed';
+import { createPipeline, type PipelineSpec, treeFlatten, treeFromData } from '@bilevel/core';
+import '@bilevel/problems';
+import '@bilevel/solvers';
+import '@bilevel/estimators';
+import { redisSkipReason, startTestRedis, type TestRedis } from '../../distributed/src/test-utils/redis-server';
+// Registers the executor factory of the `workers` option (as the bilevel command does).
+import './distributed';
+import { makeTempDir } from './test-utils/helpers';
+
+const main = path.resolve(__dirname, '..', 'dist', 'main.js');
+const skip = redisSkipReason();
+if (skip) console.warn(skip);
+const describeRedis = skip ? describe.skip : describe;
+
+interface Proc {
+  child: ChildProcess;
+  out: () => string;
+  done: Promise<number | null>;
+}
+
+const children = new Set<ChildProcess>();
+const tmp = makeTempDir('bilevel-dist-es-');
+
+function startWorker(url: string, name: string, extra: string[] = []): Proc {
+  const child = spawn(process.execPath, [main, '--backend', 'cpu', 'worker', '--queue', url, '--name', name, ...extra], {
+    cwd: tmp.dir,
+    env: { ...process.env, BILEVEL_BACKEND: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let text = '';
+  child.stdout?.on('data', (d: Buffer) => (text += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (text += d.toString()));
+  const done = new Promise<number | null>((resolve) =>
+    child.on('close', (code) => {
+      children.delete(child);
+      resolve(code);
+    }),
+  );
+  return { child, out: () => text, done };
+}
+
+async function ready(worker: Proc): Promise<void> {
+  const start = Date.now();
+  while (!worker.out().includes('taking jobs')) {
+    if (worker.child.exitCode !== null || Date.now() - start > 30_000) {
+      throw new Error(`worker did not start:\n${worker.out()}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Runs `steps` outer steps of `spec` in this process; returns x after each step and the last diagnostics. */
+function run(spec: PipelineSpec, steps: number): { xs: Float32Array[]; diagnostics: Record<string, number>; calls: number } {
+  const pipeline = createPipeline(spec);
+  try {
+    const xs: Float32Array[] = [];
+    let diagnostics: Record<string, number> = {};
+    for (let k = 0; k < steps; k++) {
+      diagnostics = pipeline.trainer.stepOnce().diagnostics;
+      const x = treeFromData(pipeline.trainer.getState().x);
+      xs.push(tf.tidy(() => treeFlatten(x).dataSync() as Float32Array));
+      Object.values(x).forEach((t) => t.dispose());
+    }
+    const calls = Object.values(pipeline.oracles.counts).reduce((s, v) => s + v, 0);
+    return { xs, diagnostics, calls };
+  } finally {
+    pipeline.dispose();
+  }
+}
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  let scale = 0;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) {
+    scale = Math.max(scale, Math.abs(a[i]));
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+  }
+  return diff / scale;
+}
+
+function quadratic(es: Record<string, unknown>, seed = 3, iterations = 15, dimension = 20): PipelineSpec {
+  return {
+    problem: { name: 'quadratic', options: { dimension, seed: 0 } },
+    innerSolver: { name: 'gd', options: { stepSize: 0.6, maxIterations: iterations } },
+    estimator: { name: 'es', options: es },
+    outerOptimizer: { name: 'gd', options: { learningRate: 0.05 } },
+    trainer: { evalEvery: 0 },
+    seed,
+  };
+}
+
+describeRedis('distributed ES (the es estimator with workers)', () => {
+  let redis: TestRedis;
+  const workers: Proc[] = [];
+
+  beforeAll(async () => {
+    redis = await startTestRedis();
+    workers.push(startWorker(redis.url, 'w1'), startWorker(redis.url, 'w2'));
+    await Promise.all(workers.map(ready));
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const c of children) c.kill('SIGKILL');
+    await Promise.all(workers.map((w) => w.done));
+    await redis?.stop();
+    tmp.cleanup();
+  });
+
+  it('equals the local estimate to float32 rounding for the same seed (quadratic, 2 workers)', () => {
+    const options = { directions: 6, smoothing: 0.01 };
+    const local = run(quadratic(options), 3);
+    const tensors = tf.memory().numTensors;
+    const remote = run(quadratic({ ...options, workers: { queue: redis.url, blockSize: 2, timeoutMs: 30_000 } }), 3);
+    // Every tensor of the distributed steps is released with the pipeline.
+    expect(tf.memory().numTensors).toBe(tensors);
+    for (let k = 0; k < 3; k++) expect(maxRelDiff(remote.xs[k], local.xs[k])).toBeLessThan(1e-5);
+    // The same cost is charged: the workers' oracle calls are added to the coordinator's counts.
+    expect(remote.calls).toBe(local.calls);
+    expect(remote.diagnostics.perturbedSolves).toBe(6);
+    // x (20 floats), y0, y_N(x), ∇_y f (20 each) and a 24-byte header once; the jobs' payloads and results.
+    expect(remote.diagnostics.bytesSent).toBeGreaterThan(24 + 4 * 80);
+    expect(remote.diagnostics.bytesReceived).toBeGreaterThan(0);
+    // The comparison can fail: another seed's directions give another iterate.
+    const other = run(quadratic(options, 4), 3);
+    expect(maxRelDiff(other.xs[2], local.xs[2])).toBeGreaterThan(1e-3);
+  });
+
+  it('antithetic ESJ-S on minibatches replays the step’s batches on the workers (synthetic hyper-cleaning)', () => {
+    const spec = (es: Record<string, unknown>): PipelineSpec => ({
+      problem: {
+        name: 'hyper-cleaning',
+        options: {
+          dataset: 'synthetic',
+          trainSamples: 60,
+          validationSamples: 30,
+          testSamples: 0,
+          batchSize: 16,
+          synthetic: { features: 5, classes: 3 },
+          seed: 1,
+        },
+      },
+      innerSolver: { name: 'gd', options: { stepSize: 0.5, maxIterations: 8 } },
+      estimator: { name: 'es', options: es },
+      outerOptimizer: { name: 'gd', options: { learningRate: 1 } },
+      trainer: { evalEvery: 0 },
+      seed: 5,
+    });
+    const options = { directions: 5, smoothing: 0.05, antithetic: true };
+    // Five steps of batch 16 out of 60 samples: the samplers pass an epoch boundary.
+    const local = run(spec(options), 5);
+    const remote = run(spec({ ...options, workers: { queue: redis.url, blockSize: 3, timeoutMs: 30_000 } }), 5);
+    expect(remote.diagnostics.perturbedSolves).toBe(10);
+    for (let k = 0; k < 5; k++) expect(maxRelDiff(remote.xs[k], local.xs[k])).toBeLessThan(1e-5);
+    expect(remote.calls).toBe(local.calls);
+  });
+
+  it('a step that no worker answers fails after its timeout, naming the missing jobs', () => {
+    const pipeline = createPipeline(
+      quadratic({ directions: 4, workers: { queue: `${redis.url}?queue=nobody`, blockSize: 2, timeoutMs: 1500 } }),
+    );
+    try {
+      expect(() => pipeline.trainer.stepOnce()).toThrow(
+        /ES step 1: 2 of 2 perturbed-solve jobs did not finish within 1500 ms .*es-[0-9a-z]+-[0-9a-f]+:0:0 \(waiting: no worker took it\), .*:0:2 \(waiting/,
+      );
+    } finally {
+      pipeline.dispose();
+    }
+  });
+
+  it('a worker killed mid-step does not change the result: its block is redone by another worker', async () => {
+    // Workers with short locks, so a killed worker's block is taken over within a second or two.
+    const fast = [
+      startWorker(`${redis.url}?queue=fast`, 'f1', ['--lock-duration', '1500', '--stalled-interval', '500']),
+      startWorker(`${redis.url}?queue=fast`, 'f2', ['--lock-duration', '1500', '--stalled-interval', '500']),
+    ];
+    await Promise.all(fast.map(ready));
+    // Solves long enough that the step is still running when f1 is killed (one solve per job).
+    const options = { directions: 16, smoothing: 0.01 };
+    const local = run(quadratic(options, 3, 600, 40), 1);
+    // The step blocks this thread: the kill comes from a shell started before it.
+    const killer = spawn('sh', ['-c', `sleep 0.8; kill -9 ${fast[0].child.pid}`], { stdio: 'ignore' });
+    const remote = run(
+      quadratic({ ...options, workers: { queue: `${redis.url}?queue=fast`, blockSize: 1, timeoutMs: 60_000 } }, 3, 600, 40),
+      1,
+    );
+    await new Promise((r) => killer.on('close', r));
+    await fast[0].done;
+    expect(fast[0].child.signalCode).toBe('SIGKILL');
+    expect(maxRelDiff(remote.xs[0], local.xs[0])).toBeLessThan(1e-5);
+    // A block was started twice: by f1, killed during it, then by f2 (otherwise the kill proved nothing).
+    const queue = new Queue('fast-es', { connection: parseQueueUrl(redis.url).connection });
+    const completed = await queue.getJobs(['completed']);
+    await queue.close();
+    expect(completed).toHaveLength(16);
+    expect(completed.filter((j) => j.attemptsStarted >= 2).map((j) => j.processedBy)).toContain('f2/es');
+    fast[1].child.kill('SIGINT');
+    await fast[1].done;
+  }, 90_000);
+});
