@@ -638,8 +638,14 @@ static void matvec_task(void* ctx, size_t t, size_t end) {
  * leading dimension lda. Returns 0 (nothing done) for products OpenBLAS runs on one thread anyway and when
  * the pool has one thread; the caller then runs one sgemv. */
 static int matvec_pooled(bool trans, int rows, int cols, const float* a, int lda, const float* x, float* y) {
+  /* BILEVEL_BLAS_MATVEC=openblas leaves every product to OpenBLAS's own threads. On a quiet machine the two
+   * were within the noise of each other in the speed suite (four alternated runs of the quadratic rows), the
+   * pool using less CPU time; on a loaded one the pool was 1.4-2.8x faster. */
   const size_t entries = (size_t)rows * (size_t)cols;
   if (pool_threads() < 2 || entries < MATVEC_OPENBLAS_THREADED) return 0;
+  /* Read per call (a few hundred ns against the product's microseconds), so a process can switch it. */
+  const char* mode = getenv("BILEVEL_BLAS_MATVEC");
+  if (mode != NULL && strcmp(mode, "openblas") == 0) return 0;
   const size_t out = (size_t)(trans ? cols : rows), inner = (size_t)(trans ? rows : cols);
   size_t chunk = MATVEC_TASK_FLOATS / inner;
   chunk = (chunk + 15) & ~(size_t)15; /* whole cache lines of y (and of A's rows when transposed) */

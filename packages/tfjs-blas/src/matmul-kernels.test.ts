@@ -348,62 +348,73 @@ function broadcastMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transp
     expect(Array.from(special[0].values).some((v) => Number.isNaN(v))).toBe(true);
   });
 
-  it('large matrix-vector products (split over the worker pool) agree with the JS kernel, with NaN and infinities', async () => {
-    const rand = seededRandom(13);
-    const threads = blasInfo().threads;
-    try {
-      // The pool splits products only when it has two threads or more.
-      setBlasThreads(2);
-      // Products of more than 2^17 matrix entries (the pool's threshold): rows and columns that do not divide
-      // into whole tasks, a batched product, and vector-matrix products (A·x and Aᵀ·x for each).
-      for (const [batch, m, k, n, tA, tB] of [
-        [[], 400, 400, 1, false, false],
-        [[], 400, 400, 1, true, false],
-        [[], 513, 301, 1, false, false],
-        [[], 513, 301, 1, true, false],
-        [[2], 380, 360, 1, false, false],
-        [[2], 380, 360, 1, true, false],
-        [[], 1, 353, 401, false, false],
-        [[], 1, 353, 401, false, true],
-      ] as [number[], number, number, number, boolean, boolean][]) {
-        const ops = matmulOperands(rand, batch, batch, m, k, n, tA, tB);
-        const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, (a, b) => tf.matMul(a, b, tA, tB));
-        // The pool's tasks run OpenBLAS on one thread and restore the setting after.
-        expect({ threads: blasInfo().threads, m, k, n, tA, tB, agrees: err < TOL }).toEqual({
-          threads: 2,
-          m,
-          k,
-          n,
-          tA,
-          tB,
-          agrees: true,
-        });
+  it.each([
+    ['the worker pool (the default)', undefined],
+    ["OpenBLAS's own threads (BILEVEL_BLAS_MATVEC=openblas)", 'openblas'],
+  ] as [string, string | undefined][])(
+    'large matrix-vector products on %s agree with the JS kernel, with NaN and infinities',
+    async (_how, mode) => {
+      const rand = seededRandom(13);
+      const threads = blasInfo().threads;
+      const savedMode = process.env.BILEVEL_BLAS_MATVEC;
+      if (mode === undefined) delete process.env.BILEVEL_BLAS_MATVEC;
+      else process.env.BILEVEL_BLAS_MATVEC = mode;
+      try {
+        // The pool splits products only when it has two threads or more.
+        setBlasThreads(2);
+        // Products of more than 2^17 matrix entries (the pool's threshold): rows and columns that do not divide
+        // into whole tasks, a batched product, and vector-matrix products (A·x and Aᵀ·x for each).
+        for (const [batch, m, k, n, tA, tB] of [
+          [[], 400, 400, 1, false, false],
+          [[], 400, 400, 1, true, false],
+          [[], 513, 301, 1, false, false],
+          [[], 513, 301, 1, true, false],
+          [[2], 380, 360, 1, false, false],
+          [[2], 380, 360, 1, true, false],
+          [[], 1, 353, 401, false, false],
+          [[], 1, 353, 401, false, true],
+        ] as [number[], number, number, number, boolean, boolean][]) {
+          const ops = matmulOperands(rand, batch, batch, m, k, n, tA, tB);
+          const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, (a, b) => tf.matMul(a, b, tA, tB));
+          // The pool's tasks run OpenBLAS on one thread and restore the setting after.
+          expect({ threads: blasInfo().threads, m, k, n, tA, tB, agrees: err < TOL }).toEqual({
+            threads: 2,
+            m,
+            k,
+            n,
+            tA,
+            tB,
+            agrees: true,
+          });
+        }
+        // A stack of three matrices times one vector folds into one product of 600 rows.
+        const stacked = matmulOperands(rand, [3], [], 200, 300, 1, false, false);
+        expect(
+          await compareBackends(BLAS_BACKEND_NAME, 'cpu', stacked, (a, b) => tf.matMul(a, b)),
+        ).toBeLessThan(TOL);
+        // Special values in three entries of A: NaN or ±∞ in exactly the rows (A·x) or columns (Aᵀ·x) holding them.
+        const a = operand(rand, [400, 350]);
+        a.values[5 * 350 + 7] = NaN;
+        a.values[300 * 350 + 2] = Infinity;
+        a.values[399 * 350 + 349] = -Infinity;
+        for (const tA of [false, true]) {
+          const x = operand(rand, [tA ? 400 : 350, 1]);
+          const got = await runOn(BLAS_BACKEND_NAME, [a, x], (p, q) => tf.matMul(p, q, tA, false));
+          const want = await runOn('cpu', [a, x], (p, q) => tf.matMul(p, q, tA, false));
+          expect({ tA, mismatch: firstMismatch(got[0].values, want[0].values, 1e-3) }).toEqual({
+            tA,
+            mismatch: -1,
+          });
+          const special = Array.from(got[0].values).filter((v) => !Number.isFinite(v)).length;
+          expect({ tA, special }).toEqual({ tA, special: 3 });
+        }
+      } finally {
+        setBlasThreads(Math.max(1, threads));
+        if (savedMode === undefined) delete process.env.BILEVEL_BLAS_MATVEC;
+        else process.env.BILEVEL_BLAS_MATVEC = savedMode;
       }
-      // A stack of three matrices times one vector folds into one product of 600 rows.
-      const stacked = matmulOperands(rand, [3], [], 200, 300, 1, false, false);
-      expect(
-        await compareBackends(BLAS_BACKEND_NAME, 'cpu', stacked, (a, b) => tf.matMul(a, b)),
-      ).toBeLessThan(TOL);
-      // Special values in three entries of A: NaN or ±∞ in exactly the rows (A·x) or columns (Aᵀ·x) holding them.
-      const a = operand(rand, [400, 350]);
-      a.values[5 * 350 + 7] = NaN;
-      a.values[300 * 350 + 2] = Infinity;
-      a.values[399 * 350 + 349] = -Infinity;
-      for (const tA of [false, true]) {
-        const x = operand(rand, [tA ? 400 : 350, 1]);
-        const got = await runOn(BLAS_BACKEND_NAME, [a, x], (p, q) => tf.matMul(p, q, tA, false));
-        const want = await runOn('cpu', [a, x], (p, q) => tf.matMul(p, q, tA, false));
-        expect({ tA, mismatch: firstMismatch(got[0].values, want[0].values, 1e-3) }).toEqual({
-          tA,
-          mismatch: -1,
-        });
-        const special = Array.from(got[0].values).filter((v) => !Number.isFinite(v)).length;
-        expect({ tA, special }).toEqual({ tA, special: 3 });
-      }
-    } finally {
-      setBlasThreads(Math.max(1, threads));
-    }
-  });
+    },
+  );
 
   it('leaves no tensor behind over many matMul iterations', async () => {
     await tf.setBackend(BLAS_BACKEND_NAME);
