@@ -349,6 +349,8 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   await esWorker.close();
   esCompute.dispose();
   redisCheckpoints?.close();
+  // A private temporary store is of no use to any later worker (its newest checkpoints are in Redis).
+  if (!options.checkpointDir) fs.rmSync(store, { recursive: true, force: true });
   log('worker stopped');
 }
 

@@ -7,12 +7,51 @@
  *
  * @module @bilevel/distributed
  */
-export * from './queue-url';
-export * from './protocol';
-export * from './connection-check';
-export * from './run-queue';
-export * from './queue-status';
-export * from './es-protocol';
-export * from './es-executor';
+export { parseQueueUrl, DEFAULT_QUEUE_NAME, type QueueAddress } from './queue-url';
+export {
+  parseRunJob,
+  encodeJson,
+  decodeJson,
+  PROTOCOL_VERSION,
+  RunJobSchema,
+  type RunJob,
+  type RowsMessage,
+  RowBatcher,
+} from './protocol';
+export { checkConnection } from './connection-check';
+export {
+  RUN_JOB_NAME,
+  type CoordinatorOptions,
+  type JobEnd,
+  QueueCoordinator,
+  type ProcessorContext,
+  type ProcessorResult,
+  type QueueWorkerOptions,
+  QueueWorker,
+} from './run-queue';
+export { queueStatus, type JobStatus, type QueueStatus } from './queue-status';
+export {
+  esQueueName,
+  parseEsBlockJob,
+  encodeStepArrays,
+  decodeStepArrays,
+  stepJobs,
+  ES_JOB_NAME,
+  EsBlockJobSchema,
+  type EsBlockJob,
+  type EsBlockResult,
+  type StepArrays,
+} from './es-protocol';
+export {
+  registerDistributedEs,
+  startEsWorker,
+  RemotePerturbedSolves,
+  type EsBlockComputer,
+  type EsWorkerHandle,
+} from './es-executor';
 export type { EsThreadAnswer, EsThreadData, EsThreadStep } from './es-thread';
-export * from './redis-checkpoints';
+export {
+  DEFAULT_REDIS_CHECKPOINT_LIMIT,
+  type StoredCheckpoint,
+  RedisCheckpointStore,
+} from './redis-checkpoints';

@@ -145,6 +145,9 @@ export interface QueueWorkerOptions {
   readonly rowIntervalMs?: number;
 }
 
+/** How long {@link QueueWorker.close} waits for BullMQ's own close once no job is running. */
+const IDLE_CLOSE_GRACE_MS = 5_000;
+
 /**
  * A worker's end: takes run jobs one (or `concurrency`) at a time and runs `process` on each. Its result
  * goes back to the coordinator as the job's return value; rows given to `sendRow` stream there as they
@@ -154,6 +157,14 @@ export interface QueueWorkerOptions {
 export class QueueWorker {
   private readonly worker: Worker;
   private readonly handBack = new AbortController();
+  /** Jobs whose processor is running. */
+  private activeJobs = 0;
+  /** Resolved when {@link close} had to close the connections outright ({@link run} ends then too). */
+  private readonly forcedClose = (() => {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    return { promise, resolve };
+  })();
   /** The worker's name (host:pid unless given). */
   readonly name: string;
 
@@ -167,22 +178,27 @@ export class QueueWorker {
     this.worker = new Worker(
       address.queueName,
       async (job: Job, token?: string) => {
-        const batcher = new RowBatcher<unknown>(
-          (from, rows) => job.updateProgress({ from, rows: encodeJson(rows), worker: name }),
-          options.rowIntervalMs ?? 200,
-        );
-        const result = await process({
-          job,
-          signal: this.handBack.signal,
-          sendRow: (row, i) => batcher.add(row, i),
-        });
-        await batcher.flush();
-        if ('handBack' in result) {
-          // Back to the queue at once for another worker (BullMQ's documented way to re-queue from a processor).
-          await job.moveToDelayed(Date.now(), token);
-          throw new DelayedError();
+        this.activeJobs++;
+        try {
+          const batcher = new RowBatcher<unknown>(
+            (from, rows) => job.updateProgress({ from, rows: encodeJson(rows), worker: name }),
+            options.rowIntervalMs ?? 200,
+          );
+          const result = await process({
+            job,
+            signal: this.handBack.signal,
+            sendRow: (row, i) => batcher.add(row, i),
+          });
+          await batcher.flush();
+          if ('handBack' in result) {
+            // Back to the queue at once for another worker (BullMQ's documented way to re-queue from a processor).
+            await job.moveToDelayed(Date.now(), token);
+            throw new DelayedError();
+          }
+          return encodeJson(result.value);
+        } finally {
+          this.activeJobs--;
         }
-        return encodeJson(result.value);
       },
       {
         connection: address.connection,
@@ -203,7 +219,7 @@ export class QueueWorker {
 
   /** Takes jobs until {@link close} (resolves then). */
   run(): Promise<void> {
-    return this.worker.run();
+    return Promise.race([this.worker.run(), this.forcedClose.promise]);
   }
 
   /** Waits until the worker's connection is ready. */
@@ -218,6 +234,34 @@ export class QueueWorker {
   async close(mode: 'finish' | 'hand-back'): Promise<void> {
     const closing = this.worker.close();
     if (mode === 'hand-back') this.handBack.abort();
-    await closing;
+    let settled = false;
+    let failure: unknown = null;
+    const done = closing.then(
+      () => {
+        settled = true;
+      },
+      (e: unknown) => {
+        settled = true;
+        failure = e;
+      },
+    );
+    // After a Redis restart BullMQ's close could wait minutes on its blocking connection with no job left to
+    // finish: once no processor has run for IDLE_CLOSE_GRACE_MS, the connections are closed outright.
+    let idleSince: number | null = null;
+    while (!settled) {
+      await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 100))]);
+      if (settled) break;
+      if (this.activeJobs > 0) {
+        idleSince = null;
+        continue;
+      }
+      idleSince ??= Date.now();
+      if (Date.now() - idleSince > IDLE_CLOSE_GRACE_MS) {
+        await this.worker.disconnect().catch(() => undefined);
+        this.forcedClose.resolve();
+        return;
+      }
+    }
+    if (failure) throw failure;
   }
 }

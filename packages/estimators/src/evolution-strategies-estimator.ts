@@ -37,7 +37,7 @@ export const DIRECTION_DISTRIBUTIONS = ['gaussian', 'sphere', 'per-tensor-unit',
 export type DirectionDistribution = (typeof DIRECTION_DISTRIBUTIONS)[number];
 
 /** Options of the `es` estimator (ESJ / ESJ-S). */
-export const EvolutionStrategiesOptionsSchema = z
+export const EvolutionStrategiesEstimatorOptionsSchema = z
   .object({
     directions: z
       .number()
@@ -102,7 +102,9 @@ export const EvolutionStrategiesOptionsSchema = z
           .int()
           .positive()
           .default(120_000)
-          .describe('longest wait for a step’s perturbed solves; then the step fails naming the missing jobs'),
+          .describe(
+            'longest wait for a step’s perturbed solves; then the step fails naming the missing jobs',
+          ),
         blockSize: z
           .number()
           .int()
@@ -123,7 +125,8 @@ export const EvolutionStrategiesOptionsSchema = z
       ctx.addIssue({
         code: z.ZodIssueCode.custom,
         path: ['workers'],
-        message: 'workers cannot be used with memory > 0 (the memory needs whole responses y_N(x + μu) − y_N(x), not scalars)',
+        message:
+          'workers cannot be used with memory > 0 (the memory needs whole responses y_N(x + μu) − y_N(x), not scalars)',
       });
     }
     if (o.memory > 0 && (o.distribution === 'sphere' || o.distribution === 'per-tensor-unit')) {
@@ -142,7 +145,7 @@ export const EvolutionStrategiesOptionsSchema = z
     }
   });
 /** Validated options of {@link EvolutionStrategiesEstimator}. */
-export type EvolutionStrategiesOptions = z.output<typeof EvolutionStrategiesOptionsSchema>;
+export type EvolutionStrategiesEstimatorOptions = z.output<typeof EvolutionStrategiesEstimatorOptionsSchema>;
 
 /**
  * ESJ / ESJ-S — the evolution-strategies Jacobian estimator of Sow, Ji & Liang, "A Novel Hessian-Free Bilevel
@@ -171,7 +174,7 @@ export type EvolutionStrategiesOptions = z.output<typeof EvolutionStrategiesOpti
 export class EvolutionStrategiesEstimator implements HypergradientEstimator {
   readonly name = 'es';
   /** The validated options. */
-  readonly options: EvolutionStrategiesOptions;
+  readonly options: EvolutionStrategiesEstimatorOptions;
 
   /** The Jacobian memory (used when `memory > 0`). */
   private readonly jacobian = new JacobianMemory();
@@ -184,10 +187,10 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
    *   its container; without it, `workers` is a configuration error)
    */
   constructor(
-    options: z.input<typeof EvolutionStrategiesOptionsSchema> = {},
+    options: z.input<typeof EvolutionStrategiesEstimatorOptionsSchema> = {},
     private readonly resolveExecutor?: (pool: WorkerPoolOptions) => PerturbedSolveExecutor,
   ) {
-    this.options = parseOptions(EvolutionStrategiesOptionsSchema, options, 'estimator.options');
+    this.options = parseOptions(EvolutionStrategiesEstimatorOptionsSchema, options, 'estimator.options');
   }
 
   /** With `workers`, the trainer records where each step's inner batches come from (workers replay them). */
@@ -258,7 +261,15 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
         remoteStats.received = reply.bytes.received;
       } else {
         const solve = batched ? solveBatched : solveOneByOne;
-        ({ values: c, iterations } = solve(setupOf(context), offsets, xSpec, gradY, maxIterations, false, this.options));
+        ({ values: c, iterations } = solve(
+          setupOf(context),
+          offsets,
+          xSpec,
+          gradY,
+          maxIterations,
+          false,
+          this.options,
+        ));
       }
       // Coefficient of u_q: one-sided c_q/μ, or central (c_q⁺ − c_q⁻)/(2μ).
       const coef = antithetic
@@ -379,7 +390,15 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
       const U = tf.mul(V, scale) as tf.Tensor2D;
       const offsets = antithetic ? (tf.concat([U, tf.neg(U)]) as tf.Tensor2D) : U;
       const solve = batched ? solveBatched : solveOneByOne;
-      const { values: diffs, iterations } = solve(setupOf(context), offsets, xSpec, gradY, maxIterations, true, this.options);
+      const { values: diffs, iterations } = solve(
+        setupOf(context),
+        offsets,
+        xSpec,
+        gradY,
+        maxIterations,
+        true,
+        this.options,
+      );
       // Responses J v_q (rows, flat y-space).
       const responses = (
         antithetic
@@ -438,11 +457,13 @@ function setupOf(context: EstimateContext): PerturbedSetup {
 }
 
 /** The perturbed solves' settings used by {@link solveOneByOne} and {@link solveBatched}. */
-type SolveSettings = Pick<EvolutionStrategiesOptions, 'smoothing' | 'maxBatchSize'>;
+type SolveSettings = Pick<EvolutionStrategiesEstimatorOptions, 'smoothing' | 'maxBatchSize'>;
 
 /** Whether perturbed solves with this solver and these oracles can run batched. */
 function canBatch(solver: InnerSolver, oracles: Oracles, wanted: boolean): boolean {
-  return wanted && solver.elementwise && typeof solver.solveBatched === 'function' && oracles.supportsBatchedX;
+  return (
+    wanted && solver.elementwise && typeof solver.solveBatched === 'function' && oracles.supportsBatchedX
+  );
 }
 
 /**
@@ -541,7 +562,8 @@ function treeOf(flat: Float32Array, spec: FlatTreeSpec): TensorTree {
     out[n] = tf.tensor(flat.subarray(o, o + size), shape);
     o += size;
   });
-  if (o !== flat.length) throw new Error(`a flat tree of ${flat.length} values does not match its layout (${o})`);
+  if (o !== flat.length)
+    throw new Error(`a flat tree of ${flat.length} values does not match its layout (${o})`);
   return out;
 }
 
@@ -576,7 +598,12 @@ export function perturbedSolveBlock(
   return tidy(() => {
     const x = treeOf(request.x, request.xSpec);
     const xSpec = treeSpec(x);
-    const U = sampleDirections(dirs.distribution as DirectionDistribution, dirs.count, xSpec, new Random(request.seed));
+    const U = sampleDirections(
+      dirs.distribution as DirectionDistribution,
+      dirs.count,
+      xSpec,
+      new Random(request.seed),
+    );
     const offsets = dirs.antithetic ? (tf.concat([U, tf.neg(U)]) as tf.Tensor2D) : U;
     const block = tf.slice(offsets, [from, 0], [to - from, xSpec.total]) as tf.Tensor2D;
     const setup: PerturbedSetup = {

@@ -13,7 +13,7 @@ import {
 } from './conjugate-gradient-estimator';
 import {
   EvolutionStrategiesEstimator,
-  EvolutionStrategiesOptionsSchema,
+  EvolutionStrategiesEstimatorOptionsSchema,
 } from './evolution-strategies-estimator';
 import { ExactEstimator, ExactEstimatorOptionsSchema } from './exact-estimator';
 import { BomeEstimator, BomeEstimatorOptionsSchema } from './bome-estimator';
@@ -54,8 +54,8 @@ export { ItdEstimatorOptionsSchema, type ItdEstimatorOptions, ItdEstimator } fro
 // ./jacobian-memory: nothing public
 export {
   type DirectionDistribution,
-  EvolutionStrategiesOptionsSchema,
-  type EvolutionStrategiesOptions,
+  EvolutionStrategiesEstimatorOptionsSchema,
+  type EvolutionStrategiesEstimatorOptions,
   EvolutionStrategiesEstimator,
   perturbedSolveBlock,
   type PerturbedBlockResult,
@@ -93,8 +93,9 @@ function register<O>(
 registry.register({
   kind: 'estimator',
   name: 'es',
-  description: 'ESJ / ESJ-S: evolution-strategies Jacobian (Sow, Ji & Liang, 2022), Hessian-free; perturbed solves optionally on workers',
-  options: EvolutionStrategiesOptionsSchema,
+  description:
+    'ESJ / ESJ-S: evolution-strategies Jacobian (Sow, Ji & Liang, 2022), Hessian-free; perturbed solves optionally on workers',
+  options: EvolutionStrategiesEstimatorOptionsSchema,
   create: (o, container) =>
     new EvolutionStrategiesEstimator(o, (pool) =>
       resolvePerturbedSolveExecutor(container, pool, 'estimator.options.workers'),
