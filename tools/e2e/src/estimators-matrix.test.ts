@@ -81,6 +81,18 @@ const estimators: Record<string, { options: Record<string, unknown>; solver?: st
   exact: [{ options: {} }],
   f2sa: [{ options: { steps: 3, stepSize: 0.05, multiplierGrowth: 1 } }],
   bome: [{ options: { steps: 3, stepSize: 0.05, yStepSize: 0.05 } }],
+  saba: [{ options: { stepSize: 0.05 } }],
+};
+
+/**
+ * Estimators that need a problem capability: on problem variants without it they must refuse, naming it
+ * (SABA's SAGA memory is kept per fixed minibatch, so it runs where a problem has `batchSize`).
+ */
+const requirements: Record<
+  string,
+  { capability: string; has: (problemOptions: Record<string, unknown>) => boolean }
+> = {
+  saba: { capability: 'fixedBatches', has: (o) => o.batchSize !== undefined },
 };
 
 const solvers: Record<string, Record<string, unknown>> = {
@@ -94,15 +106,44 @@ it('the tables cover every registered problem and estimator', () => {
 });
 
 const cases: [string, string, string, number, number][] = [];
+const refusals: [string, string, number, string][] = [];
 for (const problem of Object.keys(problems)) {
   for (const estimator of Object.keys(estimators)) {
-    for (const strategy of SECOND_ORDER_STRATEGIES) {
-      problems[problem].forEach((_, p) =>
-        estimators[estimator].forEach((_e, e) => cases.push([estimator, problem, strategy, p, e])),
-      );
-    }
+    const needs = requirements[estimator];
+    problems[problem].forEach((options, p) => {
+      if (needs && !needs.has(options)) {
+        refusals.push([estimator, problem, p, needs.capability]);
+        return;
+      }
+      for (const strategy of SECOND_ORDER_STRATEGIES) {
+        estimators[estimator].forEach((_e, e) => cases.push([estimator, problem, strategy, p, e]));
+      }
+    });
   }
 }
+
+it('every estimator runs on at least one problem variant', () => {
+  expect(Object.keys(estimators).filter((name) => !cases.some(([e]) => e === name))).toEqual([]);
+});
+
+it.each(refusals)(
+  '%s on %s (problem variant %i) is refused, naming %s',
+  (estimator, problem, p, capability) => {
+    const pipeline = createPipeline({
+      problem: { name: problem, options: problems[problem][p] },
+      innerSolver: { name: 'gd', options: solvers.gd },
+      estimator: { name: estimator, options: estimators[estimator][0].options },
+      outerOptimizer: { name: 'gd', options: { learningRate: 0.01 } },
+      trainer: { steps: 1, evalEvery: 0 },
+      seed: 3,
+    });
+    try {
+      expect(() => pipeline.trainer.stepOnce()).toThrow(new RegExp(capability));
+    } finally {
+      pipeline.dispose();
+    }
+  },
+);
 
 it.each(cases)(
   '%s on %s (%s, problem variant %i, estimator variant %i): 3 steps, finite, flat tensor count',
