@@ -5,18 +5,50 @@ import '@bilevel/solvers';
 
 describe('method recipes (bilevel list methods)', () => {
   it('name registered plugins with options their schemas accept', () => {
-    expect(METHOD_RECIPES.map((r) => r.name)).toEqual(['soba', 'amigo', 'stocbio', 'f2sa', 'bome', 'esj', 'qnbo', 'aid-cg']);
+    expect(METHOD_RECIPES.map((r) => r.name)).toEqual([
+      'soba',
+      'saba',
+      'amigo',
+      'stocbio',
+      'f2sa',
+      'bome',
+      'esj',
+      'qnbo',
+      'aid-cg',
+    ]);
     for (const r of METHOD_RECIPES) {
-      if (r.innerSolver) registry.validate('innerSolver', r.innerSolver.name, r.innerSolver.options, `${r.name}.innerSolver`);
+      if (r.innerSolver)
+        registry.validate('innerSolver', r.innerSolver.name, r.innerSolver.options, `${r.name}.innerSolver`);
       registry.validate('estimator', r.estimator.name, r.estimator.options, `${r.name}.estimator`);
-      registry.validate('outerOptimizer', r.outerOptimizer.name, r.outerOptimizer.options, `${r.name}.outerOptimizer`);
+      registry.validate(
+        'outerOptimizer',
+        r.outerOptimizer.name,
+        r.outerOptimizer.options,
+        `${r.name}.outerOptimizer`,
+      );
     }
   });
 
-  it('each runs two outer steps on the quadratic problem', () => {
+  // SABA keeps its memory per fixed minibatch: it runs on a problem that has them (the quadratic has none).
+  const problemFor = (name: string) =>
+    name === 'saba'
+      ? {
+          name: 'hyperparameter-optimization',
+          options: {
+            dataset: 'synthetic',
+            trainSamples: 40,
+            validationSamples: 30,
+            testSamples: 0,
+            batchSize: 10,
+            synthetic: { features: 5, classes: 3 },
+          },
+        }
+      : { name: 'quadratic', options: { dimension: 5 } };
+
+  it('each runs two outer steps on the quadratic problem (SABA: on a problem with fixed minibatches)', () => {
     for (const r of METHOD_RECIPES) {
       const pipeline = createPipeline({
-        problem: { name: 'quadratic', options: { dimension: 5 } },
+        problem: problemFor(r.name),
         innerSolver: r.innerSolver ?? { name: 'gd' },
         estimator: r.estimator,
         outerOptimizer: r.outerOptimizer,
