@@ -5,8 +5,7 @@
  * replay on synthetic hyper-cleaning), also when a worker is killed mid-step; a step nobody answers fails after
  * its timeout naming the missing jobs.
  */
-import { type ChildProcess, spawn } from 'child_process';
-import * as path from 'path';
+import { spawn } from 'child_process';
 import * as tf from '@tensorflow/tfjs-core';
 import { Queue } from 'bullmq';
 import { parseQueueUrl } from '@bilevel/distributed';
@@ -14,56 +13,36 @@ import { createPipeline, type PipelineSpec, treeFlatten, treeFromData } from '@b
 import '@bilevel/problems';
 import '@bilevel/solvers';
 import '@bilevel/estimators';
-import { redisSkipReason, startTestRedis, type TestRedis } from '../../distributed/src/test-utils/redis-server';
+import {
+  redisSkipReason,
+  startTestRedis,
+  type TestRedis,
+} from '../../distributed/src/test-utils/redis-server';
 // Registers the executor factory of the `workers` option (as the bilevel command does).
 import './distributed';
+import { type CliProcess, CliProcesses, workerReady } from './test-utils/cli-processes';
 import { makeTempDir } from './test-utils/helpers';
 
-const main = path.resolve(__dirname, '..', 'dist', 'main.js');
 const skip = redisSkipReason();
 if (skip) console.warn(skip);
 const describeRedis = skip ? describe.skip : describe;
 
-interface Proc {
-  child: ChildProcess;
-  out: () => string;
-  done: Promise<number | null>;
-}
+type Proc = CliProcess;
 
-const children = new Set<ChildProcess>();
 const tmp = makeTempDir('bilevel-dist-es-');
+const processes = new CliProcesses(tmp.dir);
 
 function startWorker(url: string, name: string, extra: string[] = []): Proc {
-  const child = spawn(process.execPath, [main, '--backend', 'cpu', 'worker', '--queue', url, '--name', name, ...extra], {
-    cwd: tmp.dir,
-    env: { ...process.env, BILEVEL_BACKEND: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let text = '';
-  child.stdout?.on('data', (d: Buffer) => (text += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (text += d.toString()));
-  const done = new Promise<number | null>((resolve) =>
-    child.on('close', (code) => {
-      children.delete(child);
-      resolve(code);
-    }),
-  );
-  return { child, out: () => text, done };
+  return processes.start(['worker', '--queue', url, '--name', name, ...extra]);
 }
 
-async function ready(worker: Proc): Promise<void> {
-  const start = Date.now();
-  while (!worker.out().includes('taking jobs')) {
-    if (worker.child.exitCode !== null || Date.now() - start > 30_000) {
-      throw new Error(`worker did not start:\n${worker.out()}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const ready = (worker: Proc): Promise<void> => workerReady(worker);
 
 /** Runs `steps` outer steps of `spec` in this process; returns x after each step and the last diagnostics. */
-function run(spec: PipelineSpec, steps: number): { xs: Float32Array[]; diagnostics: Record<string, number>; calls: number } {
+function run(
+  spec: PipelineSpec,
+  steps: number,
+): { xs: Float32Array[]; diagnostics: Record<string, number>; calls: number } {
   const pipeline = createPipeline(spec);
   try {
     const xs: Float32Array[] = [];
@@ -113,7 +92,7 @@ describeRedis('distributed ES (the es estimator with workers)', () => {
   }, 60_000);
 
   afterAll(async () => {
-    for (const c of children) c.kill('SIGKILL');
+    processes.killAll();
     await Promise.all(workers.map((w) => w.done));
     await redis?.stop();
     tmp.cleanup();
@@ -123,7 +102,10 @@ describeRedis('distributed ES (the es estimator with workers)', () => {
     const options = { directions: 6, smoothing: 0.01 };
     const local = run(quadratic(options), 3);
     const tensors = tf.memory().numTensors;
-    const remote = run(quadratic({ ...options, workers: { queue: redis.url, blockSize: 2, timeoutMs: 30_000 } }), 3);
+    const remote = run(
+      quadratic({ ...options, workers: { queue: redis.url, blockSize: 2, timeoutMs: 30_000 } }),
+      3,
+    );
     // Every tensor of the distributed steps is released with the pipeline.
     expect(tf.memory().numTensors).toBe(tensors);
     for (let k = 0; k < 3; k++) expect(maxRelDiff(remote.xs[k], local.xs[k])).toBeLessThan(1e-5);
@@ -161,7 +143,10 @@ describeRedis('distributed ES (the es estimator with workers)', () => {
     const options = { directions: 5, smoothing: 0.05, antithetic: true };
     // Five steps of batch 16 out of 60 samples: the samplers pass an epoch boundary.
     const local = run(spec(options), 5);
-    const remote = run(spec({ ...options, workers: { queue: redis.url, blockSize: 3, timeoutMs: 30_000 } }), 5);
+    const remote = run(
+      spec({ ...options, workers: { queue: redis.url, blockSize: 3, timeoutMs: 30_000 } }),
+      5,
+    );
     expect(remote.diagnostics.perturbedSolves).toBe(10);
     for (let k = 0; k < 5; k++) expect(maxRelDiff(remote.xs[k], local.xs[k])).toBeLessThan(1e-5);
     expect(remote.calls).toBe(local.calls);
@@ -169,7 +154,10 @@ describeRedis('distributed ES (the es estimator with workers)', () => {
 
   it('a step that no worker answers fails after its timeout, naming the missing jobs', () => {
     const pipeline = createPipeline(
-      quadratic({ directions: 4, workers: { queue: `${redis.url}?queue=nobody`, blockSize: 2, timeoutMs: 1500 } }),
+      quadratic({
+        directions: 4,
+        workers: { queue: `${redis.url}?queue=nobody`, blockSize: 2, timeoutMs: 1500 },
+      }),
     );
     try {
       expect(() => pipeline.trainer.stepOnce()).toThrow(
@@ -193,7 +181,12 @@ describeRedis('distributed ES (the es estimator with workers)', () => {
     // The step blocks this thread: the kill comes from a shell started before it.
     const killer = spawn('sh', ['-c', `sleep 0.8; kill -9 ${fast[0].child.pid}`], { stdio: 'ignore' });
     const remote = run(
-      quadratic({ ...options, workers: { queue: `${redis.url}?queue=fast`, blockSize: 1, timeoutMs: 60_000 } }, 3, 600, 40),
+      quadratic(
+        { ...options, workers: { queue: `${redis.url}?queue=fast`, blockSize: 1, timeoutMs: 60_000 } },
+        3,
+        600,
+        40,
+      ),
       1,
     );
     await new Promise((r) => killer.on('close', r));

@@ -4,7 +4,7 @@
  * results; a worker killed with SIGKILL mid-run, or stopped with SIGTERM, loses nothing; bad queue URLs,
  * passwords and hostile job payloads fail with messages that say which.
  */
-import { type ChildProcess, execFileSync, spawn } from 'child_process';
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Queue } from 'bullmq';
@@ -17,59 +17,30 @@ import {
   type TestRedis,
 } from '../../distributed/src/test-utils/redis-server';
 import { runCli } from './cli';
+import { type CliProcess, CliProcesses, waitFor, workerReady } from './test-utils/cli-processes';
 import { makeTempDir } from './test-utils/helpers';
 
 const root = path.resolve(__dirname, '..', '..', '..');
-const main = path.resolve(__dirname, '..', 'dist', 'main.js');
 const skip = redisSkipReason();
 if (skip) {
   console.warn(skip);
 }
 const describeRedis = skip ? describe.skip : describe;
 
-interface Proc {
-  child: ChildProcess;
-  out: () => string;
-  done: Promise<number | null>;
-}
+type Proc = CliProcess;
 
-const children = new Set<ChildProcess>();
 const tmp = makeTempDir('bilevel-distributed-');
+const processes = new CliProcesses(tmp.dir);
 
 function bilevel(args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [main, '--backend', 'cpu', ...args], {
-    cwd: tmp.dir,
-    env: { ...process.env, BILEVEL_BACKEND: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let text = '';
-  child.stdout?.on('data', (d: Buffer) => (text += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (text += d.toString()));
-  const done = new Promise<number | null>((resolve) =>
-    child.on('close', (code) => {
-      children.delete(child);
-      resolve(code);
-    }),
-  );
-  return { child, out: () => text, done };
-}
-
-async function waitFor(what: string, test: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const start = Date.now();
-  while (!test()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return processes.start(args, env);
 }
 
 function startWorker(url: string, name: string, extra: string[] = []): Proc {
   return bilevel(['worker', '--queue', url, '--name', name, ...extra]);
 }
 
-async function ready(worker: Proc): Promise<void> {
-  await waitFor(`worker ready:\n${worker.out()}`, () => worker.out().includes('taking jobs'));
-}
+const ready = (worker: Proc): Promise<void> => workerReady(worker);
 
 async function stop(worker: Proc): Promise<void> {
   if (worker.child.exitCode === null) worker.child.kill('SIGINT');
@@ -156,7 +127,7 @@ describeRedis('bilevel worker / run --queue / status on a real Redis', () => {
   }, 600_000);
 
   afterAll(async () => {
-    for (const child of children) child.kill('SIGKILL');
+    processes.killAll();
     await new Promise((r) => setTimeout(r, 100));
     await redis?.stop();
     tmp.cleanup();
@@ -190,10 +161,17 @@ describeRedis('bilevel worker / run --queue / status on a real Redis', () => {
     expect(await local.done).toBe(0);
     expectSameResults(path.join(tmp.dir, 'local-out'), path.join(tmp.dir, 'dist-out'));
     // The same plots and report.html as a local run; the report's runs table lists the 8 runs.
-    const figures = (dir: string): string[] => fs.readdirSync(path.join(tmp.dir, dir)).filter((f) => /\.(svg|png|html)$/.test(f)).sort();
+    const figures = (dir: string): string[] =>
+      fs
+        .readdirSync(path.join(tmp.dir, dir))
+        .filter((f) => /\.(svg|png|html)$/.test(f))
+        .sort();
     expect(figures('dist-out')).toEqual(figures('local-out'));
     expect(figures('dist-out')).toEqual(
-      ['outer-loss-vs-step', 'outer-loss-vs-time', 'xrelativeerror-vs-step', 'xrelativeerror-vs-time'].flatMap((n) => [`${n}.png`, `${n}.svg`]).concat('report.html').sort(),
+      ['outer-loss-vs-step', 'outer-loss-vs-time', 'xrelativeerror-vs-step', 'xrelativeerror-vs-time']
+        .flatMap((n) => [`${n}.png`, `${n}.svg`])
+        .concat('report.html')
+        .sort(),
     );
     const report = fs.readFileSync(path.join(tmp.dir, 'dist-out', 'report.html'), 'utf8');
     const runsTable = report.slice(report.indexOf('<h2>Runs</h2>'), report.indexOf('<h2>Charts</h2>'));
@@ -284,9 +262,13 @@ describeRedis('bilevel worker / run --queue / status on a real Redis', () => {
     expect(await local.done).toBe(0);
     expectSameResults(path.join(tmp.dir, 'kill-redis-local'), path.join(tmp.dir, 'kill-redis-out'));
     // A finished run's copy is removed from Redis.
-    const keys = execFileSync('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', 'bilevel:checkpoint:*'], {
-      encoding: 'utf8',
-    });
+    const keys = execFileSync(
+      'redis-cli',
+      ['-p', String(redis.port), '--scan', '--pattern', 'bilevel:checkpoint:*'],
+      {
+        encoding: 'utf8',
+      },
+    );
     expect(keys.trim()).toBe('');
     await stop(second);
   });
@@ -371,7 +353,9 @@ describeRedis('bilevel worker / run --queue / status on a real Redis', () => {
       // The server's certificate is not trusted without the CA: one clear error, exit code 2.
       const untrusted = bilevel(['status', '--queue', url]);
       expect(await untrusted.done).toBe(2);
-      expect(untrusted.out()).toMatch(/--queue rediss:\/\/127\.0\.0\.1:\d+\?queue=tls: .*(self[- ]signed|certificate)/i);
+      expect(untrusted.out()).toMatch(
+        /--queue rediss:\/\/127\.0\.0\.1:\d+\?queue=tls: .*(self[- ]signed|certificate)/i,
+      );
       await stop(worker);
     } finally {
       await tlsRedis.stop();
