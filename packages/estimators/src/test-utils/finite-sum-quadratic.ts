@@ -1,36 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type Batch, type BilevelProblem, type FixedBatches, Random, type TensorTree } from '@bilevel/core';
-
-/** Dense float64 helpers (row-major). */
-export function matMul64(a: Float64Array, b: Float64Array, n: number, k: number, m: number): Float64Array {
-  const out = new Float64Array(n * m);
-  for (let i = 0; i < n; i++) for (let p = 0; p < k; p++) for (let j = 0; j < m; j++) out[i * m + j] += a[i * k + p] * b[p * m + j];
-  return out;
-}
-
-/** Solves the n × n system M z = r by Gaussian elimination with partial pivoting (float64). */
-export function solve64(mIn: Float64Array, rIn: Float64Array, n: number): Float64Array {
-  const m = Float64Array.from(mIn);
-  const r = Float64Array.from(rIn);
-  for (let c = 0; c < n; c++) {
-    let p = c;
-    for (let i = c + 1; i < n; i++) if (Math.abs(m[i * n + c]) > Math.abs(m[p * n + c])) p = i;
-    for (let j = 0; j < n; j++) [m[c * n + j], m[p * n + j]] = [m[p * n + j], m[c * n + j]];
-    [r[c], r[p]] = [r[p], r[c]];
-    for (let i = c + 1; i < n; i++) {
-      const f = m[i * n + c] / m[c * n + c];
-      for (let j = c; j < n; j++) m[i * n + j] -= f * m[c * n + j];
-      r[i] -= f * r[c];
-    }
-  }
-  const z = new Float64Array(n);
-  for (let i = n - 1; i >= 0; i--) {
-    let s = r[i];
-    for (let j = i + 1; j < n; j++) s -= m[i * n + j] * z[j];
-    z[i] = s / m[i * n + i];
-  }
-  return z;
-}
+import { luSolve } from '@bilevel/linalg';
 
 /**
  * A finite-sum quadratic bilevel problem with fixed batches (for SABA):
@@ -146,7 +116,7 @@ export class FiniteSumQuadratic implements BilevelProblem {
     const tBar = this.meanOf(this.t, dy, 0, this.m);
     const mat = new Float64Array(dy * dx);
     for (let j = 0; j < dx; j++) {
-      const col = solve64(a, Float64Array.from({ length: dy }, (_, p) => c[p * dx + j]), dy);
+      const col = luSolve(a, dy, Float64Array.from({ length: dy }, (_, p) => c[p * dx + j]));
       for (let p = 0; p < dy; p++) mat[p * dx + j] = col[p];
     }
     const lhs = new Float64Array(dx * dx);
@@ -158,7 +128,7 @@ export class FiniteSumQuadratic implements BilevelProblem {
         for (let j = 0; j < dx; j++) lhs[i * dx + j] += mat[p * dx + i] * mat[p * dx + j];
       }
     }
-    return solve64(lhs, rhs, dx);
+    return luSolve(lhs, dx, rhs);
   }
 
   dispose(): void {
