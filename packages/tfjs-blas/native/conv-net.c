@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "conv-net.h"
+#include "napi-args.h"
 #include "thread-pool.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(BILEVEL_ACCELERATE)
@@ -34,60 +35,6 @@
 
 /* Smallest element count per thread (as the element-wise kernels). */
 #define BN_GRAIN 32768
-
-static int bn_throw(napi_env env, const char* fn, const char* what) {
-  char msg[512];
-  snprintf(msg, sizeof msg, "bilevel-blas %s: %s", fn, what);
-  napi_throw_error(env, NULL, msg);
-  return -1;
-}
-
-static int bn_f32(napi_env env, napi_value v, const char* fn, const char* name, int nullable, float** data,
-                  size_t* length) {
-  napi_valuetype vt;
-  if (napi_typeof(env, v, &vt) != napi_ok) return bn_throw(env, fn, "cannot read an argument");
-  if (nullable && (vt == napi_null || vt == napi_undefined)) {
-    *data = NULL;
-    *length = 0;
-    return 0;
-  }
-  bool is_ta = false;
-  napi_is_typedarray(env, v, &is_ta);
-  napi_typedarray_type type;
-  void* ptr = NULL;
-  napi_value buffer;
-  size_t offset;
-  char msg[160];
-  if (!is_ta || napi_get_typedarray_info(env, v, &type, length, &ptr, &buffer, &offset) != napi_ok ||
-      type != napi_float32_array) {
-    snprintf(msg, sizeof msg, "%s must be a Float32Array", name);
-    return bn_throw(env, fn, msg);
-  }
-  *data = (float*)ptr;
-  return 0;
-}
-
-static int bn_int(napi_env env, napi_value v, const char* fn, const char* name, int64_t min, int64_t* out) {
-  napi_valuetype vt;
-  char msg[160];
-  if (napi_typeof(env, v, &vt) != napi_ok || vt != napi_number || napi_get_value_int64(env, v, out) != napi_ok ||
-      *out < min || *out > INT32_MAX) {
-    snprintf(msg, sizeof msg, "%s must be an integer of at least %lld", name, (long long)min);
-    return bn_throw(env, fn, msg);
-  }
-  return 0;
-}
-
-static int bn_args(napi_env env, napi_callback_info info, size_t expected, napi_value* argv, const char* fn) {
-  size_t argc = expected;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return bn_throw(env, fn, "bad call");
-  if (argc < expected) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "expected %zu arguments, got %zu", expected, argc);
-    return bn_throw(env, fn, msg);
-  }
-  return 0;
-}
 
 /* The geometry shared by the kernels: x holds groups · rows · c floats. */
 typedef struct {
@@ -174,16 +121,16 @@ static int reduce_rows(RedTask* t) {
 
 static int read_shape(napi_env env, const char* fn, napi_value groups_arg, size_t lx, size_t lc, Shape* s) {
   int64_t groups;
-  if (bn_int(env, groups_arg, fn, "groups", 1, &groups)) return -1;
-  if (lc % (size_t)groups != 0) return bn_throw(env, fn, "the per-channel arrays do not split into the groups");
+  if (arg_int(env, groups_arg, fn, "groups", 1, &groups)) return -1;
+  if (lc % (size_t)groups != 0) return throw_error(env, fn, "the per-channel arrays do not split into the groups");
   s->groups = (size_t)groups;
   s->c = lc / (size_t)groups;
   if (s->c == 0) {
-    if (lx != 0) return bn_throw(env, fn, "x is not empty but has no channels");
+    if (lx != 0) return throw_error(env, fn, "x is not empty but has no channels");
     s->rows = 0;
     return 0;
   }
-  if (lx % (s->groups * s->c) != 0) return bn_throw(env, fn, "x does not split into groups × rows × channels");
+  if (lx % (s->groups * s->c) != 0) return throw_error(env, fn, "x does not split into groups × rows × channels");
   s->rows = lx / (s->groups * s->c);
   return 0;
 }
@@ -194,9 +141,9 @@ static napi_value js_channel_moments(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   float *x, *out;
   size_t lx, lo;
-  if (bn_args(env, info, 3, argv, fn)) return NULL;
-  if (bn_f32(env, argv[0], fn, "x", 0, &x, &lx) || bn_f32(env, argv[2], fn, "out", 0, &out, &lo)) return NULL;
-  if (lo % 2 != 0) return bn_throw(env, fn, "out must hold 2 · groups · channels floats"), NULL;
+  if (get_args(env, info, 3, argv, fn)) return NULL;
+  if (arg_f32(env, argv[0], fn, "x", 0, &x, &lx) || arg_f32(env, argv[2], fn, "out", 0, &out, &lo)) return NULL;
+  if (lo % 2 != 0) return throw_error(env, fn, "out must hold 2 · groups · channels floats"), NULL;
   Shape s;
   if (read_shape(env, fn, argv[1], lx, lo / 2, &s)) return NULL;
   const size_t gc = s.groups * s.c;
@@ -208,7 +155,7 @@ static napi_value js_channel_moments(napi_env env, napi_callback_info info) {
   }
   /* Shifted by each group's first row, so that the variance does not lose digits to a large mean. */
   float* shift = (float*)malloc(gc * sizeof(float) + 1);
-  if (!shift) return bn_throw(env, fn, "out of memory"), NULL;
+  if (!shift) return throw_error(env, fn, "out of memory"), NULL;
   for (size_t g = 0; g < s.groups; g++)
     for (size_t k = 0; k < s.c; k++) shift[g * s.c + k] = x[g * s.rows * s.c + k];
   for (size_t i = 0; i < gc; i++)
@@ -216,7 +163,7 @@ static napi_value js_channel_moments(napi_env env, napi_callback_info info) {
   RedTask t = {s, 0, x, NULL, shift, 0, NULL};
   if (reduce_rows(&t)) {
     free(shift);
-    return bn_throw(env, fn, "out of memory"), NULL;
+    return throw_error(env, fn, "out of memory"), NULL;
   }
   const double m = (double)s.rows;
   for (size_t i = 0; i < gc; i++) {
@@ -236,18 +183,18 @@ static napi_value js_channel_sums(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   float *u, *v, *out;
   size_t lu, lv, lo;
-  if (bn_args(env, info, 4, argv, fn)) return NULL;
-  if (bn_f32(env, argv[0], fn, "u", 0, &u, &lu) || bn_f32(env, argv[1], fn, "v", 1, &v, &lv) ||
-      bn_f32(env, argv[3], fn, "out", 0, &out, &lo))
+  if (get_args(env, info, 4, argv, fn)) return NULL;
+  if (arg_f32(env, argv[0], fn, "u", 0, &u, &lu) || arg_f32(env, argv[1], fn, "v", 1, &v, &lv) ||
+      arg_f32(env, argv[3], fn, "out", 0, &out, &lo))
     return NULL;
-  if (lo % 2 != 0) return bn_throw(env, fn, "out must hold 2 · groups · channels floats"), NULL;
-  if (v && lv != lu) return bn_throw(env, fn, "u and v must have the same size"), NULL;
+  if (lo % 2 != 0) return throw_error(env, fn, "out must hold 2 · groups · channels floats"), NULL;
+  if (v && lv != lu) return throw_error(env, fn, "u and v must have the same size"), NULL;
   Shape s;
   if (read_shape(env, fn, argv[2], lu, lo / 2, &s)) return NULL;
   const size_t gc = s.groups * s.c;
   if (gc == 0) return NULL;
   RedTask t = {s, v ? 1 : 2, u, v, NULL, 0, NULL};
-  if (reduce_rows(&t)) return bn_throw(env, fn, "out of memory"), NULL;
+  if (reduce_rows(&t)) return throw_error(env, fn, "out of memory"), NULL;
   for (size_t i = 0; i < 2 * gc; i++) out[i] = (float)t.acc[i];
   free(t.acc);
   return NULL;
@@ -287,14 +234,14 @@ static napi_value js_channel_affine(napi_env env, napi_callback_info info) {
   napi_value argv[7];
   float *x, *a, *z, *sc, *b, *out;
   size_t lx, la, lz, ls, lb, lo;
-  if (bn_args(env, info, 7, argv, fn)) return NULL;
-  if (bn_f32(env, argv[0], fn, "x", 0, &x, &lx) || bn_f32(env, argv[1], fn, "a", 0, &a, &la) ||
-      bn_f32(env, argv[2], fn, "z", 1, &z, &lz) || bn_f32(env, argv[3], fn, "s", 1, &sc, &ls) ||
-      bn_f32(env, argv[4], fn, "b", 0, &b, &lb) || bn_f32(env, argv[6], fn, "out", 0, &out, &lo))
+  if (get_args(env, info, 7, argv, fn)) return NULL;
+  if (arg_f32(env, argv[0], fn, "x", 0, &x, &lx) || arg_f32(env, argv[1], fn, "a", 0, &a, &la) ||
+      arg_f32(env, argv[2], fn, "z", 1, &z, &lz) || arg_f32(env, argv[3], fn, "s", 1, &sc, &ls) ||
+      arg_f32(env, argv[4], fn, "b", 0, &b, &lb) || arg_f32(env, argv[6], fn, "out", 0, &out, &lo))
     return NULL;
-  if ((z == NULL) != (sc == NULL)) return bn_throw(env, fn, "z and s must both be given or both be null"), NULL;
-  if (lb != la || (sc && ls != la)) return bn_throw(env, fn, "a, s and b must have the same size"), NULL;
-  if (lo != lx || (z && lz != lx)) return bn_throw(env, fn, "x, z and out must have the same size"), NULL;
+  if ((z == NULL) != (sc == NULL)) return throw_error(env, fn, "z and s must both be given or both be null"), NULL;
+  if (lb != la || (sc && ls != la)) return throw_error(env, fn, "a, s and b must have the same size"), NULL;
+  if (lo != lx || (z && lz != lx)) return throw_error(env, fn, "x, z and out must have the same size"), NULL;
   Shape s;
   if (read_shape(env, fn, argv[5], lx, la, &s)) return NULL;
   if (lx == 0) return NULL;
@@ -337,14 +284,14 @@ static napi_value js_leaky_relu(napi_env env, napi_callback_info info) {
   float *x, *dy, *out;
   size_t lx, ldy, lo;
   double alpha;
-  if (bn_args(env, info, 4, argv, fn)) return NULL;
-  if (bn_f32(env, argv[0], fn, "x", 0, &x, &lx) || bn_f32(env, argv[1], fn, "dy", 1, &dy, &ldy) ||
-      bn_f32(env, argv[3], fn, "out", 0, &out, &lo))
+  if (get_args(env, info, 4, argv, fn)) return NULL;
+  if (arg_f32(env, argv[0], fn, "x", 0, &x, &lx) || arg_f32(env, argv[1], fn, "dy", 1, &dy, &ldy) ||
+      arg_f32(env, argv[3], fn, "out", 0, &out, &lo))
     return NULL;
   napi_valuetype vt;
   if (napi_typeof(env, argv[2], &vt) != napi_ok || vt != napi_number || napi_get_value_double(env, argv[2], &alpha) != napi_ok)
-    return bn_throw(env, fn, "alpha must be a number"), NULL;
-  if (lo != lx || (dy && ldy != lx)) return bn_throw(env, fn, "x, dy and out must have the same size"), NULL;
+    return throw_error(env, fn, "alpha must be a number"), NULL;
+  if (lo != lx || (dy && ldy != lx)) return throw_error(env, fn, "x, dy and out must have the same size"), NULL;
   LeakyTask t = {x, dy, (float)alpha, out};
   pool_parallel_for(lx, BN_GRAIN, leaky_range, &t);
   return NULL;
