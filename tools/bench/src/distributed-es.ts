@@ -15,6 +15,7 @@ import { registerDistributedEs } from '@bilevel/distributed';
 import '@bilevel/estimators';
 import '@bilevel/problems';
 import '@bilevel/solvers';
+import { median } from './suite/stats';
 
 /** One workload's timings. */
 export interface DistributedEsResult {
@@ -30,10 +31,6 @@ export interface DistributedEsResult {
   readonly bytesReceived: number;
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

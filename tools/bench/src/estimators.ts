@@ -16,6 +16,7 @@ import {
 import { QuadraticFixture } from '@bilevel/core/testing';
 import { EvolutionStrategiesEstimator } from '@bilevel/estimators';
 import '@bilevel/solvers';
+import { median } from './suite/stats';
 
 export interface EsBatchingResult {
   readonly dimension: number;
@@ -37,11 +38,6 @@ export interface EsBatchingOptions {
   readonly solver?: string;
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : 0.5 * (s[m - 1] + s[m]);
-}
 
 export function runEsBatchingBench(options: EsBatchingOptions = {}): EsBatchingResult[] {
   const dimensions = options.dimensions ?? [20, 100];

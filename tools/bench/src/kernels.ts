@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@bilevel/backend';
 import { blasInfo, isBlasAvailable, sgemm } from '@bilevel/tfjs-blas';
+import { median } from './suite/stats';
 
 export type BenchBackend = 'cpu' | 'wasm' | 'cpu-blas' | 'blas';
 export const BENCH_BACKENDS: readonly BenchBackend[] = ['cpu', 'wasm', 'cpu-blas', 'blas'];
@@ -90,11 +91,6 @@ function convLayers(resnet: boolean): ConvLayer[] {
   return resnet ? [...conv4, ...resnet12] : conv4;
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : 0.5 * (s[m - 1] + s[m]);
-}
 
 /** Median seconds of `fn` after one warm-up run, repeated for about `seconds` (a single run if slower). */
 function timeIt(fn: () => void, seconds: number): number {

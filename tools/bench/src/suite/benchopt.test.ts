@@ -1,4 +1,5 @@
-import { bandAt, chooseSteps, quantile, valueAt } from './benchopt';
+import { bandAt, chooseSteps, valueAt } from './benchopt';
+import { quantile } from './stats';
 import type { EvalPoint, RunResult } from './results';
 import { suiteSettings } from './settings';
 

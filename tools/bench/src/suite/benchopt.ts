@@ -5,6 +5,7 @@
 import { type ChartSeries, formatNumber, markdownTable } from '@bilevel/cli';
 import type { RunResult } from './results';
 import { BENCHOPT_GRID, type SectionSetting, type StepChoice } from './settings';
+import { quantile } from './stats';
 
 /** The grid's winner for one method: its steps and the final validation loss of that grid run. */
 export interface GridChoice {
@@ -36,16 +37,6 @@ export function chooseSteps(section: SectionSetting, runs: readonly RunResult[])
     }
   }
   return out;
-}
-
-/** The q-quantile (0 ≤ q ≤ 1) of values, linear interpolation between order statistics. */
-export function quantile(values: readonly number[], q: number): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const pos = q * (s.length - 1);
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
 }
 
 /**

@@ -95,3 +95,18 @@ export function pairedTTest(
   const t = sd === 0 ? (mean === 0 ? 0 : Infinity * Math.sign(mean)) : mean / (sd / Math.sqrt(n));
   return { meanDifference: mean, half, p: tTwoSidedP(t, n - 1), n };
 }
+
+/** The q-quantile (0 ≤ q ≤ 1) of values, linear interpolation between order statistics (NaN when empty). */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const pos = q * (s.length - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+}
+
+/** The median (mean of the two middle values for an even count; NaN when empty). */
+export function median(values: readonly number[]): number {
+  return quantile(values, 0.5);
+}

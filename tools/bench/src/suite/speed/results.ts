@@ -42,13 +42,7 @@ export function isSpeedTask(m: unknown): m is SpeedTask {
   return typeof m === 'object' && m !== null && (m as { kind?: unknown }).kind === 'speed-task';
 }
 
-/** The median of a non-empty list (mean of the two middle values for an even count). */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
+export { median } from '../stats';
 
 export function minimum(values: readonly number[]): number {
   return values.length === 0 ? NaN : Math.min(...values);
