@@ -16,6 +16,7 @@ import { convNetKernelConfigs } from './conv-net-kernels';
 import { BufferPool } from './buffer-pool';
 import { convKernelConfigs } from './conv-kernels';
 import { elementwiseKernelConfigs } from './elementwise-kernels';
+import { gatherKernelConfigs } from './gather-kernel';
 import { matMulKernelConfigs } from './matmul-kernels';
 import { poolKernelConfigs } from './pool-kernels';
 import { reduceKernelConfigs } from './reduce-kernels';
@@ -98,7 +99,10 @@ function taintingKernel(kernelFunc: KernelFunc): KernelFunc {
  */
 const SHARING_KERNELS = new Set(['Reshape', 'Identity']);
 
-/** Kernels computed by the addon; every other kernel is the JS cpu backend's own. */
+/**
+ * Kernels of the backend's own: computed by the addon, and GatherV2 as JS slice copies; every other kernel is
+ * the JS cpu backend's.
+ */
 export function blasKernelConfigs(backendName: string = BLAS_BACKEND_NAME): KernelConfig[] {
   return [
     ...matMulKernelConfigs(backendName),
@@ -108,10 +112,11 @@ export function blasKernelConfigs(backendName: string = BLAS_BACKEND_NAME): Kern
     ...poolKernelConfigs(backendName),
     ...transposeKernelConfigs(backendName),
     ...convNetKernelConfigs(backendName),
+    ...gatherKernelConfigs(backendName),
   ];
 }
 
-/** Names of the kernels the addon computes. */
+/** Names of the backend's own kernels ({@link blasKernelConfigs}). */
 export const NATIVE_KERNEL_NAMES: readonly string[] = blasKernelConfigs().map((k) => k.kernelName);
 
 /**
@@ -135,7 +140,9 @@ export function registerBlasBackend(): boolean {
     registerKernel({
       ...kernel,
       backendName: BLAS_BACKEND_NAME,
-      kernelFunc: SHARING_KERNELS.has(kernel.kernelName) ? kernel.kernelFunc : taintingKernel(kernel.kernelFunc),
+      kernelFunc: SHARING_KERNELS.has(kernel.kernelName)
+        ? kernel.kernelFunc
+        : taintingKernel(kernel.kernelFunc),
     });
   }
   for (const kernel of native) {
