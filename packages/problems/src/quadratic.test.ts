@@ -10,6 +10,25 @@ describe('quadratic (qNBO toy)', () => {
   const rng = new Random(1);
   afterAll(() => problem.dispose());
 
+  it('aInverse (formed on first use) is the inverse of A, and y*(x) = A⁻¹x agrees with it', () => {
+    const a = problem.a;
+    const inv = problem.aInverse;
+    expect(problem.aInverse).toBe(inv); // kept
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let k = 0; k < n; k++) s += a[i * n + k] * inv[k * n + j];
+        expect(Math.abs(s - (i === j ? 1 : 0))).toBeLessThan(1e-12);
+      }
+    const x = Float64Array.from({ length: n }, () => rng.normal());
+    const ys = problem.innerSolutionArray(x);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < n; j++) s += inv[i * n + j] * x[j];
+      expect(ys[i]).toBeCloseTo(s, 12);
+    }
+  });
+
   it('has a symmetric A with spectrum in [1, 2]', () => {
     const a = problem.a;
     for (let i = 0; i < n; i++)

@@ -1,5 +1,6 @@
 import {
   type BilevelProblem,
+  matTVec,
   matVec,
   Random,
   randomOrthogonal,
@@ -38,13 +39,14 @@ export class QuadraticProblem implements BilevelProblem {
   readonly dimension: number;
   /** A, row-major float64. */
   readonly a: Float64Array;
-  /** A⁻¹, row-major float64. */
-  readonly aInverse: Float64Array;
   /** z₀, the outer target. */
   readonly z0: Float64Array;
   /** Eigenvalues 1 + u_k of A. */
   readonly eigenvalues: Float64Array;
   private readonly xStarArray: Float64Array;
+  /** Q (row-major float64): A⁻¹v and x* are computed through it, without forming A⁻¹. */
+  private readonly q: Float64Array;
+  private aInverseCache: Float64Array | undefined;
   private readonly aTensor: tf.Tensor2D;
   private readonly z0Tensor: tf.Tensor1D;
   /** ½ yᵀAy as one op (gradient A y from the forward product; see core's quadraticForm). */
@@ -57,17 +59,13 @@ export class QuadraticProblem implements BilevelProblem {
     const q = randomOrthogonal(n, rng);
     this.eigenvalues = Float64Array.from({ length: n }, () => 1 + rng.uniform());
     this.z0 = Float64Array.from({ length: n }, () => rng.normal());
+    this.q = q;
     this.a = spectralMatrix(q, this.eigenvalues);
-    this.aInverse = spectralMatrix(
-      q,
-      this.eigenvalues.map((l) => 1 / l),
-    );
-    // (A⁻¹ + I)⁻¹ = Qᵀ diag(1 / (1/λ + 1)) Q = Qᵀ diag(λ / (1 + λ)) Q.
-    const solveMatrix = spectralMatrix(
-      q,
+    // x* = (A⁻¹ + I)⁻¹ z₀ = Qᵀ diag(λ / (1 + λ)) Q z₀: two products instead of a third n×n matrix.
+    this.xStarArray = this.spectralProduct(
       this.eigenvalues.map((l) => l / (1 + l)),
+      this.z0,
     );
-    this.xStarArray = matVec(solveMatrix, n, n, this.z0);
     this.aTensor = tf.keep(tf.tensor2d(Float32Array.from(this.a), [n, n]));
     this.z0Tensor = tf.keep(tf.tensor1d(Float32Array.from(this.z0)));
     this.halfQuadraticOp = quadraticForm(this.aTensor);
@@ -105,9 +103,29 @@ export class QuadraticProblem implements BilevelProblem {
     return tf.tidy(() => tf.sub(this.halfQuadraticOp(ys.y), tf.sum(tf.mul(xs.x, ys.y), 1)) as tf.Tensor1D);
   }
 
-  /** y*(x) = A⁻¹x in float64. */
+  /** A⁻¹, row-major float64: formed (n³ work) on first use and kept. */
+  get aInverse(): Float64Array {
+    this.aInverseCache ??= spectralMatrix(
+      this.q,
+      this.eigenvalues.map((l) => 1 / l),
+    );
+    return this.aInverseCache;
+  }
+
+  /** Qᵀ diag(μ) Q v in float64 (two products with Q). */
+  private spectralProduct(mu: ArrayLike<number>, v: ArrayLike<number>): Float64Array {
+    const n = this.dimension;
+    const w = matVec(this.q, n, n, v);
+    for (let i = 0; i < n; i++) w[i] *= mu[i];
+    return matTVec(this.q, n, n, w);
+  }
+
+  /** y*(x) = A⁻¹x = Qᵀ diag(1/λ) Q x in float64. */
   innerSolutionArray(x: ArrayLike<number>): Float64Array {
-    return matVec(this.aInverse, this.dimension, this.dimension, x);
+    return this.spectralProduct(
+      this.eigenvalues.map((l) => 1 / l),
+      x,
+    );
   }
 
   /** ∇Φ(x) = x − z₀ + A⁻¹x in float64. */
