@@ -508,7 +508,7 @@ function benchopt({ quick }: SuiteSizes): SectionSetting {
     ? { trainSamples: 1000, validationSamples: 500, testSamples: 1000 }
     : { trainSamples: 20000, validationSamples: 5000, testSamples: 10000 };
   const seeds = quick ? BENCHOPT_SEEDS.slice(0, 1) : BENCHOPT_SEEDS;
-  const gridSeconds = quick ? 0.5 : 4;
+  const gridSeconds = quick ? 0.5 : 5;
   const methods: MethodSetting[] = [];
   for (const m of BENCHOPT_METHODS) {
     const rhos = m.hasInnerStep ? (quick ? [BENCHOPT_GRID.innerSteps[1]] : BENCHOPT_GRID.innerSteps) : [null];
@@ -545,7 +545,7 @@ function benchopt({ quick }: SuiteSizes): SectionSetting {
     data: 'fashion-mnist',
     methods,
     steps: 1_000_000,
-    timeLimitSeconds: quick ? 1 : 12,
+    timeLimitSeconds: quick ? 1 : 30,
     evalIntervalSeconds: quick ? 0.25 : 0.5,
     closedFormDiagnostics: false,
     seed: 0,
