@@ -239,7 +239,7 @@ describe('benchopt-ho runs', () => {
     expect(ran).toBe(0);
     expect(lines[0]).toBe(`[benchopt-ho] skipped: ${LIBSVM_HOWTO}`);
     const md = fs.readFileSync(path.join(out, 'benchmarks.md'), 'utf8');
-    expect(md).toContain(`**Skipped:** ${LIBSVM_HOWTO}`);
+    expect(md).toContain(`**Skipped:** ${LIBSVM_HOWTO}\n\n${section(true).about}`);
   });
 
   it('a quick run on a generated file: every method completes, the figure has its bands, the table its rows', async () => {

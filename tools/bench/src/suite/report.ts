@@ -319,7 +319,8 @@ interface SectionText {
 }
 
 function skippedSection(heading: string, o: SectionOutcome): SectionText {
-  return { body: `${heading} ${o.setting.title}\n\n**${o.failed ? 'Not run (failed)' : 'Skipped'}:** ${o.skipped}\n` };
+  const about = o.setting.about ? `\n${o.setting.about}\n` : '';
+  return { body: `${heading} ${o.setting.title}\n\n**${o.failed ? 'Not run (failed)' : 'Skipped'}:** ${o.skipped}\n${about}` };
 }
 
 function rankText(section: SectionSetting, runs: readonly RunResult[]): string {
@@ -925,7 +926,9 @@ async function writeBlocks(report: SuiteReport, outcomes: readonly SectionOutcom
     const id = o.setting.id as BlockId;
     const b = BLOCKS[id];
     for (const f of fs.readdirSync(figDir)) if (b.figures.test(f)) fs.rmSync(path.join(figDir, f));
-    const block = blockText(id, '##', o, figs, report.quick).replace(/^(<!--.*-->\n## .*)\n/, `$1\n\n${blockHeader(report)}\n`).replace(/\n$/, '');
+    // the run's header for measured numbers (a skipped section has none)
+    const text = blockText(id, '##', o, figs, report.quick);
+    const block = (o.skipped ? text : text.replace(/^(<!--.*-->\n## .*)\n/, `$1\n\n${blockHeader(report)}\n`)).replace(/\n$/, '');
     const begin = md.indexOf(b.begin);
     const end = md.indexOf(b.end);
     md = begin >= 0 && end > begin ? `${md.slice(0, begin)}${block}${md.slice(end + b.end.length)}` : `${md.replace(/\s*$/, '')}\n\n${block}\n`;
