@@ -161,6 +161,7 @@ export function benchoptHoText(
       `(${BENCHOPT_HO_VALIDATION_FRACTION * 100} % of \`${f.train}\` held out, a fresh split per seed)`
     : `${data.trainSamples.toLocaleString('en-US')} training samples (\`${f.train}\`) and ${data.validationSamples.toLocaleString('en-US')} ` +
       `validation samples (\`${f.validation}\`)`;
+  const vf = (section.valueFunctionSolver?.options ?? {}) as { maxIterations?: number; tolerance?: number };
   const failedMethods = labels.filter((l) => (byMethod.get(l) ?? []).length === 0);
   return [
     "benchopt's bilevel benchmark (Dagréou, Ablin, Vaiter & Moreau, NeurIPS 2022, and the benchopt `benchmark_bilevel` repository), " +
@@ -173,7 +174,7 @@ export function benchoptHoText(
       'Every method of the hyper-cleaning protocol has the oracles it needs on this problem (minibatches, the fixed batches ' +
       "SABA's memory needs, the batched inner loss ESJ-S uses), so all nine run; a run that fails is listed below the tables. " +
       "The metric is benchopt's for ijcnn1: the value function h(x) = f(x, y*(x)), y*(x) from a full-batch L-BFGS solve " +
-      `(at most 200 iterations, ‖∇_y g‖ ≤ 1e-6, warm-started from the previous evaluation's y*), every ${formatNumber(section.evalIntervalSeconds, 3)} s ` +
+      `(at most ${vf.maxIterations ?? '?'} iterations, ‖∇_y g‖ ≤ ${vf.tolerance ?? '?'}, warm-started from the previous evaluation's y*), every ${formatNumber(section.evalIntervalSeconds, 3)} s ` +
       "of training time and not charged; benchopt plots h(x) − h* on a log axis, here h(x) itself is drawn." +
       (quick ? ' **Quick size: a smoke test, the numbers say nothing.**' : ''),
     '',

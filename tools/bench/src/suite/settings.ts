@@ -659,7 +659,7 @@ function benchoptHo({ quick, libsvm }: SuiteSizes): SectionSetting {
     targets: [],
     workerTimeoutSeconds: quick ? 120 : 300,
     evaluateAtIterate: true,
-    valueFunctionSolver: choice('lbfgs', { maxIterations: 200, tolerance: 1e-6 }),
+    valueFunctionSolver: choice('lbfgs', { maxIterations: 200, tolerance: 1e-5 }),
     gridMetric: 'valueFunction',
     about:
       "benchopt's regularization-selection problem (its ijcnn1 and covtype benchmarks): logistic regression with one L2 " +
