@@ -143,3 +143,60 @@ describe('chartSvg and svgToPng', () => {
     expect(() => svgToPng(svg, { pixelRatio: 0 })).toThrow(/pixelRatio must be a positive number, got 0/);
   });
 });
+
+describe('bands', () => {
+  /** The y coordinates of a path's points (vega writes absolute M/L commands as `x,y` pairs). */
+  const ys = (d: string): number[] => [...d.matchAll(/[ML]\s*(-?[\d.]+)[ ,](-?[\d.]+)/g)].map((m) => Number(m[2]));
+  const banded: ChartSeries[] = [
+    // A band from 1 to 3 around a line at 2; its fourth triple is not finite, so the band has two parts.
+    {
+      label: 'median A',
+      color: '#1f77b4',
+      points: [[0, 2], [1, 2], [2, 2], [3, 2], [4, 2], [5, 2]],
+      band: [[0, 1, 3], [1, 1, 3], [2, 1, 3], [3, NaN, 3], [4, 1, 3], [5, 1, 3]],
+      bandOpacity: 0.25,
+    },
+    { label: 'B', color: '#ff7f0e', points: [[0, 0], [5, 4]] },
+  ];
+
+  it('puts the band triples in an area layer under the lines, each gap starting a new segment', () => {
+    const spec = lineChartSpec(banded, { title: 't', xLabel: 'x', yLabel: 'y' }) as unknown as {
+      layer: { mark: { type: string }; data?: { values: { s: string; k: number; lo: number; hi: number; o: number }[] } }[];
+    };
+    expect(spec.layer.map((l) => l.mark.type)).toEqual(['area', 'line']);
+    const rows = spec.layer[0].data!.values;
+    expect(rows.map((r) => [r.k, r.lo, r.hi])).toEqual([
+      [0, 1, 3],
+      [0, 1, 3],
+      [0, 1, 3],
+      [1, 1, 3],
+      [1, 1, 3],
+    ]);
+    expect(new Set(rows.map((r) => r.o))).toEqual(new Set([0.25]));
+    // No band: no area layer at all.
+    const plain = lineChartSpec(series, { title: 't', xLabel: 'x', yLabel: 'y' }) as unknown as { layer: { mark: { type: string } }[] };
+    expect(plain.layer.map((l) => l.mark.type)).toEqual(['line']);
+  });
+
+  it('renders the band as filled areas in the series colour, below the line and centred on it', async () => {
+    const root = parseXml(await chartSvg(lineChartSpec(banded, { title: 'bands', xLabel: 'x', yLabel: 'y', width: 420, height: 260 })));
+    const groups = findAll(root, 'g').filter((g) => (g.attributes.class ?? '').split(/\s+/).includes('role-mark'));
+    const kinds = groups.map((g) => (g.attributes.class ?? '').split(/\s+/).find((c) => c.startsWith('mark-')));
+    // the area marks come first in the document, so the lines are painted over them
+    expect(kinds.indexOf('mark-area')).toBeGreaterThanOrEqual(0);
+    expect(kinds.indexOf('mark-area')).toBeLessThan(kinds.indexOf('mark-line'));
+    const areas = groups.filter((_, i) => kinds[i] === 'mark-area').flatMap((g) => g.children.filter((c) => c.name === 'path'));
+    expect(areas).toHaveLength(2);
+    for (const a of areas) {
+      expect(a.attributes.fill).toBe('#1f77b4');
+      expect(Number(a.attributes['fill-opacity'] ?? a.attributes.opacity)).toBeCloseTo(0.25, 6);
+    }
+    // The line at y = 2 runs halfway between the band's edges at 1 and 3 (a linear axis).
+    const lineA = linePaths(root).find((p) => p.attributes.stroke === '#1f77b4')!;
+    const lineY = ys(lineA.attributes.d)[0];
+    const edges = ys(areas[0].attributes.d);
+    const [top, bottom] = [Math.min(...edges), Math.max(...edges)];
+    expect(bottom - top).toBeGreaterThan(10);
+    expect(lineY).toBeCloseTo((top + bottom) / 2, 1);
+  });
+});

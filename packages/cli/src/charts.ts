@@ -46,6 +46,13 @@ export interface ChartSeries {
    * colour (the first series' colour), and toggling the entry in report.html shows or hides them together.
    */
   readonly group?: string;
+  /**
+   * A filled band drawn under the line in the series' colour, e.g. the 20 %–80 % quantiles around a median:
+   * (x, low, high) triples. A triple with a non-finite value (or a value ≤ 0 on a log y axis) breaks the band.
+   */
+  readonly band?: readonly (readonly [number, number, number])[];
+  /** Opacity of the band's fill in [0, 1] (default 0.2). */
+  readonly bandOpacity?: number;
 }
 
 /** Titles, scales, size and behaviour of a chart. */
@@ -119,8 +126,43 @@ function chartRows(series: readonly ChartSeries[], xLog: boolean, yLog: boolean,
   return rows;
 }
 
+interface BandRow {
+  /** Series label, legend group, segment (a new one after each gap). */
+  s: string;
+  g: string;
+  k: number;
+  x: number;
+  /** Low and high edge of the band. */
+  lo: number;
+  hi: number;
+  /** Fill opacity. */
+  o: number;
+}
+
+/** Band rows of the series that have one: finite triples (positive edges on a log y axis), each gap a new segment. */
+function bandRows(series: readonly ChartSeries[], xLog: boolean, yLog: boolean): BandRow[] {
+  const rows: BandRow[] = [];
+  for (const s of series) {
+    if (!s.band) continue;
+    let k = 0;
+    let gap = false;
+    for (const [x, lo, hi] of s.band) {
+      const ok = [x, lo, hi].every(Number.isFinite) && (!xLog || x > 0) && (!yLog || (lo > 0 && hi > 0));
+      if (!ok) {
+        gap = true;
+        continue;
+      }
+      if (gap) k += 1;
+      gap = false;
+      rows.push({ s: s.label, g: s.group ?? s.label, k, x, lo, hi, o: s.bandOpacity ?? 0.2 });
+    }
+  }
+  return rows;
+}
+
 /**
- * The Vega-Lite spec of a line chart: every series one line in its colour, width and opacity, a legend of
+ * The Vega-Lite spec of a line chart: every series one line in its colour, width and opacity (over its `band`,
+ * if any, filled faintly in the same colour), a legend of
  * the groups (series with `legend: false` get none unless their group has one), white background, the
  * given size for the whole chart (legend and titles included). With `interactive`, tooltips, zoom and legend
  * toggling as described at {@link LineChartOptions.interactive}.
@@ -191,7 +233,28 @@ export function lineChartSpec(series: readonly ChartSeries[], options: LineChart
         }
       : {}),
   };
-  const layer: unknown[] = [line];
+  const bands = bandRows(series, xLog, yLog);
+  // Bands first, so that every line is drawn over them; their own data, the same x, y and colour scales.
+  const layer: unknown[] =
+    bands.length === 0
+      ? [line]
+      : [
+          {
+            data: { values: bands },
+            mark: { type: 'area' as const, clip: true, interpolate: 'linear' as const },
+            encoding: {
+              x,
+              y: { ...y, field: 'lo' },
+              y2: { field: 'hi' },
+              color,
+              detail: [{ field: 's' }, { field: 'k' }],
+              opacity: options.interactive
+                ? { condition: { param: 'pick', field: 'o', type: 'quantitative' as const, scale: null, legend: null }, value: 0.02 }
+                : { field: 'o', type: 'quantitative' as const, scale: null, legend: null },
+            },
+          },
+          line,
+        ];
   if (options.interactive) {
     layer.push({
       mark: { type: 'point', filled: true, size: 50, clip: true },

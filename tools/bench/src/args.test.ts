@@ -48,7 +48,7 @@ describe('parseArgs: the speed section', () => {
   });
 
   it('refuses an unknown section, listing speed among the known ones', () => {
-    expect(() => parseArgs(['--only', 'speedy'])).toThrow(/expected: quadratic, hyper-representation, hyper-cleaning, few-shot, benchopt, speed/);
+    expect(() => parseArgs(['--only', 'speedy'])).toThrow(/expected: quadratic, hyper-representation, hyper-cleaning, few-shot, benchopt, benchopt-ho, speed/);
   });
 
   it('keeps the other options working beside the new ones', () => {

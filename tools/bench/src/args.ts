@@ -1,5 +1,5 @@
 /** Command line of `node tools/bench/dist/run.js`: parsing and validation (no side effects). */
-import { SECTION_IDS, type SectionId } from './suite/settings';
+import { type LibsvmFiles, SECTION_IDS, type SectionId } from './suite/settings';
 import { SPEED_FAMILIES, speedSelectors } from './suite/speed/workloads';
 
 /** The suite's sections: the training settings, then `speed` (Bilevel against PyTorch twins). */
@@ -23,6 +23,8 @@ export interface SuiteArgs {
   readonly speedSteps?: number;
   /** The speed workloads to run (ids or families); all when absent. */
   readonly workloads?: readonly string[];
+  /** The benchopt-ho section's LIBSVM files (as given; resolved by the caller). */
+  readonly libsvm?: LibsvmFiles;
 }
 
 export type ParsedArgs =
@@ -60,12 +62,18 @@ Options of the suite:
                         workloads (e.g. quadratic/aid-cg); without --only it implies --only speed, and
                         without --out it only prints the table (docs/ is left alone)
   --speed-steps <n>     speed section: timed steps of every workload (default: each workload's own)
+  --libsvm-train <file>       benchopt-ho section: the LIBSVM training file (plain or gzip); without it that
+                              section is skipped
+  --libsvm-validation <file>  benchopt-ho: the validation file (default: 25 % of the training file, a fresh
+                              split per seed), e.g. ijcnn1.tr with ijcnn1.t as benchopt does
+  --libsvm-test <file>        benchopt-ho: a test file (test error in the table)
   --png                 also write a PNG of every figure
   --json                also write <out>/benchmarks/results.json (every curve and measurement)
   -h, --help            this text
 
 Real data are found through BILEVEL_DATA_PATH (Fashion-MNIST, Omniglot); a section whose data is missing is
-reported as skipped. Exit codes: 0 done (a diverged method is a result), 1 a method failed or timed out,
+reported as skipped. A LIBSVM file that cannot be read (missing, malformed: the message names the file and line)
+stops the benchopt-ho section and makes the exit code 1. Exit codes: 0 done (a diverged method is a result), 1 a method failed or timed out,
 2 bad command line.`;
 
 function valueOf(argv: readonly string[], i: number, flag: string, inline: string | undefined): { value: string; next: number } {
@@ -90,6 +98,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   let only = false;
   let speedSteps: number | undefined;
   let workloads: string[] | undefined;
+  const libsvm: { train?: string; validation?: string; test?: string } = {};
   const seen = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -165,6 +174,14 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
         i = r.next;
         break;
       }
+      case '--libsvm-train':
+      case '--libsvm-validation':
+      case '--libsvm-test': {
+        const r = valueOf(argv, i, flag, inline);
+        libsvm[flag.slice('--libsvm-'.length) as 'train' | 'validation' | 'test'] = r.value;
+        i = r.next;
+        break;
+      }
       default:
         throw new UsageError(`unknown option '${flag}' (see --help)`);
     }
@@ -183,6 +200,13 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     if (!only) sections = ['speed'];
     else if (!sections.includes('speed')) throw new UsageError("option '--workloads' selects speed workloads, but '--only' leaves out the speed section");
   }
+  const libsvmGiven = libsvm.train !== undefined || libsvm.validation !== undefined || libsvm.test !== undefined;
+  if (libsvmGiven && libsvm.train === undefined) {
+    throw new UsageError("options '--libsvm-validation' and '--libsvm-test' need '--libsvm-train' (the training file)");
+  }
+  if (libsvmGiven && !sections.includes('benchopt-ho')) {
+    throw new UsageError("the '--libsvm-*' options apply to the benchopt-ho section, which '--only' leaves out");
+  }
   if (speedSteps !== undefined && !sections.includes('speed')) {
     throw new UsageError("option '--speed-steps' applies to the speed section, which '--only' leaves out");
   }
@@ -197,6 +221,15 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
       ...(out !== undefined ? { out } : {}),
       ...(speedSteps !== undefined ? { speedSteps } : {}),
       ...(workloads !== undefined ? { workloads } : {}),
+      ...(libsvm.train !== undefined
+        ? {
+            libsvm: {
+              train: libsvm.train,
+              ...(libsvm.validation !== undefined ? { validation: libsvm.validation } : {}),
+              ...(libsvm.test !== undefined ? { test: libsvm.test } : {}),
+            },
+          }
+        : {}),
     },
   };
 }

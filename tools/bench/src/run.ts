@@ -132,6 +132,15 @@ async function main(argv: readonly string[]): Promise<number> {
     ...(a.workloads !== undefined ? { workloads: a.workloads } : {}),
     png: a.png,
     json: a.json,
+    ...(a.libsvm
+      ? {
+          libsvm: {
+            train: path.resolve(a.libsvm.train),
+            ...(a.libsvm.validation !== undefined ? { validation: path.resolve(a.libsvm.validation) } : {}),
+            ...(a.libsvm.test !== undefined ? { test: path.resolve(a.libsvm.test) } : {}),
+          },
+        }
+      : {}),
     command: ['node', script, ...argv].join(' '),
     workerScript: __filename,
     log: (line) => console.log(line),

@@ -1,4 +1,4 @@
-import { bandAt, chooseSteps, valueAt } from './benchopt';
+import { bandAt, bandSeries, chooseSteps, valueAt } from './benchopt';
 import { quantile } from './stats';
 import type { EvalPoint, RunResult } from './results';
 import { suiteSettings } from './settings';
@@ -53,5 +53,22 @@ describe('benchopt section statistics', () => {
     expect(chosen.validationLoss).toBe(0.5);
     expect(chosen.steps).toEqual({ innerStep: grid[1].grid!.innerStep, outerStep: grid[1].grid!.outerStep });
     expect(chooseSteps(section, runs).has('SABA')).toBe(false);
+  });
+
+  it('the figure has one series per method: the median line over a band from the 20 % to the 80 % quantile', () => {
+    const section = suiteSettings({ quick: false }).find((s) => s.id === 'benchopt')!;
+    const runs = [0.5, 0.3, 0.2, 0.4, 0.1].map((v, k) => run(`seed${k}/SOBA`, [ev(0, 0.9), ev(1, v)]));
+    const series = bandSeries(section, new Map([['SOBA', runs]]), 2);
+    expect(series).toHaveLength(1);
+    const [s] = series;
+    expect(s.label).toBe('SOBA');
+    expect(s.points).toHaveLength(61);
+    expect(s.band).toHaveLength(61);
+    // at t = 0 every run is at 0.9; from t = 1 on at its own value: median 0.3, quantiles 0.18 and 0.42
+    expect(s.band![0]).toEqual([0, 0.9, 0.9]);
+    const at = s.band!.find(([t]) => t === 1)!;
+    expect(at[1]).toBeCloseTo(0.18, 12);
+    expect(at[2]).toBeCloseTo(0.42, 12);
+    expect(s.points.find(([t]) => t === 1)![1]).toBeCloseTo(0.3, 12);
   });
 });

@@ -13,23 +13,28 @@ export interface GridChoice {
   readonly validationLoss: number;
 }
 
-/** Final validation (outer) loss of a run, or undefined when it did not complete with a finite one. */
-function finalLoss(r: RunResult): number | undefined {
+/**
+ * A run's final validation (outer) loss, or its final `metric` when given; undefined when it did not complete
+ * with a finite one.
+ */
+function finalLoss(r: RunResult, metric?: string): number | undefined {
   if (r.status !== 'completed' || r.evals.length === 0) return undefined;
-  const v = r.evals[r.evals.length - 1].outerLoss;
-  return Number.isFinite(v) ? v : undefined;
+  const last = r.evals[r.evals.length - 1];
+  const v = metric === undefined ? last.outerLoss : last.metrics[metric];
+  return v !== undefined && Number.isFinite(v) ? v : undefined;
 }
 
 /**
  * Per method, the grid run with the lowest final validation loss (f on the whole validation set at the last
- * iterate; the test set is not looked at). Methods without a completed grid run are absent.
+ * iterate, or the section's `gridMetric` such as the value function; the test set is not looked at). Methods
+ * without a completed grid run are absent.
  */
 export function chooseSteps(section: SectionSetting, runs: readonly RunResult[]): Map<string, GridChoice> {
   const out = new Map<string, GridChoice>();
   for (const r of runs) {
     const m = section.methods.find((x) => (x.protocol ? `${x.protocol}/${x.label}` : x.label) === r.key);
     if (!m?.grid) continue;
-    const loss = finalLoss(r);
+    const loss = finalLoss(r, section.gridMetric);
     if (loss === undefined) continue;
     const best = out.get(m.grid.method);
     if (!best || loss < best.validationLoss) {
@@ -70,16 +75,19 @@ export function bandAt(
  * method's call is one pass). A weight x_i can change y only through an inner step on a batch holding sample i
  * after x_i moved, so a run below about one epoch has hardly used the weights it learned.
  */
-export function epochs(section: SectionSetting, r: RunResult): number {
+export function epochs(section: SectionSetting, r: RunResult, trainSamples?: number): number {
   const m = section.methods.find((x) => (x.protocol ? `${x.protocol}/${x.label}` : x.label) === r.key);
   const options = { ...section.problem.options, ...(m?.problemOptions ?? {}) } as { trainSamples: number; batchSize?: number };
   const calls = r.oracleCalls?.innerGradY ?? 0;
-  return options.batchSize === undefined ? calls : (calls * options.batchSize) / options.trainSamples;
+  return options.batchSize === undefined ? calls : (calls * options.batchSize) / (trainSamples ?? options.trainSamples);
 }
 
 const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(1)} %` : '—');
 
-/** The figure's series: per method the median (thick) and the 20 % and 80 % quantiles (thin, same colour). */
+/**
+ * The figure's series: per method the median over seeds (a line) over a filled band from the 20 % to the 80 %
+ * quantile (same colour, faint), at 61 times from 0 to the budget.
+ */
 export function bandSeries(
   section: SectionSetting,
   byMethod: ReadonlyMap<string, readonly RunResult[]>,
@@ -90,21 +98,14 @@ export function bandSeries(
   for (const [label, runs] of byMethod) {
     const color = section.methods.find((m) => m.label === label)?.color ?? '#333333';
     const bands = times.map((t) => ({ t, ...bandAt(runs, section.mainMetric, t, budget) }));
-    out.push({ label, color, points: bands.map((b) => [b.t, b.median] as [number, number]), width: 2.5 });
-    for (const [name, q] of [
-      ['20 %', 'q20'],
-      ['80 %', 'q80'],
-    ] as const) {
-      out.push({
-        label: `${label} ${name}`,
-        group: label,
-        legend: false,
-        color,
-        width: 1,
-        opacity: 0.45,
-        points: bands.map((b) => [b.t, b[q]] as [number, number]),
-      });
-    }
+    out.push({
+      label,
+      color,
+      points: bands.map((b) => [b.t, b.median] as [number, number]),
+      width: 2.5,
+      band: bands.map((b) => [b.t, b.q20, b.q80] as [number, number, number]),
+      bandOpacity: 0.18,
+    });
   }
   return out;
 }
@@ -192,7 +193,7 @@ export function benchoptText(
     '',
     figure,
     '',
-    'Thick lines: median test error over seeds; thin lines of the same colour: the 20 % and 80 % quantiles over seeds.',
+    'Lines: median test error over seeds; shaded bands of the same colour: from the 20 % to the 80 % quantile over seeds.',
     '',
     table,
     '',

@@ -22,15 +22,20 @@ import {
 import type { EvalPoint, RunResult } from './results';
 import { meanCi95, pairedTTest } from './stats';
 import { bandSeries, benchoptText } from './benchopt';
+import { type LibsvmSummary, benchoptHoText, valueFunctionSeries } from './benchopt-ho';
 import { speedSection } from './speed/report';
 import type { SpeedOutcome } from './speed/section';
 import { HYPER_REPRESENTATION_EXTRA_SEEDS, type MethodSetting, type SectionSetting, methodKey } from './settings';
 
 export interface SectionOutcome {
   readonly setting: SectionSetting;
-  /** Why the whole section did not run (missing data, `--only`). */
+  /** Why the whole section did not run (missing data, `--only`, unusable data). */
   readonly skipped?: string;
+  /** The section did not run because its data was given but cannot be used (a failure, not a skip). */
+  readonly failed?: boolean;
   readonly runs: readonly RunResult[];
+  /** The LIBSVM files' sizes (benchopt-ho section). */
+  readonly libsvm?: LibsvmSummary;
 }
 
 export interface SuiteReport {
@@ -313,8 +318,9 @@ interface SectionText {
   readonly body: string;
 }
 
-function skippedSection(n: number, o: SectionOutcome): SectionText {
-  return { body: `## ${n}. ${o.setting.title}\n\n**Skipped:** ${o.skipped}\n` };
+function skippedSection(heading: string, o: SectionOutcome): SectionText {
+  const about = o.setting.about ? `\n${o.setting.about}\n` : '';
+  return { body: `${heading} ${o.setting.title}\n\n**${o.failed ? 'Not run (failed)' : 'Skipped'}:** ${o.skipped}\n${about}` };
 }
 
 function rankText(section: SectionSetting, runs: readonly RunResult[]): string {
@@ -791,8 +797,56 @@ function benchoptSection(heading: string, o: SectionOutcome, figs: FigureWriter,
   return { body };
 }
 
-const BENCHOPT_BEGIN = '<!-- benchopt-section:begin (written by the suite; `--only benchopt` rewrites just this block) -->';
-const BENCHOPT_END = '<!-- benchopt-section:end -->';
+function benchoptHoSection(heading: string, o: SectionOutcome, figs: FigureWriter, quick: boolean): SectionText {
+  const s = o.setting;
+  if (!o.libsvm) return { body: `${heading} ${s.title}\n\n**Not run:** the LIBSVM files' sizes are missing from the results.\n` };
+  const fig = figs.chart('benchopt-ho-value-function-vs-time', valueFunctionSeries(s, o.runs), {
+    title: 'Per-feature L2 on a LIBSVM file: h(x) vs training time (median, 20–80 % quantiles over seeds)',
+    xLabel: 'training time (s)',
+    yLabel: 'h(x) = f(x, y*(x))',
+    yScale: 'auto',
+  });
+  const body = [
+    `${heading} ${s.title}`,
+    '',
+    benchoptHoText(s, o.runs, image(fig), quick, o.libsvm),
+    'Oracle calls (cumulative, by kind), time and memory of the tuned runs:',
+    '',
+    resourceTable(o.runs.filter((r) => r.protocol?.startsWith('seed'))),
+    failures(o.runs),
+  ].join('\n');
+  return { body };
+}
+
+/**
+ * Sections written between markers: a run of such sections alone (they are long) replaces just their blocks in
+ * an existing report, and their own figures (and JSON).
+ */
+const BLOCKS = {
+  benchopt: {
+    begin: '<!-- benchopt-section:begin (written by the suite; `--only benchopt` rewrites just this block) -->',
+    end: '<!-- benchopt-section:end -->',
+    figures: /^benchopt-(?!ho-).*\.(svg|png)$/,
+    json: 'benchopt-results.json',
+    text: benchoptSection,
+  },
+  'benchopt-ho': {
+    begin: '<!-- benchopt-ho-section:begin (written by the suite; `--only benchopt-ho` rewrites just this block) -->',
+    end: '<!-- benchopt-ho-section:end -->',
+    figures: /^benchopt-ho-.*\.(svg|png)$/,
+    json: 'benchopt-ho-results.json',
+    text: benchoptHoSection,
+  },
+} as const;
+type BlockId = keyof typeof BLOCKS;
+const isBlock = (id: string): id is BlockId => id in BLOCKS;
+
+/** A block section's text between its markers (a skipped one says why). */
+function blockText(id: BlockId, heading: string, o: SectionOutcome, figs: FigureWriter, quick: boolean): string {
+  const b = BLOCKS[id];
+  const body = o.skipped ? skippedSection(heading, o).body : b.text(heading, o, figs, quick).body;
+  return [b.begin, body, b.end, ''].join('\n');
+}
 
 /** The run's header in short, for a section written into an existing report on its own. */
 function blockHeader(report: SuiteReport): string {
@@ -861,37 +915,45 @@ function header(report: SuiteReport): string {
 }
 
 /**
- * A run of the benchopt section alone (it is long) into an existing report: replaces the section's block (or
- * appends it) and its figure, leaving the rest of benchmarks.md and the other figures as they are.
+ * A run of block sections alone (benchopt, benchopt-ho) into an existing report: replaces each one's block (or
+ * appends it) and its figures, leaving the rest of benchmarks.md and the other figures as they are.
  */
-async function writeBenchoptBlock(report: SuiteReport, o: SectionOutcome, options: WriteOptions, mdPath: string, figDir: string): Promise<string[]> {
-  if (fs.existsSync(figDir)) {
-    for (const f of fs.readdirSync(figDir)) if (/^benchopt-.*\.(svg|png)$/.test(f)) fs.rmSync(path.join(figDir, f));
-  }
+async function writeBlocks(report: SuiteReport, outcomes: readonly SectionOutcome[], options: WriteOptions, mdPath: string, figDir: string): Promise<string[]> {
   const figs = new FigureWriter(figDir, options.png);
-  const section = benchoptSection('##', o, figs, report.quick).body;
-  const block = [BENCHOPT_BEGIN, section.replace(/^(## .*)\n/, `$1\n\n${blockHeader(report)}\n`), BENCHOPT_END].join('\n');
-  const old = fs.readFileSync(mdPath, 'utf8');
-  const begin = old.indexOf(BENCHOPT_BEGIN);
-  const end = old.indexOf(BENCHOPT_END);
-  const md =
-    begin >= 0 && end > begin
-      ? `${old.slice(0, begin)}${block}${old.slice(end + BENCHOPT_END.length)}`
-      : `${old.replace(/\s*$/, '')}\n\n${block}\n`;
+  let md = fs.readFileSync(mdPath, 'utf8');
+  const jsons: string[] = [];
+  for (const o of outcomes) {
+    const id = o.setting.id as BlockId;
+    const b = BLOCKS[id];
+    for (const f of fs.readdirSync(figDir)) if (b.figures.test(f)) fs.rmSync(path.join(figDir, f));
+    // the run's header for measured numbers (a skipped section has none)
+    const text = blockText(id, '##', o, figs, report.quick);
+    const block = (o.skipped ? text : text.replace(/^(<!--.*-->\n## .*)\n/, `$1\n\n${blockHeader(report)}\n`)).replace(/\n$/, '');
+    const begin = md.indexOf(b.begin);
+    const end = md.indexOf(b.end);
+    md = begin >= 0 && end > begin ? `${md.slice(0, begin)}${block}${md.slice(end + b.end.length)}` : `${md.replace(/\s*$/, '')}\n\n${block}\n`;
+    if (options.json) {
+      const json = path.join(figDir, b.json);
+      const one = { ...report, sections: [o] };
+      fs.writeFileSync(json, JSON.stringify(one, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
+      jsons.push(json);
+    }
+  }
   fs.writeFileSync(mdPath, md.replace(/\n{3,}/g, '\n\n'));
   const figures = await figs.done();
-  if (!options.json) return [mdPath, ...figures];
-  const json = path.join(figDir, 'benchopt-results.json');
-  fs.writeFileSync(json, JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
-  return [mdPath, ...figures, json];
+  return [mdPath, ...figures, ...jsons];
 }
 
 /** Writes benchmarks.md and the figures; returns the files written. */
 export async function writeReport(report: SuiteReport, options: WriteOptions): Promise<string[]> {
   const figDir = path.join(options.outDir, 'benchmarks');
   const mdPath = path.join(options.outDir, 'benchmarks.md');
-  const only = report.sections.length === 1 && report.sections[0].setting.id === 'benchopt' && !report.speed ? report.sections[0] : undefined;
-  if (only && !only.skipped && fs.existsSync(mdPath)) return writeBenchoptBlock(report, only, options, mdPath, figDir);
+  // Only block sections: their blocks go into the existing report (a skipped one says why in its block).
+  const blocksOnly = report.sections.length > 0 && !report.speed && report.sections.every((o) => isBlock(o.setting.id));
+  if (blocksOnly && fs.existsSync(mdPath)) {
+    fs.mkdirSync(figDir, { recursive: true });
+    return writeBlocks(report, report.sections, options, mdPath, figDir);
+  }
   // Figures of an earlier run that this one does not redraw (a skipped section) must not linger.
   if (fs.existsSync(figDir)) {
     for (const f of fs.readdirSync(figDir)) {
@@ -904,11 +966,16 @@ export async function writeReport(report: SuiteReport, options: WriteOptions): P
   report.sections.forEach((o, i) => {
     const n = i + 1;
     toc.push(`${n}. ${o.setting.title}${o.skipped ? ' — skipped' : ''}`);
-    if (o.skipped) {
-      parts.push(skippedSection(n, o).body);
+    const id = o.setting.id;
+    if (isBlock(id)) {
+      parts.push(blockText(id, `## ${n}.`, o, figs, report.quick));
       return;
     }
-    switch (o.setting.id) {
+    if (o.skipped) {
+      parts.push(skippedSection(`## ${n}.`, o).body);
+      return;
+    }
+    switch (id) {
       case 'quadratic':
         parts.push(quadraticSection(n, o, figs).body);
         break;
@@ -920,9 +987,6 @@ export async function writeReport(report: SuiteReport, options: WriteOptions): P
         break;
       case 'few-shot':
         parts.push(fewShotSection(n, o, figs).body);
-        break;
-      case 'benchopt':
-        parts.push([BENCHOPT_BEGIN, benchoptSection(`## ${n}.`, o, figs, report.quick).body, BENCHOPT_END, ''].join('\n'));
         break;
     }
   });

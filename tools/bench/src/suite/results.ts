@@ -1,6 +1,6 @@
 import type { OracleCounts } from '@bilevel/core';
 import type { MemoryReport } from './memory';
-import type { SectionId, StepChoice } from './settings';
+import type { LibsvmFiles, SectionId, StepChoice } from './settings';
 
 /** The outer loss at iterate x_j, f(x_j, y_N(x_j)), reached after t_j seconds of training. */
 export interface CurvePoint {
@@ -62,6 +62,8 @@ export interface WorkerTask {
   readonly backend: string;
   /** The step sizes a tuned method runs with (chosen by the section's grid). */
   readonly stepSizes?: StepChoice;
+  /** The LIBSVM files of the benchopt-ho section (the settings are rebuilt from them in the worker). */
+  readonly libsvm?: LibsvmFiles;
 }
 
 export function isWorkerTask(m: unknown): m is WorkerTask {

@@ -4,8 +4,8 @@
  * paths on smaller problems and budgets (a smoke test for CI), so their numbers say little.
  */
 
-export type SectionId = 'quadratic' | 'hyper-representation' | 'hyper-cleaning' | 'few-shot' | 'benchopt';
-export const SECTION_IDS: readonly SectionId[] = ['quadratic', 'hyper-representation', 'hyper-cleaning', 'few-shot', 'benchopt'];
+export type SectionId = 'quadratic' | 'hyper-representation' | 'hyper-cleaning' | 'few-shot' | 'benchopt' | 'benchopt-ho';
+export const SECTION_IDS: readonly SectionId[] = ['quadratic', 'hyper-representation', 'hyper-cleaning', 'few-shot', 'benchopt', 'benchopt-ho'];
 
 /** A plugin by registered name, with options. */
 export interface PluginChoice {
@@ -64,8 +64,8 @@ export interface SectionSetting {
   readonly id: SectionId;
   readonly title: string;
   readonly problem: PluginChoice;
-  /** Real data the section needs; missing data skips the section. */
-  readonly data?: 'fashion-mnist' | 'omniglot';
+  /** Real data the section needs; missing data skips the section ('libsvm': the files given on the command line). */
+  readonly data?: 'fashion-mnist' | 'omniglot' | 'libsvm';
   readonly methods: readonly MethodSetting[];
   /** Outer-step cap (the time budget usually stops first). */
   readonly steps: number;
@@ -93,10 +93,30 @@ export interface SectionSetting {
   readonly evaluateAtIterate?: boolean;
   /** Builds a tuned method's setting for the chosen step sizes (benchopt section). */
   readonly withSteps?: (m: MethodSetting, steps: StepChoice) => MethodSetting;
+  /**
+   * Also evaluate the value function h(x) = f(x, y*(x)) as the metric `valueFunction`: y*(x) from this inner
+   * solver on full batches, warm-started from the previous evaluation's y* (not charged, not counted).
+   */
+  readonly valueFunctionSolver?: PluginChoice;
+  /** The metric of the final evaluation that picks a grid winner (lowest wins); default the validation loss f. */
+  readonly gridMetric?: string;
+  /** What the section runs, in a sentence or two: the report shows it when the section is skipped. */
+  readonly about?: string;
+}
+
+/** LIBSVM files of the benchopt-ho section (`--libsvm-train`, `--libsvm-validation`, `--libsvm-test`). */
+export interface LibsvmFiles {
+  readonly train: string;
+  /** Validation (outer) set; when absent, a share of the training file held out by each seed. */
+  readonly validation?: string;
+  /** Test set (test error); optional. */
+  readonly test?: string;
 }
 
 export interface SuiteSizes {
   readonly quick: boolean;
+  /** The files of the benchopt-ho section; without them that section is skipped. */
+  readonly libsvm?: LibsvmFiles;
 }
 
 // Tableau 10, one colour per method across all figures.
@@ -559,9 +579,101 @@ function benchopt({ quick }: SuiteSizes): SectionSetting {
   };
 }
 
+/** The benchopt-ho section's step-size grid: ρ (inner and linear-system step) and γ (outer step on log-penalties). */
+export const BENCHOPT_HO_GRID = { innerSteps: [0.1, 0.5], outerSteps: [0.1, 1, 10, 100] } as const;
+
+/** Share of the training file each seed holds out for validation when no validation file is given. */
+export const BENCHOPT_HO_VALIDATION_FRACTION = 0.25;
+
+/** How a user gives the benchopt-ho section its data (the skip message without a file). */
+export const LIBSVM_HOWTO =
+  'no LIBSVM file given: run it with `--libsvm-train FILE` (optionally `--libsvm-validation FILE` and `--libsvm-test FILE`), ' +
+  'e.g. `node tools/bench/dist/run.js --only benchopt-ho --libsvm-train ijcnn1.tr --libsvm-validation ijcnn1.t` with the ' +
+  'ijcnn1 files from the LIBSVM data sets page.';
+
+/** The methods of the benchopt protocol (both problems), in table order. */
+export const BENCHOPT_METHOD_LABELS: readonly string[] = BENCHOPT_METHODS.map((m) => m.label);
+
+/**
+ * benchopt's regularization-selection problem (Dagréou, Ablin, Vaiter & Moreau, 2022; benchopt
+ * `benchmark_bilevel`, datasets ijcnn1 and covtype) on the LIBSVM files given on the command line: logistic
+ * regression (multinomial over the file's labels) with one L2 penalty exp(x_j)/2 per feature, f the unregularized
+ * loss on the validation set. The same nine methods, grid-then-seeds protocol and minibatches of 64 as the
+ * hyper-cleaning protocol (each seed draws its own hold-out split when no validation file is given, and its own
+ * batches); the metric is benchopt's for ijcnn1, the value function h(x) = f(x, y*(x)) with y*(x) from an accurate
+ * full-batch L-BFGS solve (uncharged).
+ */
+function benchoptHo({ quick, libsvm }: SuiteSizes): SectionSetting {
+  const seeds = quick ? BENCHOPT_SEEDS.slice(0, 1) : BENCHOPT_SEEDS;
+  const gridSeconds = quick ? 0.1 : 4;
+  const methods: MethodSetting[] = [];
+  for (const m of BENCHOPT_METHODS) {
+    const rhos = m.hasInnerStep ? (quick ? [BENCHOPT_HO_GRID.innerSteps[1]] : BENCHOPT_HO_GRID.innerSteps) : [null];
+    const gammas = quick ? [BENCHOPT_HO_GRID.outerSteps[2]] : BENCHOPT_HO_GRID.outerSteps;
+    for (const rho of rhos) {
+      for (const gamma of gammas) {
+        methods.push({
+          ...benchoptMethod(m.label, rho, gamma),
+          protocol: `grid ρ=${rho ?? '–'} γ=${gamma}`,
+          grid: { method: m.label, innerStep: rho, outerStep: gamma },
+          timeLimitSeconds: gridSeconds,
+          seed: 0,
+        });
+      }
+    }
+  }
+  for (const seed of seeds) {
+    for (const m of BENCHOPT_METHODS) {
+      methods.push({ ...benchoptMethod(m.label, null, BENCHOPT_HO_GRID.outerSteps[2]), protocol: `seed${seed}`, seed, tuned: true });
+    }
+  }
+  const name = libsvm ? `LIBSVM ${libsvm.train.replace(/^.*[\\/]/, '')}` : 'a LIBSVM file';
+  return {
+    id: 'benchopt-ho',
+    title: `benchopt's hyperparameter-optimization protocol (per-feature L2) on ${name}`,
+    problem: choice('hyperparameter-optimization', {
+      dataset: 'libsvm',
+      ...(libsvm
+        ? {
+            libsvm: {
+              train: libsvm.train,
+              ...(libsvm.validation !== undefined ? { validation: libsvm.validation } : { validationFraction: BENCHOPT_HO_VALIDATION_FRACTION }),
+              ...(libsvm.test !== undefined ? { test: libsvm.test } : {}),
+            },
+          }
+        : {}),
+      batchSize: 64,
+      outerBatchSize: 64,
+      seed: 0,
+    }),
+    data: 'libsvm',
+    methods,
+    steps: 1_000_000,
+    timeLimitSeconds: quick ? 0.2 : 12,
+    evalIntervalSeconds: quick ? 0.1 : 1,
+    closedFormDiagnostics: false,
+    seed: 0,
+    mainMetric: 'valueFunction',
+    mainMetricTitle: 'held-out loss h(x) = f(x, y*(x))',
+    higherIsBetter: false,
+    targets: [],
+    workerTimeoutSeconds: quick ? 120 : 300,
+    evaluateAtIterate: true,
+    valueFunctionSolver: choice('lbfgs', { maxIterations: 200, tolerance: 1e-5 }),
+    gridMetric: 'valueFunction',
+    about:
+      "benchopt's regularization-selection problem (its ijcnn1 and covtype benchmarks): logistic regression with one L2 " +
+      'penalty exp(x_j)/2 per feature on the LIBSVM files given, the nine methods of the benchopt hyper-cleaning section ' +
+      `with the same protocol (a ρ × γ grid on seed 0, then ${BENCHOPT_SEEDS.length} seeds, minibatches of 64), and the ` +
+      "median of benchopt's ijcnn1 metric, the value function h(x) = f(x, y*(x)), against training time with 20–80 % " +
+      'quantile bands over seeds, and a table at fixed times.',
+    withSteps: (m, steps) => ({ ...m, ...benchoptMethod(m.label, steps.innerStep, steps.outerStep), protocol: m.protocol, seed: m.seed, tuned: true }),
+  };
+}
+
 /** The suite's sections, in the order they run. */
 export function suiteSettings(sizes: SuiteSizes): SectionSetting[] {
-  return [quadratic(sizes), hyperRepresentation(sizes), hyperCleaning(sizes), fewShot(sizes), benchopt(sizes)];
+  return [quadratic(sizes), hyperRepresentation(sizes), hyperCleaning(sizes), fewShot(sizes), benchopt(sizes), benchoptHo(sizes)];
 }
 
 /** The section and method a worker runs, found again from the suite's settings. */

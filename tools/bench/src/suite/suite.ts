@@ -7,8 +7,9 @@ import * as os from 'os';
 import { describeSearch, findFashionMnist, resolveDataPath } from '@bilevel/datasets';
 import { type SectionOutcome, type SuiteReport, writeReport } from './report';
 import type { RunResult, WorkerTask } from './results';
-import { type SectionSetting, type StepChoice, methodKey, suiteSettings } from './settings';
+import { LIBSVM_HOWTO, type LibsvmFiles, type SectionSetting, type StepChoice, methodKey, suiteSettings } from './settings';
 import { chooseSteps } from './benchopt';
+import { type LibsvmSummary, readLibsvmSummary } from './benchopt-ho';
 import type { SuiteSectionId } from '../args';
 import { speedEnvironment, speedTable } from './speed/report';
 import { type SpeedOutcome, runSpeedSection } from './speed/section';
@@ -25,9 +26,13 @@ export interface SuiteOptions {
   readonly workloads?: readonly string[];
   readonly png: boolean;
   readonly json: boolean;
+  /** The LIBSVM files of the benchopt-ho section (skipped without them). */
+  readonly libsvm?: LibsvmFiles;
   readonly command: string;
   /** The script a worker runs (dist/run.js), started with the argument `__worker`. */
   readonly workerScript: string;
+  /** Runs one method (default {@link runInWorker}: its own process); tests may run them in-process. */
+  readonly runMethod?: typeof runInWorker;
   readonly log: (line: string) => void;
 }
 
@@ -38,6 +43,9 @@ export function missingData(section: SectionSetting): string | null {
       ? null
       : `Fashion-MNIST not found (searched: ${describeSearch('fashion-mnist')}). Install it with ` +
           '`apt-get install dataset-fashion-mnist` or set BILEVEL_DATA_PATH to a folder holding fashion-mnist/.';
+  }
+  if (section.data === 'libsvm') {
+    return (section.problem.options as { libsvm?: unknown }).libsvm === undefined ? LIBSVM_HOWTO : null;
   }
   if (section.data === 'omniglot') {
     return resolveDataPath('omniglot')
@@ -53,6 +61,19 @@ function failedRun(section: SectionSetting, key: string, label: string, status: 
   return { section: section.id, key, label, ...(protocol ? { protocol } : {}), status, error, steps: 0, trainSeconds: 0, wallSeconds, setupSeconds: 0, curve: [], evals: [] };
 }
 
+/** The task a worker gets for one method. */
+export function workerTask(section: SectionSetting, key: string, options: SuiteOptions, steps?: StepChoice): WorkerTask {
+  return {
+    kind: 'bench-task',
+    quick: options.quick,
+    section: section.id,
+    key,
+    backend: options.backend,
+    ...(steps ? { stepSizes: steps } : {}),
+    ...(options.libsvm ? { libsvm: options.libsvm } : {}),
+  };
+}
+
 /** Runs one method in a worker process; never throws. */
 export function runInWorker(
   section: SectionSetting,
@@ -61,14 +82,7 @@ export function runInWorker(
   options: SuiteOptions,
   steps?: StepChoice,
 ): Promise<RunResult> {
-  const task: WorkerTask = {
-    kind: 'bench-task',
-    quick: options.quick,
-    section: section.id,
-    key,
-    backend: options.backend,
-    ...(steps ? { stepSizes: steps } : {}),
-  };
+  const task = workerTask(section, key, options, steps);
   const start = performance.now();
   const elapsed = () => (performance.now() - start) / 1000;
   return new Promise((resolve) => {
@@ -123,13 +137,31 @@ export async function runSuite(options: SuiteOptions): Promise<number> {
   const t0 = performance.now();
   const loadAverageStart = os.loadavg();
   const outcomes: SectionOutcome[] = [];
-  for (const section of suiteSettings({ quick: options.quick })) {
+  let unusableData = 0;
+  for (const section of suiteSettings({ quick: options.quick, ...(options.libsvm ? { libsvm: options.libsvm } : {}) })) {
     if (!options.sections.includes(section.id)) continue;
     const missing = missingData(section);
     if (missing) {
       options.log(`[${section.id}] skipped: ${missing}`);
       outcomes.push({ setting: section, skipped: missing, runs: [] });
       continue;
+    }
+    // Files given on the command line are read once here: a malformed one stops the section with the file and line.
+    let libsvm: LibsvmSummary | undefined;
+    if (section.data === 'libsvm' && options.libsvm) {
+      try {
+        libsvm = readLibsvmSummary(options.libsvm);
+      } catch (e) {
+        const message = `the LIBSVM data cannot be used: ${e instanceof Error ? e.message : String(e)}`;
+        options.log(`[${section.id}] failed: ${message}`);
+        outcomes.push({ setting: section, skipped: message, failed: true, runs: [] });
+        unusableData += 1;
+        continue;
+      }
+      options.log(
+        `[${section.id}] ${options.libsvm.train}: ${libsvm.trainSamples} training / ${libsvm.validationSamples} validation samples` +
+          `${libsvm.testSamples !== undefined ? ` / ${libsvm.testSamples} test samples` : ''}, ${libsvm.features} features, ${libsvm.classes} classes`,
+      );
     }
     const runs: RunResult[] = [];
     let skipped: string | undefined;
@@ -146,7 +178,7 @@ export async function runSuite(options: SuiteOptions): Promise<number> {
         }
         steps = choice.steps;
       }
-      const r = await runInWorker(section, methodKey(m), m.label, options, steps);
+      const r = await (options.runMethod ?? runInWorker)(section, methodKey(m), m.label, options, steps);
       options.log(summary(section, r));
       if (r.status === 'skipped') {
         skipped = r.error;
@@ -154,7 +186,7 @@ export async function runSuite(options: SuiteOptions): Promise<number> {
       }
       runs.push(r);
     }
-    outcomes.push(skipped ? { setting: section, skipped, runs: [] } : { setting: section, runs });
+    outcomes.push(skipped ? { setting: section, skipped, runs: [] } : { setting: section, runs, ...(libsvm ? { libsvm } : {}) });
   }
   let speed: SpeedOutcome | undefined;
   if (options.sections.includes('speed')) {
@@ -196,5 +228,5 @@ export async function runSuite(options: SuiteOptions): Promise<number> {
   options.log(`suite time ${report.totalSeconds.toFixed(1)} s`);
   const bad = outcomes.flatMap((o) => o.runs).filter((r) => r.status === 'failed' || r.status === 'timeout');
   const speedBad = (speed?.rows ?? []).flatMap((r) => [r.bilevel, r.torch]).filter((r) => r && (r.status === 'failed' || r.status === 'timeout'));
-  return bad.length + speedBad.length > 0 ? 1 : 0;
+  return bad.length + speedBad.length + unusableData > 0 ? 1 : 0;
 }

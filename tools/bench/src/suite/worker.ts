@@ -54,7 +54,7 @@ function withFixedInitialY(problem: BilevelProblem, w0: TensorTree): BilevelProb
 
 export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
   const wallStart = performance.now();
-  const found = findMethod({ quick: task.quick }, task.section, task.key);
+  const found = findMethod({ quick: task.quick, ...(task.libsvm ? { libsvm: task.libsvm } : {}) }, task.section, task.key);
   const section = found.section;
   const method = task.stepSizes && section.withSteps ? section.withSteps(found.method, task.stepSizes) : found.method;
   const base = {
@@ -116,17 +116,42 @@ export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
     },
   });
 
+  // The value function h(x) = f(x, y*(x)) (benchopt-ho): its own solver and oracles (not counted), y* kept between
+  // evaluations as the next one's warm start.
+  const vfSolver = section.valueFunctionSolver
+    ? registry.create('innerSolver', section.valueFunctionSolver.name, section.valueFunctionSolver.options)
+    : undefined;
+  const vfOracles = vfSolver ? createOracles(trained) : undefined;
+  let yStar: TensorTree | null = null;
+  const valueFunction = (): number => {
+    if (!vfSolver || !vfOracles) return NaN;
+    const y0 = yStar ?? tidy(() => trained.initialY(new Random(seed).fork('value-function'), trainer.x));
+    // A copy: the solver may hand back y0's own tensors (no iteration needed), and y0 is released here.
+    const solved = tidy(() => {
+      const r = vfSolver.solve({ oracles: vfOracles, x: trainer.x, y0 });
+      r.curvature?.dispose();
+      return treeClone(r.y);
+    });
+    treeDispose(y0);
+    yStar = treeKeep(solved);
+    return tidy(() => trained.outerLoss(trainer.x, yStar as TensorTree).dataSync()[0]);
+  };
+
   const meter = new MemoryMeter();
   const curve: CurvePoint[] = [];
   const evals: EvalPoint[] = [];
   // benchopt's way: the metrics of the iterate (x, y) itself; else after an uncharged inner solve at x.
-  const atIterate = (): { outerLoss: number; metrics: Record<string, number> } =>
-    tidy(() => ({
+  const atIterate = (): { outerLoss: number; metrics: Record<string, number> } => {
+    const r = tidy(() => ({
       outerLoss: trained.outerLoss(trainer.x, trainer.y).dataSync()[0],
       metrics: trained.evaluate ? trained.evaluate(trainer.x, trainer.y) : {},
     }));
+    return vfSolver ? { ...r, metrics: { ...r.metrics, valueFunction: valueFunction() } } : r;
+  };
   const withError = (metrics: Record<string, number>): Record<string, number> =>
-    metrics.testAccuracy !== undefined && section.mainMetric === 'testError' ? { ...metrics, testError: 1 - metrics.testAccuracy } : metrics;
+    metrics.testAccuracy !== undefined && (section.mainMetric === 'testError' || section.evaluateAtIterate)
+      ? { ...metrics, testError: 1 - metrics.testAccuracy }
+      : metrics;
   const evaluate = (iterate: number, time: number): void => {
     const r = section.evaluateAtIterate ? atIterate() : trainer.finalEvaluation();
     evals.push({ iterate, time, outerLoss: r.outerLoss, metrics: withError(r.metrics) });
@@ -191,6 +216,8 @@ export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
   };
   trainer.dispose();
   treeDispose(fixedY);
+  treeDispose(yStar);
+  vfSolver?.dispose?.();
   problem.dispose?.();
   tf.disposeVariables();
   return out;
