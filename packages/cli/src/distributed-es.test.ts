@@ -2,8 +2,9 @@
  * Distributed evolution-strategies steps on a real Redis (a private redis-server on a free loopback port) with
  * `bilevel worker` child processes of the built executable: the `es` estimator with `workers` gives the local
  * estimate to float32 rounding for the same seed (deterministic quadratic; antithetic ESJ-S with minibatch
- * replay on synthetic hyper-cleaning), also when a worker is killed mid-step; a step nobody answers fails after
- * its timeout naming the missing jobs.
+ * replay on synthetic hyper-cleaning) with 2 workers, and with 1 and 3 workers on the quadratic with d = 100
+ * and small hyper-cleaning; also when a worker is killed mid-step; a step nobody answers fails after its
+ * timeout naming the missing jobs.
  */
 import { spawn } from 'child_process';
 import * as tf from '@tensorflow/tfjs-core';
@@ -81,6 +82,29 @@ function quadratic(es: Record<string, unknown>, seed = 3, iterations = 15, dimen
   };
 }
 
+/** Small synthetic hyper-cleaning with minibatches (ESJ-S: the workers replay the step's inner batches). */
+function hyperCleaning(es: Record<string, unknown>): PipelineSpec {
+  return {
+    problem: {
+      name: 'hyper-cleaning',
+      options: {
+        dataset: 'synthetic',
+        trainSamples: 60,
+        validationSamples: 30,
+        testSamples: 0,
+        batchSize: 16,
+        synthetic: { features: 5, classes: 3 },
+        seed: 1,
+      },
+    },
+    innerSolver: { name: 'gd', options: { stepSize: 0.5, maxIterations: 8 } },
+    estimator: { name: 'es', options: es },
+    outerOptimizer: { name: 'gd', options: { learningRate: 1 } },
+    trainer: { evalEvery: 0 },
+    seed: 5,
+  };
+}
+
 describeRedis('distributed ES (the es estimator with workers)', () => {
   let redis: TestRedis;
   const workers: Proc[] = [];
@@ -121,25 +145,7 @@ describeRedis('distributed ES (the es estimator with workers)', () => {
   });
 
   it('antithetic ESJ-S on minibatches replays the step’s batches on the workers (synthetic hyper-cleaning)', () => {
-    const spec = (es: Record<string, unknown>): PipelineSpec => ({
-      problem: {
-        name: 'hyper-cleaning',
-        options: {
-          dataset: 'synthetic',
-          trainSamples: 60,
-          validationSamples: 30,
-          testSamples: 0,
-          batchSize: 16,
-          synthetic: { features: 5, classes: 3 },
-          seed: 1,
-        },
-      },
-      innerSolver: { name: 'gd', options: { stepSize: 0.5, maxIterations: 8 } },
-      estimator: { name: 'es', options: es },
-      outerOptimizer: { name: 'gd', options: { learningRate: 1 } },
-      trainer: { evalEvery: 0 },
-      seed: 5,
-    });
+    const spec = hyperCleaning;
     const options = { directions: 5, smoothing: 0.05, antithetic: true };
     // Five steps of batch 16 out of 60 samples: the samplers pass an epoch boundary.
     const local = run(spec(options), 5);
@@ -150,6 +156,67 @@ describeRedis('distributed ES (the es estimator with workers)', () => {
     expect(remote.diagnostics.perturbedSolves).toBe(10);
     for (let k = 0; k < 5; k++) expect(maxRelDiff(remote.xs[k], local.xs[k])).toBeLessThan(1e-5);
     expect(remote.calls).toBe(local.calls);
+  });
+
+  // The issue's worker counts: 1 and 3 (the tests above use 2). Each count has its own queue on the same Redis
+  // and its workers are started once for both problems.
+  describe.each([1, 3])('with %i worker(s)', (count) => {
+    const queue = `w${count}`;
+    const url = (): string => `${redis.url}?queue=${queue}`;
+    const pool: Proc[] = [];
+
+    beforeAll(async () => {
+      for (let i = 1; i <= count; i++) pool.push(startWorker(url(), `${queue}-${i}`));
+      await Promise.all(pool.map(ready));
+    }, 60_000);
+
+    afterAll(async () => {
+      pool.forEach((w) => w.child.kill('SIGINT'));
+      await Promise.all(pool.map((w) => w.done));
+    });
+
+    /** The names of the workers that completed the queue's perturbed-solve jobs so far. */
+    async function blockWorkers(): Promise<string[]> {
+      const q = new Queue(`${queue}-es`, { connection: parseQueueUrl(redis.url).connection });
+      try {
+        const jobs = await q.getJobs(['completed'], 0, -1);
+        return jobs.map((j) => j.processedBy ?? '?');
+      } finally {
+        await q.close();
+      }
+    }
+
+    it('equals the local estimate on the quadratic, d = 100', async () => {
+      const options = { directions: 9, smoothing: 0.01 };
+      const local = run(quadratic(options, 3, 15, 100), 3);
+      const remote = run(
+        quadratic({ ...options, workers: { queue: url(), blockSize: 1, timeoutMs: 30_000 } }, 3, 15, 100),
+        3,
+      );
+      for (let k = 0; k < 3; k++) expect(maxRelDiff(remote.xs[k], local.xs[k])).toBeLessThan(1e-5);
+      expect(remote.calls).toBe(local.calls);
+      expect(remote.diagnostics.perturbedSolves).toBe(9);
+      // x, y0, y_N(x) and ∇_y f (100 floats each) once per step, plus the 9 jobs.
+      expect(remote.diagnostics.bytesSent).toBeGreaterThan(24 + 4 * 400);
+      // Every block was solved by this pool's workers (by name, `<worker>/es`).
+      const by = await blockWorkers();
+      expect(by).toHaveLength(27);
+      for (const w of by) expect(w).toMatch(new RegExp(`^${queue}-[1-${count}]/es$`));
+      if (count > 1) expect(new Set(by).size).toBeGreaterThan(1);
+    }, 60_000);
+
+    it('equals the local estimate on small hyper-cleaning (antithetic ESJ-S, minibatches)', () => {
+      const options = { directions: 4, smoothing: 0.05, antithetic: true };
+      // Five steps of batch 16 out of 60 samples: the samplers pass an epoch boundary.
+      const local = run(hyperCleaning(options), 5);
+      const remote = run(
+        hyperCleaning({ ...options, workers: { queue: url(), blockSize: 2, timeoutMs: 30_000 } }),
+        5,
+      );
+      expect(remote.diagnostics.perturbedSolves).toBe(8);
+      for (let k = 0; k < 5; k++) expect(maxRelDiff(remote.xs[k], local.xs[k])).toBeLessThan(1e-5);
+      expect(remote.calls).toBe(local.calls);
+    }, 60_000);
   });
 
   it('a step that no worker answers fails after its timeout, naming the missing jobs', () => {
