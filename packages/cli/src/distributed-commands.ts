@@ -72,7 +72,7 @@ export function registerDistributedCommands(program: Command, io: CliIo): void {
 
   program
     .command('status')
-    .description('list the jobs, workers and failures of a queue')
+    .description('list the jobs, workers and failures of a queue and of its distributed-ES queue (<name>-es)')
     .requiredOption('--queue <url>', 'the queue (as given to `bilevel worker`)')
     .option('--json', 'print JSON')
     .action(async (opts: { queue: string; json?: boolean }) => {

@@ -217,6 +217,19 @@ describeRedis('distributed ES (the es estimator with workers)', () => {
       for (let k = 0; k < 5; k++) expect(maxRelDiff(remote.xs[k], local.xs[k])).toBeLessThan(1e-5);
       expect(remote.calls).toBe(local.calls);
     }, 60_000);
+
+    it('`bilevel status` lists the ES queue: its blocks by state and the attached workers', async () => {
+      const status = processes.start(['status', '--queue', url()]);
+      expect(await status.done).toBe(0);
+      // 27 blocks of the quadratic (3 steps of 9) and 20 of hyper-cleaning (5 steps of 4).
+      expect(status.out()).toMatch(
+        new RegExp(`distributed-ES queue ${queue}-es: waiting 0, active 0, failed 0, completed 47`),
+      );
+      const names = Array.from({ length: count }, (_, i) => `${queue}-${i + 1}/es`);
+      const attached = /workers attached \((\d+)\): (.*)/.exec(status.out());
+      expect(attached?.[1]).toBe(String(count));
+      expect(attached?.[2].split(', ').sort()).toEqual(names);
+    }, 30_000);
   });
 
   it('a step that no worker answers fails after its timeout, naming the missing jobs', () => {

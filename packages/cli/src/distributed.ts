@@ -565,7 +565,10 @@ export async function connectDistributed(
   return { executor, experimentId, close: () => coordinator.close() };
 }
 
-/** The text `bilevel status` prints: job counts, the workers, the jobs, the failures. */
+/**
+ * The text `bilevel status` prints: job counts, the workers, the jobs, the failures; then the distributed-ES
+ * queue's blocks (waiting, active, failed, completed), its attached workers and its failed blocks.
+ */
 export function statusText(status: QueueStatus, display: string): string {
   const lines: string[] = [];
   const counts = Object.entries(status.counts)
@@ -601,6 +604,21 @@ export function statusText(status: QueueStatus, display: string): string {
     lines.push('');
     lines.push('failures:');
     for (const j of failures) lines.push(`  ${j.id}: ${j.failedReason}`);
+  }
+  const es = status.es;
+  const esCounts = ['waiting', 'active', 'failed', 'completed']
+    .map((k) => `${k} ${(es.counts[k] ?? 0) + (k === 'waiting' ? (es.counts.prioritized ?? 0) + (es.counts.delayed ?? 0) : 0)}`)
+    .join(', ');
+  lines.push('');
+  lines.push(`distributed-ES queue ${es.queueName}: ${esCounts}`);
+  lines.push(
+    es.workers.length
+      ? `  workers attached (${es.workers.length}): ${es.workers.map((w) => w.name).join(', ')}`
+      : '  workers attached: none',
+  );
+  if (es.failures.length) {
+    lines.push('  failed blocks:');
+    for (const f of es.failures) lines.push(`    ${f.id}: ${f.failedReason}`);
   }
   return lines.join('\n');
 }

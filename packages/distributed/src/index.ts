@@ -29,7 +29,14 @@ export {
   type QueueWorkerOptions,
   QueueWorker,
 } from './run-queue';
-export { queueStatus, type JobStatus, type QueueStatus } from './queue-status';
+export {
+  queueStatus,
+  type EsFailure,
+  type EsQueueStatus,
+  type JobStatus,
+  type QueueStatus,
+  type WorkerStatus,
+} from './queue-status';
 export {
   esQueueName,
   parseEsBlockJob,

@@ -1,5 +1,7 @@
 import { ConfigError } from '@bilevel/core';
+import { Queue } from 'bullmq';
 import { checkConnection } from './connection-check';
+import { esQueueName } from './es-protocol';
 import { queueStatus } from './queue-status';
 import { parseQueueUrl } from './queue-url';
 import { QueueCoordinator, QueueWorker } from './run-queue';
@@ -138,5 +140,41 @@ describeRedis('queue on a real Redis', () => {
     await coordinator.close();
     await second.close('finish');
     await secondRun;
+  });
+
+  it('status also lists the distributed-ES queue next to the run queue: blocks by state, workers, failures', async () => {
+    const address = parseQueueUrl(`${redis.url}?queue=withes`);
+    const es = new Queue(esQueueName(address.queueName), { connection: address.connection });
+    await es.addBulk(
+      ['a', 'b', 'c'].map((id) => ({ name: 'es-block', data: { fail: id === 'a' }, opts: { jobId: id } })),
+    );
+    const before = await queueStatus(address);
+    expect(before.es.queueName).toBe('withes-es');
+    expect(before.es.counts.waiting).toBe(3);
+    expect(before.es.workers).toEqual([]);
+    expect(before.es.failures).toEqual([]);
+    // The run queue itself is empty: the blocks are counted on the ES queue only.
+    expect(before.counts.waiting).toBe(0);
+    const worker = new QueueWorker(
+      { ...address, queueName: esQueueName(address.queueName) },
+      async ({ job }) => {
+        if ((job.data as { fail: boolean }).fail) throw new Error('unknown plugin on this worker');
+        return { value: { values: [1] } };
+      },
+      { name: 'w/es' },
+    );
+    const running = worker.run();
+    let after = await queueStatus(address);
+    for (let i = 0; i < 200 && after.es.counts.completed + after.es.counts.failed < 3; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      after = await queueStatus(address);
+    }
+    expect(after.es.counts).toMatchObject({ waiting: 0, active: 0, failed: 1, completed: 2 });
+    expect(after.es.workers.map((w) => w.name)).toEqual(['w/es']);
+    expect(after.workers).toEqual([]);
+    expect(after.es.failures).toEqual([{ id: 'a', failedReason: 'unknown plugin on this worker' }]);
+    await worker.close('finish');
+    await running;
+    await es.close();
   });
 });
