@@ -232,6 +232,39 @@ describeRedis('distributed ES (the es estimator with workers)', () => {
     }, 30_000);
   });
 
+  it('with a Jacobian memory (directions sent, whole responses back) equals the local estimate (2 workers)', () => {
+    // d = 30, Q = 6, memory 18: the memory fills at step 3 and then drops its oldest rows; antithetic too.
+    for (const antithetic of [false, true]) {
+      const options = { directions: 6, smoothing: 0.01, memory: 18, antithetic };
+      const local = run(quadratic(options, 3, 15, 30), 5);
+      const tensors = tf.memory().numTensors;
+      const remote = run(
+        quadratic({ ...options, workers: { queue: redis.url, blockSize: 4, timeoutMs: 30_000 } }, 3, 15, 30),
+        5,
+      );
+      expect(tf.memory().numTensors).toBe(tensors);
+      for (let k = 0; k < 5; k++) expect(maxRelDiff(remote.xs[k], local.xs[k])).toBeLessThan(1e-5);
+      expect(remote.calls).toBe(local.calls);
+      expect(remote.diagnostics.memoryRank).toBe(local.diagnostics.memoryRank);
+      expect(remote.diagnostics.memoryRank).toBe(12);
+      const J = antithetic ? 12 : 6;
+      expect(remote.diagnostics.perturbedSolves).toBe(J);
+      // Out: the value with x, y0, y_N, ∇_y f and the 6 directions of dim 30; back: J responses of dim 30
+      // (base64 float32).
+      expect(remote.diagnostics.bytesSent).toBeGreaterThan(28 + 4 * (4 * 30 + 6 * 30));
+      expect(remote.diagnostics.bytesReceived).toBeGreaterThan((4 * J * 30 * 4) / 3);
+    }
+    // On small hyper-cleaning with minibatches (ESJ-S): x has 60 entries, y 18.
+    const options = { directions: 5, smoothing: 0.05, memory: 20 };
+    const local = run(hyperCleaning(options), 5);
+    const remote = run(
+      hyperCleaning({ ...options, workers: { queue: redis.url, blockSize: 2, timeoutMs: 30_000 } }),
+      5,
+    );
+    for (let k = 0; k < 5; k++) expect(maxRelDiff(remote.xs[k], local.xs[k])).toBeLessThan(1e-5);
+    expect(remote.calls).toBe(local.calls);
+  }, 60_000);
+
   it('a step that no worker answers fails after its timeout, naming the missing jobs', () => {
     const pipeline = createPipeline(
       quadratic({

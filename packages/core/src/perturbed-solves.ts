@@ -62,7 +62,8 @@ export interface DirectionSettings {
 /**
  * One outer step's perturbed solves: the solves j = 0 … J − 1 at x + μ·offset_j (offsets: the directions u_q
  * drawn from `seed`, then −u_q with antithetic pairs), each from `y0` with `maxIterations`, replaying the
- * inner batches drawn from `innerBatchSeed`. The executor returns c_j = ⟨y_N(x + μ·offset_j) − yBase, gradY⟩.
+ * inner batches drawn from `innerBatchSeed`. The executor returns c_j = ⟨y_N(x + μ·offset_j) − yBase, gradY⟩
+ * (and, when asked, the responses y_N(x + μ·offset_j) − yBase themselves).
  */
 export interface PerturbedSolveRequest {
   /** The outer step (from 0). */
@@ -87,6 +88,17 @@ export interface PerturbedSolveRequest {
   readonly maxIterations?: number;
   /** Where the step's inner batches came from (stochastic problems): a replica draws them again. */
   readonly innerBatchSource?: InnerBatchSource;
+  /**
+   * The Q directions themselves, row-major [Q, dim x] flat float32, when they cannot be drawn from `seed`
+   * alone (the ES estimator's Jacobian memory draws them in the complement of its remembered directions,
+   * which only the coordinator holds); absent: drawn from `seed`.
+   */
+  readonly directionRows?: Float32Array;
+  /**
+   * Whether the executor also returns the whole responses y_N(x + μ·offset_j) − yBase (the Jacobian memory
+   * keeps them), not only the c_j.
+   */
+  readonly responses?: boolean;
 }
 
 /** The answer to a {@link PerturbedSolveRequest}. */
@@ -99,6 +111,11 @@ export interface PerturbedSolveReply {
   readonly oracleCalls: Partial<OracleCounts>;
   /** Bytes sent to and received from the queue for this step. */
   readonly bytes: TransferredBytes;
+  /**
+   * With {@link PerturbedSolveRequest.responses}: y_N(x + μ·offset_j) − yBase for j = 0 … J − 1, row-major
+   * [J, dim y] flat float32.
+   */
+  readonly responses?: Float32Array;
 }
 
 /** Bytes a step sent and received. */

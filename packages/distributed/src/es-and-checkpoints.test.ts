@@ -5,6 +5,7 @@
 import IORedis from 'ioredis';
 import { ConfigError, type PerturbedSolveRequest } from '@bilevel/core';
 import { decodeStepArrays, encodeStepArrays, parseEsBlockJob, stepJobs } from './es-protocol';
+import { decodeFloat32, encodeFloat32 } from './float32';
 import { PROTOCOL_VERSION } from './protocol';
 import { parseQueueUrl } from './queue-url';
 import { RedisCheckpointStore } from './redis-checkpoints';
@@ -37,6 +38,40 @@ describe('distributed ES wire format', () => {
     expect(back.innerBatchSource).toEqual(request.innerBatchSource);
     expect(() => decodeStepArrays(buf.subarray(0, buf.length - 1))).toThrow(/wrong length/);
     expect(() => decodeStepArrays(Buffer.from('nonsense, not a step value'))).toThrow(/bad header/);
+  });
+
+  it('with the Jacobian memory the value also carries the directions (28-byte header), and jobs ask for responses', () => {
+    const rows = Float32Array.from({ length: 5 * 3 }, (_, i) => Math.sin(i) * 1e3);
+    const withRows: PerturbedSolveRequest = { ...request, directionRows: rows, responses: true };
+    const buf = encodeStepArrays(withRows);
+    const tail = JSON.stringify(request.innerBatchSource).length;
+    expect(buf.length).toBe(28 + 4 * (3 + 2 + 2 + 2 + 15) + tail);
+    const back = decodeStepArrays(buf);
+    expect(Buffer.from(back.directionRows!.buffer).equals(Buffer.from(rows.buffer))).toBe(true);
+    expect(Buffer.from(back.gradY.buffer).equals(Buffer.from(request.gradY.buffer))).toBe(true);
+    expect(back.innerBatchSource).toEqual(request.innerBatchSource);
+    expect(() => decodeStepArrays(buf.subarray(0, buf.length - 4))).toThrow(/wrong length/);
+    // Without directions the value has no fifth array.
+    expect(decodeStepArrays(encodeStepArrays(request)).directionRows).toBeUndefined();
+    const jobs = stepJobs(withRows, replica, { runId: 'es-1', stepKey: 'k:1', libraryVersion: '1.0.0', blockSize: 4 });
+    const wire = JSON.parse(JSON.stringify(jobs[0])) as Record<string, unknown>;
+    expect(parseEsBlockJob(wire, '1.0.0')).toMatchObject({ givenDirections: true, responses: true });
+    // Jobs without a memory do not carry the fields at all (their payload is unchanged).
+    const plain = stepJobs(request, replica, { runId: 'es-1', stepKey: 'k:1', libraryVersion: '1.0.0', blockSize: 4 });
+    expect(Object.keys(plain[0])).not.toContain('givenDirections');
+    expect(Object.keys(plain[0])).not.toContain('responses');
+    expect(() => parseEsBlockJob({ ...wire, responses: 'yes' }, '1.0.0')).toThrow(/malformed ES job: responses/);
+  });
+
+  it('responses travel as base64 float32, bit for bit (NaN, ±∞, subnormals)', () => {
+    const values = Float32Array.from([0, -0, 1.5, NaN, Infinity, -Infinity, 1e-45, 3.4e38, -1 / 3]);
+    const text = encodeFloat32(values);
+    // 36 bytes: 48 base64 characters (4 per 3 bytes).
+    expect(text).toHaveLength(48);
+    const back = decodeFloat32(text);
+    expect(Buffer.from(back.buffer).equals(Buffer.from(values.buffer))).toBe(true);
+    expect(encodeFloat32(values.subarray(2, 4))).toBe(encodeFloat32(Float32Array.from([1.5, NaN])));
+    expect(() => decodeFloat32(Buffer.from([1, 2, 3]).toString('base64'))).toThrow(/3 bytes are not float32 values/);
   });
 
   it('a step is cut into blocks; jobs are validated (version, block range, unknown fields)', () => {

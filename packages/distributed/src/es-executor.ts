@@ -28,6 +28,7 @@ import {
   parseEsBlockJob,
   stepJobs,
 } from './es-protocol';
+import { encodeFloat32 } from './float32';
 import type { EsThreadAnswer, EsThreadData, EsThreadStep } from './es-thread';
 import { parseQueueUrl, type QueueAddress } from './queue-url';
 import { QueueWorker, type QueueWorkerOptions } from './run-queue';
@@ -110,6 +111,7 @@ export class RemotePerturbedSolves implements PerturbedSolveExecutor {
       seed: request.seed,
       solves,
       timeoutMs: this.options.timeoutMs,
+      ...(request.responses ? { responseLength: request.yBase.length } : {}),
     };
     const answer = this.ask(message, this.options.timeoutMs + 30_000) as EsThreadAnswer | undefined;
     if (!answer) {
@@ -123,6 +125,7 @@ export class RemotePerturbedSolves implements PerturbedSolveExecutor {
       iterations: answer.iterations,
       oracleCalls: answer.oracleCalls,
       bytes: { sent: answer.sent, received: answer.received },
+      ...(answer.responses ? { responses: answer.responses } : {}),
     };
   }
 
@@ -149,11 +152,23 @@ export function registerDistributedEs(registry: PluginRegistry, libraryVersion: 
   registry.container.register(PERTURBED_SOLVE_EXECUTORS, { useValue: factory });
 }
 
-/** What a worker computes for a block: the block's c_j, summed iterations and oracle calls. */
+/**
+ * What a worker computes for a block: the block's c_j, summed iterations and oracle calls, and (when the job
+ * asks for them) the responses y_N(x + μu_j) − y_N(x), row-major [to − from, dim y].
+ */
 export type EsBlockComputer = (
   job: EsBlockJob,
   request: PerturbedSolveRequest,
-) => { values: Float32Array; iterations: number; oracleCalls: Record<string, number> };
+) => { values: Float32Array; iterations: number; oracleCalls: Record<string, number>; responses?: Float32Array };
+
+/** The block's responses, checked to be (to − from) rows of dim y. */
+function checkedResponses(responses: Float32Array | undefined, job: EsBlockJob, dimY: number): Float32Array {
+  const expected = (job.to - job.from) * dimY;
+  if (!responses || responses.length !== expected) {
+    throw new Error(`the block's responses have ${responses?.length ?? 0} values, expected ${expected}`);
+  }
+  return responses;
+}
 
 /** A running perturbed-solve worker. */
 export interface EsWorkerHandle {
@@ -204,7 +219,12 @@ export function startEsWorker(
         seed: data.seed,
         directions: data.directions,
         maxIterations: data.maxIterations,
+        ...(data.givenDirections ? { directionRows: arrays.directionRows } : {}),
+        ...(data.responses ? { responses: true } : {}),
       };
+      if (data.givenDirections && !arrays.directionRows) {
+        throw new Error(`the step's value carries no directions though the job says they travel with it (${data.stepKey})`);
+      }
       if (data.replaysBatches && !arrays.innerBatchSource) {
         throw new Error(`the step's value carries no inner-batch source though the job replays batches (${data.stepKey})`);
       }
@@ -214,6 +234,9 @@ export function startEsWorker(
         from: data.from,
         to: data.to,
         values: Array.from(out.values),
+        ...(data.responses
+          ? { responses: encodeFloat32(checkedResponses(out.responses, data, size(data.ySpec))) }
+          : {}),
         iterations: out.iterations,
         oracleCalls: out.oracleCalls,
         worker: name,

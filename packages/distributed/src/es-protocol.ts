@@ -1,10 +1,13 @@
 /**
  * What travels for distributed evolution-strategies steps: per step, one binary Redis value with x, the warm
  * start y0, y_N(x) and ∇_y f (raw float32); per block of perturbed solves, one small job naming the step's
- * value, the directions' seed and the block; per job, one result with a scalar per solve.
+ * value, the directions' seed and the block; per job, one result with a scalar per solve. With the ES
+ * estimator's Jacobian memory the step's value also carries the directions (drawn against the coordinator's
+ * memory) and each result the block's whole responses.
  */
 import { ConfigError, type PerturbedSolveRequest, type PipelineReplica, z } from '@bilevel/core';
 import { PROTOCOL_VERSION } from './protocol';
+
 
 /** Name of every perturbed-solve job. */
 export const ES_JOB_NAME = 'es-block';
@@ -61,6 +64,10 @@ export const EsBlockJobSchema = z
     maxIterations: z.number().int().positive().optional(),
     /** Whether the step's value carries an inner-batch source (stochastic problems). */
     replaysBatches: z.boolean(),
+    /** Whether the step's value carries the directions themselves (the Jacobian memory's), not drawn from the seed. */
+    givenDirections: z.boolean().optional(),
+    /** Whether the worker returns the whole responses y_N(x + μu_j) − y_N(x) (the Jacobian memory keeps them). */
+    responses: z.boolean().optional(),
   })
   .strict()
   .refine((j) => j.from < j.to && j.to <= (j.directions.antithetic ? 2 : 1) * j.directions.count, {
@@ -80,6 +87,11 @@ export interface EsBlockResult {
   readonly to: number;
   /** c_j for j in the block. */
   readonly values: number[];
+  /**
+   * When the job asks for them: the responses y_N(x + μu_j) − y_N(x) of the block, row-major
+   * [to − from, dim y] float32, base64.
+   */
+  readonly responses?: string;
   /** Summed iteration counts of the block's solves. */
   readonly iterations: number;
   /** The oracle calls the block's solves made. */
@@ -108,26 +120,33 @@ export function parseEsBlockJob(data: unknown, libraryVersion: string): EsBlockJ
   return job;
 }
 
-const MAGIC = 0x53454c42; // 'BLES'
+const MAGIC = 0x53454c42; // 'BLES': x, y0, y_N, ∇_y f
+const MAGIC_WITH_DIRECTIONS = 0x44454c42; // 'BLED': the same, then the directions
 const HEADER = 24;
 
 /** The parts of a step that travel in its binary value. */
-export type StepArrays = Pick<PerturbedSolveRequest, 'x' | 'y0' | 'yBase' | 'gradY' | 'innerBatchSource'>;
+export type StepArrays = Pick<
+  PerturbedSolveRequest,
+  'x' | 'y0' | 'yBase' | 'gradY' | 'innerBatchSource' | 'directionRows'
+>;
 
 /**
  * The step's x, y0, y_N(x), ∇_y f as one binary value: a 24-byte header (magic, the 4 array lengths, the
  * length of the JSON tail), raw float32, then the inner-batch source as JSON (the RNG state and the problem's
- * sampler state, e.g. its epoch order; empty without one).
+ * sampler state, e.g. its epoch order; empty without one). With `directionRows` (the Jacobian memory's
+ * directions) the magic is 'BLED', the header has a fifth length (28 bytes) and the rows follow ∇_y f.
  */
 export function encodeStepArrays(request: StepArrays): Buffer {
   const arrays = [request.x, request.y0, request.yBase, request.gradY];
+  if (request.directionRows) arrays.push(request.directionRows);
+  const header = HEADER + 4 * (arrays.length - 4);
   const total = arrays.reduce((s, a) => s + a.length, 0);
   const tail = request.innerBatchSource ? Buffer.from(JSON.stringify(request.innerBatchSource), 'utf8') : Buffer.alloc(0);
-  const buf = Buffer.alloc(HEADER + 4 * total + tail.length);
-  buf.writeUInt32LE(MAGIC, 0);
+  const buf = Buffer.alloc(header + 4 * total + tail.length);
+  buf.writeUInt32LE(request.directionRows ? MAGIC_WITH_DIRECTIONS : MAGIC, 0);
   arrays.forEach((a, i) => buf.writeUInt32LE(a.length, 4 + 4 * i));
-  buf.writeUInt32LE(tail.length, 20);
-  let o = HEADER;
+  buf.writeUInt32LE(tail.length, header - 4);
+  let o = header;
   for (const a of arrays) {
     Buffer.from(a.buffer, a.byteOffset, a.byteLength).copy(buf, o);
     o += a.byteLength;
@@ -138,14 +157,18 @@ export function encodeStepArrays(request: StepArrays): Buffer {
 
 /** Reads {@link encodeStepArrays}'s value (checking its header and length). */
 export function decodeStepArrays(buf: Buffer): StepArrays {
-  if (buf.length < HEADER || buf.readUInt32LE(0) !== MAGIC) throw new Error('ES step value: bad header');
-  const lengths = [0, 1, 2, 3].map((i) => buf.readUInt32LE(4 + 4 * i));
-  const tailLength = buf.readUInt32LE(20);
-  if (buf.length !== HEADER + 4 * lengths.reduce((s, n) => s + n, 0) + tailLength) {
+  const magic = buf.length >= HEADER ? buf.readUInt32LE(0) : 0;
+  if (magic !== MAGIC && magic !== MAGIC_WITH_DIRECTIONS) throw new Error('ES step value: bad header');
+  const count = magic === MAGIC ? 4 : 5;
+  const header = HEADER + 4 * (count - 4);
+  if (buf.length < header) throw new Error('ES step value: wrong length');
+  const lengths = Array.from({ length: count }, (_, i) => buf.readUInt32LE(4 + 4 * i));
+  const tailLength = buf.readUInt32LE(header - 4);
+  if (buf.length !== header + 4 * lengths.reduce((s, n) => s + n, 0) + tailLength) {
     throw new Error('ES step value: wrong length');
   }
   const out: Float32Array[] = [];
-  let o = HEADER;
+  let o = header;
   for (const n of lengths) {
     const a = new Float32Array(n);
     Buffer.from(a.buffer).set(buf.subarray(o, o + 4 * n));
@@ -155,7 +178,14 @@ export function decodeStepArrays(buf: Buffer): StepArrays {
   const innerBatchSource = tailLength
     ? (JSON.parse(buf.subarray(o, o + tailLength).toString('utf8')) as StepArrays['innerBatchSource'])
     : undefined;
-  return { x: out[0], y0: out[1], yBase: out[2], gradY: out[3], innerBatchSource };
+  return {
+    x: out[0],
+    y0: out[1],
+    yBase: out[2],
+    gradY: out[3],
+    innerBatchSource,
+    ...(count === 5 ? { directionRows: out[4] } : {}),
+  };
 }
 
 /** The job payloads of one step: blocks of `blockSize` of its J solves. */
@@ -186,6 +216,8 @@ export function stepJobs(
       directions: { ...request.directions },
       ...(request.maxIterations !== undefined ? { maxIterations: request.maxIterations } : {}),
       replaysBatches: request.innerBatchSource !== undefined,
+      ...(request.directionRows ? { givenDirections: true } : {}),
+      ...(request.responses ? { responses: true } : {}),
     });
   }
   return jobs;

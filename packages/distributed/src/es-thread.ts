@@ -7,6 +7,7 @@
 import { type MessagePort, parentPort, workerData } from 'worker_threads';
 import { type ConnectionOptions, Job, Queue, QueueEvents } from 'bullmq';
 import IORedis from 'ioredis';
+import { decodeFloat32 } from './float32';
 
 /** What the executor gives the thread when it starts it. */
 export interface EsThreadData {
@@ -30,6 +31,8 @@ export interface EsThreadStep {
   readonly seed: { readonly s: readonly number[]; readonly spare: number | null };
   readonly solves: number;
   readonly timeoutMs: number;
+  /** dim y, when the blocks return whole responses (the Jacobian memory). */
+  readonly responseLength?: number;
 }
 
 /** The thread's answer to a step. */
@@ -41,6 +44,8 @@ export type EsThreadAnswer =
       readonly oracleCalls: Record<string, number>;
       readonly sent: number;
       readonly received: number;
+      /** With `responseLength`: the responses of the J solves, row-major [J, dim y]. */
+      readonly responses?: Float32Array;
     }
   | { readonly ok: false; readonly error: string };
 
@@ -49,6 +54,7 @@ interface BlockResult {
   from: number;
   to: number;
   values: (number | string)[];
+  responses?: string;
   iterations: number;
   oracleCalls: Record<string, number>;
   worker: string;
@@ -147,6 +153,8 @@ async function main(data: EsThreadData): Promise<void> {
     }
     const values = new Float32Array(m.solves);
     const filled = new Uint8Array(m.solves);
+    const dy = m.responseLength;
+    const responses = dy !== undefined ? new Float32Array(m.solves * dy) : undefined;
     let iterations = 0;
     const oracleCalls: Record<string, number> = {};
     for (const [id, r] of results) {
@@ -157,11 +165,18 @@ async function main(data: EsThreadData): Promise<void> {
         values[r.from + i] = Number(v);
         filled[r.from + i] = 1;
       });
+      if (responses && dy !== undefined) {
+        const block = typeof r.responses === 'string' ? decodeFloat32(r.responses) : null;
+        if (!block || block.length !== (r.to - r.from) * dy) {
+          return { ok: false, error: `ES step ${m.step + 1}: job ${id} returned no responses of ${r.to - r.from} × ${dy} values` };
+        }
+        responses.set(block, r.from * dy);
+      }
       iterations += r.iterations;
       for (const [k, v] of Object.entries(r.oracleCalls)) oracleCalls[k] = (oracleCalls[k] ?? 0) + v;
     }
     if (filled.some((f) => f === 0)) return { ok: false, error: `ES step ${m.step + 1}: the blocks did not cover every solve` };
-    return { ok: true, values, iterations, oracleCalls, sent, received };
+    return { ok: true, values, iterations, oracleCalls, sent, received, ...(responses ? { responses } : {}) };
   };
 
   parentPort!.on('message', (m: EsThreadStep | { type: 'close' }) => {

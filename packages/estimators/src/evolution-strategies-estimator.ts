@@ -10,6 +10,7 @@ import {
   type InnerSolver,
   type Oracles,
   type PerturbedSolveExecutor,
+  type PerturbedSolveReply,
   type PerturbedSolveRequest,
   type PluginState,
   Random,
@@ -89,7 +90,8 @@ export const EvolutionStrategiesEstimatorOptionsSchema = z
       .describe(
         'rank cap k of a Jacobian memory kept across outer steps (0: none, the paper’s estimator): the ' +
           'responses J·b along k orthonormal past directions, used for Jᵀ∇_y f on their span, with new ' +
-          'directions drawn in the complement; costs k·(dim x + dim y) floats',
+          'directions drawn in the complement; costs k·(dim x + dim y) floats. With `workers`, each step sends ' +
+          'its Q directions (Q·dim x floats) and the workers return whole responses (J·dim y floats)',
       ),
     workers: z
       .object({
@@ -121,14 +123,6 @@ export const EvolutionStrategiesEstimatorOptionsSchema = z
   })
   .strict()
   .superRefine((o, ctx) => {
-    if (o.workers && o.memory > 0) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        path: ['workers'],
-        message:
-          'workers cannot be used with memory > 0 (the memory needs whole responses y_N(x + μu) − y_N(x), not scalars)',
-      });
-    }
     if (o.memory > 0 && (o.distribution === 'sphere' || o.distribution === 'per-tensor-unit')) {
       ctx.addIssue({
         code: z.ZodIssueCode.custom,
@@ -253,10 +247,7 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
         const reply = remote.solve(this.remoteRequest(context, xSpec, gradY, seed, maxIterations));
         c = tf.tensor1d(reply.values);
         iterations = reply.iterations / offsets.shape[0];
-        // The solves' oracle calls, charged to this run as if they had run here.
-        const counts: Record<string, number> = { ...context.oracles.counts };
-        for (const [k, v] of Object.entries(reply.oracleCalls)) counts[k] = (counts[k] ?? 0) + (v ?? 0);
-        context.oracles.restoreCounts(counts as unknown as typeof context.oracles.counts);
+        this.chargeRemoteCalls(context, reply.oracleCalls);
         remoteStats.sent = reply.bytes.sent;
         remoteStats.received = reply.bytes.received;
       } else {
@@ -294,6 +285,13 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
     return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
   }
 
+  /** The remote solves' oracle calls, charged to this run as if they had run here. */
+  private chargeRemoteCalls(context: EstimateContext, calls: PerturbedSolveReply['oracleCalls']): void {
+    const counts: Record<string, number> = { ...context.oracles.counts };
+    for (const [k, v] of Object.entries(calls)) counts[k] = (counts[k] ?? 0) + (v ?? 0);
+    context.oracles.restoreCounts(counts as unknown as typeof context.oracles.counts);
+  }
+
   /** The executor of the `workers` option (made once). */
   private remoteExecutor(context: EstimateContext): PerturbedSolveExecutor {
     if (this.executor) return this.executor;
@@ -325,6 +323,7 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
     gradY: TensorTree,
     seed: PerturbedSolveRequest['seed'],
     maxIterations: number | undefined,
+    memory?: { directionRows: Float32Array },
   ): PerturbedSolveRequest {
     const flat = (t: TensorTree): Float32Array => treeFlatten(t).dataSync() as Float32Array;
     const o = this.options;
@@ -347,6 +346,7 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
       },
       maxIterations,
       innerBatchSource: context.innerBatchSource,
+      ...(memory ? { directionRows: memory.directionRows, responses: true } : {}),
     };
   }
 
@@ -373,6 +373,8 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
     const { directions: Q, smoothing: mu, antithetic, memory } = this.options;
     const batched = this.usesBatchedSolves(context);
     const maxIterations = perturbedIterationBudget(context.inner);
+    const remote = this.options.workers ? this.remoteExecutor(context) : null;
+    const remoteStats = { sent: 0, received: 0 };
     const { hypergradient, diagnostics } = tidy(() => {
       const { gradX, gradY } = outerGradients(context);
       const xSpec = treeSpec(context.x);
@@ -385,20 +387,44 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
       this.jacobian.truncate(Math.min(memory, d) - Q);
       const r = this.jacobian.rank;
       const m = d - r;
+      // The directions' seed (the jobs carry it, though with a memory the directions travel themselves).
+      const seed = context.rng.getState();
       const V = this.jacobian.complementFrame(Q, d, (n) => context.rng.normalArray(n));
       const scale = Math.sqrt(d);
       const U = tf.mul(V, scale) as tf.Tensor2D;
       const offsets = antithetic ? (tf.concat([U, tf.neg(U)]) as tf.Tensor2D) : U;
-      const solve = batched ? solveBatched : solveOneByOne;
-      const { values: diffs, iterations } = solve(
-        setupOf(context),
-        offsets,
-        xSpec,
-        gradY,
-        maxIterations,
-        true,
-        this.options,
-      );
+      let diffs: tf.Tensor;
+      let iterations: number;
+      if (remote) {
+        // The directions depend on the memory, which only this process holds: they go out with the step
+        // (Q·dim x floats), and the whole responses come back (J·dim y floats), not only the c_j.
+        const request = this.remoteRequest(context, xSpec, gradY, seed, maxIterations, {
+          directionRows: U.dataSync() as Float32Array,
+        });
+        const reply = remote.solve(request);
+        const J = offsets.shape[0];
+        if (!reply.responses || reply.responses.length !== J * dy) {
+          throw new Error(
+            `es: the workers returned ${reply.responses?.length ?? 0} response values for ${J} solves of dim y ${dy}`,
+          );
+        }
+        diffs = tf.tensor2d(reply.responses, [J, dy]);
+        iterations = reply.iterations / J;
+        this.chargeRemoteCalls(context, reply.oracleCalls);
+        remoteStats.sent = reply.bytes.sent;
+        remoteStats.received = reply.bytes.received;
+      } else {
+        const solve = batched ? solveBatched : solveOneByOne;
+        ({ values: diffs, iterations } = solve(
+          setupOf(context),
+          offsets,
+          xSpec,
+          gradY,
+          maxIterations,
+          true,
+          this.options,
+        ));
+      }
       // Responses J v_q (rows, flat y-space).
       const responses = (
         antithetic
@@ -416,9 +442,10 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
         diagnostics: {
           directions: Q,
           perturbedSolves: antithetic ? 2 * Q : Q,
-          batchedSolves: batched ? 1 : 0,
+          batchedSolves: remote ? 0 : batched ? 1 : 0,
           perturbedIterations: iterations,
           memoryRank: r,
+          ...(remote ? { bytesSent: remoteStats.sent, bytesReceived: remoteStats.received } : {}),
         },
       };
     });
@@ -573,13 +600,19 @@ export interface PerturbedBlockResult {
   readonly values: Float32Array;
   /** The block's summed inner iteration counts. */
   readonly iterations: number;
+  /**
+   * With the request's `responses`: y_N(x + μ·offset_j) − y_N(x) for j = from … to − 1, row-major
+   * [to − from, dim y].
+   */
+  readonly responses?: Float32Array;
 }
 
 /**
  * The perturbed solves j = from … to − 1 of a step's request, run on a worker's replica (`solver`, `oracles`,
  * the inner batches replayed from the request's seed): the directions are drawn again from the request's seed
- * exactly as {@link EvolutionStrategiesEstimator.estimate} draws them, so c_j equals the local c_j (batched or
- * not, to float32 rounding). Returns the c_j and their summed iteration counts.
+ * exactly as {@link EvolutionStrategiesEstimator.estimate} draws them (or taken from the request's
+ * `directionRows`, as the Jacobian memory sends them), so c_j equals the local c_j (batched or not, to float32
+ * rounding). Returns the c_j, their summed iteration counts and, when the request asks for them, the responses.
  */
 export function perturbedSolveBlock(
   replica: { readonly solver: InnerSolver; readonly oracles: Oracles; readonly innerBatches?: BatchSchedule },
@@ -598,12 +631,17 @@ export function perturbedSolveBlock(
   return tidy(() => {
     const x = treeOf(request.x, request.xSpec);
     const xSpec = treeSpec(x);
-    const U = sampleDirections(
-      dirs.distribution as DirectionDistribution,
-      dirs.count,
-      xSpec,
-      new Random(request.seed),
-    );
+    let U: tf.Tensor2D;
+    if (request.directionRows) {
+      if (request.directionRows.length !== dirs.count * xSpec.total) {
+        throw new Error(
+          `the step's ${request.directionRows.length} direction values are not ${dirs.count} directions of dim x ${xSpec.total}`,
+        );
+      }
+      U = tf.tensor2d(request.directionRows, [dirs.count, xSpec.total]);
+    } else {
+      U = sampleDirections(dirs.distribution as DirectionDistribution, dirs.count, xSpec, new Random(request.seed));
+    }
     const offsets = dirs.antithetic ? (tf.concat([U, tf.neg(U)]) as tf.Tensor2D) : U;
     const block = tf.slice(offsets, [from, 0], [to - from, xSpec.total]) as tf.Tensor2D;
     const setup: PerturbedSetup = {
@@ -616,11 +654,19 @@ export function perturbedSolveBlock(
     };
     const gradY = treeOf(request.gradY, request.ySpec);
     const solve = canBatch(setup.solver, setup.oracles, dirs.batchedSolves) ? solveBatched : solveOneByOne;
-    const { values, iterations } = solve(setup, block, xSpec, gradY, request.maxIterations, false, {
+    const responses = request.responses === true;
+    const { values, iterations } = solve(setup, block, xSpec, gradY, request.maxIterations, responses, {
       smoothing: dirs.smoothing,
       maxBatchSize: dirs.maxBatchSize,
     });
-    return { values: values.dataSync() as Float32Array, iterations: iterations * (to - from) };
+    if (!responses) return { values: values.dataSync() as Float32Array, iterations: iterations * (to - from) };
+    // The c_j from the responses, as the coordinator would form them.
+    const c = tf.reshape(tf.matMul(values as tf.Tensor2D, tf.reshape(treeFlatten(gradY), [-1, 1])), [-1]);
+    return {
+      values: c.dataSync() as Float32Array,
+      iterations: iterations * (to - from),
+      responses: values.dataSync() as Float32Array,
+    };
   });
 }
 

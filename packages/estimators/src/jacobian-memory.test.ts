@@ -1,5 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, Random, type TensorTree, createOracles, registry, treeDispose } from '@bilevel/core';
+import {
+  ConfigError,
+  type PerturbedSolveExecutor,
+  type PerturbedSolveRequest,
+  Random,
+  type TensorTree,
+  createOracles,
+  registry,
+  treeDispose,
+} from '@bilevel/core';
 import { QuadraticFixture, tensorCountGrowth } from '@bilevel/core/testing';
 import { EvolutionStrategiesEstimator } from './index';
 import {
@@ -8,7 +17,7 @@ import {
   orthonormalizeRows,
   orthonormalizeRowsFast,
 } from './jacobian-memory';
-import { sampleDirections } from './evolution-strategies-estimator';
+import { perturbedSolveBlock, sampleDirections } from './evolution-strategies-estimator';
 import { makeContext, withSeed } from './test-utils/context';
 import { relativeError, treeToArray } from './test-utils/dense-operator';
 import { ClosedFormSolver, GradientDescentTestSolver } from './test-utils/test-solvers';
@@ -202,6 +211,65 @@ describe('ESJ with a Jacobian memory', () => {
     [x, y0].forEach(treeDispose);
     ctx.dispose();
     es.dispose();
+  });
+
+  it('with workers: blocks solved elsewhere from the sent directions give the local memory estimate', () => {
+    // An executor standing in for the queue's workers: it runs each block of 2 solves with perturbedSolveBlock
+    // on its own oracles, as `bilevel worker` does, and sends back what the wire carries.
+    const requests: PerturbedSolveRequest[] = [];
+    const workerOracles = createOracles(f);
+    const executor: PerturbedSolveExecutor = {
+      solve: (request) => {
+        requests.push(request);
+        const J = (request.directions.antithetic ? 2 : 1) * request.directions.count;
+        const values = new Float32Array(J);
+        const responses = new Float32Array(J * request.yBase.length);
+        let iterations = 0;
+        for (let from = 0; from < J; from += 2) {
+          const to = Math.min(J, from + 2);
+          const out = perturbedSolveBlock({ solver, oracles: workerOracles }, request, from, to);
+          values.set(out.values, from);
+          responses.set(out.responses!, from * request.yBase.length);
+          iterations += out.iterations;
+        }
+        return { values, responses, iterations, oracleCalls: {}, bytes: { sent: 0, received: 0 } };
+      },
+      dispose: () => undefined,
+    };
+    for (const antithetic of [false, true]) {
+      requests.length = 0;
+      const options = { directions: 2, memory: 6, smoothing: 1e-2, antithetic };
+      const local = new EvolutionStrategiesEstimator(options);
+      const remote = new EvolutionStrategiesEstimator(
+        { ...options, workers: { queue: 'redis://127.0.0.1:1' } },
+        () => executor,
+      );
+      const estimates = [local, remote].map((es) =>
+        points.slice(0, 5).map((xData, i) => {
+          const x = vec(xData);
+          const y0 = { y: tf.zeros([4]) };
+          const ctx = makeContext({ problem: f, oracles: createOracles(f), solver, x, y0 });
+          const est = es.estimate(withSeed(ctx, 20 + i, i));
+          const out = Array.from(treeToArray(est.hypergradient));
+          [est.hypergradient, x, y0].forEach(treeDispose);
+          ctx.dispose();
+          return out;
+        }),
+      );
+      // Five steps of 2 directions with a memory of 6 = d: it fills, then drops its oldest rows.
+      for (let i = 0; i < 5; i++) expect(relativeError(estimates[1][i], estimates[0][i])).toBeLessThan(1e-5);
+      expect(remote.memoryRank).toBe(6);
+      // Every step sent its Q = 2 directions of dim x 6 and asked for the whole responses.
+      expect(requests).toHaveLength(5);
+      for (const r of requests) {
+        expect(r.directionRows).toHaveLength(2 * 6);
+        expect(r.responses).toBe(true);
+      }
+      // The independent reference: from step 2 on, the memory and its complement carry the closed-form Jacobian.
+      expect(relativeError(estimates[1][4], f.hypergradientArray(points[4]))).toBeLessThan(2e-3);
+      local.dispose();
+      remote.dispose();
+    }
   });
 
   it('antithetic, batched and one-by-one solves give the same memory estimate; tensor count stays flat', () => {
