@@ -18,7 +18,7 @@ import {
   redisSkipReason,
   startTestRedis,
   type TestRedis,
-} from '../../distributed/src/test-utils/redis-server';
+} from '@bilevel/distributed/testing';
 // Registers the executor factory of the `workers` option (as the bilevel command does).
 import './distributed';
 import { type CliProcess, CliProcesses, workerReady } from './test-utils/cli-processes';

@@ -15,7 +15,7 @@ import {
   redisSkipReason,
   startTestRedis,
   type TestRedis,
-} from '../../distributed/src/test-utils/redis-server';
+} from '@bilevel/distributed/testing';
 import { runCli } from './cli';
 import { type CliProcess, CliProcesses, waitFor, workerReady } from './test-utils/cli-processes';
 import { makeTempDir } from './test-utils/helpers';

@@ -9,7 +9,7 @@ import { decodeFloat32, encodeFloat32 } from './float32';
 import { PROTOCOL_VERSION } from './protocol';
 import { parseQueueUrl } from './queue-url';
 import { RedisCheckpointStore } from './redis-checkpoints';
-import { redisSkipReason, startTestRedis, type TestRedis } from './test-utils/redis-server';
+import { redisSkipReason, startTestRedis, type TestRedis } from './testing';
 
 const request: PerturbedSolveRequest = {
   step: 3,

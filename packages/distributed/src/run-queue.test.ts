@@ -5,7 +5,7 @@ import { esQueueName } from './es-protocol';
 import { queueStatus } from './queue-status';
 import { parseQueueUrl } from './queue-url';
 import { QueueCoordinator, QueueWorker } from './run-queue';
-import { freePort, redisSkipReason, startTestRedis, type TestRedis } from './test-utils/redis-server';
+import { freePort, redisSkipReason, startTestRedis, type TestRedis } from './testing';
 
 const skip = redisSkipReason();
 if (skip) {

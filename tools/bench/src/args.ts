@@ -48,8 +48,8 @@ Commands:
   kernels          GFLOP/s of matmul and Conv-4 / ResNet-12 convolutions on every tfjs backend
   solvers          inner solvers on the hyper-cleaning inner problem (gradient evaluations, seconds)
   estimators       evolution-strategies estimator: batched against one-by-one perturbed solves
-  distributed-es   ES steps with perturbed solves on 1 and 2 local \`bilevel worker\` processes (a private
-                   redis-server), against local steps: ms per step and bytes per step
+  distributed-es   ES steps with perturbed solves on 1, 2 and 4 local \`bilevel worker\` processes (a private
+                   redis-server), against local steps: ms per step, bytes per step and the cost model
   esj              ESJ variants' accuracy against exact hypergradients, by perturbed solves and time:
                    writes <out>/esj-measurements.md and <out>/esj/ (options --quick, --out only)
 

@@ -1,52 +1,80 @@
 /**
  * Benchmark of distributed evolution-strategies steps (the `es` estimator's `workers` option): a private
- * redis-server on a free loopback port, 1 and then 2 `bilevel worker` processes, and the same steps run
- * locally. Reports per workload the median milliseconds per outer step — local one by one, local batched,
- * distributed with 1 and 2 workers — and the bytes that travel per step. Everything runs on this machine, so
- * the workers share its cores with each other (and with anything else running).
+ * redis-server on a free loopback port (`@bilevel/distributed/testing`), 1, then 2, then 4 `bilevel worker`
+ * processes, and the same steps run locally — all on the `cpu` backend. Reports per workload the median
+ * milliseconds per outer step (local one by one, local batched, distributed with each worker count), the bytes
+ * that travel per step, and the cost model's prediction
+ *
+ *     T_dist(W) ≈ T_base + t_m + ⌈B / W⌉·blockSize·t_s
+ *
+ * from measured parts: t_s (one perturbed solve) and T_base (the rest of a local step) from local one-by-one
+ * steps with Q and Q/4 directions (a straight line through the two), t_m (the messaging overhead of a step)
+ * from the 1-worker step; the 2- and 4-worker predictions are then checked against their measurements. The
+ * prediction is also given with W limited to the machine's cores (workers beyond them share cores). Everything
+ * runs on this machine, so the workers share its cores with each other (and with anything else running).
  */
-import { type ChildProcess, spawn, spawnSync } from 'child_process';
+import { type ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
+import { initBackend } from '@bilevel/backend';
 import { createPipeline, type PipelineSpec, registry } from '@bilevel/core';
 import { registerDistributedEs } from '@bilevel/distributed';
+import { findRedisServer, startTestRedis } from '@bilevel/distributed/testing';
 import '@bilevel/estimators';
 import '@bilevel/problems';
 import '@bilevel/solvers';
 import { median } from './suite/stats';
 
+/** The worker counts measured. */
+export const WORKER_COUNTS = [1, 2, 4] as const;
+
+/** One worker count's measurement and the cost model's predictions. */
+export interface DistributedEsPoint {
+  /** W, the workers. */
+  readonly workers: number;
+  /** Median ms per outer step, measured. */
+  readonly measuredMs: number;
+  /** T_base + t_m + ⌈B / W⌉·blockSize·t_s. */
+  readonly modelMs: number;
+  /** The same with W limited to the machine's cores. */
+  readonly modelOnCoresMs: number;
+}
+
 /** One workload's timings. */
 export interface DistributedEsResult {
   readonly label: string;
   readonly directions: number;
-  /** Median ms per outer step: local one by one, local batched, 1 worker, 2 workers. */
+  /** Perturbed solves per job and jobs per step (B). */
+  readonly blockSize: number;
+  readonly jobs: number;
+  /** Median ms per outer step: local one by one, local batched. */
   readonly localMs: number;
   readonly localBatchedMs: number;
-  readonly oneWorkerMs: number;
-  readonly twoWorkersMs: number;
+  /** The model's parts, measured: one perturbed solve, the rest of a local step, the messaging overhead. */
+  readonly solveMs: number;
+  readonly baseMs: number;
+  readonly messagingMs: number;
+  /** One point per worker count (1, 2, 4). */
+  readonly points: readonly DistributedEsPoint[];
   /** Bytes sent to and received from Redis per step (the coordinator's side). */
   readonly bytesSent: number;
   readonly bytesReceived: number;
 }
 
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
+/** The machine's load and cores while the benchmark ran. */
+export interface DistributedEsRun {
+  readonly results: readonly DistributedEsResult[];
+  readonly cores: number;
+  /** Load average (1 min) at the start and at the end. */
+  readonly loadStart: number;
+  readonly loadEnd: number;
 }
 
 async function waitForText(child: ChildProcess, text: string, what: string): Promise<void> {
   let out = '';
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} did not start in 30 s:\n${out}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`${what} did not start in 60 s:\n${out}`)), 60_000);
     const onData = (d: Buffer): void => {
       out += d.toString();
       if (out.includes(text)) {
@@ -62,6 +90,10 @@ async function waitForText(child: ChildProcess, text: string, what: string): Pro
     });
   });
   child.removeAllListeners('exit');
+  child.stdout?.removeAllListeners('data');
+  child.stderr?.removeAllListeners('data');
+  child.stdout?.resume();
+  child.stderr?.resume();
 }
 
 function stepTimes(spec: PipelineSpec, steps: number): { ms: number; sent: number; received: number } {
@@ -89,26 +121,32 @@ const WORKLOADS = [
   { label: 'quadratic d=100, N=20, Q=20', dimension: 100, iterations: 20, directions: 20 },
   { label: 'quadratic d=400, N=300, Q=16', dimension: 400, iterations: 300, directions: 16 },
 ];
+type Workload = (typeof WORKLOADS)[number];
+
+/** T_base + t_m + ⌈B / W⌉·blockSize·t_s. */
+export function costModelMs(
+  parts: { baseMs: number; messagingMs: number; solveMs: number; jobs: number; blockSize: number },
+  workers: number,
+): number {
+  return parts.baseMs + parts.messagingMs + Math.ceil(parts.jobs / workers) * parts.blockSize * parts.solveMs;
+}
 
 /** Runs the benchmark (needs redis-server and the built `bilevel` command). */
-export async function runDistributedEsBench(steps = 3): Promise<DistributedEsResult[]> {
-  const which = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
-  const redisBin = which.stdout.trim();
-  if (which.status !== 0 || !redisBin) throw new Error('redis-server is not installed (apt-get install redis-server)');
+export async function runDistributedEsBench(steps = 3): Promise<DistributedEsRun> {
+  if (!findRedisServer()) throw new Error('redis-server is not installed (apt-get install redis-server)');
   const main = path.join(path.dirname(require.resolve('@bilevel/cli/package.json')), 'dist', 'main.js');
   if (!fs.existsSync(main)) throw new Error(`${main} not found: build @bilevel/cli first`);
+  // The workers run the cpu backend; so does this process (the same kernels on both sides).
+  await initBackend({ backend: 'cpu' });
   // Jobs carry the library version; the workers (the built CLI) refuse another one.
   const version = (JSON.parse(fs.readFileSync(path.join(path.dirname(main), '..', 'package.json'), 'utf8')) as { version: string }).version;
   registerDistributedEs(registry, version);
-  const port = await freePort();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bilevel-bench-redis-'));
-  const redis = spawn(redisBin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const cores = os.cpus().length;
+  const loadStart = os.loadavg()[0];
+  const redis = await startTestRedis();
   const workers: ChildProcess[] = [];
   try {
-    await waitForText(redis, 'Ready to accept connections', 'redis-server');
-    const url = `redis://127.0.0.1:${port}`;
+    const url = redis.url;
     const startWorker = async (name: string): Promise<void> => {
       const child = spawn(process.execPath, [main, '--backend', 'cpu', '--quiet', 'worker', '--queue', url, '--name', name], {
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -117,68 +155,102 @@ export async function runDistributedEsBench(steps = 3): Promise<DistributedEsRes
       workers.push(child);
       await waitForText(child, 'taking jobs', `worker ${name}`);
     };
-    const results: DistributedEsResult[] = [];
-    const timings = new Map<string, { local: number; batched: number; one: number; two: number; sent: number; received: number }>();
-    const spec = (w: (typeof WORKLOADS)[number], es: Record<string, unknown>): PipelineSpec => ({
+    const spec = (w: Workload, es: Record<string, unknown>, directions = w.directions): PipelineSpec => ({
       problem: { name: 'quadratic', options: { dimension: w.dimension, seed: 0 } },
       innerSolver: { name: 'gd', options: { stepSize: 0.6, maxIterations: w.iterations } },
-      estimator: { name: 'es', options: { directions: w.directions, ...es } },
+      estimator: { name: 'es', options: { directions, ...es } },
       outerOptimizer: { name: 'gd', options: { learningRate: 0.05 } },
       trainer: { evalEvery: 0 },
       seed: 1,
     });
+    // Unbatched solves on the workers; blocks of Q/4, so that 1, 2 and 4 workers share a step evenly.
+    const blockSize = (w: Workload): number => Math.max(1, w.directions / 4);
+    const remote = (w: Workload): PipelineSpec =>
+      spec(w, { batchedSolves: false, workers: { queue: url, blockSize: blockSize(w), timeoutMs: 600_000 } });
+    const local = new Map<string, { local: number; batched: number; solve: number; base: number }>();
     for (const w of WORKLOADS) {
-      timings.set(w.label, {
-        local: stepTimes(spec(w, { batchedSolves: false }), steps).ms,
+      const full = stepTimes(spec(w, { batchedSolves: false }), steps).ms;
+      const quarter = stepTimes(spec(w, { batchedSolves: false }, w.directions / 4), steps).ms;
+      // A straight line through (Q/4, quarter) and (Q, full): slope t_s, intercept T_base.
+      const solve = Math.max(0, (full - quarter) / (w.directions - w.directions / 4));
+      local.set(w.label, {
+        local: full,
         batched: stepTimes(spec(w, {}), steps).ms,
-        one: 0,
-        two: 0,
-        sent: 0,
-        received: 0,
+        solve,
+        base: Math.max(0, full - w.directions * solve),
       });
     }
-    // Unbatched solves on the workers; blocks of Q/4, so that two workers share a step evenly.
-    const remote = (w: (typeof WORKLOADS)[number]) =>
-      spec(w, { batchedSolves: false, workers: { queue: url, blockSize: Math.max(1, w.directions / 4), timeoutMs: 600_000 } });
-    await startWorker('bench-1');
-    for (const w of WORKLOADS) {
-      const r = stepTimes(remote(w), steps);
-      Object.assign(timings.get(w.label)!, { one: r.ms, sent: r.sent, received: r.received });
+    const measured = new Map<string, Map<number, { ms: number; sent: number; received: number }>>();
+    for (const w of WORKLOADS) measured.set(w.label, new Map());
+    for (const count of WORKER_COUNTS) {
+      while (workers.length < count) await startWorker(`bench-${workers.length + 1}`);
+      for (const w of WORKLOADS) measured.get(w.label)!.set(count, stepTimes(remote(w), steps));
     }
-    await startWorker('bench-2');
-    for (const w of WORKLOADS) timings.get(w.label)!.two = stepTimes(remote(w), steps).ms;
-    for (const w of WORKLOADS) {
-      const t = timings.get(w.label)!;
-      results.push({
+    const results = WORKLOADS.map((w): DistributedEsResult => {
+      const l = local.get(w.label)!;
+      const m = measured.get(w.label)!;
+      const jobs = Math.ceil(w.directions / blockSize(w));
+      const parts = { baseMs: l.base, solveMs: l.solve, jobs, blockSize: blockSize(w), messagingMs: 0 };
+      // t_m: what the 1-worker step takes beyond the local step's parts.
+      parts.messagingMs = Math.max(0, m.get(1)!.ms - costModelMs(parts, 1));
+      return {
         label: w.label,
         directions: w.directions,
-        localMs: t.local,
-        localBatchedMs: t.batched,
-        oneWorkerMs: t.one,
-        twoWorkersMs: t.two,
-        bytesSent: t.sent,
-        bytesReceived: t.received,
-      });
-    }
-    return results;
+        blockSize: blockSize(w),
+        jobs,
+        localMs: l.local,
+        localBatchedMs: l.batched,
+        solveMs: l.solve,
+        baseMs: l.base,
+        messagingMs: parts.messagingMs,
+        points: WORKER_COUNTS.map((count) => ({
+          workers: count,
+          measuredMs: m.get(count)!.ms,
+          modelMs: costModelMs(parts, count),
+          modelOnCoresMs: costModelMs(parts, Math.min(count, cores)),
+        })),
+        bytesSent: m.get(1)!.sent,
+        bytesReceived: m.get(1)!.received,
+      };
+    });
+    return { results, cores, loadStart, loadEnd: os.loadavg()[0] };
   } finally {
     for (const w of workers) w.kill('SIGKILL');
-    redis.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
+    await Promise.all(
+      workers.map((w) => (w.exitCode === null && w.signalCode === null ? new Promise((r) => w.once('exit', r)) : null)),
+    );
+    await redis.stop();
   }
 }
 
-/** The results as a Markdown table. */
-export function formatDistributedEsTable(results: readonly DistributedEsResult[]): string {
+/** The results as Markdown: the local steps and the model's parts, then measured against predicted per W. */
+export function formatDistributedEsTable(run: DistributedEsRun): string {
+  const ms = (v: number): string => `${v.toFixed(0)} ms`;
   const lines = [
-    '| workload | local, one by one | local, batched | 1 worker | 2 workers | 1 → 2 workers | bytes sent / received per step |',
-    '|---|---|---|---|---|---|---|',
+    `${run.cores} cores; load average (1 min) ${run.loadStart.toFixed(1)} at the start, ${run.loadEnd.toFixed(1)} at the end.`,
+    '',
+    '| workload | local, one by one | local, batched | t_s (one solve) | T_base | t_m (from 1 worker) | jobs × block | bytes out / back per step |',
+    '|---|---|---|---|---|---|---|---|',
   ];
-  for (const r of results) {
+  for (const r of run.results) {
     lines.push(
-      `| ${r.label} | ${r.localMs.toFixed(0)} ms | ${r.localBatchedMs.toFixed(0)} ms | ${r.oneWorkerMs.toFixed(0)} ms | ` +
-        `${r.twoWorkersMs.toFixed(0)} ms | ×${(r.oneWorkerMs / r.twoWorkersMs).toFixed(2)} | ${r.bytesSent} / ${r.bytesReceived} |`,
+      `| ${r.label} | ${ms(r.localMs)} | ${ms(r.localBatchedMs)} | ${r.solveMs.toFixed(1)} ms | ${ms(r.baseMs)} | ` +
+        `${ms(r.messagingMs)} | ${r.jobs} × ${r.blockSize} | ${r.bytesSent} / ${r.bytesReceived} |`,
     );
+  }
+  lines.push(
+    '',
+    `| workload | workers | measured | model | model, W ≤ ${run.cores} cores | measured / model (cores) | speed-up over 1 worker |`,
+    '|---|---|---|---|---|---|---|',
+  );
+  for (const r of run.results) {
+    const one = r.points[0].measuredMs;
+    for (const p of r.points) {
+      lines.push(
+        `| ${r.label} | ${p.workers} | ${ms(p.measuredMs)} | ${ms(p.modelMs)}${p.workers === 1 ? ' (fit)' : ''} | ` +
+          `${ms(p.modelOnCoresMs)} | ${(p.measuredMs / p.modelOnCoresMs).toFixed(2)} | ×${(one / p.measuredMs).toFixed(2)} |`,
+      );
+    }
   }
   return lines.join('\n');
 }
