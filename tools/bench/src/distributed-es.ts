@@ -215,9 +215,16 @@ export async function runDistributedEsBench(steps = 3): Promise<DistributedEsRun
     });
     return { results, cores, loadStart, loadEnd: os.loadavg()[0] };
   } finally {
-    for (const w of workers) w.kill('SIGKILL');
+    // Ctrl-C for each worker (it removes its private folder); SIGKILL for one still running after 15 s.
     await Promise.all(
-      workers.map((w) => (w.exitCode === null && w.signalCode === null ? new Promise((r) => w.once('exit', r)) : null)),
+      workers.map(async (w) => {
+        if (w.exitCode !== null || w.signalCode !== null) return;
+        const exited = new Promise((r) => w.once('exit', r));
+        w.kill('SIGINT');
+        const timer = setTimeout(() => w.kill('SIGKILL'), 15_000);
+        await exited;
+        clearTimeout(timer);
+      }),
     );
     await redis.stop();
   }

@@ -1,8 +1,9 @@
 /**
  * The built `bilevel` executable as child processes of a test (`--backend cpu`), with their output collected;
- * `killAll` (in `afterAll`) leaves no process behind.
+ * `killAll` (in `afterAll`) leaves no process behind, and their temporary files stay in the test's folder.
  */
 import { type ChildProcess, spawn } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
 
 /** A running `bilevel` command. */
@@ -22,11 +23,17 @@ export class CliProcesses {
 
   constructor(private readonly cwd: string) {}
 
-  /** Runs `bilevel --backend cpu <args>` with `env` added to this process's environment. */
+  /**
+   * Runs `bilevel --backend cpu <args>` with `env` added to this process's environment. Its temporary files
+   * (e.g. a worker's private checkpoint folder, left behind when it is killed) go to `<cwd>/.tmp`, removed
+   * with the test's folder.
+   */
   start(args: string[], env: Record<string, string> = {}): CliProcess {
+    const tmpdir = path.join(this.cwd, '.tmp');
+    fs.mkdirSync(tmpdir, { recursive: true });
     const child = spawn(process.execPath, [main, '--backend', 'cpu', ...args], {
       cwd: this.cwd,
-      env: { ...process.env, BILEVEL_BACKEND: '', ...env },
+      env: { ...process.env, BILEVEL_BACKEND: '', TMPDIR: tmpdir, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.running.add(child);
