@@ -1,7 +1,8 @@
 /**
  * Benchmark of distributed evolution-strategies steps (the `es` estimator's `workers` option): a private
- * redis-server on a free loopback port (`@bilevel/distributed/testing`), 1, then 2, then 4 `bilevel worker`
- * processes, and the same steps run locally — all on the `cpu` backend. Reports per workload the median
+ * redis-server on a free loopback port (`@bilevel/distributed/testing`), pools of 1, 2 and 4 `bilevel worker`
+ * processes (each pool on its own queue), and the same steps run locally — all on the `cpu` backend, every
+ * variant taking one timed step per round in turn, so that a drifting load falls on all of them alike. Reports per workload the median
  * milliseconds per outer step (local one by one, local batched, distributed with each worker count), the bytes
  * that travel per step, and the cost model's prediction
  *
@@ -96,24 +97,32 @@ async function waitForText(child: ChildProcess, text: string, what: string): Pro
   child.stderr?.resume();
 }
 
-function stepTimes(spec: PipelineSpec, steps: number): { ms: number; sent: number; received: number } {
+/** A pipeline kept across rounds: one step timed per round (after a warm-up step at creation). */
+interface TimedPipeline {
+  step(): void;
+  readonly times: number[];
+  sent: number;
+  received: number;
+  dispose(): void;
+}
+
+function timedPipeline(spec: PipelineSpec): TimedPipeline {
   const pipeline = createPipeline(spec);
-  try {
-    pipeline.trainer.stepOnce(); // warm-up (and the workers' replicas)
-    const times: number[] = [];
-    let sent = 0;
-    let received = 0;
-    for (let k = 0; k < steps; k++) {
+  pipeline.trainer.stepOnce(); // warm-up (and the workers' replicas)
+  const timed: TimedPipeline = {
+    times: [],
+    sent: 0,
+    received: 0,
+    step: () => {
       const t0 = performance.now();
       const ev = pipeline.trainer.stepOnce();
-      times.push(performance.now() - t0);
-      sent = ev.diagnostics.bytesSent ?? 0;
-      received = ev.diagnostics.bytesReceived ?? 0;
-    }
-    return { ms: median(times), sent, received };
-  } finally {
-    pipeline.dispose();
-  }
+      timed.times.push(performance.now() - t0);
+      timed.sent = ev.diagnostics.bytesSent ?? 0;
+      timed.received = ev.diagnostics.bytesReceived ?? 0;
+    },
+    dispose: () => pipeline.dispose(),
+  };
+  return timed;
 }
 
 /** The workloads: a small quadratic (messaging dominates) and a larger one (solves dominate). */
@@ -132,7 +141,7 @@ export function costModelMs(
 }
 
 /** Runs the benchmark (needs redis-server and the built `bilevel` command). */
-export async function runDistributedEsBench(steps = 3): Promise<DistributedEsRun> {
+export async function runDistributedEsBench(steps = 5): Promise<DistributedEsRun> {
   if (!findRedisServer()) throw new Error('redis-server is not installed (apt-get install redis-server)');
   const main = path.join(path.dirname(require.resolve('@bilevel/cli/package.json')), 'dist', 'main.js');
   if (!fs.existsSync(main)) throw new Error(`${main} not found: build @bilevel/cli first`);
@@ -147,8 +156,8 @@ export async function runDistributedEsBench(steps = 3): Promise<DistributedEsRun
   const workers: ChildProcess[] = [];
   try {
     const url = redis.url;
-    const startWorker = async (name: string): Promise<void> => {
-      const child = spawn(process.execPath, [main, '--backend', 'cpu', '--quiet', 'worker', '--queue', url, '--name', name], {
+    const startWorker = async (queue: string, name: string): Promise<void> => {
+      const child = spawn(process.execPath, [main, '--backend', 'cpu', '--quiet', 'worker', '--queue', queue, '--name', name], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, BILEVEL_BACKEND: '' },
       });
@@ -165,54 +174,61 @@ export async function runDistributedEsBench(steps = 3): Promise<DistributedEsRun
     });
     // Unbatched solves on the workers; blocks of Q/4, so that 1, 2 and 4 workers share a step evenly.
     const blockSize = (w: Workload): number => Math.max(1, w.directions / 4);
-    const remote = (w: Workload): PipelineSpec =>
-      spec(w, { batchedSolves: false, workers: { queue: url, blockSize: blockSize(w), timeoutMs: 600_000 } });
-    const local = new Map<string, { local: number; batched: number; solve: number; base: number }>();
-    for (const w of WORKLOADS) {
-      const full = stepTimes(spec(w, { batchedSolves: false }), steps).ms;
-      const quarter = stepTimes(spec(w, { batchedSolves: false }, w.directions / 4), steps).ms;
-      // A straight line through (Q/4, quarter) and (Q, full): slope t_s, intercept T_base.
-      const solve = Math.max(0, (full - quarter) / (w.directions - w.directions / 4));
-      local.set(w.label, {
-        local: full,
-        batched: stepTimes(spec(w, {}), steps).ms,
-        solve,
-        base: Math.max(0, full - w.directions * solve),
-      });
-    }
-    const measured = new Map<string, Map<number, { ms: number; sent: number; received: number }>>();
-    for (const w of WORKLOADS) measured.set(w.label, new Map());
+    // One pool of workers per worker count, each on its own queue, all started first (idle workers wait on
+    // Redis without using the CPU); then every variant of a workload takes one timed step per round, in turn,
+    // so that the load of the machine, which drifts, falls on all of them alike.
     for (const count of WORKER_COUNTS) {
-      while (workers.length < count) await startWorker(`bench-${workers.length + 1}`);
-      for (const w of WORKLOADS) measured.get(w.label)!.set(count, stepTimes(remote(w), steps));
+      for (let i = 1; i <= count; i++) await startWorker(`${url}?queue=w${count}`, `bench-w${count}-${i}`);
     }
-    const results = WORKLOADS.map((w): DistributedEsResult => {
-      const l = local.get(w.label)!;
-      const m = measured.get(w.label)!;
+    const remote = (w: Workload, count: number): PipelineSpec =>
+      spec(w, {
+        batchedSolves: false,
+        workers: { queue: `${url}?queue=w${count}`, blockSize: blockSize(w), timeoutMs: 600_000 },
+      });
+    const results: DistributedEsResult[] = [];
+    for (const w of WORKLOADS) {
+      const variants = {
+        local: timedPipeline(spec(w, { batchedSolves: false })),
+        quarter: timedPipeline(spec(w, { batchedSolves: false }, w.directions / 4)),
+        batched: timedPipeline(spec(w, {})),
+        remote: WORKER_COUNTS.map((count) => timedPipeline(remote(w, count))),
+      };
+      const all = [variants.local, variants.quarter, variants.batched, ...variants.remote];
+      try {
+        for (let round = 0; round < steps; round++) for (const v of all) v.step();
+      } finally {
+        for (const v of all) v.dispose();
+      }
+      const full = median(variants.local.times);
+      const quarter = median(variants.quarter.times);
+      // A straight line through (Q/4, quarter) and (Q, full): slope t_s, intercept T_base.
+      const solveMs = Math.max(0, (full - quarter) / (w.directions - w.directions / 4));
+      const baseMs = Math.max(0, full - w.directions * solveMs);
       const jobs = Math.ceil(w.directions / blockSize(w));
-      const parts = { baseMs: l.base, solveMs: l.solve, jobs, blockSize: blockSize(w), messagingMs: 0 };
+      const parts = { baseMs, solveMs, jobs, blockSize: blockSize(w), messagingMs: 0 };
+      const measured = variants.remote.map((v) => median(v.times));
       // t_m: what the 1-worker step takes beyond the local step's parts.
-      parts.messagingMs = Math.max(0, m.get(1)!.ms - costModelMs(parts, 1));
-      return {
+      parts.messagingMs = Math.max(0, measured[0] - costModelMs(parts, 1));
+      results.push({
         label: w.label,
         directions: w.directions,
         blockSize: blockSize(w),
         jobs,
-        localMs: l.local,
-        localBatchedMs: l.batched,
-        solveMs: l.solve,
-        baseMs: l.base,
+        localMs: full,
+        localBatchedMs: median(variants.batched.times),
+        solveMs,
+        baseMs,
         messagingMs: parts.messagingMs,
-        points: WORKER_COUNTS.map((count) => ({
+        points: WORKER_COUNTS.map((count, k) => ({
           workers: count,
-          measuredMs: m.get(count)!.ms,
+          measuredMs: measured[k],
           modelMs: costModelMs(parts, count),
           modelOnCoresMs: costModelMs(parts, Math.min(count, cores)),
         })),
-        bytesSent: m.get(1)!.sent,
-        bytesReceived: m.get(1)!.received,
-      };
-    });
+        bytesSent: variants.remote[0].sent,
+        bytesReceived: variants.remote[0].received,
+      });
+    }
     return { results, cores, loadStart, loadEnd: os.loadavg()[0] };
   } finally {
     // Ctrl-C for each worker (it removes its private folder); SIGKILL for one still running after 15 s.
