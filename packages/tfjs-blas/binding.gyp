@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "bilevel_blas",
-      "sources": ["native/bilevel-blas.c", "native/thread-pool.c", "native/conv-net.c", "native/napi-args.c"],
+      "sources": ["native/bilevel-blas.c", "native/thread-pool.c", "native/conv-net.c", "native/napi-args.c", "native/winograd.c"],
       "cflags": ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math", "-pthread", "-Wall", "-Wextra"],
       "ldflags": ["-pthread"],
       "defines": ["NAPI_VERSION=8"],

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "conv-net.h"
+#include "winograd.h"
 #include "napi-args.h"
 #include "thread-pool.h"
 #include "vector-math.h"
@@ -619,6 +620,29 @@ static int conv_forward_tiled(const Geom* g, const float* x, const float* w, flo
   return atomic_load(&t.failed) ? -1 : 0;
 }
 
+/* Winograd F(2×2, 3×3) (winograd.c) for 3×3, stride-1, dilation-1 convolutions with at least
+ * WINOGRAD_MIN_CHANNELS input and output channels: the forward pass, and the input gradient as the forward pass
+ * of dy with the flipped filter. BILEVEL_CONV_WINOGRAD=off turns it off, =always uses it for every 3×3,
+ * stride-1 layer whatever its channels (tests); read per call. */
+#define WINOGRAD_MIN_CHANNELS 16
+
+static int winograd_applies(const Geom* g) {
+  if (g->fH != 3 || g->fW != 3 || g->sH != 1 || g->sW != 1 || g->dH != 1 || g->dW != 1) return 0;
+  const char* mode = getenv("BILEVEL_CONV_WINOGRAD");
+  if (mode != NULL && strcmp(mode, "off") == 0) return 0;
+  if (mode != NULL && strcmp(mode, "always") == 0) return 1;
+  return g->inC >= WINOGRAD_MIN_CHANNELS && g->outC >= WINOGRAD_MIN_CHANNELS;
+}
+
+/* y = x ⋆ w by Winograd: 0 done, 1 not done (the filter holds a NaN or an infinity), -1 out of memory. */
+static int conv_winograd(const Geom* g, const float* x, const float* w, float* y) {
+  const WinogradShape s = {g->batch, g->inH, g->inW, g->inC, g->outH, g->outW, g->outC, g->padTop, g->padLeft};
+  blas_single_enter();
+  const int rc = winograd_conv3x3(&s, x, w, y, thread_scratch);
+  blas_single_leave();
+  return rc;
+}
+
 /* The geometry of dx as a convolution of dy (stride 1, dilation 1): the flipped filter has the channels swapped
  * and the padding fH−1−padTop, fW−1−padLeft. */
 static Geom flipped_geometry(const Geom* g) {
@@ -629,7 +653,7 @@ static Geom flipped_geometry(const Geom* g) {
 
 /* dx of a stride-1, dilation-1 convolution as the convolution of dy with the flipped filter
  * Wf[a, b, o, c] = W[fH−1−a, fW−1−b, c, o]. */
-static int conv_input_gradient_tiled(const Geom* g, const float* dy, const float* w, float* dx) {
+static int conv_input_gradient_tiled(const Geom* g, const float* dy, const float* w, float* dx, int winograd) {
   const size_t fH = (size_t)g->fH, fW = (size_t)g->fW, C = (size_t)g->inC, O = (size_t)g->outC;
   float* flipped = (float*)malloc(geom_w(g) * sizeof(float));
   if (!flipped) return -1;
@@ -641,8 +665,18 @@ static int conv_input_gradient_tiled(const Geom* g, const float* dy, const float
         for (size_t o = 0; o < O; o++) dst[o * C + c] = src[c * O + o];
     }
   const Geom f = flipped_geometry(g);
-  const int rc = conv_forward_tiled(&f, dy, flipped, dx);
+  int rc = winograd ? conv_winograd(&f, dy, flipped, dx) : 1;
+  if (rc == 1) rc = conv_forward_tiled(&f, dy, flipped, dx);
   free(flipped);
+  return rc;
+}
+
+/* dW by Winograd: 0 done, 1 not done (x or dy holds a NaN or an infinity), -1 out of memory. */
+static int conv_winograd_filter_gradient(const Geom* g, const float* x, const float* dy, float* dw) {
+  const WinogradShape s = {g->batch, g->inH, g->inW, g->inC, g->outH, g->outW, g->outC, g->padTop, g->padLeft};
+  blas_single_enter();
+  const int rc = winograd_filter_gradient3x3(&s, x, dy, dw, thread_scratch);
+  blas_single_leave();
   return rc;
 }
 
@@ -746,6 +780,14 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
                 (int)N);
   } else {
 #ifdef CONV_TILED
+    if (winograd_applies(&g)) {
+      const int rc = conv_winograd(&g, x, w, y);
+      if (rc < 0) return throw_error(env, fn, "out of memory for the transformed input"), NULL;
+      if (rc == 0) {
+        epilogue(y, M, N, bias, act, alpha);
+        return NULL;
+      }
+    }
     if (use_tiles(&g, FORWARD_TILE_ROWS)) {
       if (conv_forward_tiled(&g, x, w, y)) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
       epilogue(y, M, N, bias, act, alpha);
@@ -792,8 +834,9 @@ static napi_value js_conv2d_backprop_input(napi_env env, napi_callback_info info
   }
 #ifdef CONV_TILED
   const Geom flipped = flipped_geometry(&g);
-  if (g.sH == 1 && g.sW == 1 && g.dH == 1 && g.dW == 1 && use_tiles(&flipped, FORWARD_TILE_ROWS)) {
-    if (conv_input_gradient_tiled(&g, dy, w, dx)) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
+  const int winograd = winograd_applies(&flipped);
+  if (g.sH == 1 && g.sW == 1 && g.dH == 1 && g.dW == 1 && (winograd || use_tiles(&flipped, FORWARD_TILE_ROWS))) {
+    if (conv_input_gradient_tiled(&g, dy, w, dx, winograd)) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
     return NULL;
   }
 #endif
@@ -836,6 +879,11 @@ static napi_value js_conv2d_backprop_filter(napi_env env, napi_callback_info inf
     return NULL;
   }
 #ifdef CONV_TILED
+  if (winograd_applies(&g)) {
+    const int rc = conv_winograd_filter_gradient(&g, x, dy, dw);
+    if (rc < 0) return throw_error(env, fn, "out of memory for the transformed input"), NULL;
+    if (rc == 0) return NULL;
+  }
   if (use_tiles(&g, FILTER_TILE_ROWS)) {
     if (conv_filter_gradient_tiled(&g, x, dy, dw)) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
     return NULL;
