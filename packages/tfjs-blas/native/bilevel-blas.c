@@ -154,6 +154,21 @@ static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Method of the 3×3, stride-1 convolutions (winograd_applies, OpenBLAS builds). */
+static atomic_int conv_method = 0;
+static void set_conv_method(int method) { atomic_store(&conv_method, method); }
+
+/* setConvMethod(method): 0 auto, 1 im2col, 2 winograd (3×3, stride-1 convolutions; OpenBLAS builds). */
+static napi_value js_set_conv_method(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t m;
+  if (get_args(env, info, 1, argv, "setConvMethod")) return NULL;
+  if (arg_int(env, argv[0], "setConvMethod", "method", 0, &m)) return NULL;
+  if (m > 2) return throw_error(env, "setConvMethod", "method must be 0 (auto), 1 (im2col) or 2 (winograd)"), NULL;
+  set_conv_method((int)m);
+  return NULL;
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) */
 
@@ -621,20 +636,20 @@ static int conv_forward_tiled(const Geom* g, const float* x, const float* w, flo
 }
 
 /* Winograd F(2×2, 3×3) (winograd.c) for 3×3, stride-1, dilation-1 convolutions with at least
- * WINOGRAD_MIN_CHANNELS input and output channels: the forward pass, and the input gradient as the forward pass
- * of dy with the flipped filter. BILEVEL_CONV_WINOGRAD=off turns it off, =always uses it for every 3×3,
- * stride-1 layer whatever its channels (tests); read per call. */
+ * WINOGRAD_MIN_CHANNELS input and output channels: the forward pass, the input gradient as the forward pass of
+ * dy with the flipped filter, and the filter gradient. The method is set by setConvMethod (0 auto: as just said,
+ * 1 im2col: never Winograd, 2 winograd: every 3×3 stride-1 layer whatever its channels), at load from
+ * BILEVEL_BLAS_CONV=im2col|winograd. */
 #define WINOGRAD_MIN_CHANNELS 16
 
 static int winograd_applies(const Geom* g) {
   if (g->fH != 3 || g->fW != 3 || g->sH != 1 || g->sW != 1 || g->dH != 1 || g->dW != 1) return 0;
-  const char* mode = getenv("BILEVEL_CONV_WINOGRAD");
-  if (mode != NULL && strcmp(mode, "off") == 0) return 0;
-  if (mode != NULL && strcmp(mode, "always") == 0) return 1;
+  const int method = atomic_load(&conv_method);
+  if (method != 0) return method == 2;
   return g->inC >= WINOGRAD_MIN_CHANNELS && g->outC >= WINOGRAD_MIN_CHANNELS;
 }
 
-/* y = x ⋆ w by Winograd: 0 done, 1 not done (the filter holds a NaN or an infinity), -1 out of memory. */
+/* y = x ⋆ w by Winograd (directly where x or w holds a NaN or an infinity): 0 done, -1 out of memory. */
 static int conv_winograd(const Geom* g, const float* x, const float* w, float* y) {
   const WinogradShape s = {g->batch, g->inH, g->inW, g->inC, g->outH, g->outW, g->outC, g->padTop, g->padLeft};
   blas_single_enter();
@@ -665,13 +680,12 @@ static int conv_input_gradient_tiled(const Geom* g, const float* dy, const float
         for (size_t o = 0; o < O; o++) dst[o * C + c] = src[c * O + o];
     }
   const Geom f = flipped_geometry(g);
-  int rc = winograd ? conv_winograd(&f, dy, flipped, dx) : 1;
-  if (rc == 1) rc = conv_forward_tiled(&f, dy, flipped, dx);
+  const int rc = winograd ? conv_winograd(&f, dy, flipped, dx) : conv_forward_tiled(&f, dy, flipped, dx);
   free(flipped);
   return rc;
 }
 
-/* dW by Winograd: 0 done, 1 not done (x or dy holds a NaN or an infinity), -1 out of memory. */
+/* dW by Winograd (directly when x or dy holds a NaN or an infinity): 0 done, -1 out of memory. */
 static int conv_winograd_filter_gradient(const Geom* g, const float* x, const float* dy, float* dw) {
   const WinogradShape s = {g->batch, g->inH, g->inW, g->inC, g->outH, g->outW, g->outC, g->padTop, g->padLeft};
   blas_single_enter();
@@ -781,12 +795,9 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
   } else {
 #ifdef CONV_TILED
     if (winograd_applies(&g)) {
-      const int rc = conv_winograd(&g, x, w, y);
-      if (rc < 0) return throw_error(env, fn, "out of memory for the transformed input"), NULL;
-      if (rc == 0) {
-        epilogue(y, M, N, bias, act, alpha);
-        return NULL;
-      }
+      if (conv_winograd(&g, x, w, y)) return throw_error(env, fn, "out of memory for the transformed input"), NULL;
+      epilogue(y, M, N, bias, act, alpha);
+      return NULL;
     }
     if (use_tiles(&g, FORWARD_TILE_ROWS)) {
       if (conv_forward_tiled(&g, x, w, y)) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
@@ -880,9 +891,9 @@ static napi_value js_conv2d_backprop_filter(napi_env env, napi_callback_info inf
   }
 #ifdef CONV_TILED
   if (winograd_applies(&g)) {
-    const int rc = conv_winograd_filter_gradient(&g, x, dy, dw);
-    if (rc < 0) return throw_error(env, fn, "out of memory for the transformed input"), NULL;
-    if (rc == 0) return NULL;
+    if (conv_winograd_filter_gradient(&g, x, dy, dw))
+      return throw_error(env, fn, "out of memory for the transformed input"), NULL;
+    return NULL;
   }
   if (use_tiles(&g, FILTER_TILE_ROWS)) {
     if (conv_filter_gradient_tiled(&g, x, dy, dw)) return throw_error(env, fn, "out of memory for the patch matrix"), NULL;
@@ -1455,6 +1466,9 @@ static void cleanup_pool(void* arg) {
 
 NAPI_MODULE_INIT() {
   napi_add_env_cleanup_hook(env, cleanup_pool, NULL);
+  const char* conv = getenv("BILEVEL_BLAS_CONV");
+  if (conv != NULL && strcmp(conv, "im2col") == 0) set_conv_method(1);
+  if (conv != NULL && strcmp(conv, "winograd") == 0) set_conv_method(2);
 #ifndef BILEVEL_ACCELERATE
   pool_set_threads(openblas_get_num_threads());
 #else
@@ -1463,6 +1477,7 @@ NAPI_MODULE_INIT() {
   const napi_property_descriptor props[] = {
       {"info", NULL, js_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setConvMethod", NULL, js_set_conv_method, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sgemm", NULL, js_sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
       {"batchMatMul", NULL, js_batch_mat_mul, NULL, NULL, NULL, napi_enumerable, NULL},
       {"conv2d", NULL, js_conv2d, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -213,9 +213,7 @@ typedef struct {
   atomic_int failed;
 } Tasks;
 
-static void winograd_task(void* ctx, size_t task, size_t end) {
-  (void)end;
-  Tasks* t = (Tasks*)ctx;
+static void winograd_one_task(Tasks* t, size_t task) {
   const WinogradShape* s = t->s;
   const size_t C = (size_t)s->C, O = (size_t)s->O, tc = t->per_task;
   const int64_t tH = (s->outH + 1) / 2, tW = (s->outW + 1) / 2;
@@ -255,6 +253,28 @@ static void winograd_task(void* ctx, size_t task, size_t end) {
   }
 }
 
+/* Output rows [b, e) (of batch·outH) computed directly (a filter with a NaN or an infinity). */
+typedef struct {
+  const WinogradShape* s;
+  const float *x, *w;
+  float* y;
+} DirectRows;
+
+static void direct_rows(void* ctx, size_t b, size_t e) {
+  const DirectRows* d = (const DirectRows*)ctx;
+  const WinogradShape* s = d->s;
+  for (size_t r = b; r < e; r++) {
+    const int64_t n = (int64_t)r / s->outH, oy = (int64_t)r % s->outH;
+    for (int64_t ox = 0; ox < s->outW; ox++)
+      direct_pixel(s, d->x, d->w, n, oy, ox, d->y + (r * (size_t)s->outW + (size_t)ox) * (size_t)s->O);
+  }
+}
+
+/* Tasks [b, e) (one at a time when the pool hands them out, all of them on a one-thread pool). */
+static void winograd_tasks(void* ctx, size_t b, size_t e) {
+  for (size_t task = b; task < e; task++) winograd_one_task((Tasks*)ctx, task);
+}
+
 int winograd_conv3x3(const WinogradShape* s, const float* x, const float* w, float* y, winograd_scratch_fn scratch) {
   const size_t C = (size_t)s->C, O = (size_t)s->O;
   float* u = (float*)malloc(16 * C * O * sizeof(float));
@@ -264,11 +284,13 @@ int winograd_conv3x3(const WinogradShape* s, const float* x, const float* w, flo
   pool_parallel_for(C, grain ? grain : 1, filter_transform_range, &ft);
   if (atomic_load(&ft.nonfinite)) {
     free(u);
-    return 1;
+    DirectRows d = {s, x, w, y};
+    pool_parallel_for((size_t)(s->batch * s->outH), 1, direct_rows, &d);
+    return 0;
   }
   Tasks t = {s, x, w, u, y, winograd_tile_count(s), (size_t)(s->batch * ((s->outH + 1) / 2) * ((s->outW + 1) / 2)),
              scratch, 0};
-  pool_parallel_tasks((t.tiles + t.per_task - 1) / t.per_task, winograd_task, &t);
+  pool_parallel_tasks((t.tiles + t.per_task - 1) / t.per_task, winograd_tasks, &t);
   free(u);
   return atomic_load(&t.failed) ? -1 : 0;
 }
@@ -411,6 +433,39 @@ static void gradient_output_range(void* ctx, size_t c0, size_t c1) {
   for (size_t c = c0; c < c1; c++) gradient_output_channel(g->du + c * O, g->dw + c * O, O, C * O);
 }
 
+/* The filter gradient computed directly, input channels [c0, c1) (when x or dy holds a NaN or an infinity:
+ * only products of pixels inside the image, so that the zero padding times ∞ adds no NaN). */
+typedef struct {
+  const WinogradShape* s;
+  const float *x, *dy;
+  float* dw;
+} DirectGradient;
+
+static void direct_gradient_range(void* ctx, size_t c0, size_t c1) {
+  const DirectGradient* d = (const DirectGradient*)ctx;
+  const WinogradShape* s = d->s;
+  const size_t C = (size_t)s->C, O = (size_t)s->O;
+  for (size_t c = c0; c < c1; c++) {
+    for (int64_t k = 0; k < 9; k++) memset(d->dw + ((size_t)k * C + c) * O, 0, O * sizeof(float));
+    for (int64_t n = 0; n < s->batch; n++)
+      for (int64_t oy = 0; oy < s->outH; oy++)
+        for (int64_t ox = 0; ox < s->outW; ox++) {
+          const float* g = d->dy + (size_t)((n * s->outH + oy) * s->outW + ox) * O;
+          for (int64_t ky = 0; ky < 3; ky++) {
+            const int64_t iy = oy - s->padTop + ky;
+            if (iy < 0 || iy >= s->inH) continue;
+            for (int64_t kx = 0; kx < 3; kx++) {
+              const int64_t ix = ox - s->padLeft + kx;
+              if (ix < 0 || ix >= s->inW) continue;
+              const float xv = d->x[(size_t)((n * s->inH + iy) * s->inW + ix) * C + c];
+              float* out = d->dw + ((size_t)(ky * 3 + kx) * C + c) * O;
+              for (size_t o = 0; o < O; o++) out[o] += xv * g[o];
+            }
+          }
+        }
+  }
+}
+
 int winograd_filter_gradient3x3(const WinogradShape* s, const float* x, const float* dy, float* dw,
                                 winograd_scratch_fn scratch) {
   const size_t C = (size_t)s->C, O = (size_t)s->O;
@@ -435,5 +490,10 @@ int winograd_filter_gradient3x3(const WinogradShape* s, const float* x, const fl
     pool_parallel_for(C, grain ? grain : 1, gradient_output_range, &g);
   }
   for (size_t i = 0; i < count; i++) free(t.partials[i]);
+  if (rc == 1) {
+    DirectGradient d = {s, x, dy, dw};
+    pool_parallel_for(C, 1, direct_gradient_range, &d);
+    rc = 0;
+  }
   return rc;
 }

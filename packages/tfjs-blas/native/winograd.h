@@ -24,16 +24,17 @@ size_t winograd_tile_count(const WinogradShape* s);
 /*
  * y = x ⋆ w. The products run as one-threaded sgemm calls inside tasks of the worker pool (the caller sets
  * the BLAS to one thread). Tiles whose inputs hold a NaN or an infinity are computed directly, so that special
- * values propagate as in a direct convolution. Returns 0, 1 when the filter holds a NaN or an infinity (nothing
- * written: the caller uses another method), or -1 when memory ran out.
+ * values propagate as in a direct convolution; a filter with a NaN or an infinity makes every output computed
+ * directly (only products of pixels inside the image, as the JS backend does). Returns 0, or -1 when memory ran
+ * out.
  */
 int winograd_conv3x3(const WinogradShape* s, const float* x, const float* w, float* y, winograd_scratch_fn scratch);
 
 /*
  * dw = ∂/∂w Σ dy·(x ⋆ w) (dy [batch, outH, outW, O], dw [3, 3, C, O]), the adjoint of winograd_conv3x3; each
- * thread sums its tiles' products into a partial sum of its own. Returns 0, 1 when x or dy holds a NaN or an
- * infinity (dw not written: the caller uses a direct method, where special values propagate as they should),
- * or -1 when memory ran out.
+ * thread sums its tiles' products into a partial sum of its own. When x or dy holds a NaN or an infinity, dw is
+ * computed directly instead (products of pixels inside the image only, as the JS backend does). Returns 0, or
+ * -1 when memory ran out.
  */
 int winograd_filter_gradient3x3(const WinogradShape* s, const float* x, const float* dy, float* dw,
                                 winograd_scratch_fn scratch);

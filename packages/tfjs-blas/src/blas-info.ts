@@ -83,6 +83,32 @@ export function setBlasThreads(threads: number): boolean {
   return addon.info().threads > 0;
 }
 
+/** How the `cpu-blas` backend computes 3×3, stride-1, dilation-1 convolutions (forward and both gradients). */
+export type ConvolutionMethod = 'auto' | 'im2col' | 'winograd';
+
+const CONVOLUTION_METHODS: Record<ConvolutionMethod, number> = { auto: 0, im2col: 1, winograd: 2 };
+
+/**
+ * Chooses how the `cpu-blas` backend computes 3×3, stride-1, dilation-1 convolutions: `winograd`, Winograd's
+ * F(2×2, 3×3) (2.25 times fewer multiplications; float32 results that differ from im2col's in rounding
+ * only), `im2col`, patches times the filter by sgemm, or `auto` (the default): Winograd for layers with 16
+ * input and output channels or more, im2col below. The environment variable `BILEVEL_BLAS_CONV=im2col|winograd`
+ * sets it when the addon loads. Returns false when the addon is unavailable or built on Accelerate (which
+ * always uses im2col).
+ */
+export function setConvolutionMethod(method: ConvolutionMethod): boolean {
+  const code = CONVOLUTION_METHODS[method];
+  if (code === undefined) {
+    throw new RangeError(
+      `setConvolutionMethod: method must be 'auto', 'im2col' or 'winograd' (got ${String(method)})`,
+    );
+  }
+  const { addon } = loadNativeBlas();
+  if (!addon) return false;
+  addon.setConvMethod(code);
+  return addon.info().library === 'OpenBLAS';
+}
+
 /**
  * Raw single-precision GEMM on row-major arrays, C = alpha·op(A)·op(B) + beta·C, straight to the BLAS
  * (for benchmarks and for code that manages its own buffers). Throws when the addon is unavailable.

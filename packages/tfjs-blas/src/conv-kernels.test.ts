@@ -1,8 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BLAS_BACKEND_NAME, blasInfo, isBlasAvailable, registerBlasBackend, setBlasThreads } from './index';
+import {
+  BLAS_BACKEND_NAME,
+  blasInfo,
+  isBlasAvailable,
+  registerBlasBackend,
+  setBlasThreads,
+  setConvolutionMethod,
+} from './index';
 import {
   compareBackends,
   firstMismatch,
+  maxRelativeError,
   operand,
   randInt,
   runOn,
@@ -83,6 +91,13 @@ function randomCases(seed: number, count: number, withDilation: boolean): ConvCa
 
 function caseOperands(rand: () => number, c: ConvCase): [Operand, Operand] {
   return [operand(rand, [c.batch, c.height, c.width, c.inC]), operand(rand, [c.fh, c.fw, c.inC, c.outC])];
+}
+
+/** The method of 3×3 stride-1 layers: `off` im2col, `always` Winograd whatever the channels, else the default. */
+function setWinograd(mode: 'off' | 'always' | undefined): void {
+  expect(setConvolutionMethod(mode === 'off' ? 'im2col' : mode === 'always' ? 'winograd' : 'auto')).toBe(
+    true,
+  );
 }
 
 function conv(c: ConvCase, x: tf.Tensor, w: tf.Tensor): tf.Tensor4D {
@@ -335,8 +350,10 @@ function conv(c: ConvCase, x: tf.Tensor, w: tf.Tensor): tf.Tensor4D {
     ];
     const threads = blasInfo().threads;
     try {
+      // The 3×3 stride-1 layers here go to Winograd by default: `off` keeps the tiled im2col path covered.
       for (const t of [1, 2]) {
         setBlasThreads(t);
+        setWinograd('off');
         for (const c of layers) {
           const [x, w] = caseOperands(rand, c);
           // tfjs has no gradients of dilated convolutions: those are checked forward only.
@@ -359,10 +376,12 @@ function conv(c: ConvCase, x: tf.Tensor, w: tf.Tensor): tf.Tensor4D {
       }
     } finally {
       setBlasThreads(Math.max(1, threads));
+      setWinograd(undefined);
     }
   });
 
   it('tiled convolutions propagate NaN and infinities as the JS kernels do', async () => {
+    setWinograd('off');
     const rand = seededRandom(17);
     const shape = [2, 12, 12, 16];
     const ops = [
@@ -390,6 +409,7 @@ function conv(c: ConvCase, x: tf.Tensor, w: tf.Tensor): tf.Tensor4D {
       expect(nanAt(g.values)).toEqual(nanAt(want[i].values));
       expect(firstMismatch(g.values.map(finite), want[i].values.map(finite), 1e-3)).toBe(-1);
     });
+    setWinograd(undefined);
   });
 
   it('leaves no tensor behind over many conv iterations', async () => {
@@ -416,5 +436,264 @@ function conv(c: ConvCase, x: tf.Tensor, w: tf.Tensor): tf.Tensor4D {
     }
     expect(tf.memory().numTensors).toBe(base);
     tf.dispose([x, w, bias]);
+  });
+});
+
+/** Explicit NHWC padding [[0, 0], [top, bottom], [left, right], [0, 0]]. */
+function explicitPad(top: number, bottom: number, left: number, right: number): Pad {
+  return [
+    [0, 0],
+    [top, bottom],
+    [left, right],
+    [0, 0],
+  ];
+}
+
+/** Top and left padding and the output size of a 3×3, stride-1 convolution. */
+function geometry3x3(c: ConvCase): { top: number; left: number; outH: number; outW: number } {
+  const [top, bottom, left, right] =
+    c.pad === 'same'
+      ? [1, 1, 1, 1]
+      : c.pad === 'valid'
+        ? [0, 0, 0, 0]
+        : [c.pad[1][0], c.pad[1][1], c.pad[2][0], c.pad[2][1]];
+  return { top, left, outH: c.height + top + bottom - 2, outW: c.width + left + right - 2 };
+}
+
+/**
+ * y = x ⋆ w, dx and dw of Σ y·dy for a 3×3, stride-1 convolution, summed in float64 in the order of the
+ * definition: the reference the float32 methods are measured against.
+ */
+function reference3x3(c: ConvCase, x: Float32Array, w: Float32Array, dy: Float32Array) {
+  const { top, left, outH, outW } = geometry3x3(c);
+  const { batch, height: H, width: W, inC: C, outC: O } = c;
+  const y = new Float64Array(batch * outH * outW * O);
+  const dx = new Float64Array(x.length);
+  const dw = new Float64Array(w.length);
+  for (let n = 0; n < batch; n++)
+    for (let oy = 0; oy < outH; oy++)
+      for (let ox = 0; ox < outW; ox++)
+        for (let ky = 0; ky < 3; ky++) {
+          const iy = oy - top + ky;
+          if (iy < 0 || iy >= H) continue;
+          for (let kx = 0; kx < 3; kx++) {
+            const ix = ox - left + kx;
+            if (ix < 0 || ix >= W) continue;
+            const xo = ((n * H + iy) * W + ix) * C;
+            const yo = ((n * outH + oy) * outW + ox) * O;
+            for (let ch = 0; ch < C; ch++) {
+              const wo = ((ky * 3 + kx) * C + ch) * O;
+              for (let o = 0; o < O; o++) {
+                y[yo + o] += x[xo + ch] * w[wo + o];
+                dx[xo + ch] += dy[yo + o] * w[wo + o];
+                dw[wo + o] += x[xo + ch] * dy[yo + o];
+              }
+            }
+          }
+        }
+  return [y, dx, dw];
+}
+
+(native ? describe : describe.skip)('cpu-blas Winograd F(2×2, 3×3) convolutions', () => {
+  beforeAll(() => {
+    expect(registerBlasBackend()).toBe(true);
+  });
+  afterAll(async () => {
+    setWinograd(undefined);
+    await tf.setBackend('cpu');
+  });
+
+  const case3x3 = (
+    batch: number,
+    height: number,
+    width: number,
+    inC: number,
+    outC: number,
+    pad: Pad,
+  ): ConvCase => ({
+    batch,
+    height,
+    width,
+    inC,
+    outC,
+    fh: 3,
+    fw: 3,
+    strides: [1, 1],
+    dilations: [1, 1],
+    pad,
+  });
+
+  /** y, and dx and dw of Σ y·dy: Conv2D, Conv2DBackpropInput and Conv2DBackpropFilter. */
+  const forwardBackward = (c: ConvCase) => (x: tf.Tensor, w: tf.Tensor, dy: tf.Tensor) => {
+    const [dx, dw] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(conv(c, p, q), dy)))([x, w]);
+    return [conv(c, x, w), dx, dw];
+  };
+
+  const operands = (rand: () => number, c: ConvCase): Operand[] => {
+    const { outH, outW } = geometry3x3(c);
+    return [...caseOperands(rand, c), operand(rand, [c.batch, outH, outW, c.outC])];
+  };
+
+  /*
+   * Odd sizes (tiles of 2×2 outputs cut by the image's edge), batch 1 and several, channel counts that are not
+   * multiples of the vector width, 'same', 'valid' and explicit padding (beyond fH − 1 too, where the input
+   * gradient's flipped convolution has a negative padding), a one-pixel image, and more tiles (90 and 36) than a
+   * task takes (at least 32, a quarter of the tiles on two threads).
+   */
+  const cases: ConvCase[] = [
+    case3x3(1, 7, 9, 5, 3, 'same'),
+    case3x3(3, 5, 6, 17, 19, 'valid'),
+    case3x3(2, 11, 10, 33, 16, explicitPad(2, 0, 1, 2)),
+    case3x3(2, 9, 8, 16, 20, explicitPad(3, 1, 0, 3)),
+    case3x3(1, 1, 1, 4, 6, 'same'),
+    case3x3(2, 3, 3, 2, 1, 'valid'),
+    case3x3(3, 9, 11, 20, 18, 'same'),
+    case3x3(1, 11, 12, 40, 17, 'same'),
+  ];
+
+  it('forward, input and filter gradients agree with the JS cpu backend on odd shapes, on 1 and 2 threads', async () => {
+    const rand = seededRandom(21);
+    const threads = blasInfo().threads;
+    setWinograd('always');
+    try {
+      for (const c of cases) {
+        const ops = operands(rand, c);
+        const want = await runOn('cpu', ops, forwardBackward(c));
+        for (const t of [1, 2]) {
+          setBlasThreads(t);
+          const got = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
+          const err = Math.max(...got.map((g, i) => maxRelativeError(g.values, want[i].values)));
+          expect({ threads: t, conv: describeCase(c), agrees: err < TOL }).toEqual({
+            threads: t,
+            conv: describeCase(c),
+            agrees: true,
+          });
+        }
+      }
+    } finally {
+      setBlasThreads(Math.max(1, threads));
+      setWinograd(undefined);
+    }
+  });
+
+  /*
+   * Winograd's float32 error against a float64 reference, beside the im2col path's. Both sum 9·C products per
+   * output; Winograd adds the rounding of the transforms (the inputs' transform adds or subtracts up to four
+   * values, the filter's takes halves of sums of three, the output's adds up to nine), and its products' terms
+   * are larger than the plain ones (|Bᵀ d B| up to 4·max|d|). Measured here (y, dx, dw of both layers):
+   * relative errors (max |error| / max |reference|) of 2.3e-7 to 3.2e-7 for Winograd and 1.4e-7 to 3.6e-7 for
+   * im2col, Winograd at most twice im2col's on the same output. The bound 2e-6 leaves a margin of 6 over the
+   * worst measured value; one transform coefficient off by 0.2 % (0.501 for 1/2) breaks it.
+   */
+  it('stays within 2e-6 (relative) of a float64 reference, like the im2col path', async () => {
+    const rand = seededRandom(22);
+    const measured: Record<string, number[]> = { off: [], always: [] };
+    for (const c of [case3x3(2, 12, 11, 64, 64, 'same'), case3x3(1, 9, 10, 160, 48, 'same')]) {
+      const ops = operands(rand, c);
+      const ref = reference3x3(c, ops[0].values, ops[1].values, ops[2].values);
+      for (const mode of ['off', 'always'] as const) {
+        setWinograd(mode);
+        const got = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
+        setWinograd(undefined);
+        const errs = got.map((g, i) => maxRelativeError(g.values, ref[i]));
+        measured[mode].push(...errs);
+        expect({ mode, conv: describeCase(c), within: errs.map((e) => e < 2e-6) }).toEqual({
+          mode,
+          conv: describeCase(c),
+          within: [true, true, true],
+        });
+      }
+    }
+    console.log(
+      `relative errors against float64: im2col ${measured.off.map((e) => e.toExponential(1))}, Winograd ${measured.always.map((e) => e.toExponential(1))}`,
+    );
+  });
+
+  it('takes the Winograd path by default for 3×3 stride-1 layers of 16 channels or more, with the same values', async () => {
+    const rand = seededRandom(23);
+    const c = case3x3(2, 10, 9, 16, 24, 'same');
+    const ops = operands(rand, c);
+    setWinograd('always');
+    const forced = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
+    setWinograd('off');
+    const im2col = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
+    setWinograd(undefined);
+    const byDefault = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
+    // The same method gives the same bits; the two methods round differently.
+    forced.forEach((f, i) => {
+      expect(Array.from(byDefault[i].values)).toEqual(Array.from(f.values));
+      expect(maxRelativeError(im2col[i].values, f.values)).toBeLessThan(TOL);
+    });
+    expect(forced.some((f, i) => f.values.some((v, j) => v !== im2col[i].values[j]))).toBe(true);
+  });
+
+  it('propagates NaN and infinities of x, dy and the filter as the JS kernels do', async () => {
+    const rand = seededRandom(24);
+    const c = case3x3(2, 9, 10, 18, 20, 'same');
+    const special = (shape: number[]): Operand => ({
+      values: specialValues(
+        rand,
+        shape.reduce((a, b) => a * b, 1),
+      ),
+      shape,
+    });
+    const xShape = [2, 9, 10, 18];
+    const wShape = [3, 3, 18, 20];
+    const yShape = [2, 9, 10, 20];
+    // Special values in x (forward and filter gradient), in dy (both gradients), in the filter (forward and
+    // input gradient), and sparse ones in x: a few tiles computed directly among ordinary ones.
+    const sparse = operand(rand, xShape);
+    const sparseValues = sparse.values.slice();
+    sparseValues[5] = Infinity;
+    sparseValues[18 * 47 + 3] = NaN;
+    sparseValues[sparseValues.length - 1] = -Infinity;
+    const sets: Operand[][] = [
+      [special(xShape), operand(rand, wShape), operand(rand, yShape)],
+      [operand(rand, xShape), operand(rand, wShape), special(yShape)],
+      [operand(rand, xShape), special(wShape), operand(rand, yShape)],
+      [{ values: sparseValues, shape: xShape }, operand(rand, wShape), operand(rand, yShape)],
+    ];
+    setWinograd('always');
+    try {
+      for (const ops of sets) {
+        const got = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
+        const want = await runOn('cpu', ops, forwardBackward(c));
+        got.forEach((g, i) => {
+          const finite = (v: number) => (Number.isFinite(v) ? v : 0);
+          const kind = (vs: Float32Array) =>
+            Array.from(vs, (v) => (Number.isNaN(v) ? 'NaN' : Number.isFinite(v) ? 'finite' : v));
+          expect({ set: sets.indexOf(ops), output: i, kinds: kind(g.values) }).toEqual({
+            set: sets.indexOf(ops),
+            output: i,
+            kinds: kind(want[i].values),
+          });
+          expect(firstMismatch(g.values.map(finite), want[i].values.map(finite), 1e-3)).toBe(-1);
+        });
+      }
+    } finally {
+      setWinograd(undefined);
+    }
+  });
+
+  it('empty tensors: no images, no input channels, no output channels', async () => {
+    const rand = seededRandom(25);
+    setWinograd('always');
+    try {
+      for (const c of [
+        case3x3(0, 5, 5, 4, 3, 'same'),
+        case3x3(2, 5, 5, 0, 3, 'same'),
+        case3x3(2, 5, 5, 4, 0, 'same'),
+      ]) {
+        const ops = operands(rand, c);
+        const got = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
+        const want = await runOn('cpu', ops, forwardBackward(c));
+        got.forEach((g, i) => {
+          expect(g.shape).toEqual(want[i].shape);
+          expect(Array.from(g.values)).toEqual(Array.from(want[i].values));
+        });
+      }
+    } finally {
+      setWinograd(undefined);
+    }
   });
 });

@@ -17,7 +17,15 @@ export {
   blasKernelConfigs,
   registerBlasBackend,
 } from './blas-backend';
-export { blasInfo, isBlasAvailable, setBlasThreads, sgemm, type BlasInfo } from './blas-info';
+export {
+  blasInfo,
+  isBlasAvailable,
+  setBlasThreads,
+  setConvolutionMethod,
+  sgemm,
+  type BlasInfo,
+  type ConvolutionMethod,
+} from './blas-info';
 export { BufferPool } from './buffer-pool';
 export {
   CHANNEL_AFFINE_KERNEL,

@@ -36,6 +36,8 @@ export interface NativeBlas {
   info(): NativeBlasInfo;
   /** Sets the BLAS threads (OpenBLAS's `openblas_set_num_threads`). */
   setThreads(threads: number): void;
+  /** Method of 3×3, stride-1 convolutions: 0 auto, 1 im2col, 2 Winograd (OpenBLAS builds; no effect otherwise). */
+  setConvMethod(method: number): void;
   /** C = alpha·op(A)·op(B) + beta·C (cblas_sgemm, row-major). */
   sgemm(
     transA: boolean,
