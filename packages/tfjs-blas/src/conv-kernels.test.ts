@@ -587,7 +587,6 @@ function reference3x3(c: ConvCase, x: Float32Array, w: Float32Array, dy: Float32
    */
   it('stays within 2e-6 (relative) of a float64 reference, like the im2col path', async () => {
     const rand = seededRandom(22);
-    const measured: Record<string, number[]> = { off: [], always: [] };
     for (const c of [case3x3(2, 12, 11, 64, 64, 'same'), case3x3(1, 9, 10, 160, 48, 'same')]) {
       const ops = operands(rand, c);
       const ref = reference3x3(c, ops[0].values, ops[1].values, ops[2].values);
@@ -596,7 +595,6 @@ function reference3x3(c: ConvCase, x: Float32Array, w: Float32Array, dy: Float32
         const got = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
         setWinograd(undefined);
         const errs = got.map((g, i) => maxRelativeError(g.values, ref[i]));
-        measured[mode].push(...errs);
         expect({ mode, conv: describeCase(c), within: errs.map((e) => e < 2e-6) }).toEqual({
           mode,
           conv: describeCase(c),
@@ -604,9 +602,6 @@ function reference3x3(c: ConvCase, x: Float32Array, w: Float32Array, dy: Float32
         });
       }
     }
-    console.log(
-      `relative errors against float64: im2col ${measured.off.map((e) => e.toExponential(1))}, Winograd ${measured.always.map((e) => e.toExponential(1))}`,
-    );
   });
 
   it('takes the Winograd path by default for 3×3 stride-1 layers of 16 channels or more, with the same values', async () => {
