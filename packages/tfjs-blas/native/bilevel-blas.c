@@ -154,6 +154,22 @@ static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Method of the large matrix-vector products: 0 the worker pool (matvec_pooled), 1 OpenBLAS's own threads. */
+static atomic_int matvec_method = 0;
+
+/* setMatVecMethod(method) -> the method before: 0 pool, 1 OpenBLAS (a process-wide switch, also set by
+ * BILEVEL_BLAS_MATVEC=openblas when the addon loads). */
+static napi_value js_set_matvec_method(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  int64_t m;
+  if (get_args(env, info, 1, argv, "setMatVecMethod")) return NULL;
+  if (arg_int(env, argv[0], "setMatVecMethod", "method", 0, &m)) return NULL;
+  if (m > 1) return throw_error(env, "setMatVecMethod", "method must be 0 (pool) or 1 (openblas)"), NULL;
+  const int before = atomic_exchange(&matvec_method, (int)m);
+  napi_create_int32(env, before, &result);
+  return result;
+}
+
 /* Method of the 3×3, stride-1 convolutions (winograd_applies, OpenBLAS builds). */
 static atomic_int conv_method = 0;
 static void set_conv_method(int method) { atomic_store(&conv_method, method); }
@@ -554,14 +570,12 @@ static void matvec_task(void* ctx, size_t t, size_t end) {
  * leading dimension lda. Returns 0 (nothing done) for products OpenBLAS runs on one thread anyway and when
  * the pool has one thread; the caller then runs one sgemv. */
 static int matvec_pooled(bool trans, int rows, int cols, const float* a, int lda, const float* x, float* y) {
-  /* BILEVEL_BLAS_MATVEC=openblas leaves every product to OpenBLAS's own threads. On a quiet machine the two
-   * were within the noise of each other in the speed suite (four alternated runs of the quadratic rows), the
-   * pool using less CPU time; on a loaded one the pool was 1.4-2.8x faster. */
+  /* Method 1 (setMatVecMethod, BILEVEL_BLAS_MATVEC=openblas) leaves every product to OpenBLAS's own threads.
+   * On a quiet machine the two were within the noise of each other in the speed suite (four alternated runs
+   * of the quadratic rows), the pool using less CPU time; on a loaded one the pool was 1.4-2.8x faster. */
   const size_t entries = (size_t)rows * (size_t)cols;
   if (pool_threads() < 2 || entries < MATVEC_OPENBLAS_THREADED) return 0;
-  /* Read per call (a few hundred ns against the product's microseconds), so a process can switch it. */
-  const char* mode = getenv("BILEVEL_BLAS_MATVEC");
-  if (mode != NULL && strcmp(mode, "openblas") == 0) return 0;
+  if (atomic_load(&matvec_method) == 1) return 0;
   const size_t out = (size_t)(trans ? cols : rows), inner = (size_t)(trans ? rows : cols);
   size_t chunk = MATVEC_TASK_FLOATS / inner;
   chunk = (chunk + 15) & ~(size_t)15; /* whole cache lines of y (and of A's rows when transposed) */
@@ -1466,6 +1480,8 @@ static void cleanup_pool(void* arg) {
 
 NAPI_MODULE_INIT() {
   napi_add_env_cleanup_hook(env, cleanup_pool, NULL);
+  const char* matvec = getenv("BILEVEL_BLAS_MATVEC");
+  if (matvec != NULL && strcmp(matvec, "openblas") == 0) atomic_store(&matvec_method, 1);
   const char* conv = getenv("BILEVEL_BLAS_CONV");
   if (conv != NULL && strcmp(conv, "im2col") == 0) set_conv_method(1);
   if (conv != NULL && strcmp(conv, "winograd") == 0) set_conv_method(2);
@@ -1478,6 +1494,7 @@ NAPI_MODULE_INIT() {
       {"info", NULL, js_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setConvMethod", NULL, js_set_conv_method, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setMatVecMethod", NULL, js_set_matvec_method, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sgemm", NULL, js_sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
       {"batchMatMul", NULL, js_batch_mat_mul, NULL, NULL, NULL, napi_enumerable, NULL},
       {"conv2d", NULL, js_conv2d, NULL, NULL, NULL, napi_enumerable, NULL},

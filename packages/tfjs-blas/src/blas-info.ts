@@ -109,6 +109,29 @@ export function setConvolutionMethod(method: ConvolutionMethod): boolean {
   return addon.info().library === 'OpenBLAS';
 }
 
+/** How the `cpu-blas` backend runs large matrix-vector products: see {@link setMatVecMethod}. */
+export type MatVecMethod = 'pool' | 'openblas';
+
+const MATVEC_METHODS: readonly MatVecMethod[] = ['pool', 'openblas'];
+
+/**
+ * Chooses how the `cpu-blas` backend runs matrix-vector products of more than 2^17 entries: `pool` (the
+ * default) cuts the product into tasks claimed by the addon's worker threads as they free up, each a
+ * one-threaded sgemv, so that a descheduled thread delays one task and not the whole product; `openblas` leaves
+ * it to OpenBLAS's own threads. The environment variable `BILEVEL_BLAS_MATVEC=openblas` sets it when the addon
+ * loads. Returns the method in effect before the call, or undefined when the addon is unavailable (with
+ * Accelerate the products are always Accelerate's own).
+ */
+export function setMatVecMethod(method: MatVecMethod): MatVecMethod | undefined {
+  const code = MATVEC_METHODS.indexOf(method);
+  if (code < 0) {
+    throw new RangeError(`setMatVecMethod: method must be 'pool' or 'openblas' (got ${String(method)})`);
+  }
+  const { addon } = loadNativeBlas();
+  if (!addon) return undefined;
+  return MATVEC_METHODS[addon.setMatVecMethod(code)];
+}
+
 /**
  * Raw single-precision GEMM on row-major arrays, C = alpha·op(A)·op(B) + beta·C, straight to the BLAS
  * (for benchmarks and for code that manages its own buffers). Throws when the addon is unavailable.

@@ -22,9 +22,11 @@ export {
   isBlasAvailable,
   setBlasThreads,
   setConvolutionMethod,
+  setMatVecMethod,
   sgemm,
   type BlasInfo,
   type ConvolutionMethod,
+  type MatVecMethod,
 } from './blas-info';
 export { BufferPool } from './buffer-pool';
 export {
