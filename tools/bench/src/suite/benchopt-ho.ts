@@ -6,9 +6,14 @@
 import { DataError } from '@bilevel/core';
 import { type ChartSeries, formatNumber, markdownTable } from '@bilevel/cli';
 import { labelsToClasses, readLibsvm } from '@bilevel/datasets';
-import { bandAt, bandSeries, chooseSteps, epochs } from './benchopt';
+import { bandAt, bandSeries, chooseSteps, epochs, gridRowHead, rankingAt } from './benchopt';
 import type { RunResult } from './results';
-import { BENCHOPT_HO_GRID, BENCHOPT_HO_VALIDATION_FRACTION, type LibsvmFiles, type SectionSetting } from './settings';
+import {
+  BENCHOPT_HO_GRID,
+  BENCHOPT_HO_VALIDATION_FRACTION,
+  type LibsvmFiles,
+  type SectionSetting,
+} from './settings';
 import { quantile } from './stats';
 
 /** What the files hold, as the section's problem splits them (seed 0's split when validation is held out). */
@@ -34,7 +39,11 @@ export function readLibsvmSummary(files: LibsvmFiles): LibsvmSummary {
   const validation = files.validation !== undefined ? readLibsvm(files.validation) : undefined;
   const test = files.test !== undefined ? readLibsvm(files.test) : undefined;
   const classes = labelsToClasses(train.labels, validation?.labels ?? [], test?.labels ?? []).classes;
-  if (classes < 2) throw new DataError(`${files.train}: the labels take ${classes} distinct value(s); classification needs at least 2`, files.train);
+  if (classes < 2)
+    throw new DataError(
+      `${files.train}: the labels take ${classes} distinct value(s); classification needs at least 2`,
+      files.train,
+    );
   const features = Math.max(train.features.cols, validation?.features.cols ?? 0, test?.features.cols ?? 0);
   const held = validation ? 0 : Math.round(BENCHOPT_HO_VALIDATION_FRACTION * train.features.rows);
   const trainSamples = train.features.rows - held;
@@ -46,7 +55,7 @@ export function readLibsvmSummary(files: LibsvmFiles): LibsvmSummary {
     if (n < 64) {
       throw new DataError(
         `${file}: ${n} ${what} samples${what === 'validation' && !validation ? ` (${BENCHOPT_HO_VALIDATION_FRACTION * 100} % held out of the training file)` : ''}, ` +
-          'fewer than the protocol\'s minibatch of 64',
+          "fewer than the protocol's minibatch of 64",
         file,
       );
     }
@@ -114,48 +123,67 @@ export function benchoptHoText(
       return [
         l,
         c ? `${c.steps.innerStep ?? '–'} / ${c.steps.outerStep}` : '— (no grid run completed)',
-        `${rs.length} of ${all.length}${all.length > rs.length ? ` (${all.filter((r) => r.status !== 'completed').map((r) => r.status).join(', ')})` : ''}`,
+        `${rs.length} of ${all.length}${
+          all.length > rs.length
+            ? ` (${all
+                .filter((r) => r.status !== 'completed')
+                .map((r) => r.status)
+                .join(', ')})`
+            : ''
+        }`,
         ...times.map((t) => {
           const b = bandAt(rs, section.mainMetric, t, budget);
           return b.n === 0 ? '—' : `${num(b.median)} [${num(b.q20)}, ${num(b.q80)}]`;
         }),
         lastLoss.length ? num(quantile(lastLoss, 0.5)) : '—',
         ...(hasTest
-          ? [(() => {
-              const b = bandAt(rs, 'testError', budget, budget);
-              return b.n === 0 ? '—' : pct(b.median);
-            })()]
+          ? [
+              (() => {
+                const b = bandAt(rs, 'testError', budget, budget);
+                return b.n === 0 ? '—' : pct(b.median);
+              })(),
+            ]
           : []),
-        rs.length ? formatNumber(quantile(rs.map((r) => r.steps), 0.5), 3) : '—',
-        rs.length ? formatNumber(quantile(rs.map((r) => epochs(section, r, data.trainSamples)), 0.5), 2) : '—',
+        rs.length
+          ? formatNumber(
+              quantile(
+                rs.map((r) => r.steps),
+                0.5,
+              ),
+              3,
+            )
+          : '—',
+        rs.length
+          ? formatNumber(
+              quantile(
+                rs.map((r) => epochs(section, r, data.trainSamples)),
+                0.5,
+              ),
+              2,
+            )
+          : '—',
       ];
     }),
   );
-  const ranking = labels
-    .map((l) => ({ l, v: bandAt(byMethod.get(l) ?? [], section.mainMetric, budget, budget).median }))
-    .filter((x) => Number.isFinite(x.v))
-    .sort((a, b) => a.v - b.v);
+  const ranking = rankingAt(labels, byMethod, section.mainMetric, budget);
   const gridTable = markdownTable(
     ['method', 'ρ', 'γ', 'status', 'outer steps', 'final h(x)', 'final validation loss at the iterate'],
     gridRuns.map((r) => {
-      const m = section.methods.find((x) => `${x.protocol}/${x.label}` === r.key);
       const last = r.evals.length ? r.evals[r.evals.length - 1] : undefined;
-      const c = choices.get(r.label);
-      const won = m?.grid && c?.steps.innerStep === m.grid.innerStep && c?.steps.outerStep === m.grid.outerStep;
       const ok = last && r.status === 'completed';
       return [
-        won ? `**${r.label}**` : r.label,
-        String(m?.grid?.innerStep ?? '–'),
-        String(m?.grid?.outerStep ?? '?'),
-        r.status,
-        String(r.steps),
+        ...gridRowHead(section, r, choices),
         ok && last.metrics.valueFunction !== undefined ? num(last.metrics.valueFunction) : '—',
         ok ? num(last.outerLoss) : '—',
       ];
     }),
   );
   const base = (file: string | undefined): string => (file ?? '').replace(/^.*[\\/]/, '');
-  const f = { train: base(data.files.train), validation: base(data.files.validation), test: base(data.files.test) };
+  const f = {
+    train: base(data.files.train),
+    validation: base(data.files.validation),
+    test: base(data.files.test),
+  };
   const split = data.heldOut
     ? `${data.trainSamples.toLocaleString('en-US')} training and ${data.validationSamples.toLocaleString('en-US')} validation samples ` +
       `(${BENCHOPT_HO_VALIDATION_FRACTION * 100} % of \`${f.train}\` held out, a fresh split per seed)`
@@ -175,7 +203,7 @@ export function benchoptHoText(
       "SABA's memory needs, the batched inner loss ESJ-S uses), so all nine run; a run that fails is listed below the tables. " +
       "The metric is benchopt's for ijcnn1: the value function h(x) = f(x, y*(x)), y*(x) from a full-batch L-BFGS solve " +
       `(at most ${vf.maxIterations ?? '?'} iterations, ‖∇_y g‖ ≤ ${vf.tolerance ?? '?'}, warm-started from the previous evaluation's y*), every ${formatNumber(section.evalIntervalSeconds, 3)} s ` +
-      "of training time and not charged; benchopt plots h(x) − h* on a log axis, here h(x) itself is drawn." +
+      'of training time and not charged; benchopt plots h(x) − h* on a log axis, here h(x) itself is drawn.' +
       (quick ? ' **Quick size: a smoke test, the numbers say nothing.**' : ''),
     '',
     `**Step sizes.** A grid on seed 0 with a ${formatNumber(gridSeconds, 3)} s budget: ρ ∈ {${BENCHOPT_HO_GRID.innerSteps.join(', ')}} ` +
@@ -189,8 +217,12 @@ export function benchoptHoText(
     '',
     table,
     '',
-    ranking.length ? `**Ordering at ${formatNumber(budget, 3)} s** (median h(x)): ${ranking.map((x) => `${x.l} ${num(x.v)}`).join(' < ')}.` : '',
-    failedMethods.length ? `\n**No completed tuned run:** ${failedMethods.join(', ')} (see the failures below).` : '',
+    ranking.length
+      ? `**Ordering at ${formatNumber(budget, 3)} s** (median h(x)): ${ranking.map((x) => `${x.l} ${num(x.v)}`).join(' < ')}.`
+      : '',
+    failedMethods.length
+      ? `\n**No completed tuned run:** ${failedMethods.join(', ')} (see the failures below).`
+      : '',
     '',
     '<details><summary>The step-size grid (seed 0; winners in bold)</summary>',
     '',

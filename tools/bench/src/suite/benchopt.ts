@@ -38,7 +38,10 @@ export function chooseSteps(section: SectionSetting, runs: readonly RunResult[])
     if (loss === undefined) continue;
     const best = out.get(m.grid.method);
     if (!best || loss < best.validationLoss) {
-      out.set(m.grid.method, { steps: { innerStep: m.grid.innerStep, outerStep: m.grid.outerStep }, validationLoss: loss });
+      out.set(m.grid.method, {
+        steps: { innerStep: m.grid.innerStep, outerStep: m.grid.outerStep },
+        validationLoss: loss,
+      });
     }
   }
   return out;
@@ -66,7 +69,9 @@ export function bandAt(
   t: number,
   budget = Infinity,
 ): { median: number; q20: number; q80: number; n: number } {
-  const vs = runs.map((r) => valueAt(r, metric, t, budget)).filter((v): v is number => v !== undefined && Number.isFinite(v));
+  const vs = runs
+    .map((r) => valueAt(r, metric, t, budget))
+    .filter((v): v is number => v !== undefined && Number.isFinite(v));
   return { median: quantile(vs, 0.5), q20: quantile(vs, 0.2), q80: quantile(vs, 0.8), n: vs.length };
 }
 
@@ -77,9 +82,48 @@ export function bandAt(
  */
 export function epochs(section: SectionSetting, r: RunResult, trainSamples?: number): number {
   const m = section.methods.find((x) => (x.protocol ? `${x.protocol}/${x.label}` : x.label) === r.key);
-  const options = { ...section.problem.options, ...(m?.problemOptions ?? {}) } as { trainSamples: number; batchSize?: number };
+  const options = { ...section.problem.options, ...(m?.problemOptions ?? {}) } as {
+    trainSamples: number;
+    batchSize?: number;
+  };
   const calls = r.oracleCalls?.innerGradY ?? 0;
-  return options.batchSize === undefined ? calls : (calls * options.batchSize) / (trainSamples ?? options.trainSamples);
+  return options.batchSize === undefined
+    ? calls
+    : (calls * options.batchSize) / (trainSamples ?? options.trainSamples);
+}
+
+/** Methods by their median of `metric` at time t over their runs, lowest first (methods without a value left out). */
+export function rankingAt(
+  labels: readonly string[],
+  byMethod: ReadonlyMap<string, readonly RunResult[]>,
+  metric: string,
+  t: number,
+): { l: string; v: number }[] {
+  return labels
+    .map((l) => ({ l, v: bandAt(byMethod.get(l) ?? [], metric, t, t).median }))
+    .filter((x) => Number.isFinite(x.v))
+    .sort((a, b) => a.v - b.v);
+}
+
+/** The first five cells of a grid table's row: method (bold for the grid's winner), ρ, γ, status, outer steps. */
+export function gridRowHead(
+  section: SectionSetting,
+  r: RunResult,
+  choices: ReadonlyMap<string, GridChoice>,
+): string[] {
+  const m = section.methods.find((x) => `${x.protocol}/${x.label}` === r.key);
+  const c = choices.get(r.label);
+  const won =
+    m?.grid !== undefined &&
+    c?.steps.innerStep === m.grid.innerStep &&
+    c?.steps.outerStep === m.grid.outerStep;
+  return [
+    won ? `**${r.label}**` : r.label,
+    String(m?.grid?.innerStep ?? '–'),
+    String(m?.grid?.outerStep ?? '?'),
+    r.status,
+    String(r.steps),
+  ];
 }
 
 const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(1)} %` : '—');
@@ -120,10 +164,17 @@ export function benchoptText(
   const tuned = runs.filter((r) => r.protocol?.startsWith('seed'));
   const gridRuns = runs.filter((r) => r.protocol?.startsWith('grid'));
   const labels = [...new Set(section.methods.filter((m) => m.tuned).map((m) => m.label))];
-  const byMethod = new Map(labels.map((l) => [l, tuned.filter((r) => r.label === l && r.status === 'completed')]));
+  const byMethod = new Map(
+    labels.map((l) => [l, tuned.filter((r) => r.label === l && r.status === 'completed')]),
+  );
   const budget = section.timeLimitSeconds ?? 0;
   const seeds = [...new Set(tuned.map((r) => r.protocol))].length;
-  const p = section.problem.options as { trainSamples: number; validationSamples: number; testSamples: number; batchSize: number };
+  const p = section.problem.options as {
+    trainSamples: number;
+    validationSamples: number;
+    testSamples: number;
+    batchSize: number;
+  };
   const choices = chooseSteps(section, runs);
   const gridSeconds = section.methods.find((m) => m.grid)?.timeLimitSeconds ?? budget;
   const times = [budget / 4, budget / 2, budget];
@@ -143,34 +194,50 @@ export function benchoptText(
       return [
         l,
         c ? `${c.steps.innerStep ?? '–'} / ${c.steps.outerStep}` : '— (no grid run completed)',
-        `${rs.length} of ${all.length}${all.length > rs.length ? ` (${all.filter((r) => r.status !== 'completed').map((r) => r.status).join(', ')})` : ''}`,
+        `${rs.length} of ${all.length}${
+          all.length > rs.length
+            ? ` (${all
+                .filter((r) => r.status !== 'completed')
+                .map((r) => r.status)
+                .join(', ')})`
+            : ''
+        }`,
         ...times.map((t) => {
           const b = bandAt(rs, section.mainMetric, t, budget);
           return b.n === 0 ? '—' : `${pct(b.median)} [${pct(b.q20)}, ${pct(b.q80)}]`;
         }),
-        rs.length ? formatNumber(quantile(rs.map((r) => r.steps), 0.5), 3) : '—',
-        rs.length ? formatNumber(quantile(rs.map((r) => epochs(section, r)), 0.5), 2) : '—',
+        rs.length
+          ? formatNumber(
+              quantile(
+                rs.map((r) => r.steps),
+                0.5,
+              ),
+              3,
+            )
+          : '—',
+        rs.length
+          ? formatNumber(
+              quantile(
+                rs.map((r) => epochs(section, r)),
+                0.5,
+              ),
+              2,
+            )
+          : '—',
       ];
     }),
   );
-  const ranking = labels
-    .map((l) => ({ l, v: bandAt(byMethod.get(l) ?? [], section.mainMetric, budget, budget).median }))
-    .filter((x) => Number.isFinite(x.v))
-    .sort((a, b) => a.v - b.v);
+  const ranking = rankingAt(labels, byMethod, section.mainMetric, budget);
   const gridTable = markdownTable(
     ['method', 'ρ', 'γ', 'status', 'outer steps', 'final validation loss', 'test error'],
     gridRuns.map((r) => {
-      const m = section.methods.find((x) => `${x.protocol}/${x.label}` === r.key);
       const last = r.evals.length ? r.evals[r.evals.length - 1] : undefined;
-      const won = m?.grid && choices.get(r.label)?.steps.innerStep === m.grid.innerStep && choices.get(r.label)?.steps.outerStep === m.grid.outerStep;
       return [
-        won ? `**${r.label}**` : r.label,
-        String(m?.grid?.innerStep ?? '–'),
-        String(m?.grid?.outerStep ?? '?'),
-        r.status,
-        String(r.steps),
+        ...gridRowHead(section, r, choices),
         last && r.status === 'completed' ? formatNumber(last.outerLoss, 4) : '—',
-        last && r.status === 'completed' && last.metrics.testError !== undefined ? pct(last.metrics.testError) : '—',
+        last && r.status === 'completed' && last.metrics.testError !== undefined
+          ? pct(last.metrics.testError)
+          : '—',
       ];
     }),
   );
@@ -204,9 +271,9 @@ export function benchoptText(
       : '',
     '',
     '**Reading it.** A sample weight σ(xᵢ) changes the model y only through inner steps on a batch that holds sample i ' +
-      'after xᵢ moved; the last column counts the passes over the training set made by each method\'s inner gradients. ' +
+      "after xᵢ moved; the last column counts the passes over the training set made by each method's inner gradients. " +
       'Below about one epoch the stochastic methods have hardly used the weights they learned, and their test error is ' +
-      'mostly that of the model fitted so far to the noisy labels (weights 0.5); benchopt\'s runs last many epochs.',
+      "mostly that of the model fitted so far to the noisy labels (weights 0.5); benchopt's runs last many epochs.",
     '',
     '<details><summary>The step-size grid (seed 0; winners in bold)</summary>',
     '',

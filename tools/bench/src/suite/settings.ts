@@ -4,8 +4,16 @@
  * paths on smaller problems and budgets (a smoke test for CI), so their numbers say little.
  */
 
-export type SectionId = 'quadratic' | 'hyper-representation' | 'hyper-cleaning' | 'few-shot' | 'benchopt' | 'benchopt-ho';
-export const SECTION_IDS: readonly SectionId[] = ['quadratic', 'hyper-representation', 'hyper-cleaning', 'few-shot', 'benchopt', 'benchopt-ho'];
+export type SectionId =
+  'quadratic' | 'hyper-representation' | 'hyper-cleaning' | 'few-shot' | 'benchopt' | 'benchopt-ho';
+export const SECTION_IDS: readonly SectionId[] = [
+  'quadratic',
+  'hyper-representation',
+  'hyper-cleaning',
+  'few-shot',
+  'benchopt',
+  'benchopt-ho',
+];
 
 /** A plugin by registered name, with options. */
 export interface PluginChoice {
@@ -147,7 +155,13 @@ function quadratic({ quick }: SuiteSizes): SectionSetting {
   const dimension = quick ? 300 : 1000;
   const gdInner = choice('gd', { stepSize: 0.6, maxIterations: 20 });
   const outer = choice('gd', { learningRate: 0.5 });
-  const m = (label: string, color: string, innerSolver: PluginChoice, estimator: PluginChoice, outerOptimizer = outer): MethodSetting => ({
+  const m = (
+    label: string,
+    color: string,
+    innerSolver: PluginChoice,
+    estimator: PluginChoice,
+    outerOptimizer = outer,
+  ): MethodSetting => ({
     label,
     innerSolver,
     estimator,
@@ -165,7 +179,13 @@ function quadratic({ quick }: SuiteSizes): SectionSetting {
       m(
         'qNBO (BFGS)',
         COLOR.qnboBfgs,
-        choice('lbfgs', { maxIterations: 10, warmupSteps: 3, warmupStepSize: 0.6, lineSearch: 'fixed', stepSize: 1 }),
+        choice('lbfgs', {
+          maxIterations: 10,
+          warmupSteps: 3,
+          warmupStepSize: 0.6,
+          lineSearch: 'fixed',
+          stepSize: 1,
+        }),
         choice('qnbo', { update: 'bfgs', passes: 10 }),
       ),
       m(
@@ -231,12 +251,22 @@ function hyperRepresentation({ quick }: SuiteSizes): SectionSetting {
     {
       label: 'ESJ',
       color: COLOR.esj,
-      estimator: choice('es', { directions: 1, smoothing: 0.01, distribution: 'per-tensor-unit', unbiased: false }),
+      estimator: choice('es', {
+        directions: 1,
+        smoothing: 0.01,
+        distribution: 'per-tensor-unit',
+        unbiased: false,
+      }),
     },
     {
       label: 'AID-FP',
       color: COLOR.fixedPoint,
-      estimator: choice('fixed-point', { maxIterations: 20, stepSize: 0.001, tolerance: 0, warmStart: false }),
+      estimator: choice('fixed-point', {
+        maxIterations: 20,
+        stepSize: 0.001,
+        tolerance: 0,
+        warmStart: false,
+      }),
     },
     {
       label: 'AID-CG',
@@ -351,7 +381,12 @@ function hyperCleaning({ quick }: SuiteSizes): SectionSetting {
       },
       {
         label: 'qNBO (BFGS)',
-        innerSolver: choice('lbfgs', { maxIterations: 20, tolerance: 1e-4, warmupSteps: 2, warmupStepSize: 0.5 }),
+        innerSolver: choice('lbfgs', {
+          maxIterations: 20,
+          tolerance: 1e-4,
+          warmupSteps: 2,
+          warmupStepSize: 0.5,
+        }),
         estimator: choice('qnbo', { update: 'bfgs', passes: 10, maxPasses: 20 }),
         outerOptimizer: choice('adam', { learningRate: 0.3 }),
         warmStart: true,
@@ -399,9 +434,17 @@ function fewShot({ quick }: SuiteSizes): SectionSetting {
   });
   const methods: MethodSetting[] = [
     // The authors' setting: one unit direction per tensor, unscaled (≈ ∇ₓf plus a term 1/d the size of the true one).
-    m('ESJ', COLOR.esj, choice('es', { directions: 1, smoothing: 0.01, distribution: 'per-tensor-unit', unbiased: false })),
+    m(
+      'ESJ',
+      COLOR.esj,
+      choice('es', { directions: 1, smoothing: 0.01, distribution: 'per-tensor-unit', unbiased: false }),
+    ),
     // The same directions scaled to be unbiased (each tensor's part times its size).
-    m('ESJ (unbiased)', COLOR.esjUnbiased, choice('es', { directions: 1, smoothing: 0.01, distribution: 'per-tensor-unit', unbiased: true })),
+    m(
+      'ESJ (unbiased)',
+      COLOR.esjUnbiased,
+      choice('es', { directions: 1, smoothing: 0.01, distribution: 'per-tensor-unit', unbiased: true }),
+    ),
     m('∇ₓf only (reference)', COLOR.partial, choice(PARTIAL_GRADIENT)),
     m('AID-CG', COLOR.cg, choice('cg', { maxIterations: 10 })),
   ];
@@ -466,26 +509,76 @@ function benchoptMethod(label: string, rho: number | null, gamma: number): Metho
   const base = { label, outerOptimizer, warmStart: true } as const;
   switch (label) {
     case 'SOBA':
-      return { ...base, color: '#1f77b4', innerSolver: choice('gd', { maxIterations: 1, stepSize: r }), estimator: choice('fixed-point', { maxIterations: 1, stepSize: r, warmStart: true, systemBatches: 'fresh' }) };
+      return {
+        ...base,
+        color: '#1f77b4',
+        innerSolver: choice('gd', { maxIterations: 1, stepSize: r }),
+        estimator: choice('fixed-point', {
+          maxIterations: 1,
+          stepSize: r,
+          warmStart: true,
+          systemBatches: 'fresh',
+        }),
+      };
     case 'SABA':
       // the inner solver is unused (SABA moves y itself)
-      return { ...base, color: '#d62728', innerSolver: choice('gd', { maxIterations: 1, stepSize: r }), estimator: choice('saba', { stepSize: r }) };
+      return {
+        ...base,
+        color: '#d62728',
+        innerSolver: choice('gd', { maxIterations: 1, stepSize: r }),
+        estimator: choice('saba', { stepSize: r }),
+      };
     case 'AmIGO':
-      return { ...base, color: '#2ca02c', innerSolver: choice('gd', { maxIterations: 10, stepSize: r }), estimator: choice('fixed-point', { maxIterations: 10, stepSize: r, warmStart: true, systemBatches: 'fresh' }) };
+      return {
+        ...base,
+        color: '#2ca02c',
+        innerSolver: choice('gd', { maxIterations: 10, stepSize: r }),
+        estimator: choice('fixed-point', {
+          maxIterations: 10,
+          stepSize: r,
+          warmStart: true,
+          systemBatches: 'fresh',
+        }),
+      };
     case 'StocBiO':
-      return { ...base, color: '#ff7f0e', innerSolver: choice('gd', { maxIterations: 10, stepSize: r }), estimator: choice('neumann', { terms: 10, stepSize: r, systemBatches: 'fresh' }) };
+      return {
+        ...base,
+        color: '#ff7f0e',
+        innerSolver: choice('gd', { maxIterations: 10, stepSize: r }),
+        estimator: choice('neumann', { terms: 10, stepSize: r, systemBatches: 'fresh' }),
+      };
     case 'F2SA':
-      return { ...base, color: '#9467bd', innerSolver: choice('gd', { maxIterations: 10, stepSize: r }), estimator: choice('f2sa', { multiplier: 10, multiplierGrowth: 1, steps: 10, stepSize: r }) };
+      return {
+        ...base,
+        color: '#9467bd',
+        innerSolver: choice('gd', { maxIterations: 10, stepSize: r }),
+        estimator: choice('f2sa', { multiplier: 10, multiplierGrowth: 1, steps: 10, stepSize: r }),
+      };
     case 'BOME':
-      return { ...base, color: '#8c564b', innerSolver: choice('gd', { maxIterations: 1, stepSize: r }), estimator: choice('bome', { steps: 10, stepSize: r, eta: 0.5, yStepSize: r }) };
+      return {
+        ...base,
+        color: '#8c564b',
+        innerSolver: choice('gd', { maxIterations: 1, stepSize: r }),
+        estimator: choice('bome', { steps: 10, stepSize: r, eta: 0.5, yStepSize: r }),
+      };
     case 'ESJ-S':
-      return { ...base, color: '#e377c2', innerSolver: choice('gd', { maxIterations: 10, stepSize: r }), estimator: choice('es', { directions: 10, smoothing: 0.01 }) };
+      return {
+        ...base,
+        color: '#e377c2',
+        innerSolver: choice('gd', { maxIterations: 10, stepSize: r }),
+        estimator: choice('es', { directions: 10, smoothing: 0.01 }),
+      };
     case 'qNBO':
       // deterministic (full batches): quasi-Newton inner solve and subroutine B, as in the hyper-cleaning section
       return {
         ...base,
         color: '#17becf',
-        innerSolver: choice('lbfgs', { maxIterations: 20, tolerance: 1e-4, warmupSteps: 2, warmupStepSize: 0.5 }),
+        innerSolver: choice('lbfgs', {
+          maxIterations: 20,
+          tolerance: 1e-4,
+          warmupSteps: 2,
+          warmupStepSize: 0.5,
+        }),
         estimator: choice('qnbo', { update: 'bfgs', passes: 10, maxPasses: 20 }),
         problemOptions: { batchSize: undefined, outerBatchSize: undefined },
       };
@@ -516,23 +609,20 @@ const BENCHOPT_METHODS: readonly { label: string; hasInnerStep: boolean }[] = [
 ];
 
 /**
- * benchopt's bilevel benchmark protocol for data hyper-cleaning (Dagréou, Ablin, Vaiter & Moreau, 2022; the
- * benchopt `benchmark_bilevel` repository): a linear multinomial model, 20,000 training samples with 50 % of their
- * labels corrupted, 5,000 clean validation samples, test error on the official 10,000 test images — here on
- * Fashion-MNIST (the data this machine has). Minibatches of 64 (the stochastic methods; qNBO and AID-CG are
- * deterministic and take full batches). Step sizes: a grid (BENCHOPT_GRID) on seed 0 under a short budget, the
- * pair with the lowest final validation loss wins; then every method runs on every seed under the full budget.
+ * The runs of a benchopt protocol: for every method, a grid run on seed 0 per step pair (ρ, γ) of `grid` (ρ
+ * only for methods with inner steps) under `gridSeconds`, then one tuned run per seed (its steps are the grid's
+ * winner, filled in by the suite). `quick` keeps one grid point and one seed.
  */
-function benchopt({ quick }: SuiteSizes): SectionSetting {
-  const sizes = quick
-    ? { trainSamples: 1000, validationSamples: 500, testSamples: 1000 }
-    : { trainSamples: 20000, validationSamples: 5000, testSamples: 10000 };
+function benchoptProtocolMethods(
+  grid: { readonly innerSteps: readonly number[]; readonly outerSteps: readonly number[] },
+  quick: boolean,
+  gridSeconds: number,
+): MethodSetting[] {
   const seeds = quick ? BENCHOPT_SEEDS.slice(0, 1) : BENCHOPT_SEEDS;
-  const gridSeconds = quick ? 0.5 : 5;
   const methods: MethodSetting[] = [];
   for (const m of BENCHOPT_METHODS) {
-    const rhos = m.hasInnerStep ? (quick ? [BENCHOPT_GRID.innerSteps[1]] : BENCHOPT_GRID.innerSteps) : [null];
-    const gammas = quick ? [BENCHOPT_GRID.outerSteps[2]] : BENCHOPT_GRID.outerSteps;
+    const rhos = m.hasInnerStep ? (quick ? [grid.innerSteps[1]] : grid.innerSteps) : [null];
+    const gammas = quick ? [grid.outerSteps[2]] : grid.outerSteps;
     for (const rho of rhos) {
       for (const gamma of gammas) {
         methods.push({
@@ -547,9 +637,30 @@ function benchopt({ quick }: SuiteSizes): SectionSetting {
   }
   for (const seed of seeds) {
     for (const m of BENCHOPT_METHODS) {
-      methods.push({ ...benchoptMethod(m.label, null, BENCHOPT_GRID.outerSteps[2]), protocol: `seed${seed}`, seed, tuned: true });
+      methods.push({
+        ...benchoptMethod(m.label, null, grid.outerSteps[2]),
+        protocol: `seed${seed}`,
+        seed,
+        tuned: true,
+      });
     }
   }
+  return methods;
+}
+
+/**
+ * benchopt's bilevel benchmark protocol for data hyper-cleaning (Dagréou, Ablin, Vaiter & Moreau, 2022; the
+ * benchopt `benchmark_bilevel` repository): a linear multinomial model, 20,000 training samples with 50 % of their
+ * labels corrupted, 5,000 clean validation samples, test error on the official 10,000 test images — here on
+ * Fashion-MNIST (the data this machine has). Minibatches of 64 (the stochastic methods; qNBO and AID-CG are
+ * deterministic and take full batches). Step sizes: a grid (BENCHOPT_GRID) on seed 0 under a short budget, the
+ * pair with the lowest final validation loss wins; then every method runs on every seed under the full budget.
+ */
+function benchopt({ quick }: SuiteSizes): SectionSetting {
+  const sizes = quick
+    ? { trainSamples: 1000, validationSamples: 500, testSamples: 1000 }
+    : { trainSamples: 20000, validationSamples: 5000, testSamples: 10000 };
+  const methods = benchoptProtocolMethods(BENCHOPT_GRID, quick, quick ? 0.5 : 5);
   return {
     id: 'benchopt',
     title: `benchopt's hyper-cleaning protocol, Fashion-MNIST (${sizes.trainSamples.toLocaleString('en-US')} training samples, 50 % corrupted)`,
@@ -575,7 +686,13 @@ function benchopt({ quick }: SuiteSizes): SectionSetting {
     targets: [],
     workerTimeoutSeconds: quick ? 120 : 300,
     evaluateAtIterate: true,
-    withSteps: (m, steps) => ({ ...m, ...benchoptMethod(m.label, steps.innerStep, steps.outerStep), protocol: m.protocol, seed: m.seed, tuned: true }),
+    withSteps: (m, steps) => ({
+      ...m,
+      ...benchoptMethod(m.label, steps.innerStep, steps.outerStep),
+      protocol: m.protocol,
+      seed: m.seed,
+      tuned: true,
+    }),
   };
 }
 
@@ -604,29 +721,7 @@ export const BENCHOPT_METHOD_LABELS: readonly string[] = BENCHOPT_METHODS.map((m
  * full-batch L-BFGS solve (uncharged).
  */
 function benchoptHo({ quick, libsvm }: SuiteSizes): SectionSetting {
-  const seeds = quick ? BENCHOPT_SEEDS.slice(0, 1) : BENCHOPT_SEEDS;
-  const gridSeconds = quick ? 0.1 : 4;
-  const methods: MethodSetting[] = [];
-  for (const m of BENCHOPT_METHODS) {
-    const rhos = m.hasInnerStep ? (quick ? [BENCHOPT_HO_GRID.innerSteps[1]] : BENCHOPT_HO_GRID.innerSteps) : [null];
-    const gammas = quick ? [BENCHOPT_HO_GRID.outerSteps[2]] : BENCHOPT_HO_GRID.outerSteps;
-    for (const rho of rhos) {
-      for (const gamma of gammas) {
-        methods.push({
-          ...benchoptMethod(m.label, rho, gamma),
-          protocol: `grid ρ=${rho ?? '–'} γ=${gamma}`,
-          grid: { method: m.label, innerStep: rho, outerStep: gamma },
-          timeLimitSeconds: gridSeconds,
-          seed: 0,
-        });
-      }
-    }
-  }
-  for (const seed of seeds) {
-    for (const m of BENCHOPT_METHODS) {
-      methods.push({ ...benchoptMethod(m.label, null, BENCHOPT_HO_GRID.outerSteps[2]), protocol: `seed${seed}`, seed, tuned: true });
-    }
-  }
+  const methods = benchoptProtocolMethods(BENCHOPT_HO_GRID, quick, quick ? 0.1 : 4);
   const name = libsvm ? `LIBSVM ${libsvm.train.replace(/^.*[\\/]/, '')}` : 'a LIBSVM file';
   return {
     id: 'benchopt-ho',
@@ -637,7 +732,9 @@ function benchoptHo({ quick, libsvm }: SuiteSizes): SectionSetting {
         ? {
             libsvm: {
               train: libsvm.train,
-              ...(libsvm.validation !== undefined ? { validation: libsvm.validation } : { validationFraction: BENCHOPT_HO_VALIDATION_FRACTION }),
+              ...(libsvm.validation !== undefined
+                ? { validation: libsvm.validation }
+                : { validationFraction: BENCHOPT_HO_VALIDATION_FRACTION }),
               ...(libsvm.test !== undefined ? { test: libsvm.test } : {}),
             },
           }
@@ -667,13 +764,26 @@ function benchoptHo({ quick, libsvm }: SuiteSizes): SectionSetting {
       `with the same protocol (a ρ × γ grid on seed 0, then ${BENCHOPT_SEEDS.length} seeds, minibatches of 64), and the ` +
       "median of benchopt's ijcnn1 metric, the value function h(x) = f(x, y*(x)), against training time with 20–80 % " +
       'quantile bands over seeds, and a table at fixed times.',
-    withSteps: (m, steps) => ({ ...m, ...benchoptMethod(m.label, steps.innerStep, steps.outerStep), protocol: m.protocol, seed: m.seed, tuned: true }),
+    withSteps: (m, steps) => ({
+      ...m,
+      ...benchoptMethod(m.label, steps.innerStep, steps.outerStep),
+      protocol: m.protocol,
+      seed: m.seed,
+      tuned: true,
+    }),
   };
 }
 
 /** The suite's sections, in the order they run. */
 export function suiteSettings(sizes: SuiteSizes): SectionSetting[] {
-  return [quadratic(sizes), hyperRepresentation(sizes), hyperCleaning(sizes), fewShot(sizes), benchopt(sizes), benchoptHo(sizes)];
+  return [
+    quadratic(sizes),
+    hyperRepresentation(sizes),
+    hyperCleaning(sizes),
+    fewShot(sizes),
+    benchopt(sizes),
+    benchoptHo(sizes),
+  ];
 }
 
 /** The section and method a worker runs, found again from the suite's settings. */
