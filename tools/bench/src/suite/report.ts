@@ -780,7 +780,7 @@ function benchoptSection(heading: string, o: SectionOutcome, figs: FigureWriter,
   const tuned = o.runs.filter((r) => r.protocol?.startsWith('seed') && r.status === 'completed');
   const byMethod = new Map(labels.map((l) => [l, tuned.filter((r) => r.label === l)]));
   const fig = figs.chart('benchopt-test-error-vs-time', bandSeries(s, byMethod, s.timeLimitSeconds ?? 0), {
-    title: "benchopt's hyper-cleaning protocol: test error vs training time (median, 20–80 % quantiles over seeds)",
+    title: 'benchopt hyper-cleaning: test error vs training time (median, 20–80 % quantiles over seeds)',
     xLabel: 'training time (s)',
     yLabel: 'test error',
     yScale: 'linear',
