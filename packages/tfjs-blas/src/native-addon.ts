@@ -38,6 +38,7 @@ export interface NativeBlas {
   setThreads(threads: number): void;
   /** Method of 3×3, stride-1 convolutions: 0 auto, 1 im2col, 2 Winograd (OpenBLAS builds; no effect otherwise). */
   setConvMethod(method: number): void;
+  /** Method of large matrix-vector products: 0 the worker pool, 1 OpenBLAS's threads; returns the method before. */
   setMatVecMethod(method: number): number;
   /** C = alpha·op(A)·op(B) + beta·C (cblas_sgemm, row-major). */
   sgemm(
