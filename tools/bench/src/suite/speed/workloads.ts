@@ -83,9 +83,11 @@ function quadraticWorkloads({ quick }: SpeedSizes): SpeedWorkload[] {
     family: 'quadratic',
     label: `quadratic d=${(problem.options.dimension as number).toLocaleString('en-US')}, ${label}`,
     spec: { kind: 'pipeline', problem, innerSolver, estimator, outerOptimizer, warmStart: true },
-    // 20 warm-up steps: V8 compiles the JS of a step (tape, tree algebra, kernels' glue) over the first ~20
-    // steps, which take 2–10× the steady time; the PyTorch twin gets the same warm-up (it needs none).
-    warmup: quick ? 2 : 20,
+    // 300 warm-up steps (a few seconds): V8 compiles and re-optimizes the JS of a step (tape, tree algebra,
+    // kernels' glue) over its first hundreds of calls — after 20 steps an AID-CG step still took 1.7× its
+    // steady time (7.7–8.5 ms against 4.5–4.8 ms after 500 steps, docs/performance.md), and long runs, the
+    // common case, see the steady time. The PyTorch twin gets the same warm-up (it needs little).
+    warmup: quick ? 2 : 300,
     steps: quick ? 5 : 30,
     timeoutSeconds: quick ? 120 : 300,
   });
