@@ -244,12 +244,14 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
       let c: tf.Tensor;
       let iterations: number;
       if (remote) {
-        const reply = remote.solve(this.remoteRequest(context, xSpec, gradY, seed, maxIterations));
+        const reply = this.solveRemotely(
+          remote,
+          context,
+          this.remoteRequest(context, xSpec, gradY, seed, maxIterations),
+          remoteStats,
+        );
         c = tf.tensor1d(reply.values);
         iterations = reply.iterations / offsets.shape[0];
-        this.chargeRemoteCalls(context, reply.oracleCalls);
-        remoteStats.sent = reply.bytes.sent;
-        remoteStats.received = reply.bytes.received;
       } else {
         const solve = batched ? solveBatched : solveOneByOne;
         ({ values: c, iterations } = solve(
@@ -285,11 +287,23 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
     return { hypergradient, diagnostics: { ...diagnostics, ...meter.diagnostics() } };
   }
 
-  /** The remote solves' oracle calls, charged to this run as if they had run here. */
-  private chargeRemoteCalls(context: EstimateContext, calls: PerturbedSolveReply['oracleCalls']): void {
+  /**
+   * A step's perturbed solves on the workers: their oracle calls charged to this run as if they had run here,
+   * the bytes moved recorded in `stats`.
+   */
+  private solveRemotely(
+    remote: PerturbedSolveExecutor,
+    context: EstimateContext,
+    request: PerturbedSolveRequest,
+    stats: { sent: number; received: number },
+  ): PerturbedSolveReply {
+    const reply = remote.solve(request);
     const counts: Record<string, number> = { ...context.oracles.counts };
-    for (const [k, v] of Object.entries(calls)) counts[k] = (counts[k] ?? 0) + (v ?? 0);
+    for (const [k, v] of Object.entries(reply.oracleCalls)) counts[k] = (counts[k] ?? 0) + (v ?? 0);
     context.oracles.restoreCounts(counts as unknown as typeof context.oracles.counts);
+    stats.sent = reply.bytes.sent;
+    stats.received = reply.bytes.received;
+    return reply;
   }
 
   /** The executor of the `workers` option (made once). */
@@ -401,7 +415,7 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
         const request = this.remoteRequest(context, xSpec, gradY, seed, maxIterations, {
           directionRows: U.dataSync() as Float32Array,
         });
-        const reply = remote.solve(request);
+        const reply = this.solveRemotely(remote, context, request, remoteStats);
         const J = offsets.shape[0];
         if (!reply.responses || reply.responses.length !== J * dy) {
           throw new Error(
@@ -410,9 +424,6 @@ export class EvolutionStrategiesEstimator implements HypergradientEstimator {
         }
         diffs = tf.tensor2d(reply.responses, [J, dy]);
         iterations = reply.iterations / J;
-        this.chargeRemoteCalls(context, reply.oracleCalls);
-        remoteStats.sent = reply.bytes.sent;
-        remoteStats.received = reply.bytes.received;
       } else {
         const solve = batched ? solveBatched : solveOneByOne;
         ({ values: diffs, iterations } = solve(
@@ -640,7 +651,12 @@ export function perturbedSolveBlock(
       }
       U = tf.tensor2d(request.directionRows, [dirs.count, xSpec.total]);
     } else {
-      U = sampleDirections(dirs.distribution as DirectionDistribution, dirs.count, xSpec, new Random(request.seed));
+      U = sampleDirections(
+        dirs.distribution as DirectionDistribution,
+        dirs.count,
+        xSpec,
+        new Random(request.seed),
+      );
     }
     const offsets = dirs.antithetic ? (tf.concat([U, tf.neg(U)]) as tf.Tensor2D) : U;
     const block = tf.slice(offsets, [from, 0], [to - from, xSpec.total]) as tf.Tensor2D;
@@ -659,7 +675,8 @@ export function perturbedSolveBlock(
       smoothing: dirs.smoothing,
       maxBatchSize: dirs.maxBatchSize,
     });
-    if (!responses) return { values: values.dataSync() as Float32Array, iterations: iterations * (to - from) };
+    if (!responses)
+      return { values: values.dataSync() as Float32Array, iterations: iterations * (to - from) };
     // The c_j from the responses, as the coordinator would form them.
     const c = tf.reshape(tf.matMul(values as tf.Tensor2D, tf.reshape(treeFlatten(gradY), [-1, 1])), [-1]);
     return {
