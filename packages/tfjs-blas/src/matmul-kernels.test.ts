@@ -376,6 +376,10 @@ function broadcastMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transp
           [[2], 380, 360, 1, true, false],
           [[], 1, 353, 401, false, false],
           [[], 1, 353, 401, false, true],
+          // Aᵀ·x split over A's rows into the most blocks (32; 8,192 rows), and one too wide for row blocks
+          // (more than 65,536 columns: split over columns).
+          [[], 1, 8192, 300, false, false],
+          [[], 1, 4, 70000, false, false],
         ] as [number[], number, number, number, boolean, boolean][]) {
           const ops = matmulOperands(rand, batch, batch, m, k, n, tA, tB);
           const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, (a, b) => tf.matMul(a, b, tA, tB));
