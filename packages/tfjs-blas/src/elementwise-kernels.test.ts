@@ -53,7 +53,10 @@ const SHAPE_PAIRS: [number[], number[]][] = [
   // single values of different ranks, and an empty tensor with a single value (the flat path's edges)
   [[1], [1, 1]],
   [[1, 1, 1], [1]],
-  [[5, 3], [1, 1]],
+  [
+    [5, 3],
+    [1, 1],
+  ],
   [[1], [2, 3]],
   [[0, 3], []],
   [[1], [0, 4]],
@@ -127,6 +130,43 @@ function specialOperand(rand: () => number, shape: number[]): Operand {
       expect({ shapes: [sa, sb], at }).toEqual({ shapes: [sa, sb], at: -1 });
     }
   });
+
+  it.each(binaryOps)(
+    '%s on at most 16 values (computed in JS) equals the addon on 17 (the native path), bit for bit',
+    async (name, op) => {
+      const rand = seededRandom(name.length * 104729);
+      // Values that stress the rounding: ordinary, specials, subnormals, huge (overflow), near-equal pairs.
+      const pick = (): number => {
+        const u = rand();
+        if (u < 0.15) return [NaN, Infinity, -Infinity, 0, -0][Math.floor(rand() * 5)];
+        if (u < 0.25) return (rand() - 0.5) * 2e-38 * rand();
+        if (u < 0.35) return (rand() - 0.5) * 6e38;
+        return (rand() - 0.5) * 10 ** (8 * rand() - 4);
+      };
+      const same = (x: number, y: number): boolean => Object.is(x, y) || (Number.isNaN(x) && Number.isNaN(y));
+      let compared = 0;
+      for (let round = 0; round < 40; round++) {
+        const a = Float32Array.from({ length: 17 }, pick);
+        const b = Float32Array.from({ length: 17 }, (_, i) => (rand() < 0.2 ? a[i] * (1 + 1e-7) : pick()));
+        const single: Operand = { values: Float32Array.of(pick()), shape: [] };
+        for (const withScalar of [false, true]) {
+          const bOf = (n: number): Operand => (withScalar ? single : { values: b.slice(0, n), shape: [n] });
+          const [tiny] = await runOn(
+            BLAS_BACKEND_NAME,
+            [{ values: a.slice(0, 16), shape: [16] }, bOf(16)],
+            op,
+          );
+          const [wide] = await runOn(BLAS_BACKEND_NAME, [{ values: a, shape: [17] }, bOf(17)], op);
+          for (let i = 0; i < 16; i++) {
+            const at = { round, withScalar, i, a: a[i], b: withScalar ? single.values[0] : b[i] };
+            expect({ ...at, same: same(tiny.values[i], wide.values[i]) }).toEqual({ ...at, same: true });
+            compared++;
+          }
+        }
+      }
+      expect(compared).toBe(40 * 2 * 16);
+    },
+  );
 
   it('comparisons give bool tensors and int32 operands use the JS kernels', async () => {
     await tf.setBackend(BLAS_BACKEND_NAME);

@@ -31,7 +31,15 @@ import {
   type KernelFunc,
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { float32Values, requiredInput, runCpuKernel, outputArray } from './kernel-utils';
+import {
+  SMALL_OUTPUT_LENGTH,
+  float32Values,
+  int32Arg,
+  outputArray,
+  requiredInput,
+  runCpuKernel,
+  smallScratch,
+} from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
 
 /** Op codes of the addon's `binary`: arithmetic (float32 out) and comparisons (bool out, codes >= 100). */
@@ -136,6 +144,81 @@ const UNIT_STRIDE = Int32Array.of(1);
 const SCALAR_STRIDE = Int32Array.of(0);
 const FLAT_SHAPE = new Int32Array(1);
 
+/**
+ * Outputs of at most this many elements (the flat layouts: equal shapes or a single-value operand) are computed
+ * here in JS, with the addon's float32 formulas: for a few values the call into the addon and the handing over
+ * of fresh small arrays cost more than the arithmetic.
+ */
+export const TINY_BINARY = 16;
+
+/**
+ * out[i] = op(a[i·sa], b[i·sb]) for i < n, as the addon computes it in float32: +, −, ×, ÷ of two float32 values
+ * in double rounded once to float32 give the float32 operation's result (double has more than 2·24 + 2 bits);
+ * max and min return NaN when either value is NaN, else the addon's comparison (b when they compare equal);
+ * the squared difference rounds the difference to float32 before squaring, as the addon does.
+ */
+export function tinyBinary(
+  code: number,
+  a: ArrayLike<number>,
+  sa: number,
+  b: ArrayLike<number>,
+  sb: number,
+  out: Float32Array | Uint8Array,
+  n: number,
+): void {
+  for (let i = 0; i < n; i++) {
+    const x = a[i * sa];
+    const y = b[i * sb];
+    let v: number;
+    switch (code) {
+      case 0:
+        v = x + y;
+        break;
+      case 1:
+        v = x - y;
+        break;
+      case 2:
+        v = x * y;
+        break;
+      case 3:
+        v = x / y;
+        break;
+      case 4:
+        v = x !== x || y !== y ? NaN : x > y ? x : y;
+        break;
+      case 5:
+        v = x !== x || y !== y ? NaN : x < y ? x : y;
+        break;
+      case 6: {
+        const d = Math.fround(x - y);
+        v = d * d;
+        break;
+      }
+      case 100:
+        v = x === y ? 1 : 0;
+        break;
+      case 101:
+        v = x !== y ? 1 : 0;
+        break;
+      case 102:
+        v = x < y ? 1 : 0;
+        break;
+      case 103:
+        v = x <= y ? 1 : 0;
+        break;
+      case 104:
+        v = x > y ? 1 : 0;
+        break;
+      case 105:
+        v = x >= y ? 1 : 0;
+        break;
+      default:
+        throw new Error(`cpu-blas: unknown binary op code ${code}`);
+    }
+    out[i] = v;
+  }
+}
+
 function binaryKernel(kernelName: string, code: number, comparison: boolean): KernelFunc {
   return ({ inputs, backend, attrs }) => {
     const cpu = backend as MathBackendCPU;
@@ -150,8 +233,19 @@ function binaryKernel(kernelName: string, code: number, comparison: boolean): Ke
     if (sameShape(a.shape, b.shape) || bIsScalar || aIsScalar) {
       const outShape = sameShape(a.shape, b.shape) || bIsScalar ? a.shape : b.shape;
       const size = util.sizeFromShape(outShape);
-      const out = comparison ? new Uint8Array(size) : outputArray(cpu, size);
-      if (size > 0) {
+      const small = !comparison && size < SMALL_OUTPUT_LENGTH;
+      const out = comparison ? new Uint8Array(size) : small ? smallScratch(size) : outputArray(cpu, size);
+      if (size > 0 && size <= TINY_BINARY) {
+        tinyBinary(
+          code,
+          float32Values(cpu, a),
+          aSize === size ? 1 : 0,
+          float32Values(cpu, b),
+          bSize === size ? 1 : 0,
+          out,
+          size,
+        );
+      } else if (size > 0) {
         FLAT_SHAPE[0] = size;
         requireNativeBlas().binary(
           code,
@@ -163,25 +257,26 @@ function binaryKernel(kernelName: string, code: number, comparison: boolean): Ke
           FLAT_SHAPE,
         );
       }
-      return cpu.makeTensorInfo(outShape.slice(), comparison ? 'bool' : 'float32', out);
+      return cpu.makeTensorInfo(outShape.slice(), comparison ? 'bool' : 'float32', small ? out.slice() : out);
     }
     const outShape = broadcast_util.assertAndGetBroadcastShape(a.shape, b.shape);
     const size = util.sizeFromShape(outShape);
     const layout = broadcastLayout(outShape, a.shape, b.shape);
     if (layout.shape.length > MAX_NATIVE_RANK) return runCpuKernel(kernelName, cpu, inputs, attrs);
-    const out = comparison ? new Uint8Array(size) : outputArray(cpu, size);
+    const small = !comparison && size < SMALL_OUTPUT_LENGTH;
+    const out = comparison ? new Uint8Array(size) : small ? smallScratch(size) : outputArray(cpu, size);
     if (size > 0) {
       requireNativeBlas().binary(
         code,
         float32Values(cpu, a),
-        Int32Array.from(layout.aStrides),
+        int32Arg(0, layout.aStrides),
         float32Values(cpu, b),
-        Int32Array.from(layout.bStrides),
+        int32Arg(1, layout.bStrides),
         out,
-        Int32Array.from(layout.shape),
+        int32Arg(2, layout.shape),
       );
     }
-    return cpu.makeTensorInfo(outShape, comparison ? 'bool' : 'float32', out);
+    return cpu.makeTensorInfo(outShape, comparison ? 'bool' : 'float32', small ? out.slice() : out);
   };
 }
 
@@ -190,10 +285,12 @@ function unaryKernel(kernelName: string, code: number): KernelFunc {
     const cpu = backend as MathBackendCPU;
     const x = requiredInput(inputs, 'x', kernelName);
     if (x.dtype !== 'float32') return runCpuKernel(kernelName, cpu, inputs, attrs);
-    const out = outputArray(cpu, util.sizeFromShape(x.shape));
+    const size = util.sizeFromShape(x.shape);
+    const small = size < SMALL_OUTPUT_LENGTH;
+    const out = small ? smallScratch(size) : outputArray(cpu, size);
     const alpha = typeof attrs?.alpha === 'number' ? attrs.alpha : 0;
     if (out.length > 0) requireNativeBlas().unary(code, float32Values(cpu, x), out, alpha);
-    return cpu.makeTensorInfo(x.shape, 'float32', out);
+    return cpu.makeTensorInfo(x.shape, 'float32', small ? out.slice() : out);
   };
 }
 

@@ -38,6 +38,42 @@ export function outputArray(backend: MathBackendCPU, length: number): Float32Arr
   return isPooled(backend) ? backend.allocOutput(length) : new Float32Array(length);
 }
 
+/*
+ * A typed array of at most 64 bytes lives on V8's heap; the first time native code asks for its data, V8 moves
+ * it off the heap (an allocation and a copy), and a larger one costs an allocation of its own when made. Either
+ * way a fresh small array per call costs 0.4–1 µs when handed to the addon — more than the work of a kernel on
+ * a few hundred floats. The addon's shape and stride arguments and the small outputs therefore come from
+ * arrays made once and reused: the addon only reads or writes them during the call.
+ */
+const INT32_ARGS: Int32Array[][] = [[], [], []];
+const SMALL_OUTPUTS: Float32Array[] = [];
+
+/** Outputs shorter than this go through {@link smallOutput} (the buffer pool does not keep them). */
+export const SMALL_OUTPUT_LENGTH = 64;
+
+/**
+ * `values` in a reused Int32Array (one per slot and length): for the addon's shape and stride arguments. Two
+ * arguments of the same call need different slots (0, 1, 2); the array is overwritten by the next call.
+ */
+export function int32Arg(slot: 0 | 1 | 2, values: readonly number[]): Int32Array {
+  const arrays = INT32_ARGS[slot];
+  let a = arrays[values.length];
+  if (a === undefined) a = arrays[values.length] = new Int32Array(values.length);
+  for (let i = 0; i < values.length; i++) a[i] = values[i];
+  return a;
+}
+
+/**
+ * A reused array of `length` (< {@link SMALL_OUTPUT_LENGTH}) floats for a native kernel to write; the caller
+ * copies it (`slice()`) into the output tensor's own array (copying a few floats into an array that stays on
+ * V8's heap costs less than moving a fresh one off it). Overwritten by the next call.
+ */
+export function smallScratch(length: number): Float32Array {
+  let out = SMALL_OUTPUTS[length];
+  if (out === undefined) out = SMALL_OUTPUTS[length] = new Float32Array(length);
+  return out;
+}
+
 /** Runs the pure-JS kernel `name` of the `cpu` backend on `backend` (any MathBackendCPU). */
 export function runCpuKernel(
   name: string,

@@ -10,7 +10,15 @@ import {
   type NamedAttrMap,
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { float32Values, requiredInput, runCpuKernel, outputArray } from './kernel-utils';
+import {
+  SMALL_OUTPUT_LENGTH,
+  float32Values,
+  int32Arg,
+  outputArray,
+  requiredInput,
+  runCpuKernel,
+  smallScratch,
+} from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
 
 const REDUCTIONS: Record<string, { code: number; axisAttr: 'axis' | 'reductionIndices' }> = {
@@ -61,16 +69,18 @@ function reduceKernel(kernelName: string, code: number, axisAttr: 'axis' | 'redu
       layout.shape.length <= 8;
     if (!native) return runCpuKernel(kernelName, cpu, inputs, attrs);
     const [outShape] = backend_util.computeOutAndReduceShapes(x.shape, axes);
-    const out = outputArray(cpu, util.sizeFromShape(outShape));
+    const size = util.sizeFromShape(outShape);
+    const small = size < SMALL_OUTPUT_LENGTH;
+    const out = small ? smallScratch(size) : outputArray(cpu, size);
     requireNativeBlas().reduce(
       code,
       float32Values(cpu, x),
-      Int32Array.from(layout.shape),
-      Int32Array.from(layout.reduced),
+      int32Arg(0, layout.shape),
+      int32Arg(1, layout.reduced),
       out,
     );
     const shape = a.keepDims ? backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
-    return cpu.makeTensorInfo(shape, 'float32', out);
+    return cpu.makeTensorInfo(shape, 'float32', small ? out.slice() : out);
   };
 }
 

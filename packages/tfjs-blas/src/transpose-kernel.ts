@@ -6,7 +6,7 @@ import {
   type TransposeAttrs,
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { float32Values, requiredInput, runCpuKernel, outputArray } from './kernel-utils';
+import { float32Values, int32Arg, requiredInput, runCpuKernel, outputArray } from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
 
 /**
@@ -54,8 +54,8 @@ const transpose: KernelFunc = ({ inputs, backend, attrs }) => {
   const out = outputArray(cpu, size);
   requireNativeBlas().transpose(
     float32Values(cpu, x),
-    Int32Array.from(layout.shape),
-    Int32Array.from(layout.perm),
+    int32Arg(0, layout.shape),
+    int32Arg(1, layout.perm),
     out,
   );
   return cpu.makeTensorInfo(outShape, 'float32', out);
