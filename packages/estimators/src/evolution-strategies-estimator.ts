@@ -716,10 +716,11 @@ export function sampleDirections(
     const g = tf.tensor2d(rng.normalArray(Q * d), [Q, d]);
     if (distribution === 'gaussian') return g;
     if (distribution === 'sphere') {
-      return tf.mul(tf.div(g, tf.norm(g, 'euclidean', 1, true)), Math.sqrt(d)) as tf.Tensor2D;
+      // √Σ² per row (tf.norm goes through Abs and a slow broadcasting Pow kernel).
+      return tf.mul(tf.div(g, tf.sqrt(tf.sum(tf.square(g), 1, true))), Math.sqrt(d)) as tf.Tensor2D;
     }
     const blocks = spec.names.length === 1 ? [g] : tf.split(g, spec.sizes.slice(), 1);
-    const unit = blocks.map((b) => tf.div(b, tf.norm(b, 'euclidean', 1, true)));
+    const unit = blocks.map((b) => tf.div(b, tf.sqrt(tf.sum(tf.square(b), 1, true))));
     return (unit.length === 1 ? unit[0] : tf.concat(unit, 1)) as tf.Tensor2D;
   });
 }

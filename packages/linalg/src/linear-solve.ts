@@ -43,9 +43,14 @@ export function flatOperator(matvec: MatVec, like: TensorTree): FlatOperator {
   };
 }
 
+/** √Σv², as a tensor: `tf.norm` computes |v|^2 through Abs and Pow, the second a slow broadcasting JS kernel. */
+export function euclideanNorm(v: tf.Tensor, axis?: number, keepDims = false): tf.Tensor {
+  return tf.sqrt(tf.sum(tf.square(v), axis, keepDims));
+}
+
 /** Euclidean norm of a flat vector, read synchronously. */
 export function vectorNorm(v: tf.Tensor): number {
-  const n = tf.tidy(() => tf.norm(v));
+  const n = tf.tidy(() => euclideanNorm(v));
   const value = n.dataSync()[0];
   n.dispose();
   return value;

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type TensorTree, tidy, treeFlatten, treeUnflatten } from '@bilevel/core';
-import { type LinearSolveResult, type MatVec, flatOperator } from './linear-solve';
+import { type LinearSolveResult, type MatVec, euclideanNorm, flatOperator, vectorNorm } from './linear-solve';
 import type { LbfgsMemory } from './lbfgs-memory';
 import { createPairMemory } from './pair-memories';
 import type { Sr1Memory } from './sr1-memory';
@@ -80,9 +80,7 @@ export function quasiNewtonSolve(
   });
   const bFlat = tidy(() => treeFlatten(b));
   try {
-    const normTensor = tf.tidy(() => tf.norm(bFlat));
-    const bNorm = normTensor.dataSync()[0];
-    normTensor.dispose();
+    const bNorm = vectorNorm(bFlat);
     const apply = (v: tf.Tensor1D) => op.apply(v);
     const result =
       pairs === 'steps'
@@ -133,7 +131,7 @@ function steps(
       const u2 = tf.add(uj, d) as tf.Tensor1D;
       const g2 = tf.sub(apply(u2), b) as tf.Tensor1D;
       memory.push(d, tf.sub(g2, gj) as tf.Tensor1D);
-      return { u2, g2, res: tf.norm(g2).dataSync()[0] };
+      return { u2, g2, res: euclideanNorm(g2).dataSync()[0] };
     });
     uj.dispose();
     gj.dispose();
@@ -161,7 +159,7 @@ function directions(
     residual = tidy(() => {
       const uj = memory.applyFlat(b);
       const r = apply(uj);
-      const res = tf.norm(tf.sub(r, b)).dataSync()[0];
+      const res = euclideanNorm(tf.sub(r, b)).dataSync()[0];
       memory.push(uj, r);
       return res;
     });

@@ -17,6 +17,7 @@ import { BufferPool } from './buffer-pool';
 import { convKernelConfigs } from './conv-kernels';
 import { elementwiseKernelConfigs } from './elementwise-kernels';
 import { gatherKernelConfigs } from './gather-kernel';
+import { joinKernelConfigs } from './join-kernels';
 import { matMulKernelConfigs } from './matmul-kernels';
 import { poolKernelConfigs } from './pool-kernels';
 import { reduceKernelConfigs } from './reduce-kernels';
@@ -113,6 +114,7 @@ export function blasKernelConfigs(backendName: string = BLAS_BACKEND_NAME): Kern
     ...transposeKernelConfigs(backendName),
     ...convNetKernelConfigs(backendName),
     ...gatherKernelConfigs(backendName),
+    ...joinKernelConfigs(backendName),
   ];
 }
 
