@@ -1293,6 +1293,47 @@ static int arg_pool(napi_env env, napi_value v, const char* fn, Pool* p) {
   return 0;
 }
 
+/* Pooling on the worker pool: the forward by output rows (n, oy), which write disjoint outputs; the gradient by
+ * output rows when windows never overlap vertically (stride >= window height: distinct rows scatter into
+ * distinct input rows), else by images. Each output row is computed as before, in the same order, so the
+ * results do not depend on the split. */
+typedef struct {
+  const Pool* p;
+  const float *x, *dy;
+  float* out;
+  int by_rows;
+  atomic_int* failed; /* set by a unit that could not allocate its scratch (the gradient) */
+} PoolTask;
+
+/* Work per output row, in window-element visits, for the grain of the split. */
+static size_t pool_row_work(const Pool* p) {
+  const size_t w = (size_t)(p->outW * p->fH * p->fW * p->C);
+  return w ? w : 1;
+}
+
+static void max_pool_rows(void* ctx, size_t r0, size_t r1) {
+  const PoolTask* t = (const PoolTask*)ctx;
+  const Pool* p = t->p;
+  const size_t C = (size_t)p->C;
+  for (size_t r = r0; r < r1; r++) {
+    const int64_t b = (int64_t)r / p->outH, oy = (int64_t)r % p->outH;
+    const float* img = t->x + (size_t)(b * p->inH * p->inW) * C;
+    const int64_t y0 = oy * p->sH - p->padTop;
+    const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + p->fH < p->inH ? y0 + p->fH : p->inH;
+    for (int64_t ox = 0; ox < p->outW; ox++) {
+      const int64_t x0 = ox * p->sW - p->padLeft;
+      const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + p->fW < p->inW ? x0 + p->fW : p->inW;
+      float* o = t->out + (size_t)((b * p->outH + oy) * p->outW + ox) * C;
+      for (size_t c = 0; c < C; c++) o[c] = -INFINITY;
+      for (int64_t iy = ya; iy < yb; iy++)
+        for (int64_t ix = xa; ix < xb; ix++) {
+          const float* v = img + (size_t)(iy * p->inW + ix) * C;
+          for (size_t c = 0; c < C; c++) o[c] = v[c] > o[c] ? v[c] : o[c];
+        }
+    }
+  }
+}
+
 /* maxPool(x, out, geometry): the max over each window's in-bounds pixels (NaN never wins, as in the JS
  * kernel); -Infinity for a window with none. */
 static napi_value js_max_pool(napi_env env, napi_callback_info info) {
@@ -1308,25 +1349,50 @@ static napi_value js_max_pool(napi_env env, napi_callback_info info) {
   const size_t C = (size_t)p.C;
   if (lx != (size_t)(p.batch * p.inH * p.inW) * C || ly != (size_t)(p.batch * p.outH * p.outW) * C)
     return throw_error(env, fn, "x or out does not match the geometry"), NULL;
-  for (int64_t b = 0; b < p.batch; b++) {
-    const float* img = x + (size_t)(b * p.inH * p.inW) * C;
-    for (int64_t oy = 0; oy < p.outH; oy++) {
-      const int64_t y0 = oy * p.sH - p.padTop;
-      const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + p.fH < p.inH ? y0 + p.fH : p.inH;
-      for (int64_t ox = 0; ox < p.outW; ox++) {
-        const int64_t x0 = ox * p.sW - p.padLeft;
-        const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + p.fW < p.inW ? x0 + p.fW : p.inW;
-        float* o = y + (size_t)((b * p.outH + oy) * p.outW + ox) * C;
-        for (size_t c = 0; c < C; c++) o[c] = -INFINITY;
-        for (int64_t iy = ya; iy < yb; iy++)
-          for (int64_t ix = xa; ix < xb; ix++) {
-            const float* v = img + (size_t)(iy * p.inW + ix) * C;
-            for (size_t c = 0; c < C; c++) o[c] = v[c] > o[c] ? v[c] : o[c];
-          }
-      }
+  PoolTask t = {&p, x, NULL, y, 1, NULL};
+  pool_parallel_for((size_t)(p.batch * p.outH), PARALLEL_GRAIN / pool_row_work(&p) + 1, max_pool_rows, &t);
+  return NULL;
+}
+
+static void zero_range(void* ctx, size_t b, size_t e) { memset((float*)ctx + b, 0, (e - b) * sizeof(float)); }
+
+/* Units [u0, u1) of the gradient: output rows (by_rows) or whole images. */
+static void max_pool_grad_units(void* ctx, size_t u0, size_t u1) {
+  const PoolTask* t = (const PoolTask*)ctx;
+  const Pool* p = t->p;
+  const size_t C = (size_t)p->C;
+  float* best = (float*)malloc(C * sizeof(float));
+  int64_t* where = (int64_t*)malloc(C * sizeof(int64_t));
+  if (!best || !where) {
+    free(best);
+    free(where);
+    atomic_store(t->failed, 1);
+    return;
+  }
+  const size_t rows = t->by_rows ? 1 : (size_t)p->outH;
+  for (size_t r = u0 * rows; r < u1 * rows; r++) {
+    const int64_t b = (int64_t)r / p->outH, oy = (int64_t)r % p->outH;
+    const size_t base = (size_t)(b * p->inH * p->inW) * C;
+    const int64_t y0 = oy * p->sH - p->padTop;
+    const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + p->fH < p->inH ? y0 + p->fH : p->inH;
+    for (int64_t ox = 0; ox < p->outW; ox++) {
+      const int64_t x0 = ox * p->sW - p->padLeft;
+      const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + p->fW < p->inW ? x0 + p->fW : p->inW;
+      for (size_t c = 0; c < C; c++) best[c] = -INFINITY, where[c] = -1;
+      for (int64_t iy = ya; iy < yb; iy++)
+        for (int64_t ix = xa; ix < xb; ix++) {
+          const size_t off = base + (size_t)(iy * p->inW + ix) * C;
+          const float* v = t->x + off;
+          for (size_t c = 0; c < C; c++)
+            if (v[c] > best[c]) best[c] = v[c], where[c] = (int64_t)(off + c);
+        }
+      const float* g = t->dy + (size_t)((b * p->outH + oy) * p->outW + ox) * C;
+      for (size_t c = 0; c < C; c++)
+        if (where[c] >= 0) t->out[where[c]] += g[c];
     }
   }
-  return NULL;
+  free(best);
+  free(where);
 }
 
 /* maxPoolGrad(dy, x, dx, geometry): each window's dy goes to its max pixel — the first strictly greater one
@@ -1345,39 +1411,15 @@ static napi_value js_max_pool_grad(napi_env env, napi_callback_info info) {
   const size_t C = (size_t)p.C;
   if (lx != (size_t)(p.batch * p.inH * p.inW) * C || ldx != lx || ldy != (size_t)(p.batch * p.outH * p.outW) * C)
     return throw_error(env, fn, "dy, x or dx does not match the geometry"), NULL;
-  memset(dx, 0, ldx * sizeof(float));
-  if (C == 0) return NULL;
-  float* best = (float*)malloc(C * sizeof(float));
-  int64_t* where = (int64_t*)malloc(C * sizeof(int64_t));
-  if (!best || !where) {
-    free(best);
-    free(where);
-    return throw_error(env, fn, "out of memory"), NULL;
-  }
-  for (int64_t b = 0; b < p.batch; b++) {
-    const size_t base = (size_t)(b * p.inH * p.inW) * C;
-    for (int64_t oy = 0; oy < p.outH; oy++) {
-      const int64_t y0 = oy * p.sH - p.padTop;
-      const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + p.fH < p.inH ? y0 + p.fH : p.inH;
-      for (int64_t ox = 0; ox < p.outW; ox++) {
-        const int64_t x0 = ox * p.sW - p.padLeft;
-        const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + p.fW < p.inW ? x0 + p.fW : p.inW;
-        for (size_t c = 0; c < C; c++) best[c] = -INFINITY, where[c] = -1;
-        for (int64_t iy = ya; iy < yb; iy++)
-          for (int64_t ix = xa; ix < xb; ix++) {
-            const size_t off = base + (size_t)(iy * p.inW + ix) * C;
-            const float* v = x + off;
-            for (size_t c = 0; c < C; c++)
-              if (v[c] > best[c]) best[c] = v[c], where[c] = (int64_t)(off + c);
-          }
-        const float* g = dy + (size_t)((b * p.outH + oy) * p.outW + ox) * C;
-        for (size_t c = 0; c < C; c++)
-          if (where[c] >= 0) dx[where[c]] += g[c];
-      }
-    }
-  }
-  free(best);
-  free(where);
+  pool_parallel_for(ldx, PARALLEL_GRAIN, zero_range, dx);
+  if (C == 0 || p.outH == 0) return NULL;
+  const int by_rows = p.sH >= p.fH;
+  atomic_int failed = 0;
+  PoolTask t = {&p, x, dy, dx, by_rows, &failed};
+  const size_t units = (size_t)p.batch * (by_rows ? (size_t)p.outH : 1);
+  const size_t work = pool_row_work(&p) * (by_rows ? 1 : (size_t)p.outH);
+  pool_parallel_for(units, PARALLEL_GRAIN / work + 1, max_pool_grad_units, &t);
+  if (atomic_load(&failed)) return throw_error(env, fn, "out of memory"), NULL;
   return NULL;
 }
 

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BLAS_BACKEND_NAME, blasInfo, isBlasAvailable, registerBlasBackend } from './index';
+import { BLAS_BACKEND_NAME, blasInfo, isBlasAvailable, registerBlasBackend, setBlasThreads } from './index';
 import {
   compareBackends,
   firstMismatch,
@@ -45,6 +45,46 @@ if (!native)
       expect({ shape, f, s, pad, agrees: err < 1e-6 }).toEqual({ shape, f, s, pad, agrees: true });
     }
   });
+
+  it.each([
+    ['2×2, stride 2 (the ResNet-12 pools: the gradient split by output rows)', 2, 2, 'valid'],
+    ['3×3, stride 2, same padding (overlapping windows: the gradient split by images)', 3, 2, 'same'],
+    ['3×3, stride 1 (overlapping rows and columns)', 3, 1, 'same'],
+  ] as [string, number, number, 'same' | 'valid'][])(
+    'large inputs split over two threads agree exactly with the JS kernel: %s',
+    async (_name, f, s, pad) => {
+      const threads = blasInfo().threads;
+      setBlasThreads(2);
+      try {
+        const rand = seededRandom(43 + f * 10 + s);
+        // 4 images of 22×20 with 40 channels: every pass has far more than the 2 × 32,768 window visits that
+        // the pool splits; ties (rounded values) exercise the first-max rule in each thread's share.
+        const x: Operand = {
+          values: operand(rand, [4, 22, 20, 40]).values.map((v) => Math.round(v * 4) / 4),
+          shape: [4, 22, 20, 40],
+        };
+        const fn = (t: tf.Tensor) => {
+          const y = tf.maxPool(t as tf.Tensor4D, f, s, pad);
+          const w = tf.reshape(tf.range(0, y.size, 1, 'float32'), y.shape);
+          return [
+            y,
+            tf.grad((p: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(p as tf.Tensor4D, f, s, pad), w)))(t),
+          ];
+        };
+        const got = await runOn(BLAS_BACKEND_NAME, [x], fn);
+        const want = await runOn('cpu', [x], fn);
+        expect(blasInfo().threads).toBe(2);
+        got.forEach((g, j) =>
+          expect({ output: j, mismatch: firstMismatch(g.values, want[j].values, 0) }).toEqual({
+            output: j,
+            mismatch: -1,
+          }),
+        );
+      } finally {
+        setBlasThreads(Math.max(1, threads));
+      }
+    },
+  );
 
   it('ties go to the first max pixel, and windows of -Infinity pass no gradient, as in the JS kernel', async () => {
     const ops: Operand[] = [
