@@ -1395,6 +1395,69 @@ static void max_pool_grad_units(void* ctx, size_t u0, size_t u1) {
   free(where);
 }
 
+/* Output rows [r0, r1) of the gradient when windows never overlap (stride >= window, both ways): each output row
+ * owns a band of input rows, which it zeroes and then fills window by window — per channel the index of the
+ * first strictly greater pixel (in the window's row-major order, as below), then every pixel of the window
+ * written at once: 0 + dy at that index (as the scatter's dx += dy on zeros gives), 0 elsewhere. No scatter
+ * and no separate zeroing pass; both loops run over contiguous channels. */
+VECTOR_CLONES
+static void max_pool_grad_window(const float* const* px, int n, const float* restrict g, float* const* pdx, size_t C,
+                                 float* restrict best, int32_t* restrict idx) {
+  for (size_t c = 0; c < C; c++) best[c] = -INFINITY, idx[c] = -1;
+  for (int k = 0; k < n; k++) {
+    const float* restrict v = px[k];
+    for (size_t c = 0; c < C; c++) {
+      const int gt = v[c] > best[c];
+      best[c] = gt ? v[c] : best[c];
+      idx[c] = gt ? k : idx[c];
+    }
+  }
+  for (int k = 0; k < n; k++) {
+    float* restrict d = pdx[k];
+    for (size_t c = 0; c < C; c++) d[c] = idx[c] == k ? 0.f + g[c] : 0.f;
+  }
+}
+
+static void max_pool_grad_disjoint(void* ctx, size_t r0, size_t r1) {
+  const PoolTask* t = (const PoolTask*)ctx;
+  const Pool* p = t->p;
+  const size_t C = (size_t)p->C;
+  const int window = (int)(p->fH * p->fW);
+  float* best = (float*)malloc(C * sizeof(float));
+  int32_t* idx = (int32_t*)malloc(C * sizeof(int32_t));
+  const float** px = (const float**)malloc((size_t)window * sizeof(float*));
+  float** pdx = (float**)malloc((size_t)window * sizeof(float*));
+  if (!best || !idx || !px || !pdx) {
+    free(best), free(idx), free(px), free(pdx);
+    atomic_store(t->failed, 1);
+    return;
+  }
+  for (size_t r = r0; r < r1; r++) {
+    const int64_t b = (int64_t)r / p->outH, oy = (int64_t)r % p->outH;
+    const size_t base = (size_t)(b * p->inH * p->inW) * C;
+    const int64_t y0 = oy * p->sH - p->padTop;
+    /* This row's band of input rows: from its window's top (0 for the first row) to the next row's (inH for
+     * the last); the bands of an image's output rows cover its input rows once. */
+    const int64_t bandTop = oy == 0 ? 0 : (y0 < 0 ? 0 : y0);
+    const int64_t bandEnd = oy == p->outH - 1 ? p->inH : (y0 + p->sH < p->inH ? y0 + p->sH : p->inH);
+    if (bandEnd > bandTop) memset(t->out + base + (size_t)(bandTop * p->inW) * C, 0, (size_t)((bandEnd - bandTop) * p->inW) * C * sizeof(float));
+    const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + p->fH < p->inH ? y0 + p->fH : p->inH;
+    for (int64_t ox = 0; ox < p->outW; ox++) {
+      const int64_t x0 = ox * p->sW - p->padLeft;
+      const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + p->fW < p->inW ? x0 + p->fW : p->inW;
+      int n = 0;
+      for (int64_t iy = ya; iy < yb; iy++)
+        for (int64_t ix = xa; ix < xb; ix++, n++) {
+          const size_t off = base + (size_t)(iy * p->inW + ix) * C;
+          px[n] = t->x + off;
+          pdx[n] = t->out + off;
+        }
+      if (n > 0) max_pool_grad_window(px, n, t->dy + (size_t)((b * p->outH + oy) * p->outW + ox) * C, pdx, C, best, idx);
+    }
+  }
+  free(best), free(idx), free(px), free(pdx);
+}
+
 /* maxPoolGrad(dy, x, dx, geometry): each window's dy goes to its max pixel — the first strictly greater one
  * in row-major window order, as the JS kernel picks it; a window without one (all -Infinity or NaN) passes
  * nothing. */
@@ -1411,10 +1474,16 @@ static napi_value js_max_pool_grad(napi_env env, napi_callback_info info) {
   const size_t C = (size_t)p.C;
   if (lx != (size_t)(p.batch * p.inH * p.inW) * C || ldx != lx || ldy != (size_t)(p.batch * p.outH * p.outW) * C)
     return throw_error(env, fn, "dy, x or dx does not match the geometry"), NULL;
+  atomic_int failed = 0;
+  if (C > 0 && p.batch > 0 && p.outH > 0 && p.outW > 0 && p.sH >= p.fH && p.sW >= p.fW) {
+    PoolTask t = {&p, x, dy, dx, 1, &failed};
+    pool_parallel_for((size_t)(p.batch * p.outH), PARALLEL_GRAIN / pool_row_work(&p) + 1, max_pool_grad_disjoint, &t);
+    if (atomic_load(&failed)) return throw_error(env, fn, "out of memory"), NULL;
+    return NULL;
+  }
   pool_parallel_for(ldx, PARALLEL_GRAIN, zero_range, dx);
   if (C == 0 || p.outH == 0) return NULL;
   const int by_rows = p.sH >= p.fH;
-  atomic_int failed = 0;
   PoolTask t = {&p, x, dy, dx, by_rows, &failed};
   const size_t units = (size_t)p.batch * (by_rows ? (size_t)p.outH : 1);
   const size_t work = pool_row_work(&p) * (by_rows ? 1 : (size_t)p.outH);

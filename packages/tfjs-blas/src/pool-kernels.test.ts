@@ -86,6 +86,77 @@ if (!native)
     },
   );
 
+  it('non-overlapping windows (stride ≥ window: the gradient’s band path) with gaps, leftovers, padding and special values', async () => {
+    const rand = seededRandom(47);
+    let cases = 0;
+    for (const [f, st] of [
+      [
+        [2, 2],
+        [2, 2],
+      ],
+      [
+        [2, 2],
+        [3, 2],
+      ],
+      [
+        [1, 2],
+        [2, 3],
+      ],
+      [
+        [3, 3],
+        [3, 3],
+      ],
+      [
+        [2, 3],
+        [4, 3],
+      ],
+    ] as [[number, number], [number, number]][]) {
+      for (const pad of ['same', 'valid'] as const) {
+        const shape = [2, randInt(rand, f[0], 11), randInt(rand, f[1], 11), randInt(rand, 1, 19)];
+        const x = operand(rand, shape);
+        // Ties, NaN and -Infinity among the inputs (NaN never wins; a window of -Infinity passes nothing).
+        for (let i = 0; i < x.values.length; i++) {
+          const u = rand();
+          if (u < 0.05) x.values[i] = NaN;
+          else if (u < 0.1) x.values[i] = -Infinity;
+          else if (u < 0.3) x.values[i] = Math.round(x.values[i]);
+        }
+        const fn = (t: tf.Tensor) => {
+          // A disposed array of x's size filled with 7s: the backend hands it out again (the gradient's dx
+          // must then be fully written, zeros included).
+          tf.mul(tf.onesLike(t), 7).dispose();
+          const y = tf.maxPool(t as tf.Tensor4D, f, st, pad);
+          const w = tf.reshape(tf.range(1, y.size + 1, 1, 'float32'), y.shape);
+          return [
+            y,
+            tf.grad((p: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(p as tf.Tensor4D, f, st, pad), w)))(t),
+          ];
+        };
+        const got = await runOn(BLAS_BACKEND_NAME, [x], fn);
+        const want = await runOn('cpu', [x], fn);
+        got.forEach((g, j) =>
+          expect({
+            f,
+            st,
+            pad,
+            shape,
+            output: j,
+            mismatch: firstMismatch(g.values, want[j].values, 0),
+          }).toEqual({
+            f,
+            st,
+            pad,
+            shape,
+            output: j,
+            mismatch: -1,
+          }),
+        );
+        cases++;
+      }
+    }
+    expect(cases).toBe(10);
+  });
+
   it('ties go to the first max pixel, and windows of -Infinity pass no gradient, as in the JS kernel', async () => {
     const ops: Operand[] = [
       { values: new Float32Array(2 * 4 * 4 * 2).fill(1), shape: [2, 4, 4, 2] },
