@@ -576,13 +576,15 @@ typedef struct {
   float* partials;
 } MatVecRows;
 
-static void matvec_rows_task(void* ctx, size_t t, size_t end) {
-  (void)end;
+/* Blocks [b, e) (one at a time when the pool hands them out, all of them on a one-thread pool). */
+static void matvec_rows_task(void* ctx, size_t b, size_t e) {
   const MatVecRows* mv = (const MatVecRows*)ctx;
-  const int r0 = (int)t * mv->block;
-  const int n = r0 + mv->block > mv->rows ? mv->rows - r0 : mv->block;
-  cblas_sgemv(CblasRowMajor, CblasTrans, n, mv->cols, 1.f, mv->a + (size_t)r0 * (size_t)mv->lda, mv->lda, mv->x + r0,
-              1, 0.f, mv->partials + t * (size_t)mv->cols, 1);
+  for (size_t t = b; t < e; t++) {
+    const int r0 = (int)t * mv->block;
+    const int n = r0 + mv->block > mv->rows ? mv->rows - r0 : mv->block;
+    cblas_sgemv(CblasRowMajor, CblasTrans, n, mv->cols, 1.f, mv->a + (size_t)r0 * (size_t)mv->lda, mv->lda,
+                mv->x + r0, 1, 0.f, mv->partials + t * (size_t)mv->cols, 1);
+  }
 }
 
 typedef struct {
