@@ -380,6 +380,14 @@ function broadcastMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transp
           // (more than 65,536 columns: split over columns).
           [[], 1, 8192, 300, false, false],
           [[], 1, 4, 70000, false, false],
+          // A few rows times a large matrix (B in row blocks, ordered partial sums), A as stored or transposed,
+          // batched; and a large matrix times a few columns (A in row blocks), B as stored or transposed.
+          [[], 10, 1000, 300, false, false],
+          [[], 10, 1000, 300, true, false],
+          [[2], 7, 640, 410, false, false],
+          [[], 300, 1000, 10, false, false],
+          [[], 300, 1000, 10, false, true],
+          [[], 513, 260, 16, false, false],
         ] as [number[], number, number, number, boolean, boolean][]) {
           const ops = matmulOperands(rand, batch, batch, m, k, n, tA, tB);
           const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, (a, b) => tf.matMul(a, b, tA, tB));
