@@ -627,8 +627,9 @@ static int matvec_rows(int rows, int cols, const float* a, int lda, const float*
   return 1;
 }
 
-/* C [m, n] = op(A) [m, k] · B [k, n] for a few rows m: B cut into blocks of consecutive rows, each task a
- * one-threaded sgemm of A's matching columns with its block (streamed once, used for all m rows) into a
+/* C [m, n] = op(A) [m, k] · B [k, n] for a few rows m (or a few columns n and k ≥ 4m): B cut into blocks of
+ * consecutive rows, each task a one-threaded sgemm of A's matching columns with its block (streamed once, used
+ * for all m rows) into a
  * partial product of its own, the partials added in block order (the same result whichever thread ran which
  * block). OpenBLAS's threaded sgemm took 0.8-0.9 ms for [10, 1,000]·[1,000, 1,000] (about 20 GFLOP/s), twice
  * [20, 1,000]'s time per row. Returns 0 (nothing done) outside its range. */
@@ -654,9 +655,12 @@ static void gemm_rows_task(void* ctx, size_t b, size_t e) {
 }
 
 static int gemm_rows(bool ta, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c) {
-  if (m < 2 || m > GEMM_ROWS_MAX_M || pool_threads() < 2 || atomic_load(&matvec_method) == 1) return 0;
-  if ((size_t)k * (size_t)n < 2 * MATVEC_TASK_FLOATS) return 0;
-  int block = (int)(MATVEC_TASK_FLOATS / (size_t)n);
+  /* A few rows, or a few columns and a long inner dimension (Xᵀ·R of a linear model's gradient, [784, 5,000]·
+   * [5,000, 10]: the partials are small beside the blocks). */
+  const int few_rows = m >= 2 && m <= GEMM_ROWS_MAX_M, long_inner = n >= 2 && n <= GEMM_ROWS_MAX_M && k >= 4 * m;
+  if (!(few_rows || long_inner) || pool_threads() < 2 || atomic_load(&matvec_method) == 1) return 0;
+  if ((size_t)k * (size_t)(few_rows ? n : m) < 2 * MATVEC_TASK_FLOATS) return 0;
+  int block = (int)(MATVEC_TASK_FLOATS / (size_t)(few_rows ? n : m));
   if (block < 16) block = 16;
   if ((k + block - 1) / block > MATVEC_T_BLOCKS) block = (k + MATVEC_T_BLOCKS - 1) / MATVEC_T_BLOCKS;
   const size_t blocks = (size_t)((k + block - 1) / block), size = (size_t)m * (size_t)n;

@@ -388,6 +388,9 @@ function broadcastMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transp
           [[], 300, 1000, 10, false, false],
           [[], 300, 1000, 10, false, true],
           [[], 513, 260, 16, false, false],
+          // A few columns and a long inner dimension (a linear model's Xᵀ·R): B in row blocks, partial sums.
+          [[], 200, 1500, 10, true, false],
+          [[], 150, 1300, 3, false, false],
         ] as [number[], number, number, number, boolean, boolean][]) {
           const ops = matmulOperands(rand, batch, batch, m, k, n, tA, tB);
           const err = await compareBackends(BLAS_BACKEND_NAME, 'cpu', ops, (a, b) => tf.matMul(a, b, tA, tB));
