@@ -576,6 +576,16 @@ static void matvec_task(void* ctx, size_t t, size_t end) {
 #define MATVEC_T_BLOCKS 32
 #define MATVEC_T_MAX_COLS 65536
 
+/* Blocks of consecutive rows for a task each: about MATVEC_TASK_FLOATS values of `row_len` (at least 16 rows),
+ * at most MATVEC_T_BLOCKS blocks. Sets *block to the rows per block and returns the number of blocks. */
+static size_t row_blocks(int rows, size_t row_len, int* block) {
+  int b = (int)(MATVEC_TASK_FLOATS / (row_len ? row_len : 1));
+  if (b < 16) b = 16;
+  if ((rows + b - 1) / b > MATVEC_T_BLOCKS) b = (rows + MATVEC_T_BLOCKS - 1) / MATVEC_T_BLOCKS;
+  *block = b;
+  return (size_t)((rows + b - 1) / b);
+}
+
 typedef struct {
   int rows, cols, lda, block;
   const float *a, *x;
@@ -612,10 +622,8 @@ static void add_partial_rows(void* ctx, size_t b, size_t e) {
 /* Returns 0 (nothing done) when the partials would be too large or there is one block. */
 static int matvec_rows(int rows, int cols, const float* a, int lda, const float* x, float* y) {
   if (cols > MATVEC_T_MAX_COLS) return 0;
-  int block = (int)(MATVEC_TASK_FLOATS / (size_t)cols);
-  if (block < 16) block = 16;
-  if ((rows + block - 1) / block > MATVEC_T_BLOCKS) block = (rows + MATVEC_T_BLOCKS - 1) / MATVEC_T_BLOCKS;
-  const size_t blocks = (size_t)((rows + block - 1) / block);
+  int block;
+  const size_t blocks = row_blocks(rows, (size_t)cols, &block);
   if (blocks < 2) return 0;
   float* partials = (float*)malloc(blocks * (size_t)cols * sizeof(float));
   if (!partials) return 0;
@@ -660,10 +668,8 @@ static int gemm_rows(bool ta, int m, int n, int k, const float* a, int lda, cons
   const int few_rows = m >= 2 && m <= GEMM_ROWS_MAX_M, long_inner = n >= 2 && n <= GEMM_ROWS_MAX_M && k >= 4 * m;
   if (!(few_rows || long_inner) || pool_threads() < 2 || atomic_load(&matvec_method) == 1) return 0;
   if ((size_t)k * (size_t)(few_rows ? n : m) < 2 * MATVEC_TASK_FLOATS) return 0;
-  int block = (int)(MATVEC_TASK_FLOATS / (size_t)(few_rows ? n : m));
-  if (block < 16) block = 16;
-  if ((k + block - 1) / block > MATVEC_T_BLOCKS) block = (k + MATVEC_T_BLOCKS - 1) / MATVEC_T_BLOCKS;
-  const size_t blocks = (size_t)((k + block - 1) / block), size = (size_t)m * (size_t)n;
+  int block;
+  const size_t blocks = row_blocks(k, (size_t)(few_rows ? n : m), &block), size = (size_t)m * (size_t)n;
   if (blocks < 2 || blocks * size > GEMM_ROWS_MAX_PARTIAL) return 0;
   float* partials = (float*)malloc(blocks * size * sizeof(float));
   if (!partials) return 0;
@@ -700,10 +706,8 @@ static void gemm_cols_task(void* ctx, size_t b, size_t e) {
 static int gemm_cols(bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c) {
   if (n < 2 || n > GEMM_ROWS_MAX_M || pool_threads() < 2 || atomic_load(&matvec_method) == 1) return 0;
   if ((size_t)m * (size_t)k < 2 * MATVEC_TASK_FLOATS) return 0;
-  int block = (int)(MATVEC_TASK_FLOATS / (size_t)k);
-  if (block < 16) block = 16;
-  if ((m + block - 1) / block > MATVEC_T_BLOCKS) block = (m + MATVEC_T_BLOCKS - 1) / MATVEC_T_BLOCKS;
-  const size_t blocks = (size_t)((m + block - 1) / block);
+  int block;
+  const size_t blocks = row_blocks(m, (size_t)k, &block);
   if (blocks < 2) return 0;
   GemmCols g = {tb, m, n, k, lda, ldb, block, a, b, c};
   blas_single_enter();
