@@ -174,13 +174,16 @@ static napi_value js_set_matvec_method(napi_env env, napi_callback_info info) {
 static atomic_int conv_method = 0;
 static void set_conv_method(int method) { atomic_store(&conv_method, method); }
 
-/* setConvMethod(method): 0 auto, 1 im2col, 2 winograd (3×3, stride-1 convolutions; OpenBLAS builds). */
+/* setConvMethod(method): 0 auto, 1 im2col, 2 winograd F(2×2, 3×3), 3 winograd F(4×4, 3×3) (3×3, stride-1
+ * convolutions; OpenBLAS builds). */
 static napi_value js_set_conv_method(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int64_t m;
   if (get_args(env, info, 1, argv, "setConvMethod")) return NULL;
   if (arg_int(env, argv[0], "setConvMethod", "method", 0, &m)) return NULL;
-  if (m > 2) return throw_error(env, "setConvMethod", "method must be 0 (auto), 1 (im2col) or 2 (winograd)"), NULL;
+  if (m > 3)
+    return throw_error(env, "setConvMethod", "method must be 0 (auto), 1 (im2col), 2 (winograd) or 3 (winograd4)"),
+           NULL;
   set_conv_method((int)m);
   return NULL;
 }
@@ -809,23 +812,36 @@ static int conv_forward_tiled(const Geom* g, const float* x, const float* w, flo
   return atomic_load(&t.failed) ? -1 : 0;
 }
 
-/* Winograd F(2×2, 3×3) (winograd.c) for 3×3, stride-1, dilation-1 convolutions with at least
- * WINOGRAD_MIN_CHANNELS input and output channels: the forward pass, the input gradient as the forward pass of
- * dy with the flipped filter, and the filter gradient. The method is set by setConvMethod (0 auto: as just said,
- * 1 im2col: never Winograd, 2 winograd: every 3×3 stride-1 layer whatever its channels), at load from
- * BILEVEL_BLAS_CONV=im2col|winograd. */
+/* Winograd (winograd.c) for 3×3, stride-1, dilation-1 convolutions with at least WINOGRAD_MIN_CHANNELS input
+ * and output channels: the forward pass, the input gradient as the forward pass of dy with the flipped filter,
+ * and the filter gradient. The method is set by setConvMethod (0 auto: as just said, F(2×2, 3×3) or F(4×4, 3×3)
+ * by the rule below; 1 im2col: never Winograd; 2 winograd: F(2×2, 3×3) for every 3×3 stride-1 layer whatever its
+ * channels; 3 winograd4: F(4×4, 3×3) likewise), at load from BILEVEL_BLAS_CONV=im2col|winograd|winograd4.
+ *
+ * The rule of `auto`: F(4×4) where its products, edge tiles included, are at most 3/4 of F(2×2)'s (36 per 4×4
+ * tile against 16 per 2×2 tile), F(2×2) otherwise. Measured on the ResNet-12 layers (10 images, 2 cores, CPU ms
+ * per call, forward / input gradient / filter gradient, medians of 5 alternated calls): 84×84, 64 → 64 (ratio
+ * 0.57): F(4×4) 19 / 20 / 23 against F(2×2) 34 / 34 / 38; 42×42 (0.62): 64 → 160 15 / 14 / 15 against 19 / 19 /
+ * 21, 160 → 160 28 / 28 / 26 against 37 / 38 / 38; 21×21 (0.67): 320 → 320 30 / 34 / 31 against 39–44 / 42–46 /
+ * 39–43; but 10×10 (0.81: 3×3 tiles of 4×4 cover 12×12) 640 → 640 39–42 / 51–56 / 32–35 against F(2×2)'s 32–36
+ * / 44–48 / 30–34. */
 #define WINOGRAD_MIN_CHANNELS 16
 
+/* The side m of Winograd's output blocks for this layer (2 or 4), or 0 for im2col. */
 static int winograd_applies(const Geom* g) {
   if (g->fH != 3 || g->fW != 3 || g->sH != 1 || g->sW != 1 || g->dH != 1 || g->dW != 1) return 0;
   const int method = atomic_load(&conv_method);
-  if (method != 0) return method == 2;
-  return g->inC >= WINOGRAD_MIN_CHANNELS && g->outC >= WINOGRAD_MIN_CHANNELS;
+  if (method != 0) return method == 2 ? 2 : method == 3 ? 4 : 0;
+  if (g->inC < WINOGRAD_MIN_CHANNELS || g->outC < WINOGRAD_MIN_CHANNELS) return 0;
+  const int64_t products2 = 16 * ((g->outH + 1) / 2) * ((g->outW + 1) / 2);
+  const int64_t products4 = 36 * ((g->outH + 3) / 4) * ((g->outW + 3) / 4);
+  return 4 * products4 <= 3 * products2 ? 4 : 2;
 }
 
-/* y = x ⋆ w by Winograd (directly where x or w holds a NaN or an infinity): 0 done, -1 out of memory. */
-static int conv_winograd(const Geom* g, const float* x, const float* w, float* y) {
-  const WinogradShape s = {g->batch, g->inH, g->inW, g->inC, g->outH, g->outW, g->outC, g->padTop, g->padLeft};
+/* y = x ⋆ w by Winograd F(m×m, 3×3) (directly where x or w holds a NaN or an infinity): 0 done, -1 out of
+ * memory. */
+static int conv_winograd(const Geom* g, const float* x, const float* w, float* y, int m) {
+  const WinogradShape s = {g->batch, g->inH, g->inW, g->inC, g->outH, g->outW, g->outC, g->padTop, g->padLeft, m};
   blas_single_enter();
   const int rc = winograd_conv3x3(&s, x, w, y, thread_scratch);
   blas_single_leave();
@@ -841,7 +857,7 @@ static Geom flipped_geometry(const Geom* g) {
 }
 
 /* dx of a stride-1, dilation-1 convolution as the convolution of dy with the flipped filter
- * Wf[a, b, o, c] = W[fH−1−a, fW−1−b, c, o]. */
+ * Wf[a, b, o, c] = W[fH−1−a, fW−1−b, c, o]; `winograd` is the side of Winograd's output blocks, 0 for im2col. */
 static int conv_input_gradient_tiled(const Geom* g, const float* dy, const float* w, float* dx, int winograd) {
   const size_t fH = (size_t)g->fH, fW = (size_t)g->fW, C = (size_t)g->inC, O = (size_t)g->outC;
   float* flipped = (float*)malloc(geom_w(g) * sizeof(float));
@@ -854,14 +870,14 @@ static int conv_input_gradient_tiled(const Geom* g, const float* dy, const float
         for (size_t o = 0; o < O; o++) dst[o * C + c] = src[c * O + o];
     }
   const Geom f = flipped_geometry(g);
-  const int rc = winograd ? conv_winograd(&f, dy, flipped, dx) : conv_forward_tiled(&f, dy, flipped, dx);
+  const int rc = winograd ? conv_winograd(&f, dy, flipped, dx, winograd) : conv_forward_tiled(&f, dy, flipped, dx);
   free(flipped);
   return rc;
 }
 
-/* dW by Winograd (directly when x or dy holds a NaN or an infinity): 0 done, -1 out of memory. */
-static int conv_winograd_filter_gradient(const Geom* g, const float* x, const float* dy, float* dw) {
-  const WinogradShape s = {g->batch, g->inH, g->inW, g->inC, g->outH, g->outW, g->outC, g->padTop, g->padLeft};
+/* dW by Winograd F(m×m, 3×3) (directly when x or dy holds a NaN or an infinity): 0 done, -1 out of memory. */
+static int conv_winograd_filter_gradient(const Geom* g, const float* x, const float* dy, float* dw, int m) {
+  const WinogradShape s = {g->batch, g->inH, g->inW, g->inC, g->outH, g->outW, g->outC, g->padTop, g->padLeft, m};
   blas_single_enter();
   const int rc = winograd_filter_gradient3x3(&s, x, dy, dw, thread_scratch);
   blas_single_leave();
@@ -976,8 +992,10 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
                 (int)N);
   } else {
 #ifdef CONV_TILED
-    if (winograd_applies(&g)) {
-      if (conv_winograd(&g, x, w, y)) return throw_error(env, fn, "out of memory for the transformed input"), NULL;
+    const int winograd = winograd_applies(&g);
+    if (winograd) {
+      if (conv_winograd(&g, x, w, y, winograd))
+        return throw_error(env, fn, "out of memory for the transformed input"), NULL;
       epilogue(y, M, N, bias, act, alpha);
       return NULL;
     }
@@ -1072,8 +1090,9 @@ static napi_value js_conv2d_backprop_filter(napi_env env, napi_callback_info inf
     return NULL;
   }
 #ifdef CONV_TILED
-  if (winograd_applies(&g)) {
-    if (conv_winograd_filter_gradient(&g, x, dy, dw))
+  const int winograd = winograd_applies(&g);
+  if (winograd) {
+    if (conv_winograd_filter_gradient(&g, x, dy, dw, winograd))
       return throw_error(env, fn, "out of memory for the transformed input"), NULL;
     return NULL;
   }
@@ -1759,6 +1778,7 @@ static void cleanup_pool(void* arg) {
   pool_shutdown();
 #ifdef CONV_TILED
   free_thread_scratch();
+  winograd_release();
 #endif
 }
 
@@ -1769,6 +1789,7 @@ NAPI_MODULE_INIT() {
   const char* conv = getenv("BILEVEL_BLAS_CONV");
   if (conv != NULL && strcmp(conv, "im2col") == 0) set_conv_method(1);
   if (conv != NULL && strcmp(conv, "winograd") == 0) set_conv_method(2);
+  if (conv != NULL && strcmp(conv, "winograd4") == 0) set_conv_method(3);
 #ifndef BILEVEL_ACCELERATE
   pool_set_threads(openblas_get_num_threads());
 #else

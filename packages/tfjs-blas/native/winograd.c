@@ -20,9 +20,29 @@
  * where a direct convolution gives ±∞. Each tile's transformed input is checked (v·0 is NaN only for a NaN or
  * infinite v); the tiles where it fails are computed directly from x and w. A filter with a NaN or an infinity
  * is refused (return value 1) and left to the caller's direct method.
+ *
+ * F(4×4, 3×3) (s->m = 4) works the same way on 6×6 input blocks, 36 products per channel pair for a 4×4 output
+ * block (2.25 per output instead of 4), with the interpolation points 0, ±1, ±2, ∞:
+ *
+ *   Bᵀ = [4  0 −5  0  1  0]     G = [ 1/4     0     0  ]     Aᵀ = [1  1  1  1  1  0]
+ *        [0 −4 −4  1  1  0]         [−1/6  −1/6  −1/6 ]          [0  1 −1  2 −2  0]
+ *        [0  4 −4 −1  1  0]         [−1/6   1/6  −1/6 ]          [0  1  1  4  4  0]
+ *        [0 −2 −1  2  1  0]         [ 1/24  1/12  1/6 ]          [0  1 −1  8 −8  1]
+ *        [0  2 −1 −2  1  0]         [ 1/24 −1/12  1/6 ]
+ *        [0  4  0 −5  0  1]         [ 0     0     1  ]
+ *
+ * (checked in float64: Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A equals the 4×4 correlation of d and g to 4e-14, and Gᵀ[(Bᵀ d B) ⊙
+ * (A e Aᵀ)]G the filter gradient). Its float32 error is larger: the transforms' entries reach 8 and 5, so the
+ * products' terms are larger than the results they cancel to.
+ *
+ * When a layer has few tiles (the 10×10 layers of a ResNet-12: 90 tiles of 4×4 for 10 images) tasks of
+ * consecutive tiles would run products only a few dozen rows tall that each repack U_ξ; there the three phases
+ * run one after the other instead (all tiles' input transforms, then one product per ξ over all tiles as a
+ * task, then the output transforms), see winograd_phased.
  */
 #include "winograd.h"
 #include "thread-pool.h"
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,20 +58,96 @@
 #define WINOGRAD_CLONES
 #endif
 
-/* The products of a task are [tiles, C]·[C, O]: the scratch holds V (16·tiles·C floats) and M (16·tiles·O). A
- * few hundred rows keep the sgemm near its full speed and the repacking of U_ξ (C·O floats per product) small
- * beside the product's 2·tiles·C·O flops; at least two tasks per thread when the layer has the tiles. */
+/* The products of a task are [tiles, C]·[C, O]: the scratch holds V (n·tiles·C floats, n = 16 or 36) and M
+ * (n·tiles·O). A few hundred rows keep the sgemm near its full speed and the repacking of U_ξ (C·O floats per
+ * product) small beside the product's 2·tiles·C·O flops; at least two tasks per thread when the layer has the
+ * tiles. F(4×4)'s tiles cover four times the outputs and take 36/16 times the scratch, hence fewer per task. */
 #define WINOGRAD_MAX_TILES 256
 #define WINOGRAD_MIN_TILES 32
+#define WINOGRAD4_MAX_TILES 128
+#define WINOGRAD4_MIN_TILES 16
+
+/* Output tiles of the layer: m×m blocks of outputs (cut by the image's edge). */
+static size_t tile_total(const WinogradShape* s) {
+  const int64_t m = s->m;
+  return (size_t)(s->batch * ((s->outH + m - 1) / m) * ((s->outW + m - 1) / m));
+}
 
 size_t winograd_tile_count(const WinogradShape* s) {
-  const size_t tiles = (size_t)(s->batch * ((s->outH + 1) / 2) * ((s->outW + 1) / 2));
+  const size_t tiles = tile_total(s);
   const size_t threads = (size_t)pool_threads();
-  size_t per = WINOGRAD_MAX_TILES;
+  size_t per = s->m == 4 ? WINOGRAD4_MAX_TILES : WINOGRAD_MAX_TILES;
+  const size_t least = s->m == 4 ? WINOGRAD4_MIN_TILES : WINOGRAD_MIN_TILES;
   const size_t balanced = (tiles + 2 * threads - 1) / (2 * threads);
   if (per > balanced) per = balanced;
-  if (per < WINOGRAD_MIN_TILES) per = WINOGRAD_MIN_TILES;
+  if (per < least) per = least;
   return per < tiles ? per : (tiles ? tiles : 1);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Buffers of the size of a layer (the transformed filter U, the filter gradient's partial sums, the phased
+ * path's transformed inputs and products: up to 36·640·640 floats, 59 MB) are kept between calls in a few slots
+ * instead of being allocated per call: a fresh allocation of that size is a fresh mapping whose pages are
+ * faulted in and zeroed by the kernel at every call. Freed by winograd_release. */
+#define BUFFER_SLOTS 4
+typedef struct {
+  float* data;
+  size_t cap;
+} Buffer;
+static pthread_mutex_t buffer_lock = PTHREAD_MUTEX_INITIALIZER;
+static Buffer buffer_slots[BUFFER_SLOTS];
+
+/* A buffer of at least `floats` floats (the smallest kept one that fits, else a new one); data NULL when memory
+ * ran out. */
+static Buffer buffer_take(size_t floats) {
+  Buffer b = {NULL, 0};
+  pthread_mutex_lock(&buffer_lock);
+  int best = -1;
+  for (int i = 0; i < BUFFER_SLOTS; i++)
+    if (buffer_slots[i].data && buffer_slots[i].cap >= floats && (best < 0 || buffer_slots[i].cap < buffer_slots[best].cap))
+      best = i;
+  if (best >= 0) {
+    b = buffer_slots[best];
+    buffer_slots[best].data = NULL;
+    buffer_slots[best].cap = 0;
+  }
+  pthread_mutex_unlock(&buffer_lock);
+  if (!b.data) {
+    b.data = (float*)malloc((floats ? floats : 1) * sizeof(float));
+    b.cap = b.data ? floats : 0;
+  }
+  return b;
+}
+
+/* Keeps a buffer for later calls (in a free slot, or in place of a smaller kept one), or frees it. */
+static void buffer_give(Buffer b) {
+  if (!b.data) return;
+  pthread_mutex_lock(&buffer_lock);
+  int slot = -1;
+  for (int i = 0; i < BUFFER_SLOTS && slot < 0; i++)
+    if (!buffer_slots[i].data) slot = i;
+  if (slot < 0)
+    for (int i = 0; i < BUFFER_SLOTS; i++)
+      if (buffer_slots[i].cap < b.cap && (slot < 0 || buffer_slots[i].cap < buffer_slots[slot].cap)) slot = i;
+  Buffer old = {NULL, 0};
+  if (slot >= 0) {
+    old = buffer_slots[slot];
+    buffer_slots[slot] = b;
+  } else {
+    old = b;
+  }
+  pthread_mutex_unlock(&buffer_lock);
+  free(old.data);
+}
+
+void winograd_release(void) {
+  pthread_mutex_lock(&buffer_lock);
+  for (int i = 0; i < BUFFER_SLOTS; i++) {
+    free(buffer_slots[i].data);
+    buffer_slots[i].data = NULL;
+    buffer_slots[i].cap = 0;
+  }
+  pthread_mutex_unlock(&buffer_lock);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -96,11 +192,55 @@ static int filter_transform_channel(const float* restrict g, float* restrict u, 
   return nonfinite;
 }
 
+/* G·(x0, x1, x2) for F(4×4): (x0/4, −(x0 + x1 + x2)/6, −(x0 − x1 + x2)/6, x0/24 + x1/12 + x2/6,
+ * x0/24 − x1/12 + x2/6, x2). */
+#define G6(x0, x1, x2, y)                                                     \
+  do {                                                                        \
+    const float s02_ = (x0) + (x2), h_ = (1.f / 24.f) * (x0) + (1.f / 6.f) * (x2), k_ = (1.f / 12.f) * (x1); \
+    (y)[0] = 0.25f * (x0);                                                    \
+    (y)[1] = (-1.f / 6.f) * (s02_ + (x1));                                    \
+    (y)[2] = (-1.f / 6.f) * (s02_ - (x1));                                    \
+    (y)[3] = h_ + k_;                                                         \
+    (y)[4] = h_ - k_;                                                         \
+    (y)[5] = (x2);                                                            \
+  } while (0)
+
+/* F(4×4): U[ξ][c][o] = (G g Gᵀ)[i][j], ξ = 6i + j. */
+WINOGRAD_CLONES
+static int filter_transform_channel4(const float* restrict g, float* restrict u, size_t O, size_t plane) {
+  int nonfinite = 0;
+  /* The streams never overlap (distinct ξ planes, or rows of different pixels). */
+#pragma GCC ivdep
+  for (size_t o = 0; o < O; o++) {
+    float k[9], col[3][6], r[6];
+    float z = 0.f;
+    #pragma GCC unroll 36
+    for (int i = 0; i < 9; i++) {
+      k[i] = g[(size_t)i * plane + o];
+      z += k[i];
+    }
+    z *= 0.f;
+    nonfinite |= z != z;
+    /* Columns of G·g (6 × 3), then each row times Gᵀ. */
+    #pragma GCC unroll 36
+    for (int b = 0; b < 3; b++) G6(k[b], k[3 + b], k[6 + b], col[b]);
+    #pragma GCC unroll 36
+    for (int i = 0; i < 6; i++) {
+      G6(col[0][i], col[1][i], col[2][i], r);
+      #pragma GCC unroll 36
+      for (int j = 0; j < 6; j++) u[(size_t)(6 * i + j) * plane + o] = r[j];
+    }
+  }
+  return nonfinite;
+}
+
 static void filter_transform_range(void* ctx, size_t c0, size_t c1) {
   FilterTransform* t = (FilterTransform*)ctx;
   const size_t C = (size_t)t->s->C, O = (size_t)t->s->O, plane = C * O;
   int nonfinite = 0;
-  for (size_t c = c0; c < c1; c++) nonfinite |= filter_transform_channel(t->w + c * O, t->u + c * O, O, plane);
+  for (size_t c = c0; c < c1; c++)
+    nonfinite |= t->s->m == 4 ? filter_transform_channel4(t->w + c * O, t->u + c * O, O, plane)
+                              : filter_transform_channel(t->w + c * O, t->u + c * O, O, plane);
   if (nonfinite) atomic_store(&t->nonfinite, 1);
 }
 
@@ -169,6 +309,85 @@ static void output_transform(const float* restrict mt, size_t stride, size_t O, 
   }
 }
 
+/* Bᵀ·(x0, …, x5) for F(4×4): (4x0 − 5x2 + x4, (x3 + x4) − 4(x1 + x2), (x4 − x3) + 4(x1 − x2),
+ * (x4 − x2) + 2(x3 − x1), (x4 − x2) − 2(x3 − x1), 4x1 − 5x3 + x5). */
+#define BT6(x0, x1, x2, x3, x4, x5, y)                                        \
+  do {                                                                        \
+    const float s12_ = (x1) + (x2), d12_ = (x1) - (x2), s34_ = (x3) + (x4), d43_ = (x4) - (x3); \
+    const float d42_ = (x4) - (x2), d31_ = (x3) - (x1);                      \
+    (y)[0] = 4.f * (x0) - 5.f * (x2) + (x4);                                  \
+    (y)[1] = s34_ - 4.f * s12_;                                               \
+    (y)[2] = d43_ + 4.f * d12_;                                               \
+    (y)[3] = d42_ + 2.f * d31_;                                               \
+    (y)[4] = d42_ - 2.f * d31_;                                               \
+    (y)[5] = 4.f * (x1) - 5.f * (x3) + (x5);                                  \
+  } while (0)
+
+/* F(4×4) input transform of one tile: v[ξ·stride + c] = (Bᵀ d B)[i][j], ξ = 6i + j, d[a][b] = p[6a + b][c].
+ * Returns whether every transformed value is finite. */
+WINOGRAD_CLONES
+static int input_transform4(const float* const* p, size_t C, float* restrict v, size_t stride) {
+  const float* q[36];
+  for (int i = 0; i < 36; i++) q[i] = p[i];
+  int nonfinite = 0;
+  /* The streams never overlap (distinct ξ planes, or rows of different pixels). */
+#pragma GCC ivdep
+  for (size_t c = 0; c < C; c++) {
+    float col[6][6], r[6];
+    float sum = 0.f;
+    /* Columns of Bᵀ·d, then each row times B. */
+    #pragma GCC unroll 36
+    for (int b = 0; b < 6; b++) BT6(q[b][c], q[6 + b][c], q[12 + b][c], q[18 + b][c], q[24 + b][c], q[30 + b][c], col[b]);
+    #pragma GCC unroll 36
+    for (int i = 0; i < 6; i++) {
+      BT6(col[0][i], col[1][i], col[2][i], col[3][i], col[4][i], col[5][i], r);
+      #pragma GCC unroll 36
+      for (int j = 0; j < 6; j++) {
+        v[(size_t)(6 * i + j) * stride + c] = r[j];
+        sum += r[j];
+      }
+    }
+    const float z = sum * 0.f;
+    nonfinite |= z != z;
+  }
+  return !nonfinite;
+}
+
+/* Aᵀ·(x0, …, x5) for F(4×4): (x0 + (x1 + x2) + (x3 + x4), (x1 − x2) + 2(x3 − x4), (x1 + x2) + 4(x3 + x4),
+ * (x1 − x2) + 8(x3 − x4) + x5). */
+#define AT6(x0, x1, x2, x3, x4, x5, y)                                        \
+  do {                                                                        \
+    const float s12_ = (x1) + (x2), d12_ = (x1) - (x2), s34_ = (x3) + (x4), d34_ = (x3) - (x4); \
+    (y)[0] = (x0) + s12_ + s34_;                                              \
+    (y)[1] = d12_ + 2.f * d34_;                                               \
+    (y)[2] = s12_ + 4.f * s34_;                                               \
+    (y)[3] = d12_ + 8.f * d34_ + (x5);                                        \
+  } while (0)
+
+/* F(4×4) output transform of one tile: q[4i + j][o] = (Aᵀ m A)[i][j] with m[ξ] = mt[ξ·stride + o]. */
+WINOGRAD_CLONES
+static void output_transform4(const float* restrict mt, size_t stride, size_t O, float* const* qs) {
+  float* q[16];
+  for (int i = 0; i < 16; i++) q[i] = qs[i];
+  /* The streams never overlap (distinct ξ planes, or rows of different pixels). */
+#pragma GCC ivdep
+  for (size_t o = 0; o < O; o++) {
+    float col[6][4], r[4];
+    /* Columns of Aᵀ·m (4 × 6), then each row times A. */
+    #pragma GCC unroll 36
+    for (int b = 0; b < 6; b++)
+      AT6(mt[(size_t)b * stride + o], mt[(size_t)(6 + b) * stride + o], mt[(size_t)(12 + b) * stride + o],
+          mt[(size_t)(18 + b) * stride + o], mt[(size_t)(24 + b) * stride + o], mt[(size_t)(30 + b) * stride + o],
+          col[b]);
+    #pragma GCC unroll 36
+    for (int i = 0; i < 4; i++) {
+      AT6(col[0][i], col[1][i], col[2][i], col[3][i], col[4][i], col[5][i], r);
+      #pragma GCC unroll 36
+      for (int j = 0; j < 4; j++) q[4 * i + j][o] = r[j];
+    }
+  }
+}
+
 /* One output pixel computed directly (the tiles with special values). */
 static void direct_pixel(const WinogradShape* s, const float* x, const float* w, int64_t n, int64_t oy, int64_t ox,
                          float* y) {
@@ -191,17 +410,58 @@ static void direct_pixel(const WinogradShape* s, const float* x, const float* w,
   }
 }
 
-/* The 16 input rows (C floats each) of tile `tile`, zeros outside the image. */
+/* The (m + 2)² input rows (C floats each) of tile `tile`, zeros outside the image. */
 static void tile_inputs(const WinogradShape* s, const float* x, int64_t tile, const float* zeros, const float** p) {
-  const int64_t tH = (s->outH + 1) / 2, tW = (s->outW + 1) / 2, n = tile / (tH * tW), rem = tile % (tH * tW);
-  const int64_t iy0 = 2 * (rem / tW) - s->padTop, ix0 = 2 * (rem % tW) - s->padLeft;
-  for (int a = 0; a < 4; a++)
-    for (int b = 0; b < 4; b++) {
-      const int64_t iy = iy0 + a, ix = ix0 + b;
-      p[4 * a + b] = iy < 0 || iy >= s->inH || ix < 0 || ix >= s->inW
+  const int64_t m = s->m, a = m + 2, tH = (s->outH + m - 1) / m, tW = (s->outW + m - 1) / m;
+  const int64_t n = tile / (tH * tW), rem = tile % (tH * tW);
+  const int64_t iy0 = m * (rem / tW) - s->padTop, ix0 = m * (rem % tW) - s->padLeft;
+  for (int64_t i = 0; i < a; i++)
+    for (int64_t j = 0; j < a; j++) {
+      const int64_t iy = iy0 + i, ix = ix0 + j;
+      p[a * i + j] = iy < 0 || iy >= s->inH || ix < 0 || ix >= s->inW
                          ? zeros
                          : x + (size_t)((n * s->inH + iy) * s->inW + ix) * (size_t)s->C;
     }
+}
+
+/* The input transform of the shape's variant: v[ξ·stride + c] for the tile whose input rows are p. */
+static int transform_input(const WinogradShape* s, const float* const* p, float* v, size_t stride) {
+  return s->m == 4 ? input_transform4(p, (size_t)s->C, v, stride) : input_transform(p, (size_t)s->C, v, stride);
+}
+
+/* The m² output rows (O floats each) of tile `tile`, NULL outside the image, and the tile's first pixel. */
+static void tile_outputs(const WinogradShape* s, float* y, int64_t tile, float** q, int64_t* n, int64_t* oy0,
+                         int64_t* ox0) {
+  const int64_t m = s->m, tH = (s->outH + m - 1) / m, tW = (s->outW + m - 1) / m, rem = tile % (tH * tW);
+  *n = tile / (tH * tW), *oy0 = m * (rem / tW), *ox0 = m * (rem % tW);
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < m; j++) {
+      const int64_t oy = *oy0 + i, ox = *ox0 + j;
+      q[m * i + j] = oy < s->outH && ox < s->outW ? y + (size_t)((*n * s->outH + oy) * s->outW + ox) * (size_t)s->O
+                                                  : NULL;
+    }
+}
+
+/* The outputs of one tile: from its products mt[ξ·stride + o] by the output transform, or directly from x and w
+ * when its transformed input was not finite. `dump` (m²·O floats) takes the rows outside the image. */
+static void finish_tile(const WinogradShape* s, const float* x, const float* w, float* y, int64_t tile, int bad,
+                        const float* mt, size_t stride, float* dump) {
+  const int64_t m = s->m;
+  const size_t O = (size_t)s->O;
+  float* q[16];
+  int64_t n, oy0, ox0;
+  tile_outputs(s, y, tile, q, &n, &oy0, &ox0);
+  if (bad) {
+    for (int64_t i = 0; i < m * m; i++)
+      if (q[i]) direct_pixel(s, x, w, n, oy0 + i / m, ox0 + i % m, q[i]);
+    return;
+  }
+  for (int64_t i = 0; i < m * m; i++)
+    if (!q[i]) q[i] = dump + (size_t)i * O;
+  if (m == 4)
+    output_transform4(mt, stride, O, q);
+  else
+    output_transform(mt, stride, O, q[0], q[1], q[2], q[3]);
 }
 
 typedef struct {
@@ -215,42 +475,26 @@ typedef struct {
 
 static void winograd_one_task(Tasks* t, size_t task) {
   const WinogradShape* s = t->s;
-  const size_t C = (size_t)s->C, O = (size_t)s->O, tc = t->per_task;
-  const int64_t tH = (s->outH + 1) / 2, tW = (s->outW + 1) / 2;
+  const size_t C = (size_t)s->C, O = (size_t)s->O, tc = t->per_task, mm = (size_t)(s->m * s->m);
+  const size_t nx = (size_t)((s->m + 2) * (s->m + 2));
   const size_t first = task * tc, count = first + tc < t->tiles ? tc : t->tiles - first;
-  float* buf = t->scratch(16 * tc * (C + O) + C + 4 * O + tc);
+  float* buf = t->scratch(nx * tc * (C + O) + C + mm * O + tc);
   if (!buf) {
     atomic_store(&t->failed, 1);
     return;
   }
-  float *v = buf, *m = v + 16 * tc * C, *zeros = m + 16 * tc * O, *dump = zeros + C, *bad = dump + 4 * O;
+  float *v = buf, *m = v + nx * tc * C, *zeros = m + nx * tc * O, *dump = zeros + C, *bad = dump + mm * O;
   memset(zeros, 0, C * sizeof(float));
   for (size_t k = 0; k < count; k++) {
-    const float* p[16];
+    const float* p[36];
     tile_inputs(s, t->x, (int64_t)(first + k), zeros, p);
-    bad[k] = input_transform(p, C, v + k * C, tc * C) ? 0.f : 1.f;
+    bad[k] = transform_input(s, p, v + k * C, tc * C) ? 0.f : 1.f;
   }
-  for (size_t xi = 0; xi < 16; xi++)
+  for (size_t xi = 0; xi < nx; xi++)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)count, (int)O, (int)C, 1.f, v + xi * tc * C, (int)C,
                 t->u + xi * C * O, (int)O, 0.f, m + xi * tc * O, (int)O);
-  for (size_t k = 0; k < count; k++) {
-    const int64_t tile = (int64_t)(first + k), n = tile / (tH * tW), rem = tile % (tH * tW);
-    const int64_t oy0 = 2 * (rem / tW), ox0 = 2 * (rem % tW);
-    float* q[4];
-    for (int i = 0; i < 2; i++)
-      for (int j = 0; j < 2; j++) {
-        const int64_t oy = oy0 + i, ox = ox0 + j;
-        q[2 * i + j] = oy < s->outH && ox < s->outW ? t->y + (size_t)((n * s->outH + oy) * s->outW + ox) * O : NULL;
-      }
-    if (bad[k] != 0.f) {
-      for (int i = 0; i < 4; i++)
-        if (q[i]) direct_pixel(s, t->x, t->w, n, oy0 + i / 2, ox0 + i % 2, q[i]);
-      continue;
-    }
-    for (int i = 0; i < 4; i++)
-      if (!q[i]) q[i] = dump + (size_t)i * O;
-    output_transform(m + k * O, tc * O, O, q[0], q[1], q[2], q[3]);
-  }
+  for (size_t k = 0; k < count; k++)
+    finish_tile(s, t->x, t->w, t->y, (int64_t)(first + k), bad[k] != 0.f, m + k * O, tc * O, dump);
 }
 
 /* Output rows [b, e) (of batch·outH) computed directly (a filter with a NaN or an infinity). */
@@ -275,24 +519,97 @@ static void winograd_tasks(void* ctx, size_t b, size_t e) {
   for (size_t task = b; task < e; task++) winograd_one_task((Tasks*)ctx, task);
 }
 
+/* The phased path (few tiles): V [n][tiles][C] and M [n][tiles][O] for all tiles at once; the input transforms
+ * over ranges of tiles, then each ξ's product [tiles, C]·[C, O] as a task of its own (U_ξ packed once), then the
+ * output transforms over ranges of tiles. Measured on the ResNet-12 layers (2 cores, CPU ms per call, forward /
+ * input gradient / filter gradient): F(4×4) at 10×10, 640 → 640 (90 tiles) 42 / 56 / 35 phased against 92 / 108
+ * / 75 by tasks, at 21×21, 320 → 320 (360 tiles) 30 / 34 / 31 against 42–52 / 51–54 / 39–51; F(2×2) at 10×10 (250
+ * tiles) 32–36 / 44–48 / 30–34 against 49–60 / 65–67 / 52–56; but at 42×42 (1,210 tiles of F(4×4)) and 84×84
+ * the tasks win (F(4×4) at 42×42, 160 → 160: 28–30 against 31–39 phased; 84×84: 19–20 against 32), their
+ * transformed input staying in the cache. Hence phased up to 512 tiles. */
+#define WINOGRAD_PHASED_TILES 512
+
+static int use_phased(const WinogradShape* s) { return tile_total(s) <= WINOGRAD_PHASED_TILES; }
+
+typedef struct {
+  const WinogradShape* s;
+  const float *x, *w, *u;
+  float* y;
+  size_t tiles;
+  float *v, *m, *bad, *zeros;
+  winograd_scratch_fn scratch;
+  atomic_int failed;
+} Phased;
+
+static void phased_inputs(void* ctx, size_t b, size_t e) {
+  Phased* t = (Phased*)ctx;
+  const size_t C = (size_t)t->s->C;
+  for (size_t k = b; k < e; k++) {
+    const float* p[36];
+    tile_inputs(t->s, t->x, (int64_t)k, t->zeros, p);
+    t->bad[k] = transform_input(t->s, p, t->v + k * C, t->tiles * C) ? 0.f : 1.f;
+  }
+}
+
+static void phased_products(void* ctx, size_t b, size_t e) {
+  Phased* t = (Phased*)ctx;
+  const size_t C = (size_t)t->s->C, O = (size_t)t->s->O, T = t->tiles;
+  for (size_t xi = b; xi < e; xi++)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)O, (int)C, 1.f, t->v + xi * T * C, (int)C,
+                t->u + xi * C * O, (int)O, 0.f, t->m + xi * T * O, (int)O);
+}
+
+static void phased_outputs(void* ctx, size_t b, size_t e) {
+  Phased* t = (Phased*)ctx;
+  const size_t O = (size_t)t->s->O;
+  float* dump = t->scratch((size_t)(t->s->m * t->s->m) * O);
+  if (!dump) {
+    atomic_store(&t->failed, 1);
+    return;
+  }
+  for (size_t k = b; k < e; k++)
+    finish_tile(t->s, t->x, t->w, t->y, (int64_t)k, t->bad[k] != 0.f, t->m + k * O, t->tiles * O, dump);
+}
+
+static int winograd_phased(const WinogradShape* s, const float* x, const float* w, const float* u, float* y,
+                           winograd_scratch_fn scratch) {
+  const size_t C = (size_t)s->C, O = (size_t)s->O, T = tile_total(s), nx = (size_t)((s->m + 2) * (s->m + 2));
+  Buffer buf = buffer_take(nx * T * (C + O) + T + C);
+  if (!buf.data) return -1;
+  Phased t = {s, x, w, u, y, T, buf.data, buf.data + nx * T * C, buf.data + nx * T * (C + O),
+              buf.data + nx * T * (C + O) + T, scratch, 0};
+  memset(t.zeros, 0, C * sizeof(float));
+  pool_parallel_for(T, 1, phased_inputs, &t);
+  pool_parallel_tasks(nx, phased_products, &t);
+  pool_parallel_for(T, 1, phased_outputs, &t);
+  buffer_give(buf);
+  return atomic_load(&t.failed) ? -1 : 0;
+}
+
 int winograd_conv3x3(const WinogradShape* s, const float* x, const float* w, float* y, winograd_scratch_fn scratch) {
-  const size_t C = (size_t)s->C, O = (size_t)s->O;
-  float* u = (float*)malloc(16 * C * O * sizeof(float));
+  const size_t C = (size_t)s->C, O = (size_t)s->O, nx = (size_t)((s->m + 2) * (s->m + 2));
+  Buffer ub = buffer_take(nx * C * O);
+  float* u = ub.data;
   if (!u) return -1;
   FilterTransform ft = {s, w, u, 0};
   size_t grain = 4096 / (O ? O : 1);
   pool_parallel_for(C, grain ? grain : 1, filter_transform_range, &ft);
   if (atomic_load(&ft.nonfinite)) {
-    free(u);
+    buffer_give(ub);
     DirectRows d = {s, x, w, y};
     pool_parallel_for((size_t)(s->batch * s->outH), 1, direct_rows, &d);
     return 0;
   }
-  Tasks t = {s, x, w, u, y, winograd_tile_count(s), (size_t)(s->batch * ((s->outH + 1) / 2) * ((s->outW + 1) / 2)),
-             scratch, 0};
-  pool_parallel_tasks((t.tiles + t.per_task - 1) / t.per_task, winograd_tasks, &t);
-  free(u);
-  return atomic_load(&t.failed) ? -1 : 0;
+  int rc;
+  if (use_phased(s)) {
+    rc = winograd_phased(s, x, w, u, y, scratch);
+  } else {
+    Tasks t = {s, x, w, u, y, winograd_tile_count(s), tile_total(s), scratch, 0};
+    pool_parallel_tasks((t.tiles + t.per_task - 1) / t.per_task, winograd_tasks, &t);
+    rc = atomic_load(&t.failed) ? -1 : 0;
+  }
+  buffer_give(ub);
+  return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -333,6 +650,62 @@ static int dy_transform(const float* restrict q0, const float* restrict q1, cons
   return !nonfinite;
 }
 
+/* A·(e0, e1, e2, e3) for F(4×4): (e0, (e0 + e2) + (e1 + e3), (e0 + e2) − (e1 + e3), (e0 + 4e2) + (2e1 + 8e3),
+ * (e0 + 4e2) − (2e1 + 8e3), e3). */
+#define A6(e0, e1, e2, e3, y)                                                 \
+  do {                                                                        \
+    const float s02_ = (e0) + (e2), s13_ = (e1) + (e3);                       \
+    const float t02_ = (e0) + 4.f * (e2), t13_ = 2.f * (e1) + 8.f * (e3);    \
+    (y)[0] = (e0);                                                            \
+    (y)[1] = s02_ + s13_;                                                     \
+    (y)[2] = s02_ - s13_;                                                     \
+    (y)[3] = t02_ + t13_;                                                     \
+    (y)[4] = t02_ - t13_;                                                     \
+    (y)[5] = (e3);                                                            \
+  } while (0)
+
+/* F(4×4) dy transform of one tile: w[ξ·stride + o] = (A e Aᵀ)[i][j], ξ = 6i + j, e[a][b] = q[4a + b][o].
+ * Returns whether every value is finite. */
+WINOGRAD_CLONES
+static int dy_transform4(const float* const* qs, size_t O, float* restrict w, size_t stride) {
+  const float* q[16];
+  for (int i = 0; i < 16; i++) q[i] = qs[i];
+  int nonfinite = 0;
+  /* The streams never overlap (distinct ξ planes). */
+#pragma GCC ivdep
+  for (size_t o = 0; o < O; o++) {
+    float col[4][6], r[6];
+    float sum = 0.f;
+    /* Columns of A·e (6 × 4), then each row times Aᵀ. */
+    #pragma GCC unroll 36
+    for (int b = 0; b < 4; b++) A6(q[b][o], q[4 + b][o], q[8 + b][o], q[12 + b][o], col[b]);
+    #pragma GCC unroll 36
+    for (int i = 0; i < 6; i++) {
+      A6(col[0][i], col[1][i], col[2][i], col[3][i], r);
+      #pragma GCC unroll 36
+      for (int j = 0; j < 6; j++) {
+        w[(size_t)(6 * i + j) * stride + o] = r[j];
+        sum += r[j];
+      }
+    }
+    const float z = sum * 0.f;
+    nonfinite |= z != z;
+  }
+  return !nonfinite;
+}
+
+/* The dy transform of tile `tile` into w[ξ·stride + o] (zero_out, O zeros, for the rows outside the image). */
+static int transform_dy(const WinogradShape* s, const float* dy, int64_t tile, const float* zero_out, float* w,
+                        size_t stride) {
+  const float* q[16];
+  int64_t n, oy0, ox0;
+  tile_outputs(s, (float*)dy, tile, (float**)q, &n, &oy0, &ox0);
+  for (int64_t i = 0; i < s->m * s->m; i++)
+    if (!q[i]) q[i] = zero_out;
+  return s->m == 4 ? dy_transform4(q, (size_t)s->O, w, stride)
+                   : dy_transform(q[0], q[1], q[2], q[3], (size_t)s->O, w, stride);
+}
+
 #define WINOGRAD_MAX_PARTIALS 64
 
 typedef struct {
@@ -340,7 +713,7 @@ typedef struct {
   const float *x, *dy;
   size_t per_task, tiles;
   winograd_scratch_fn scratch;
-  float* partials[WINOGRAD_MAX_PARTIALS];
+  Buffer partials[WINOGRAD_MAX_PARTIALS];
   atomic_size_t next_slot;
   atomic_int failed, nonfinite;
 } GradTasks;
@@ -349,41 +722,64 @@ typedef struct {
 static void gradient_range(void* ctx, size_t b, size_t e) {
   GradTasks* t = (GradTasks*)ctx;
   const WinogradShape* s = t->s;
-  const size_t C = (size_t)s->C, O = (size_t)s->O, tc = t->per_task;
-  const int64_t tH = (s->outH + 1) / 2, tW = (s->outW + 1) / 2;
+  const size_t C = (size_t)s->C, O = (size_t)s->O, tc = t->per_task, nx = (size_t)((s->m + 2) * (s->m + 2));
   const size_t slot = atomic_fetch_add(&t->next_slot, 1);
-  float* buf = t->scratch(16 * tc * (C + O) + C + O);
-  float* acc = slot < WINOGRAD_MAX_PARTIALS ? (float*)malloc(16 * C * O * sizeof(float)) : NULL;
+  float* buf = t->scratch(nx * tc * (C + O) + C + O);
+  if (slot < WINOGRAD_MAX_PARTIALS) t->partials[slot] = buffer_take(nx * C * O);
+  float* acc = slot < WINOGRAD_MAX_PARTIALS ? t->partials[slot].data : NULL;
   if (!buf || !acc) {
-    free(acc);
     atomic_store(&t->failed, 1);
     return;
   }
-  t->partials[slot] = acc;
-  float *v = buf, *w = v + 16 * tc * C, *zeros = w + 16 * tc * O, *zero_out = zeros + C;
+  float *v = buf, *w = v + nx * tc * C, *zeros = w + nx * tc * O, *zero_out = zeros + C;
   memset(zeros, 0, (C + O) * sizeof(float));
   int finite = 1;
   for (size_t task = b; task < e && finite; task++) {
     const size_t first = task * tc, count = first + tc < t->tiles ? tc : t->tiles - first;
     for (size_t k = 0; k < count && finite; k++) {
-      const int64_t tile = (int64_t)(first + k), n = tile / (tH * tW), rem = tile % (tH * tW);
-      const int64_t oy0 = 2 * (rem / tW), ox0 = 2 * (rem % tW);
-      const float* p[16];
+      const int64_t tile = (int64_t)(first + k);
+      const float* p[36];
       tile_inputs(s, t->x, tile, zeros, p);
-      finite &= input_transform(p, C, v + k * C, tc * C);
-      const float* q[4];
-      for (int i = 0; i < 4; i++) {
-        const int64_t oy = oy0 + i / 2, ox = ox0 + i % 2;
-        q[i] = oy < s->outH && ox < s->outW ? t->dy + (size_t)((n * s->outH + oy) * s->outW + ox) * O : zero_out;
-      }
-      finite &= dy_transform(q[0], q[1], q[2], q[3], O, w + k * O, tc * O);
+      finite &= transform_input(s, p, v + k * C, tc * C);
+      finite &= transform_dy(s, t->dy, tile, zero_out, w + k * O, tc * O);
     }
     if (!finite) break;
-    for (size_t xi = 0; xi < 16; xi++)
+    for (size_t xi = 0; xi < nx; xi++)
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)O, (int)count, 1.f, v + xi * tc * C, (int)C,
                   w + xi * tc * O, (int)O, task == b ? 0.f : 1.f, acc + xi * C * O, (int)O);
   }
   if (!finite) atomic_store(&t->nonfinite, 1);
+}
+
+/* The phased filter gradient (few tiles): all tiles' V [n][tiles][C] and W [n][tiles][O], then each ξ's
+ * product V_ξᵀ·W_ξ over all tiles as a task of its own, straight into ∂U_ξ (no partial sums). */
+typedef struct {
+  const WinogradShape* s;
+  const float *x, *dy;
+  size_t tiles;
+  float *v, *w, *du, *zeros;
+  atomic_int nonfinite;
+} PhasedGradient;
+
+static void phased_gradient_inputs(void* ctx, size_t b, size_t e) {
+  PhasedGradient* t = (PhasedGradient*)ctx;
+  const size_t C = (size_t)t->s->C, O = (size_t)t->s->O, T = t->tiles;
+  int finite = 1;
+  for (size_t k = b; k < e && finite; k++) {
+    const float* p[36];
+    tile_inputs(t->s, t->x, (int64_t)k, t->zeros, p);
+    finite &= transform_input(t->s, p, t->v + k * C, T * C);
+    finite &= transform_dy(t->s, t->dy, (int64_t)k, t->zeros + C, t->w + k * O, T * O);
+  }
+  if (!finite) atomic_store(&t->nonfinite, 1);
+}
+
+static void phased_gradient_products(void* ctx, size_t b, size_t e) {
+  PhasedGradient* t = (PhasedGradient*)ctx;
+  const size_t C = (size_t)t->s->C, O = (size_t)t->s->O, T = t->tiles;
+  for (size_t xi = b; xi < e; xi++)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)O, (int)T, 1.f, t->v + xi * T * C, (int)C,
+                t->w + xi * T * O, (int)O, 0.f, t->du + xi * C * O, (int)O);
 }
 
 typedef struct {
@@ -427,10 +823,46 @@ static void gradient_output_channel(const float* restrict du, float* restrict dw
   }
 }
 
+/* Gᵀ·(u0, …, u5) for F(4×4): (u0/4 − (u1 + u2)/6 + (u3 + u4)/24, (u2 − u1)/6 + (u3 − u4)/12,
+ * ((u3 + u4) − (u1 + u2))/6 + u5). */
+#define GT6(u0, u1, u2, u3, u4, u5, y)                                        \
+  do {                                                                        \
+    const float s12_ = (u1) + (u2), s34_ = (u3) + (u4);                       \
+    (y)[0] = 0.25f * (u0) - (1.f / 6.f) * s12_ + (1.f / 24.f) * s34_;         \
+    (y)[1] = (1.f / 6.f) * ((u2) - (u1)) + (1.f / 12.f) * ((u3) - (u4));      \
+    (y)[2] = (1.f / 6.f) * (s34_ - s12_) + (u5);                              \
+  } while (0)
+
+/* F(4×4): ∂g = Gᵀ dU G per (c, o). */
+WINOGRAD_CLONES
+static void gradient_output_channel4(const float* restrict du, float* restrict dw, size_t O, size_t plane) {
+#pragma GCC ivdep
+  for (size_t o = 0; o < O; o++) {
+    float col[6][3], r[3];
+    /* Columns of Gᵀ·dU (3 × 6), then each row times G. */
+    #pragma GCC unroll 36
+    for (int b = 0; b < 6; b++)
+      GT6(du[(size_t)b * plane + o], du[(size_t)(6 + b) * plane + o], du[(size_t)(12 + b) * plane + o],
+          du[(size_t)(18 + b) * plane + o], du[(size_t)(24 + b) * plane + o], du[(size_t)(30 + b) * plane + o],
+          col[b]);
+    #pragma GCC unroll 36
+    for (int a = 0; a < 3; a++) {
+      GT6(col[0][a], col[1][a], col[2][a], col[3][a], col[4][a], col[5][a], r);
+      #pragma GCC unroll 36
+      for (int b = 0; b < 3; b++) dw[(size_t)(3 * a + b) * plane + o] = r[b];
+    }
+  }
+}
+
 static void gradient_output_range(void* ctx, size_t c0, size_t c1) {
   const GradOutput* g = (const GradOutput*)ctx;
   const size_t C = (size_t)g->s->C, O = (size_t)g->s->O;
-  for (size_t c = c0; c < c1; c++) gradient_output_channel(g->du + c * O, g->dw + c * O, O, C * O);
+  for (size_t c = c0; c < c1; c++) {
+    if (g->s->m == 4)
+      gradient_output_channel4(g->du + c * O, g->dw + c * O, O, C * O);
+    else
+      gradient_output_channel(g->du + c * O, g->dw + c * O, O, C * O);
+  }
 }
 
 /* The filter gradient computed directly, input channels [c0, c1) (when x or dy holds a NaN or an infinity:
@@ -466,30 +898,67 @@ static void direct_gradient_range(void* ctx, size_t c0, size_t c1) {
   }
 }
 
-int winograd_filter_gradient3x3(const WinogradShape* s, const float* x, const float* dy, float* dw,
-                                winograd_scratch_fn scratch) {
-  const size_t C = (size_t)s->C, O = (size_t)s->O;
+/* The phased filter gradient into du (n·C·O floats): 0, 1 when x or dy holds a NaN or an infinity, -1 when
+ * memory ran out. */
+static int filter_gradient_phased(const WinogradShape* s, const float* x, const float* dy, float* du) {
+  const size_t C = (size_t)s->C, O = (size_t)s->O, T = tile_total(s), nx = (size_t)((s->m + 2) * (s->m + 2));
+  Buffer buf = buffer_take(nx * T * (C + O) + C + O);
+  if (!buf.data) return -1;
+  PhasedGradient t = {s, x, dy, T, buf.data, buf.data + nx * T * C, du, buf.data + nx * T * (C + O), 0};
+  memset(t.zeros, 0, (C + O) * sizeof(float));
+  pool_parallel_for(T, 1, phased_gradient_inputs, &t);
+  const int rc = atomic_load(&t.nonfinite) ? 1 : 0;
+  if (rc == 0) pool_parallel_tasks(nx, phased_gradient_products, &t);
+  buffer_give(buf);
+  return rc;
+}
+
+/* The filter gradient by tasks of consecutive tiles into du (n·C·O floats, the first partial sum, which
+ * becomes the caller's): as filter_gradient_phased. */
+static int filter_gradient_tasks(const WinogradShape* s, const float* x, const float* dy, Buffer* du,
+                                 winograd_scratch_fn scratch) {
+  const size_t C = (size_t)s->C, O = (size_t)s->O, nx = (size_t)((s->m + 2) * (s->m + 2));
   GradTasks t;
   memset(&t, 0, sizeof t);
   t.s = s, t.x = x, t.dy = dy, t.scratch = scratch;
   t.per_task = winograd_tile_count(s);
-  t.tiles = (size_t)(s->batch * ((s->outH + 1) / 2) * ((s->outW + 1) / 2));
+  t.tiles = tile_total(s);
   atomic_store(&t.next_slot, 0);
   atomic_store(&t.failed, 0);
   atomic_store(&t.nonfinite, 0);
   pool_parallel_for((t.tiles + t.per_task - 1) / t.per_task, 1, gradient_range, &t);
   size_t count = atomic_load(&t.next_slot);
   if (count > WINOGRAD_MAX_PARTIALS) count = WINOGRAD_MAX_PARTIALS;
-  int rc = atomic_load(&t.failed) ? -1 : atomic_load(&t.nonfinite) ? 1 : 0;
-  if (rc == 0) {
+  const int rc = atomic_load(&t.failed) ? -1 : atomic_load(&t.nonfinite) ? 1 : 0;
+  if (rc == 0 && count > 1) {
     /* Partial sums in slot order: slot numbers follow the order in which the threads started. */
-    PartialSums p = {t.partials[0], t.partials, count};
-    if (count > 1) pool_parallel_for(16 * C * O, 32768, add_partial_sums, &p);
-    GradOutput g = {s, t.partials[0], dw};
+    float* sums[WINOGRAD_MAX_PARTIALS];
+    for (size_t i = 0; i < count; i++) sums[i] = t.partials[i].data;
+    PartialSums p = {sums[0], sums, count};
+    pool_parallel_for(nx * C * O, 32768, add_partial_sums, &p);
+  }
+  *du = t.partials[0];
+  for (size_t i = 1; i < count; i++) buffer_give(t.partials[i]);
+  return rc;
+}
+
+int winograd_filter_gradient3x3(const WinogradShape* s, const float* x, const float* dy, float* dw,
+                                winograd_scratch_fn scratch) {
+  const size_t C = (size_t)s->C, O = (size_t)s->O;
+  Buffer du = {NULL, 0};
+  int rc;
+  if (use_phased(s)) {
+    du = buffer_take((size_t)((s->m + 2) * (s->m + 2)) * C * O);
+    rc = du.data ? filter_gradient_phased(s, x, dy, du.data) : -1;
+  } else {
+    rc = filter_gradient_tasks(s, x, dy, &du, scratch);
+  }
+  if (rc == 0) {
+    GradOutput g = {s, du.data, dw};
     const size_t grain = 4096 / (O ? O : 1);
     pool_parallel_for(C, grain ? grain : 1, gradient_output_range, &g);
   }
-  for (size_t i = 0; i < count; i++) free(t.partials[i]);
+  buffer_give(du);
   if (rc == 1) {
     DirectGradient d = {s, x, dy, dw};
     pool_parallel_for(C, 1, direct_gradient_range, &d);

@@ -1,7 +1,8 @@
 /*
- * 3×3, stride-1, dilation-1 convolutions by Winograd's minimal filtering F(2×2, 3×3) (Lavin and Gray, "Fast
- * algorithms for convolutional neural networks", CVPR 2016): each 2×2 block of outputs from a 4×4 block of
- * inputs with 16 multiplications per input channel and output channel instead of 36.
+ * 3×3, stride-1, dilation-1 convolutions by Winograd's minimal filtering F(2×2, 3×3) or F(4×4, 3×3) (Lavin and
+ * Gray, "Fast algorithms for convolutional neural networks", CVPR 2016): each 2×2 block of outputs from a 4×4
+ * block of inputs with 16 multiplications per input channel and output channel instead of 36, or each 4×4 block
+ * from a 6×6 block with 36 instead of 144.
  */
 #ifndef BILEVEL_WINOGRAD_H
 #define BILEVEL_WINOGRAD_H
@@ -10,15 +11,15 @@
 
 /* NHWC input [batch, inH, inW, C], HWIO filter [3, 3, C, O], output [batch, outH, outW, O]; output pixel
  * (oy, ox) reads input rows oy − padTop … oy − padTop + 2 and columns ox − padLeft … ox − padLeft + 2 (zeros
- * outside the image). */
+ * outside the image). m is the side of the output blocks: 2 for F(2×2, 3×3), 4 for F(4×4, 3×3). */
 typedef struct {
-  int64_t batch, inH, inW, C, outH, outW, O, padTop, padLeft;
+  int64_t batch, inH, inW, C, outH, outW, O, padTop, padLeft, m;
 } WinogradShape;
 
 /* Returns a buffer of at least `floats` floats private to the calling thread (kept between calls), or NULL. */
 typedef float* (*winograd_scratch_fn)(size_t floats);
 
-/* Output tiles (2×2 blocks) per task: the products of a task are [tiles, C]·[C, O]. */
+/* Output tiles (m×m blocks) per task: the products of a task are [tiles, C]·[C, O]. */
 size_t winograd_tile_count(const WinogradShape* s);
 
 /*
@@ -38,4 +39,6 @@ int winograd_conv3x3(const WinogradShape* s, const float* x, const float* w, flo
  */
 int winograd_filter_gradient3x3(const WinogradShape* s, const float* x, const float* dy, float* dw,
                                 winograd_scratch_fn scratch);
+/* Frees the layer-sized buffers kept between calls (the addon's cleanup). */
+void winograd_release(void);
 #endif

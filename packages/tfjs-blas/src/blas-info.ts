@@ -83,24 +83,35 @@ export function setBlasThreads(threads: number): boolean {
   return addon.info().threads > 0;
 }
 
-/** How the `cpu-blas` backend computes 3×3, stride-1, dilation-1 convolutions (forward and both gradients). */
-export type ConvolutionMethod = 'auto' | 'im2col' | 'winograd';
+/**
+ * How the `cpu-blas` backend computes 3×3, stride-1, dilation-1 convolutions (forward and both gradients):
+ * see {@link setConvolutionMethod}.
+ */
+export type ConvolutionMethod = 'auto' | 'im2col' | 'winograd' | 'winograd4';
 
-const CONVOLUTION_METHODS: Record<ConvolutionMethod, number> = { auto: 0, im2col: 1, winograd: 2 };
+const CONVOLUTION_METHODS: Record<ConvolutionMethod, number> = {
+  auto: 0,
+  im2col: 1,
+  winograd: 2,
+  winograd4: 3,
+};
 
 /**
  * Chooses how the `cpu-blas` backend computes 3×3, stride-1, dilation-1 convolutions: `winograd`, Winograd's
- * F(2×2, 3×3) (2.25 times fewer multiplications; float32 results that differ from im2col's in rounding
- * only), `im2col`, patches times the filter by sgemm, or `auto` (the default): Winograd for layers with 16
- * input and output channels or more, im2col below. The environment variable `BILEVEL_BLAS_CONV=im2col|winograd`
- * sets it when the addon loads. Returns false when the addon is unavailable or built on Accelerate (which
- * always uses im2col).
+ * F(2×2, 3×3) (2.25 times fewer multiplications than a direct convolution; float32 results that differ from
+ * im2col's in rounding only), `winograd4`, Winograd's F(4×4, 3×3) (4 times fewer; a float32 error about ten
+ * times F(2×2)'s, up to about 2e-5 of the largest output on ResNet-12's layers), `im2col`, patches times the
+ * filter by sgemm, or `auto` (the default): Winograd for layers with 16 input and output channels or more —
+ * F(4×4) where its products, edge tiles included, are at most 3/4 of F(2×2)'s (84×84, 42×42 and 21×21 outputs,
+ * also 8×8 or 7×7), F(2×2) otherwise (10×10, 9×9, 6×6) — and im2col for fewer channels. `winograd` and `winograd4` apply to every 3×3 stride-1 layer
+ * whatever its channels. The environment variable `BILEVEL_BLAS_CONV=im2col|winograd|winograd4` sets it when the
+ * addon loads. Returns false when the addon is unavailable or built on Accelerate (which always uses im2col).
  */
 export function setConvolutionMethod(method: ConvolutionMethod): boolean {
   const code = CONVOLUTION_METHODS[method];
   if (code === undefined) {
     throw new RangeError(
-      `setConvolutionMethod: method must be 'auto', 'im2col' or 'winograd' (got ${String(method)})`,
+      `setConvolutionMethod: method must be 'auto', 'im2col', 'winograd' or 'winograd4' (got ${String(method)})`,
     );
   }
   const { addon } = loadNativeBlas();

@@ -93,11 +93,15 @@ function caseOperands(rand: () => number, c: ConvCase): [Operand, Operand] {
   return [operand(rand, [c.batch, c.height, c.width, c.inC]), operand(rand, [c.fh, c.fw, c.inC, c.outC])];
 }
 
-/** The method of 3×3 stride-1 layers: `off` im2col, `always` Winograd whatever the channels, else the default. */
-function setWinograd(mode: 'off' | 'always' | undefined): void {
-  expect(setConvolutionMethod(mode === 'off' ? 'im2col' : mode === 'always' ? 'winograd' : 'auto')).toBe(
-    true,
-  );
+/**
+ * The method of 3×3 stride-1 layers: `off` im2col, `always` Winograd (F(2×2, 3×3), or `variant`) whatever the
+ * channels, else the default.
+ */
+function setWinograd(
+  mode: 'off' | 'always' | undefined,
+  variant: 'winograd' | 'winograd4' = 'winograd',
+): void {
+  expect(setConvolutionMethod(mode === 'off' ? 'im2col' : mode === 'always' ? variant : 'auto')).toBe(true);
 }
 
 function conv(c: ConvCase, x: tf.Tensor, w: tf.Tensor): tf.Tensor4D {
@@ -494,7 +498,21 @@ function reference3x3(c: ConvCase, x: Float32Array, w: Float32Array, dy: Float32
   return [y, dx, dw];
 }
 
-(native ? describe : describe.skip)('cpu-blas Winograd F(2×2, 3×3) convolutions', () => {
+/*
+ * The float32 error bound against a float64 reference, per method. Measured in the test below (y, dx and dw of
+ * its two layers, values uniform in [−1, 1)): im2col 1.4e-7 to 3.6e-7, F(2×2) 2.3e-7 to 3.2e-7 (bound 2e-6), and
+ * F(4×4) 1.5e-6 to 3.3e-6. F(4×4)'s transforms have entries up to 8 (Aᵀ), 5 (Bᵀ) and 1/24 (G), so its products'
+ * terms are larger than the sums they cancel to; on the ResNet-12 layer shapes (N(0, 1) inputs, He-initialised
+ * filters) it measures 0.8e-6 to 1.6e-5 against F(2×2)'s 1.2e-7 to 9.2e-7. The bound 2e-5 leaves a margin of 6
+ * over the worst value measured here; one coefficient of a transform scaled by 1.002 gives errors of 1e-4 and
+ * more and fails it.
+ */
+const REFERENCE_BOUND = { off: 2e-6, winograd: 2e-6, winograd4: 3e-5 };
+
+(native ? describe : describe.skip).each([
+  ['F(2×2, 3×3)', 'winograd'],
+  ['F(4×4, 3×3)', 'winograd4'],
+] as const)('cpu-blas Winograd %s convolutions', (_name, variant) => {
   beforeAll(() => {
     expect(registerBlasBackend()).toBe(true);
   });
@@ -535,10 +553,11 @@ function reference3x3(c: ConvCase, x: Float32Array, w: Float32Array, dy: Float32
   };
 
   /*
-   * Odd sizes (tiles of 2×2 outputs cut by the image's edge), batch 1 and several, channel counts that are not
-   * multiples of the vector width, 'same', 'valid' and explicit padding (beyond fH − 1 too, where the input
-   * gradient's flipped convolution has a negative padding), a one-pixel image, and more tiles (90 and 36) than a
-   * task takes (at least 32, a quarter of the tiles on two threads).
+   * Odd sizes (tiles of 2×2 or 4×4 outputs cut by the image's edge), batch 1 and several, channel counts that are
+   * not multiples of the vector width, 'same', 'valid' and explicit padding (beyond fH − 1 too, where the input
+   * gradient's flipped convolution has a negative padding), a one-pixel image. Up to 512 tiles the three phases
+   * run one after the other over all tiles; the last layer (2,070 tiles of 2×2, 529 of 4×4) takes the path of
+   * tasks of consecutive tiles, with a last task shorter than the others.
    */
   const cases: ConvCase[] = [
     case3x3(1, 7, 9, 5, 3, 'same'),
@@ -549,12 +568,13 @@ function reference3x3(c: ConvCase, x: Float32Array, w: Float32Array, dy: Float32
     case3x3(2, 3, 3, 2, 1, 'valid'),
     case3x3(3, 9, 11, 20, 18, 'same'),
     case3x3(1, 11, 12, 40, 17, 'same'),
+    case3x3(1, 90, 91, 5, 7, 'same'),
   ];
 
   it('forward, input and filter gradients agree with the JS cpu backend on odd shapes, on 1 and 2 threads', async () => {
     const rand = seededRandom(21);
     const threads = blasInfo().threads;
-    setWinograd('always');
+    setWinograd('always', variant);
     try {
       for (const c of cases) {
         const ops = operands(rand, c);
@@ -578,24 +598,23 @@ function reference3x3(c: ConvCase, x: Float32Array, w: Float32Array, dy: Float32
 
   /*
    * Winograd's float32 error against a float64 reference, beside the im2col path's. Both sum 9·C products per
-   * output; Winograd adds the rounding of the transforms (the inputs' transform adds or subtracts up to four
-   * values, the filter's takes halves of sums of three, the output's adds up to nine), and its products' terms
-   * are larger than the plain ones (|Bᵀ d B| up to 4·max|d|). Measured here (y, dx, dw of both layers):
-   * relative errors (max |error| / max |reference|) of 2.3e-7 to 3.2e-7 for Winograd and 1.4e-7 to 3.6e-7 for
-   * im2col, Winograd at most twice im2col's on the same output. The bound 2e-6 leaves a margin of 6 over the
-   * worst measured value; one transform coefficient off by 0.2 % (0.501 for 1/2) breaks it.
+   * output; Winograd adds the rounding of the transforms and its products' terms are larger than the plain ones
+   * (|Bᵀ d B| up to 4·max|d| for F(2×2), 100·max|d| for F(4×4)). The bounds and what they were measured at:
+   * REFERENCE_BOUND.
    */
-  it('stays within 2e-6 (relative) of a float64 reference, like the im2col path', async () => {
+  it('stays within its bound (relative) of a float64 reference, like the im2col path', async () => {
     const rand = seededRandom(22);
+    const modes = variant === 'winograd' ? (['off', 'always'] as const) : (['always'] as const);
     for (const c of [case3x3(2, 12, 11, 64, 64, 'same'), case3x3(1, 9, 10, 160, 48, 'same')]) {
       const ops = operands(rand, c);
       const ref = reference3x3(c, ops[0].values, ops[1].values, ops[2].values);
-      for (const mode of ['off', 'always'] as const) {
-        setWinograd(mode);
+      for (const mode of modes) {
+        setWinograd(mode, variant);
         const got = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
         setWinograd(undefined);
+        const bound = REFERENCE_BOUND[mode === 'off' ? 'off' : variant];
         const errs = got.map((g, i) => maxRelativeError(g.values, ref[i]));
-        expect({ mode, conv: describeCase(c), within: errs.map((e) => e < 2e-6) }).toEqual({
+        expect({ mode, conv: describeCase(c), within: errs.map((e) => e < bound) }).toEqual({
           mode,
           conv: describeCase(c),
           within: [true, true, true],
@@ -604,20 +623,27 @@ function reference3x3(c: ConvCase, x: Float32Array, w: Float32Array, dy: Float32
     }
   });
 
-  it('takes the Winograd path by default for 3×3 stride-1 layers of 16 channels or more, with the same values', async () => {
+  /*
+   * `auto` takes F(4×4) where its products (36 per 4×4 tile, edge tiles included) are at most 3/4 of F(2×2)'s
+   * (16 per 2×2 tile): 24×23 outputs, 1,296 against 2,304; F(2×2) at 10×9 outputs, 324 against 400.
+   */
+  it('is the default for 3×3 stride-1 layers of 16 channels or more where it pays, with the same values', async () => {
     const rand = seededRandom(23);
-    const c = case3x3(2, 10, 9, 16, 24, 'same');
+    const c = variant === 'winograd' ? case3x3(2, 10, 9, 16, 24, 'same') : case3x3(1, 24, 23, 16, 20, 'same');
     const ops = operands(rand, c);
-    setWinograd('always');
+    setWinograd('always', variant);
     const forced = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
+    setWinograd('always', variant === 'winograd' ? 'winograd4' : 'winograd');
+    const other = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
     setWinograd('off');
     const im2col = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
     setWinograd(undefined);
     const byDefault = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
-    // The same method gives the same bits; the two methods round differently.
+    // The same method gives the same bits; the methods round differently.
     forced.forEach((f, i) => {
       expect(Array.from(byDefault[i].values)).toEqual(Array.from(f.values));
       expect(maxRelativeError(im2col[i].values, f.values)).toBeLessThan(TOL);
+      expect(f.values.some((v, j) => v !== other[i].values[j])).toBe(true);
     });
     expect(forced.some((f, i) => f.values.some((v, j) => v !== im2col[i].values[j]))).toBe(true);
   });
@@ -632,33 +658,55 @@ function reference3x3(c: ConvCase, x: Float32Array, w: Float32Array, dy: Float32
       ),
       shape,
     });
+    /** Ordinary values with NaN, ∞ and −∞ at the given flat positions. */
+    const sparseSpecials = (shape: number[], at: number[]): Operand => {
+      const values = operand(rand, shape).values.slice();
+      at.forEach((i, k) => (values[i < 0 ? values.length + i : i] = [Infinity, NaN, -Infinity][k % 3]));
+      return { values, shape };
+    };
     const xShape = [2, 9, 10, 18];
     const wShape = [3, 3, 18, 20];
     const yShape = [2, 9, 10, 20];
     // Special values in x (forward and filter gradient), in dy (both gradients), in the filter (forward and
-    // input gradient), and sparse ones in x: a few tiles computed directly among ordinary ones.
-    const sparse = operand(rand, xShape);
-    const sparseValues = sparse.values.slice();
-    sparseValues[5] = Infinity;
-    sparseValues[18 * 47 + 3] = NaN;
-    sparseValues[sparseValues.length - 1] = -Infinity;
-    const sets: Operand[][] = [
-      [special(xShape), operand(rand, wShape), operand(rand, yShape)],
-      [operand(rand, xShape), operand(rand, wShape), special(yShape)],
-      [operand(rand, xShape), special(wShape), operand(rand, yShape)],
-      [{ values: sparseValues, shape: xShape }, operand(rand, wShape), operand(rand, yShape)],
+    // input gradient), and sparse ones in x: a few tiles computed directly among ordinary ones. The larger layer
+    // (more than 512 tiles) takes the path of tasks of consecutive tiles, with sparse ones in x and in dy.
+    const large = case3x3(1, 90, 91, 3, 4, 'same');
+    const sets: { c: ConvCase; ops: Operand[] }[] = [
+      { c, ops: [special(xShape), operand(rand, wShape), operand(rand, yShape)] },
+      { c, ops: [operand(rand, xShape), operand(rand, wShape), special(yShape)] },
+      { c, ops: [operand(rand, xShape), special(wShape), operand(rand, yShape)] },
+      {
+        c,
+        ops: [sparseSpecials(xShape, [5, 18 * 47 + 3, -1]), operand(rand, wShape), operand(rand, yShape)],
+      },
+      {
+        c: large,
+        ops: [
+          sparseSpecials([1, 90, 91, 3], [7, 3 * 4000 + 2, -3]),
+          operand(rand, [3, 3, 3, 4]),
+          operand(rand, [1, 90, 91, 4]),
+        ],
+      },
+      {
+        c: large,
+        ops: [
+          operand(rand, [1, 90, 91, 3]),
+          operand(rand, [3, 3, 3, 4]),
+          sparseSpecials([1, 90, 91, 4], [100, 4 * 5000 + 1, -8]),
+        ],
+      },
     ];
-    setWinograd('always');
+    setWinograd('always', variant);
     try {
-      for (const ops of sets) {
-        const got = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(c));
-        const want = await runOn('cpu', ops, forwardBackward(c));
+      for (const [set, { c: layer, ops }] of sets.entries()) {
+        const got = await runOn(BLAS_BACKEND_NAME, ops, forwardBackward(layer));
+        const want = await runOn('cpu', ops, forwardBackward(layer));
         got.forEach((g, i) => {
           const finite = (v: number) => (Number.isFinite(v) ? v : 0);
           const kind = (vs: Float32Array) =>
             Array.from(vs, (v) => (Number.isNaN(v) ? 'NaN' : Number.isFinite(v) ? 'finite' : v));
-          expect({ set: sets.indexOf(ops), output: i, kinds: kind(g.values) }).toEqual({
-            set: sets.indexOf(ops),
+          expect({ set, output: i, kinds: kind(g.values) }).toEqual({
+            set,
             output: i,
             kinds: kind(want[i].values),
           });
@@ -672,7 +720,7 @@ function reference3x3(c: ConvCase, x: Float32Array, w: Float32Array, dy: Float32
 
   it('empty tensors: no images, no input channels, no output channels', async () => {
     const rand = seededRandom(25);
-    setWinograd('always');
+    setWinograd('always', variant);
     try {
       for (const c of [
         case3x3(0, 5, 5, 4, 3, 'same'),
