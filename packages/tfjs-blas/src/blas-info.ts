@@ -99,7 +99,7 @@ const CONVOLUTION_METHODS: Record<ConvolutionMethod, number> = {
 /**
  * Chooses how the `cpu-blas` backend computes 3×3, stride-1, dilation-1 convolutions: `winograd`, Winograd's
  * F(2×2, 3×3) (2.25 times fewer multiplications than a direct convolution; float32 results that differ from
- * im2col's in rounding only), `winograd4`, Winograd's F(4×4, 3×3) (4 times fewer; a float32 error about ten
+ * im2col's in rounding only), `winograd4`, Winograd's F(4×4, 3×3) (4 times fewer; a float32 error about 20
  * times F(2×2)'s, up to about 2e-5 of the largest output on ResNet-12's layers), `im2col`, patches times the
  * filter by sgemm, or `auto` (the default): Winograd for layers with 16 input and output channels or more —
  * F(4×4) where its products, edge tiles included, are at most 3/4 of F(2×2)'s (84×84, 42×42 and 21×21 outputs,
