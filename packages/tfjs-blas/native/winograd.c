@@ -615,8 +615,9 @@ int winograd_conv3x3(const WinogradShape* s, const float* x, const float* w, flo
 /* ---------------------------------------------------------------------------------------------- */
 /* Filter gradient. With L = Σ dy·y and y's tile Aᵀ [Σ_c U ⊙ V] A, ∂L/∂U_ξ = Σ_tiles V_ξᵀ·(A dy_tile Aᵀ)_ξ (one
  * product [C, tiles]·[tiles, O] per ξ, summed over the tiles) and ∂L/∂g = Gᵀ (∂L/∂U) G: the adjoint of the
- * forward map, so the same 2.25-fold saving. Each thread sums its tasks' products into a partial sum of its
- * own; the partial sums are added in slot order and transformed back at the end. */
+ * forward map, so the same saving as the forward pass. Each thread sums its tasks' products into a partial sum
+ * of its own; the partial sums are added in slot order and transformed back at the end (on the phased path, one
+ * product per ξ over all tiles, and no partial sums). */
 
 /* dy transform of one tile: w[ξ·stride + o] = (A e Aᵀ)[i][j], e the 2×2 block q0 q1 / q2 q3;
  * A·(y0, y1) = (y0, y0 + y1, y0 − y1, −y1). Returns whether every value is finite. */
