@@ -104,7 +104,8 @@ static Buffer buffer_take(size_t floats) {
   pthread_mutex_lock(&buffer_lock);
   int best = -1;
   for (int i = 0; i < BUFFER_SLOTS; i++)
-    if (buffer_slots[i].data && buffer_slots[i].cap >= floats && (best < 0 || buffer_slots[i].cap < buffer_slots[best].cap))
+    if (buffer_slots[i].data && buffer_slots[i].cap >= floats &&
+        (best < 0 || buffer_slots[i].cap < buffer_slots[best].cap))
       best = i;
   if (best >= 0) {
     b = buffer_slots[best];
@@ -337,7 +338,8 @@ static int input_transform4(const float* const* p, size_t C, float* restrict v, 
     float sum = 0.f;
     /* Columns of Bᵀ·d, then each row times B. */
     #pragma GCC unroll 36
-    for (int b = 0; b < 6; b++) BT6(q[b][c], q[6 + b][c], q[12 + b][c], q[18 + b][c], q[24 + b][c], q[30 + b][c], col[b]);
+    for (int b = 0; b < 6; b++)
+      BT6(q[b][c], q[6 + b][c], q[12 + b][c], q[18 + b][c], q[24 + b][c], q[30 + b][c], col[b]);
     #pragma GCC unroll 36
     for (int i = 0; i < 6; i++) {
       BT6(col[0][i], col[1][i], col[2][i], col[3][i], col[4][i], col[5][i], r);
