@@ -856,19 +856,42 @@ static Geom flipped_geometry(const Geom* g) {
   return f;
 }
 
+/* The flipped filter Wf[a, b, o, c] = W[fH−1−a, fW−1−b, c, o], one filter tap per index, each tap's [C, O] →
+ * [O, C] transpose in blocks of 32 × 32 (the plain loop took 12–17 ms for 640 × 640 channels, its writes strided
+ * by C floats, against 59 ms for the whole F(2×2) input gradient of such a layer). */
+typedef struct {
+  const float* w;
+  float* flipped;
+  size_t fH, fW, C, O;
+} FlipFilter;
+
+#define FLIP_BLOCK 32
+
+static void flip_filter_taps(void* ctx, size_t b, size_t e) {
+  const FlipFilter* f = (const FlipFilter*)ctx;
+  const size_t C = f->C, O = f->O;
+  for (size_t k = b; k < e; k++) {
+    const size_t a = k / f->fW, t = k % f->fW;
+    const float* src = f->w + ((f->fH - 1 - a) * f->fW + (f->fW - 1 - t)) * C * O;
+    float* dst = f->flipped + k * O * C;
+    for (size_t c0 = 0; c0 < C; c0 += FLIP_BLOCK)
+      for (size_t o0 = 0; o0 < O; o0 += FLIP_BLOCK) {
+        const size_t c1 = c0 + FLIP_BLOCK < C ? c0 + FLIP_BLOCK : C, o1 = o0 + FLIP_BLOCK < O ? o0 + FLIP_BLOCK : O;
+        for (size_t o = o0; o < o1; o++)
+          for (size_t c = c0; c < c1; c++) dst[o * C + c] = src[c * O + o];
+      }
+  }
+}
+
 /* dx of a stride-1, dilation-1 convolution as the convolution of dy with the flipped filter
  * Wf[a, b, o, c] = W[fH−1−a, fW−1−b, c, o]; `winograd` is the side of Winograd's output blocks, 0 for im2col. */
 static int conv_input_gradient_tiled(const Geom* g, const float* dy, const float* w, float* dx, int winograd) {
   const size_t fH = (size_t)g->fH, fW = (size_t)g->fW, C = (size_t)g->inC, O = (size_t)g->outC;
   float* flipped = (float*)malloc(geom_w(g) * sizeof(float));
   if (!flipped) return -1;
-  for (size_t a = 0; a < fH; a++)
-    for (size_t b = 0; b < fW; b++) {
-      const float* src = w + ((fH - 1 - a) * fW + (fW - 1 - b)) * C * O;
-      float* dst = flipped + (a * fW + b) * O * C;
-      for (size_t c = 0; c < C; c++)
-        for (size_t o = 0; o < O; o++) dst[o * C + c] = src[c * O + o];
-    }
+  FlipFilter ff = {w, flipped, fH, fW, C, O};
+  /* One tap per task when a tap is large enough to share out. */
+  pool_parallel_for(fH * fW, C * O >= 65536 ? 1 : fH * fW, flip_filter_taps, &ff);
   const Geom f = flipped_geometry(g);
   const int rc = winograd ? conv_winograd(&f, dy, flipped, dx, winograd) : conv_forward_tiled(&f, dy, flipped, dx);
   free(flipped);
