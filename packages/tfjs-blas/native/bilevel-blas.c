@@ -820,11 +820,11 @@ static int conv_forward_tiled(const Geom* g, const float* x, const float* w, flo
  *
  * The rule of `auto`: F(4×4) where its products, edge tiles included, are at most 3/4 of F(2×2)'s (36 per 4×4
  * tile against 16 per 2×2 tile), F(2×2) otherwise. Measured on the ResNet-12 layers (10 images, 2 cores, CPU ms
- * per call, forward / input gradient / filter gradient, medians of 5 alternated calls): 84×84, 64 → 64 (ratio
- * 0.57): F(4×4) 19 / 20 / 23 against F(2×2) 34 / 34 / 38; 42×42 (0.62): 64 → 160 15 / 14 / 15 against 19 / 19 /
- * 21, 160 → 160 28 / 28 / 26 against 37 / 38 / 38; 21×21 (0.67): 320 → 320 30 / 34 / 31 against 39–44 / 42–46 /
- * 39–43; but 10×10 (0.81: 3×3 tiles of 4×4 cover 12×12) 640 → 640 39–42 / 51–56 / 32–35 against F(2×2)'s 32–36
- * / 44–48 / 30–34. */
+ * per call, forward / input gradient / filter gradient, medians of three processes that alternate the two call
+ * by call; docs/performance.md, sixth round): 84×84, 64 → 64 (ratio 0.57): F(4×4) 22 / 22 / 28 against F(2×2)
+ * 36 / 39 / 45; 42×42 (0.62), 160 → 160: 37 / 38 / 36 against 49 / 49 / 51; 21×21 (0.67), 320 → 320: 39 / 40 /
+ * 37 against 50 / 52 / 48; but 10×10 (0.81: 3×3 tiles of 4×4 cover 12×12), 640 → 640: 54 / 67 / 46 against
+ * 44 / 59 / 41. */
 #define WINOGRAD_MIN_CHANNELS 16
 
 /* The side m of Winograd's output blocks for this layer (2 or 4), or 0 for im2col. */

@@ -524,11 +524,12 @@ static void winograd_tasks(void* ctx, size_t b, size_t e) {
 /* The phased path (few tiles): V [n][tiles][C] and M [n][tiles][O] for all tiles at once; the input transforms
  * over ranges of tiles, then each ξ's product [tiles, C]·[C, O] as a task of its own (U_ξ packed once), then the
  * output transforms over ranges of tiles. Measured on the ResNet-12 layers (2 cores, CPU ms per call, forward /
- * input gradient / filter gradient): F(4×4) at 10×10, 640 → 640 (90 tiles) 42 / 56 / 35 phased against 92 / 108
- * / 75 by tasks, at 21×21, 320 → 320 (360 tiles) 30 / 34 / 31 against 42–52 / 51–54 / 39–51; F(2×2) at 10×10 (250
- * tiles) 32–36 / 44–48 / 30–34 against 49–60 / 65–67 / 52–56; but at 42×42 (1,210 tiles of F(4×4)) and 84×84
- * the tasks win (F(4×4) at 42×42, 160 → 160: 28–30 against 31–39 phased; 84×84: 19–20 against 32), their
- * transformed input staying in the cache. Hence phased up to 512 tiles. */
+ * input gradient / filter gradient, two alternated rounds): F(4×4) at 10×10, 640 → 640 (90 tiles) 39–58 / 51–75
+ * / 32–53 phased against 86–92 / 100–108 / 75–77 by tasks, at 21×21, 320 → 320 (360 tiles) 30–40 / 33–43 / 31–42
+ * against 42–52 / 51–54 / 39–51; F(2×2) at 10×10 (250 tiles) 32–51 / 44–67 / 30–51 against 49–60 / 65–67 /
+ * 52–56; but at 42×42 (1,210 tiles of F(4×4)) and 84×84 the tasks win (F(4×4) at 42×42, 160 → 160: 28–30
+ * against 31–39 phased; 84×84: 19–20 against 32), their transformed input staying in the cache. Hence phased up
+ * to 512 tiles. */
 #define WINOGRAD_PHASED_TILES 512
 
 static int use_phased(const WinogradShape* s) { return tile_total(s) <= WINOGRAD_PHASED_TILES; }
