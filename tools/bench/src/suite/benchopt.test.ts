@@ -1,7 +1,7 @@
-import { bandAt, bandSeries, chooseSteps, valueAt } from './benchopt';
+import { bandAt, bandSeries, chooseSteps, epochs, valueAt } from './benchopt';
 import { quantile } from './stats';
 import type { EvalPoint, RunResult } from './results';
-import { suiteSettings } from './settings';
+import { type SectionSetting, suiteSettings } from './settings';
 
 const ev = (time: number, testError: number, outerLoss = 1): EvalPoint => ({ iterate: 0, time, outerLoss, metrics: { testError } });
 const run = (key: string, evals: EvalPoint[], status: RunResult['status'] = 'completed'): RunResult => ({
@@ -53,6 +53,23 @@ describe('benchopt section statistics', () => {
     expect(chosen.validationLoss).toBe(0.5);
     expect(chosen.steps).toEqual({ innerStep: grid[1].grid!.innerStep, outerStep: grid[1].grid!.outerStep });
     expect(chooseSteps(section, runs).has('SABA')).toBe(false);
+  });
+
+  it('epochs: minibatch methods count batch × calls / n, full-batch ones one per call, also from settings read back from JSON', () => {
+    const section = suiteSettings({ quick: false }).find((s) => s.id === 'benchopt')!;
+    const reloaded = JSON.parse(JSON.stringify(section)) as SectionSetting;
+    const soba = section.methods.find((m) => m.label === 'SOBA' && !m.grid)!;
+    const qnbo = section.methods.find((m) => m.label === 'qNBO' && !m.grid)!;
+    expect(qnbo.fullBatch).toBe(true);
+    const { batchSize, trainSamples } = section.problem.options as { batchSize: number; trainSamples: number };
+    const withCalls = (m: typeof soba, calls: number): RunResult => ({
+      ...run(`${m.protocol}/${m.label}`, []),
+      oracleCalls: { innerGradY: calls } as RunResult['oracleCalls'],
+    });
+    for (const settings of [section, reloaded]) {
+      expect(epochs(settings, withCalls(soba, 1000))).toBeCloseTo((1000 * batchSize) / trainSamples, 12);
+      expect(epochs(settings, withCalls(qnbo, 40))).toBe(40);
+    }
   });
 
   it('the figure has one series per method: the median line over a band from the 20 % to the 80 % quantile', () => {

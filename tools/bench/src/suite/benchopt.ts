@@ -87,7 +87,7 @@ export function epochs(section: SectionSetting, r: RunResult, trainSamples?: num
     batchSize?: number;
   };
   const calls = r.oracleCalls?.innerGradY ?? 0;
-  return options.batchSize === undefined
+  return m?.fullBatch || options.batchSize === undefined
     ? calls
     : (calls * options.batchSize) / (trainSamples ?? options.trainSamples);
 }

@@ -43,8 +43,13 @@ export interface MethodSetting {
   readonly color: string;
   /** Seed of the trainer and of the problem's data (its `seed` option), instead of the section's. */
   readonly seed?: number;
-  /** Problem options that replace the section's for this method (e.g. full batches for a deterministic method). */
+  /** Problem options that replace the section's for this method. */
   readonly problemOptions?: Record<string, unknown>;
+  /**
+   * A deterministic method on a minibatch section: the problem without `batchSize` and `outerBatchSize` (whole
+   * data). A flag rather than `undefined` options, which a settings file written as JSON would lose.
+   */
+  readonly fullBatch?: boolean;
   /** Training-time budget of this run, instead of the section's. */
   readonly timeLimitSeconds?: number;
   /**
@@ -580,7 +585,7 @@ function benchoptMethod(label: string, rho: number | null, gamma: number): Metho
           warmupStepSize: 0.5,
         }),
         estimator: choice('qnbo', { update: 'bfgs', passes: 10, maxPasses: 20 }),
-        problemOptions: { batchSize: undefined, outerBatchSize: undefined },
+        fullBatch: true,
       };
     case 'AID-CG':
       return {
@@ -588,7 +593,7 @@ function benchoptMethod(label: string, rho: number | null, gamma: number): Metho
         color: '#7f7f7f',
         innerSolver: choice('lbfgs', { maxIterations: 20, tolerance: 1e-4 }),
         estimator: choice('cg', { maxIterations: 20, tolerance: 1e-3 }),
-        problemOptions: { batchSize: undefined, outerBatchSize: undefined },
+        fullBatch: true,
       };
     default:
       throw new Error(`benchopt section: unknown method '${label}'`);

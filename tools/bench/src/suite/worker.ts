@@ -74,6 +74,7 @@ export async function runWorkerTask(task: WorkerTask): Promise<RunResult> {
     const options = {
       ...section.problem.options,
       ...(method.problemOptions ?? {}),
+      ...(method.fullBatch ? { batchSize: undefined, outerBatchSize: undefined } : {}),
       ...(method.seed !== undefined ? { seed: method.seed } : {}),
     };
     problem = registry.create('problem', section.problem.name, options);
