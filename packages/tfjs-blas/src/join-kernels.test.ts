@@ -57,7 +57,7 @@ function same(a: Outcome, b: Outcome): boolean {
   });
 
   it('run their own kernels, not the JS ones', () => {
-    for (const name of ['Pack', 'Concat']) {
+    for (const name of ['Pack', 'Concat', 'Tile']) {
       expect(tf.getKernel(name, BLAS_BACKEND_NAME).kernelFunc).not.toBe(tf.getKernel(name, 'cpu').kernelFunc);
     }
   });
@@ -129,6 +129,56 @@ function same(a: Outcome, b: Outcome): boolean {
     expect(cases).toBe(120);
   });
 
+  it('tf.tile and tf.broadcastTo: random shapes and repeats (ones, zeros, short and long blocks), float32 / int32 / bool, agree exactly', async () => {
+    const rand = seededRandom(43);
+    let cases = 0;
+    for (const dtype of ['float32', 'int32', 'bool'] as Dtype[]) {
+      for (let c = 0; c < 40; c++) {
+        const rank = randInt(rand, 1, 4);
+        const shape = Array.from({ length: rank }, () => randInt(rand, 1, rank > 2 ? 5 : 30));
+        // Mostly 1–3 repeats, sometimes none along any dim (a plain copy) or zero (an empty result).
+        const reps = shape.map(() => (rand() < 0.05 ? 0 : randInt(rand, 1, 3)));
+        if (c % 10 === 0) reps.fill(1);
+        const parts = [
+          {
+            values: randomValues(
+              rand,
+              dtype,
+              shape.reduce((a, b) => a * b, 1),
+            ),
+            shape,
+          },
+        ];
+        const got = await joinOn(BLAS_BACKEND_NAME, parts, dtype, ([t]) => tf.tile(t, reps));
+        const want = await joinOn('cpu', parts, dtype, ([t]) => tf.tile(t, reps));
+        expect({ dtype, shape, reps, same: same(got, want) }).toEqual({ dtype, shape, reps, same: true });
+        // broadcastTo: the size-1 dims of the input repeated (as the gradients of sums and means do).
+        const ones = shape.map((n) => (rand() < 0.5 ? 1 : n));
+        const target = ones.map((n, i) => (n === 1 ? shape[i] + randInt(rand, 0, 2) : n));
+        const small = [
+          {
+            values: randomValues(
+              rand,
+              dtype,
+              ones.reduce((a, b) => a * b, 1),
+            ),
+            shape: ones,
+          },
+        ];
+        const gotB = await joinOn(BLAS_BACKEND_NAME, small, dtype, ([t]) => tf.broadcastTo(t, target));
+        const wantB = await joinOn('cpu', small, dtype, ([t]) => tf.broadcastTo(t, target));
+        expect({ dtype, ones, target, same: same(gotB, wantB) }).toEqual({ dtype, ones, target, same: true });
+        cases++;
+      }
+    }
+    expect(cases).toBe(120);
+    // ES's tiling of one point into Q + 1 rows, long rows.
+    const x = [{ values: specialValues(rand, 784 * 10), shape: [1, 784, 10] }];
+    const got = await joinOn(BLAS_BACKEND_NAME, x, 'float32', ([t]) => tf.tile(t, [11, 1, 1]));
+    const want = await joinOn('cpu', x, 'float32', ([t]) => tf.tile(t, [11, 1, 1]));
+    expect(same(got, want)).toBe(true);
+  });
+
   it('stacks vectors of 1,000 floats and scalars (the quasi-Newton memories and one-read checks)', async () => {
     const rand = seededRandom(41);
     const vectors = Array.from({ length: 3 }, () => ({ values: specialValues(rand, 1000), shape: [1000] }));
@@ -170,7 +220,11 @@ function same(a: Outcome, b: Outcome): boolean {
     const round = () =>
       tf.tidy(() => {
         const g = tf.grad((v: tf.Tensor) =>
-          tf.sum(tf.square(tf.concat([tf.stack([v, y]), tf.stack([y, v])], 1))),
+          tf.sum(
+            tf.square(
+              tf.concat([tf.stack([v, y]), tf.stack([y, v]), tf.tile(tf.reshape(v, [2, 25]), [1, 2])], 1),
+            ),
+          ),
         )(x);
         return g.dataSync()[0];
       });
@@ -178,8 +232,8 @@ function same(a: Outcome, b: Outcome): boolean {
     const before = tf.memory().numTensors;
     for (let i = 0; i < 50; i++) expect(round()).toBe(first);
     expect(tf.memory().numTensors).toBe(before);
-    // The gradient of Σ(stack/concat)² in v is 4v (v appears twice).
-    expect(first).toBeCloseTo(4 * x.dataSync()[0], 5);
+    // The gradient of Σ(stack/concat/tile)² in v is 8v (v appears twice, and twice more in the tile).
+    expect(first).toBeCloseTo(8 * x.dataSync()[0], 5);
     tf.dispose([x, y]);
   });
 });

@@ -1,6 +1,7 @@
 import {
   Concat,
   Pack,
+  Tile,
   backend_util,
   util,
   type ConcatAttrs,
@@ -8,10 +9,11 @@ import {
   type KernelFunc,
   type PackAttrs,
   type TensorInfo,
+  type TileAttrs,
   type TypedArray,
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { isFloat32Array, outputArray, runCpuKernel } from './kernel-utils';
+import { isFloat32Array, outputArray, requiredInput, runCpuKernel } from './kernel-utils';
 
 /** Below this many elements per run, a plain loop beats `TypedArray.set` on a subarray. */
 const RUN_COPY_THRESHOLD = 16;
@@ -121,10 +123,57 @@ const concat: KernelFunc = ({ inputs, backend, attrs }) => {
   return cpu.makeTensorInfo(outShape, nonEmpty[0].dtype, out);
 };
 
-/** Pack and Concat on the cpu-blas backend (JS run copies; see {@link pack} and {@link concat}). */
+/**
+ * Tile (`tf.tile`, and `tf.broadcastTo`, which the gradients of sums and means use) as block copies, one
+ * repeated dim at a time from the last: with the dims after d already tiled, each block of the dims from d on is
+ * contiguous and its copies follow each other. The JS kernel computes every output element's source through
+ * index conversions: 0.65 ms for [1, 1,000] → [11, 1,000], 12 ms for ES's [1, 784, 10] → [11, 784, 10] on
+ * hyper-cleaning. Same results; empty outputs, string and complex tensors take the JS kernel.
+ */
+const tile: KernelFunc = ({ inputs, backend, attrs }) => {
+  const cpu = backend as MathBackendCPU;
+  const x = requiredInput(inputs, 'x', Tile);
+  const { reps } = attrs as unknown as TileAttrs;
+  const values = numericValues(cpu, [x]);
+  const outShape = x.shape.map((n, i) => n * reps[i]);
+  const size = util.sizeFromShape(outShape);
+  if (!values || reps.length !== x.shape.length || size === 0) return runCpuKernel(Tile, cpu, inputs, attrs);
+  const last = reps.findIndex((r) => r !== 1);
+  const shape = x.shape.slice();
+  let current = values[0];
+  if (last < 0) {
+    const copy = outputLike(cpu, current, size);
+    copy.set(current);
+    return cpu.makeTensorInfo(outShape, x.dtype, copy);
+  }
+  for (let d = shape.length - 1; d >= last; d--) {
+    const r = reps[d];
+    if (r === 1) continue;
+    const outer = util.sizeFromShape(shape.slice(0, d));
+    const block = util.sizeFromShape(shape.slice(d));
+    const next =
+      d === last
+        ? outputLike(cpu, current, outer * block * r)
+        : new (current.constructor as new (n: number) => TypedArray)(outer * block * r);
+    for (let o = 0; o < outer; o++) {
+      const src = current.subarray(o * block, (o + 1) * block);
+      for (let k = 0; k < r; k++) {
+        const at = (o * r + k) * block;
+        if (block >= RUN_COPY_THRESHOLD) next.set(src, at);
+        else for (let i = 0; i < block; i++) next[at + i] = src[i];
+      }
+    }
+    current = next;
+    shape[d] *= r;
+  }
+  return cpu.makeTensorInfo(outShape, x.dtype, current);
+};
+
+/** Pack, Concat and Tile on the cpu-blas backend (JS run copies; see {@link pack}, {@link concat}, {@link tile}). */
 export function joinKernelConfigs(backendName: string): KernelConfig[] {
   return [
     { kernelName: Pack, backendName, kernelFunc: pack },
     { kernelName: Concat, backendName, kernelFunc: concat },
+    { kernelName: Tile, backendName, kernelFunc: tile },
   ];
 }
