@@ -28,6 +28,7 @@ import {
   treeUnflatten,
   z,
 } from '@bilevel/core';
+import { euclideanNorm } from '@bilevel/linalg';
 import { outerGradients } from './implicit';
 import { JacobianMemory, orthogonalDirections } from './jacobian-memory';
 import { OracleCallMeter } from './oracle-calls';
@@ -716,11 +717,10 @@ export function sampleDirections(
     const g = tf.tensor2d(rng.normalArray(Q * d), [Q, d]);
     if (distribution === 'gaussian') return g;
     if (distribution === 'sphere') {
-      // √Σ² per row (tf.norm goes through Abs and a slow broadcasting Pow kernel).
-      return tf.mul(tf.div(g, tf.sqrt(tf.sum(tf.square(g), 1, true))), Math.sqrt(d)) as tf.Tensor2D;
+      return tf.mul(tf.div(g, euclideanNorm(g, 1, true)), Math.sqrt(d)) as tf.Tensor2D;
     }
     const blocks = spec.names.length === 1 ? [g] : tf.split(g, spec.sizes.slice(), 1);
-    const unit = blocks.map((b) => tf.div(b, tf.sqrt(tf.sum(tf.square(b), 1, true))));
+    const unit = blocks.map((b) => tf.div(b, euclideanNorm(b, 1, true)));
     return (unit.length === 1 ? unit[0] : tf.concat(unit, 1)) as tf.Tensor2D;
   });
 }

@@ -26,6 +26,7 @@ export {
   type LinearSolver,
   type FlatOperator,
   flatOperator,
+  euclideanNorm,
   vectorNorm,
   vectorDot,
   checkInit,

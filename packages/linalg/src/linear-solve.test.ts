@@ -7,6 +7,7 @@ import {
   choleskySolve,
   conjugateGradient,
   denseSolve,
+  euclideanNorm,
   fixedPointIteration,
   luSolve,
   neumannSeries,
@@ -14,6 +15,7 @@ import {
   setFlatVectorPlacement,
   solveDenseSystem,
   symmetricEigen,
+  vectorNorm,
 } from './index';
 import {
   logSpaced,
@@ -338,5 +340,23 @@ describe('dense solve', () => {
     expect(op.calls()).toBe(0);
     treeDispose(bt);
     op.dispose();
+  });
+});
+
+describe('euclideanNorm', () => {
+  it('is √Σv² over all of v or along an axis, against the float64 sum', () => {
+    const rng = new Random(5);
+    const values = Float64Array.from({ length: 12 }, () => rng.normal());
+    const rowNorm = (r: number) => Math.sqrt(values.slice(4 * r, 4 * r + 4).reduce((a, v) => a + v * v, 0));
+    const whole = Math.sqrt(values.reduce((a, v) => a + v * v, 0));
+    const m = tf.tensor2d(Float32Array.from(values), [3, 4]);
+    const rows = euclideanNorm(m, 1, true);
+    expect(rows.shape).toEqual([3, 1]);
+    Array.from(rows.dataSync()).forEach((v, r) => expect(v).toBeCloseTo(rowNorm(r), 5));
+    tf.tidy(() => {
+      expect(vectorNorm(tf.reshape(m, [12]))).toBeCloseTo(whole, 5);
+      expect(vectorNorm(tf.tensor1d([3, 4]))).toBe(5);
+    });
+    tf.dispose([m, rows]);
   });
 });

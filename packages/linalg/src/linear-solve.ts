@@ -43,7 +43,10 @@ export function flatOperator(matvec: MatVec, like: TensorTree): FlatOperator {
   };
 }
 
-/** √Σv², as a tensor: `tf.norm` computes |v|^2 through Abs and Pow, the second a slow broadcasting JS kernel. */
+/**
+ * √Σv² (over `axis`, or all of v), as a tensor: `tf.norm`'s Euclidean norm goes through Abs and Pow, the second a
+ * slow broadcasting JS kernel on the host backends.
+ */
 export function euclideanNorm(v: tf.Tensor, axis?: number, keepDims = false): tf.Tensor {
   return tf.sqrt(tf.sum(tf.square(v), axis, keepDims));
 }

@@ -590,23 +590,6 @@ static size_t row_blocks(int rows, size_t row_len, int* block) {
 }
 
 typedef struct {
-  int rows, cols, lda, block;
-  const float *a, *x;
-  float* partials;
-} MatVecRows;
-
-/* Blocks [b, e) (one at a time when the pool hands them out, all of them on a one-thread pool). */
-static void matvec_rows_task(void* ctx, size_t b, size_t e) {
-  const MatVecRows* mv = (const MatVecRows*)ctx;
-  for (size_t t = b; t < e; t++) {
-    const int r0 = (int)t * mv->block;
-    const int n = r0 + mv->block > mv->rows ? mv->rows - r0 : mv->block;
-    cblas_sgemv(CblasRowMajor, CblasTrans, n, mv->cols, 1.f, mv->a + (size_t)r0 * (size_t)mv->lda, mv->lda,
-                mv->x + r0, 1, 0.f, mv->partials + t * (size_t)mv->cols, 1);
-  }
-}
-
-typedef struct {
   const float* partials;
   size_t blocks, cols;
   float* y;
@@ -622,20 +605,17 @@ static void add_partial_rows(void* ctx, size_t b, size_t e) {
   }
 }
 
-/* Returns 0 (nothing done) when the partials would be too large or there is one block. */
+static int row_block_product(bool ta, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
+                             int block, size_t blocks);
+
+/* Returns 0 (nothing done) when the partials would be too large or there is one block. y = Aᵀ·x is the product
+ * x [1, rows] · A [rows, cols]. */
 static int matvec_rows(int rows, int cols, const float* a, int lda, const float* x, float* y) {
   if (cols > MATVEC_T_MAX_COLS) return 0;
   int block;
   const size_t blocks = row_blocks(rows, (size_t)cols, &block);
   if (blocks < 2) return 0;
-  float* partials = (float*)malloc(blocks * (size_t)cols * sizeof(float));
-  if (!partials) return 0;
-  MatVecRows mv = {rows, cols, lda, block, a, x, partials};
-  pool_parallel_tasks(blocks, matvec_rows_task, &mv);
-  PartialRows p = {partials, blocks, (size_t)cols, y};
-  add_partial_rows(&p, 0, (size_t)cols);
-  free(partials);
-  return 1;
+  return row_block_product(false, 1, cols, rows, x, rows, a, lda, y, block, blocks);
 }
 
 /* C [m, n] = op(A) [m, k] · B [k, n] for a few rows m (or a few columns n and k ≥ 4m): B cut into blocks of
@@ -660,8 +640,14 @@ static void gemm_rows_task(void* ctx, size_t b, size_t e) {
     const int r0 = (int)t * g->block;
     const int nb = r0 + g->block > g->k ? g->k - r0 : g->block;
     const float* a = g->ta ? g->a + (size_t)r0 * (size_t)g->lda : g->a + r0;
-    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, CblasNoTrans, g->m, g->n, nb, 1.f, a, g->lda,
-                g->b + (size_t)r0 * (size_t)g->ldb, g->ldb, 0.f, g->partials + t * (size_t)g->m * (size_t)g->n, g->n);
+    const float* b0 = g->b + (size_t)r0 * (size_t)g->ldb;
+    float* part = g->partials + t * (size_t)g->m * (size_t)g->n;
+    /* One row: the block's rows streamed by sgemv (A's row is strided by lda when A is stored transposed). */
+    if (g->m == 1)
+      cblas_sgemv(CblasRowMajor, CblasTrans, nb, g->n, 1.f, b0, g->ldb, a, g->ta ? g->lda : 1, 0.f, part, 1);
+    else
+      cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, CblasNoTrans, g->m, g->n, nb, 1.f, a, g->lda, b0,
+                  g->ldb, 0.f, part, g->n);
   }
 }
 
@@ -674,6 +660,15 @@ static int gemm_rows(bool ta, int m, int n, int k, const float* a, int lda, cons
   int block;
   const size_t blocks = row_blocks(k, (size_t)(few_rows ? n : m), &block), size = (size_t)m * (size_t)n;
   if (blocks < 2 || blocks * size > GEMM_ROWS_MAX_PARTIAL) return 0;
+  return row_block_product(ta, m, n, k, a, lda, b, ldb, c, block, blocks);
+}
+
+/* C = Σ over the blocks of B's rows of op(A)[:, block] · B[block, :], a task and a partial product per block,
+ * the partials added in block order (matvec_rows, gemm_rows). Returns 0 when the partials could not be
+ * allocated (nothing done). */
+static int row_block_product(bool ta, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
+                             int block, size_t blocks) {
+  const size_t size = (size_t)m * (size_t)n;
   float* partials = (float*)malloc(blocks * size * sizeof(float));
   if (!partials) return 0;
   GemmRows g = {ta, m, n, k, lda, ldb, block, a, b, partials};
@@ -738,12 +733,7 @@ static int matvec_pooled(bool trans, int rows, int cols, const float* a, int lda
   chunk = (chunk + 15) & ~(size_t)15; /* whole cache lines of y (and of A's rows when transposed) */
   if (chunk < 16) chunk = 16;
   const size_t tasks = entries < 2 * MATVEC_TASK_FLOATS ? 1 : (out + chunk - 1) / chunk;
-  if (trans && tasks > 1) {
-    blas_single_enter();
-    const int done = matvec_rows(rows, cols, a, lda, x, y);
-    blas_single_leave();
-    if (done) return 1;
-  }
+  if (trans && tasks > 1 && matvec_rows(rows, cols, a, lda, x, y)) return 1;
   MatVec mv = {trans, rows, cols, lda, a, x, y, tasks == 1 ? out : chunk, out};
   blas_single_enter();
   if (tasks == 1) matvec_task(&mv, 0, 1);

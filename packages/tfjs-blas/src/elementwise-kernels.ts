@@ -32,13 +32,12 @@ import {
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import {
-  SMALL_OUTPUT_LENGTH,
   float32Values,
   int32Arg,
-  outputArray,
+  nativeOutput,
+  ownedOutput,
   requiredInput,
   runCpuKernel,
-  smallScratch,
 } from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
 
@@ -233,8 +232,7 @@ function binaryKernel(kernelName: string, code: number, comparison: boolean): Ke
     if (sameShape(a.shape, b.shape) || bIsScalar || aIsScalar) {
       const outShape = sameShape(a.shape, b.shape) || bIsScalar ? a.shape : b.shape;
       const size = util.sizeFromShape(outShape);
-      const small = !comparison && size < SMALL_OUTPUT_LENGTH;
-      const out = comparison ? new Uint8Array(size) : small ? smallScratch(size) : outputArray(cpu, size);
+      const out = comparison ? new Uint8Array(size) : nativeOutput(cpu, size);
       if (size > 0 && size <= TINY_BINARY) {
         tinyBinary(
           code,
@@ -257,14 +255,15 @@ function binaryKernel(kernelName: string, code: number, comparison: boolean): Ke
           FLAT_SHAPE,
         );
       }
-      return cpu.makeTensorInfo(outShape.slice(), comparison ? 'bool' : 'float32', small ? out.slice() : out);
+      return comparison
+        ? cpu.makeTensorInfo(outShape.slice(), 'bool', out)
+        : cpu.makeTensorInfo(outShape.slice(), 'float32', ownedOutput(out as Float32Array));
     }
     const outShape = broadcast_util.assertAndGetBroadcastShape(a.shape, b.shape);
     const size = util.sizeFromShape(outShape);
     const layout = broadcastLayout(outShape, a.shape, b.shape);
     if (layout.shape.length > MAX_NATIVE_RANK) return runCpuKernel(kernelName, cpu, inputs, attrs);
-    const small = !comparison && size < SMALL_OUTPUT_LENGTH;
-    const out = comparison ? new Uint8Array(size) : small ? smallScratch(size) : outputArray(cpu, size);
+    const out = comparison ? new Uint8Array(size) : nativeOutput(cpu, size);
     if (size > 0) {
       requireNativeBlas().binary(
         code,
@@ -276,7 +275,9 @@ function binaryKernel(kernelName: string, code: number, comparison: boolean): Ke
         int32Arg(2, layout.shape),
       );
     }
-    return cpu.makeTensorInfo(outShape, comparison ? 'bool' : 'float32', small ? out.slice() : out);
+    return comparison
+      ? cpu.makeTensorInfo(outShape, 'bool', out)
+      : cpu.makeTensorInfo(outShape, 'float32', ownedOutput(out as Float32Array));
   };
 }
 
@@ -285,12 +286,10 @@ function unaryKernel(kernelName: string, code: number): KernelFunc {
     const cpu = backend as MathBackendCPU;
     const x = requiredInput(inputs, 'x', kernelName);
     if (x.dtype !== 'float32') return runCpuKernel(kernelName, cpu, inputs, attrs);
-    const size = util.sizeFromShape(x.shape);
-    const small = size < SMALL_OUTPUT_LENGTH;
-    const out = small ? smallScratch(size) : outputArray(cpu, size);
+    const out = nativeOutput(cpu, util.sizeFromShape(x.shape));
     const alpha = typeof attrs?.alpha === 'number' ? attrs.alpha : 0;
     if (out.length > 0) requireNativeBlas().unary(code, float32Values(cpu, x), out, alpha);
-    return cpu.makeTensorInfo(x.shape, 'float32', small ? out.slice() : out);
+    return cpu.makeTensorInfo(x.shape, 'float32', ownedOutput(out));
   };
 }
 

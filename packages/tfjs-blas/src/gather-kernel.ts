@@ -8,10 +8,7 @@ import {
   type TypedArray,
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { isFloat32Array, outputArray, requiredInput, runCpuKernel } from './kernel-utils';
-
-/** Below this many elements per gathered slice, a plain loop beats `TypedArray.set` on a subarray. */
-const SLICE_COPY_THRESHOLD = 16;
+import { copyRun, outputLike, requiredInput, runCpuKernel } from './kernel-utils';
 
 /**
  * GatherV2 as whole-slice copies: the input seen as [batch, outer, dim, slice] (tfjs's own flattening), every
@@ -42,20 +39,13 @@ const gatherV2: KernelFunc = ({ inputs, backend, attrs }) => {
   const perBatch = indexValues.length / Math.max(batchSize, 1);
   const size = util.sizeFromShape(info.outputShape);
   // A pooled float32 array may hold old values: every element below is written.
-  const out: TypedArray = isFloat32Array(xValues)
-    ? outputArray(cpu, size)
-    : new (xValues.constructor as new (n: number) => TypedArray)(size);
+  const out = outputLike(cpu, xValues, size);
   let dst = 0;
   for (let b = 0; b < batchSize; b++) {
     for (let o = 0; o < outerSize; o++) {
       const base = (b * outerSize + o) * dimSize * sliceSize;
       for (let i = 0; i < perBatch; i++) {
-        const src = base + indexValues[b * perBatch + i] * sliceSize;
-        if (sliceSize >= SLICE_COPY_THRESHOLD) {
-          out.set(xValues.subarray(src, src + sliceSize), dst);
-        } else {
-          for (let k = 0; k < sliceSize; k++) out[dst + k] = xValues[src + k];
-        }
+        copyRun(xValues, base + indexValues[b * perBatch + i] * sliceSize, sliceSize, out, dst);
         dst += sliceSize;
       }
     }

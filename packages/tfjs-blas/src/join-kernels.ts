@@ -13,10 +13,7 @@ import {
   type TypedArray,
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { isFloat32Array, outputArray, requiredInput, runCpuKernel } from './kernel-utils';
-
-/** Below this many elements per run, a plain loop beats `TypedArray.set` on a subarray. */
-const RUN_COPY_THRESHOLD = 16;
+import { copyRun, outputLike, requiredInput, runCpuKernel } from './kernel-utils';
 
 /**
  * Writes the rows of `parts` side by side: output row o (o < outer) is part 0's row o, then part 1's, … (part
@@ -32,10 +29,7 @@ function joinRows(
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < parts.length; i++) {
       const n = runs[i];
-      const src = parts[i];
-      const from = o * n;
-      if (n >= RUN_COPY_THRESHOLD) out.set(src.subarray(from, from + n), dst);
-      else for (let k = 0; k < n; k++) out[dst + k] = src[from + k];
+      copyRun(parts[i], o * n, n, out, dst);
       dst += n;
     }
   }
@@ -52,12 +46,6 @@ function numericValues(cpu: MathBackendCPU, inputs: readonly TensorInfo[]): Type
     values.push(v as TypedArray);
   }
   return values;
-}
-
-/** An output array of `size` elements of the same kind as `like` (a pooled one for float32). */
-function outputLike(cpu: MathBackendCPU, like: TypedArray, size: number): TypedArray {
-  if (isFloat32Array(like)) return outputArray(cpu, size);
-  return new (like.constructor as new (n: number) => TypedArray)(size);
 }
 
 /**
@@ -156,12 +144,7 @@ const tile: KernelFunc = ({ inputs, backend, attrs }) => {
         ? outputLike(cpu, current, outer * block * r)
         : new (current.constructor as new (n: number) => TypedArray)(outer * block * r);
     for (let o = 0; o < outer; o++) {
-      const src = current.subarray(o * block, (o + 1) * block);
-      for (let k = 0; k < r; k++) {
-        const at = (o * r + k) * block;
-        if (block >= RUN_COPY_THRESHOLD) next.set(src, at);
-        else for (let i = 0; i < block; i++) next[at + i] = src[i];
-      }
+      for (let k = 0; k < r; k++) copyRun(current, o * block, block, next, (o * r + k) * block);
     }
     current = next;
     shape[d] *= r;

@@ -3,6 +3,7 @@ import {
   type NamedAttrMap,
   type NamedTensorInfoMap,
   type TensorInfo,
+  type TypedArray,
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { ACTIVATION_CODES, type NativeActivation } from './native-addon';
@@ -48,7 +49,7 @@ export function outputArray(backend: MathBackendCPU, length: number): Float32Arr
 const INT32_ARGS: Int32Array[][] = [[], [], []];
 const SMALL_OUTPUTS: Float32Array[] = [];
 
-/** Outputs shorter than this go through {@link smallOutput} (the buffer pool does not keep them). */
+/** Outputs shorter than this are written by the addon into a reused array (the buffer pool does not keep them). */
 export const SMALL_OUTPUT_LENGTH = 64;
 
 /**
@@ -64,14 +65,38 @@ export function int32Arg(slot: 0 | 1 | 2, values: readonly number[]): Int32Array
 }
 
 /**
- * A reused array of `length` (< {@link SMALL_OUTPUT_LENGTH}) floats for a native kernel to write; the caller
- * copies it (`slice()`) into the output tensor's own array (copying a few floats into an array that stays on
- * V8's heap costs less than moving a fresh one off it). Overwritten by the next call.
+ * An array of `length` floats for a native kernel to write (every element): a pooled one, or below
+ * {@link SMALL_OUTPUT_LENGTH} a reused one, overwritten by the next call — give the result to the output tensor
+ * through {@link ownedOutput}.
  */
-export function smallScratch(length: number): Float32Array {
+export function nativeOutput(backend: MathBackendCPU, length: number): Float32Array {
+  if (length >= SMALL_OUTPUT_LENGTH) return outputArray(backend, length);
   let out = SMALL_OUTPUTS[length];
   if (out === undefined) out = SMALL_OUTPUTS[length] = new Float32Array(length);
   return out;
+}
+
+/**
+ * The array an output tensor keeps for `out` from {@link nativeOutput}: a copy of a reused small array (copying a
+ * few floats into an array that stays on V8's heap costs less than moving a fresh one off it), else `out` itself.
+ */
+export function ownedOutput(out: Float32Array): Float32Array {
+  return out.length < SMALL_OUTPUT_LENGTH ? out.slice() : out;
+}
+
+/** Below this many elements a plain loop beats `TypedArray.set` on a subarray. */
+const RUN_COPY_THRESHOLD = 16;
+
+/** Copies `n` elements of `src` from `from` into `out` at `at` (one `set` for long runs, a loop for short ones). */
+export function copyRun(src: TypedArray, from: number, n: number, out: TypedArray, at: number): void {
+  if (n >= RUN_COPY_THRESHOLD) out.set(src.subarray(from, from + n), at);
+  else for (let k = 0; k < n; k++) out[at + k] = src[from + k];
+}
+
+/** An output array of `size` elements of the same kind as `like` (a pooled one for float32; every element must be written). */
+export function outputLike(backend: MathBackendCPU, like: TypedArray, size: number): TypedArray {
+  if (isFloat32Array(like)) return outputArray(backend, size);
+  return new (like.constructor as new (n: number) => TypedArray)(size);
 }
 
 /** Runs the pure-JS kernel `name` of the `cpu` backend on `backend` (any MathBackendCPU). */

@@ -11,13 +11,12 @@ import {
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import {
-  SMALL_OUTPUT_LENGTH,
   float32Values,
   int32Arg,
-  outputArray,
+  nativeOutput,
+  ownedOutput,
   requiredInput,
   runCpuKernel,
-  smallScratch,
 } from './kernel-utils';
 import { requireNativeBlas } from './native-addon';
 
@@ -69,9 +68,7 @@ function reduceKernel(kernelName: string, code: number, axisAttr: 'axis' | 'redu
       layout.shape.length <= 8;
     if (!native) return runCpuKernel(kernelName, cpu, inputs, attrs);
     const [outShape] = backend_util.computeOutAndReduceShapes(x.shape, axes);
-    const size = util.sizeFromShape(outShape);
-    const small = size < SMALL_OUTPUT_LENGTH;
-    const out = small ? smallScratch(size) : outputArray(cpu, size);
+    const out = nativeOutput(cpu, util.sizeFromShape(outShape));
     requireNativeBlas().reduce(
       code,
       float32Values(cpu, x),
@@ -80,7 +77,7 @@ function reduceKernel(kernelName: string, code: number, axisAttr: 'axis' | 'redu
       out,
     );
     const shape = a.keepDims ? backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
-    return cpu.makeTensorInfo(shape, 'float32', small ? out.slice() : out);
+    return cpu.makeTensorInfo(shape, 'float32', ownedOutput(out));
   };
 }
 
