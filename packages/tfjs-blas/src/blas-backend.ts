@@ -11,6 +11,7 @@ import {
   type NamedTensorInfoMap,
 } from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import * as os from 'os';
 import { isBlasAvailable } from './blas-info';
 import { convNetKernelConfigs } from './conv-net-kernels';
 import { BufferPool } from './buffer-pool';
@@ -32,8 +33,34 @@ export const BLAS_BACKEND_NAME = 'cpu-blas';
  */
 export const BLAS_BACKEND_PRIORITY = 2.5;
 
-/** Bytes of disposed output arrays the backend keeps for reuse (see {@link BufferPool}). */
+/**
+ * Bytes of disposed output arrays the backend may always keep for reuse; beyond this it keeps up to the most
+ * its kernels' outputs took at once, within {@link bufferPoolMaxBytes} (see {@link BufferPool}).
+ */
 export const BUFFER_POOL_BYTES = 256 * 1024 * 1024;
+
+/** Environment variable: the most megabytes of free output arrays the backend keeps for reuse. */
+export const POOL_MB_ENV_VAR = 'BILEVEL_BLAS_POOL_MB';
+
+/**
+ * The most bytes of free output arrays a new backend keeps for reuse: `BILEVEL_BLAS_POOL_MB` megabytes when
+ * set (0 turns reuse off), else a quarter of the machine's memory (at least {@link BUFFER_POOL_BYTES}).
+ * Throws on a value that is not a non-negative number.
+ */
+export function bufferPoolMaxBytes(
+  env: NodeJS.ProcessEnv = process.env,
+  totalMemory = os.totalmem(),
+): number {
+  const raw = env[POOL_MB_ENV_VAR];
+  if (raw !== undefined && raw.trim() !== '') {
+    const mb = Number(raw);
+    if (!Number.isFinite(mb) || mb < 0) {
+      throw new RangeError(`${POOL_MB_ENV_VAR} must be a non-negative number of megabytes (got '${raw}')`);
+    }
+    return Math.floor(mb * 1024 * 1024);
+  }
+  return Math.max(BUFFER_POOL_BYTES, Math.floor(totalMemory / 4));
+}
 
 /**
  * The pure-JS cpu backend's tensor storage, with heavy kernels replaced by native ones. Tensor data stays in
@@ -42,10 +69,12 @@ export const BUFFER_POOL_BYTES = 256 * 1024 * 1024;
  */
 export class MathBackendBlas extends MathBackendCPU {
   /** Output arrays of native kernels, kept for reuse. */
-  readonly pool = new BufferPool(BUFFER_POOL_BYTES);
+  readonly pool: BufferPool;
 
   constructor() {
     super();
+    const max = bufferPoolMaxBytes();
+    this.pool = new BufferPool(max, 64, Math.min(BUFFER_POOL_BYTES, max));
     // The JS cpu backend prints, on first use in Node, a banner that recommends tfjs-node for speed; this
     // backend is the fast path, so the banner would mislead.
     (this as unknown as { firstUse: boolean }).firstUse = false;

@@ -1,5 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BLAS_BACKEND_NAME, MathBackendBlas, blasInfo, isBlasAvailable, registerBlasBackend } from './index';
+import {
+  BLAS_BACKEND_NAME,
+  BUFFER_POOL_BYTES,
+  MathBackendBlas,
+  POOL_MB_ENV_VAR,
+  blasInfo,
+  bufferPoolMaxBytes,
+  isBlasAvailable,
+  registerBlasBackend,
+} from './index';
 import { BufferPool } from './buffer-pool';
 import { firstMismatch, operand, runOn, seededRandom, type Operand } from './test-utils/compare';
 
@@ -66,6 +75,84 @@ describe('BufferPool', () => {
     pool.release(pool.alloc(60));
     expect(pool.bytes).toBeLessThanOrEqual(1000);
     expect(pool.alloc(50)).toBe(arrays[2]);
+  });
+
+  it('keeps up to twice the peak of its arrays in use, so two phases of other lengths both stay', () => {
+    // Floor 800 bytes, cap 1 MB: the budget follows the peak.
+    const pool = new BufferPool(1 << 20, 16, 800);
+    expect(pool.budget).toBe(800);
+    const phaseA = [pool.alloc(100), pool.alloc(100), pool.alloc(100)];
+    expect(pool.liveBytes).toBe(1200);
+    expect(pool.peakBytes).toBe(1200);
+    expect(pool.budget).toBe(2400);
+    for (const a of phaseA) pool.release(a);
+    expect(pool.liveBytes).toBe(0);
+    expect(pool.bytes).toBe(1200);
+    // Phase B: other lengths, as much in use as phase A's peak; both phases' arrays fit in twice the peak.
+    const phaseB = [pool.alloc(150), pool.alloc(150)];
+    expect(pool.peakBytes).toBe(1200);
+    for (const b of phaseB) pool.release(b);
+    expect(pool.bytes).toBe(2400);
+    const again = [pool.alloc(100), pool.alloc(100), pool.alloc(100)];
+    expect(new Set(again)).toEqual(new Set(phaseA));
+    expect([pool.alloc(150), pool.alloc(150)].every((b) => phaseB.includes(b))).toBe(true);
+    expect(pool.bytes).toBe(0);
+
+    // The same two phases with a budget of the peak alone (cap 1200): phase B's arrays push phase A's out.
+    const tight = new BufferPool(1200, 16, 0);
+    const a2 = [tight.alloc(100), tight.alloc(100), tight.alloc(100)];
+    for (const a of a2) tight.release(a);
+    const b2 = [tight.alloc(150), tight.alloc(150)];
+    for (const b of b2) tight.release(b);
+    expect(tight.bytes).toBeLessThanOrEqual(1200);
+    expect(a2.includes(tight.alloc(100))).toBe(false);
+  });
+
+  it('counts an array in use once: tainted, released twice, or a view released', () => {
+    const pool = new BufferPool(1 << 20, 16, 0);
+    const a = pool.alloc(100);
+    const b = pool.alloc(50);
+    expect(pool.liveBytes).toBe(600);
+    pool.taint(a);
+    expect(pool.liveBytes).toBe(200);
+    pool.taint(a);
+    pool.release(a);
+    expect(pool.liveBytes).toBe(200);
+    pool.release(b.subarray(0, 10));
+    expect(pool.liveBytes).toBe(200);
+    pool.release(b);
+    pool.release(b);
+    expect(pool.liveBytes).toBe(0);
+    expect(pool.bytes).toBe(200);
+    expect(pool.peakBytes).toBe(600);
+    // Arrays below minLength are neither pooled nor counted.
+    pool.alloc(8);
+    expect(pool.liveBytes).toBe(0);
+  });
+
+  it('setLimits drops free arrays beyond the new budget at once and rejects bad limits', () => {
+    const pool = new BufferPool(1 << 20, 16, 0);
+    const arrays = [pool.alloc(100), pool.alloc(100), pool.alloc(100)];
+    for (const a of arrays) pool.release(a);
+    expect(pool.bytes).toBe(1200);
+    pool.setLimits(500, 0);
+    expect(pool.bytes).toBe(400);
+    expect(pool.alloc(100)).toBe(arrays[2]);
+    pool.setLimits(0, 0);
+    expect(pool.bytes).toBe(0);
+    expect(() => pool.setLimits(-1)).toThrow(/non-negative/);
+    expect(() => pool.setLimits(Number.NaN)).toThrow(/non-negative/);
+  });
+
+  it('bufferPoolMaxBytes: BILEVEL_BLAS_POOL_MB when set, else a quarter of the memory, at least the floor', () => {
+    const gib = 1024 ** 3;
+    expect(bufferPoolMaxBytes({}, 24 * gib)).toBe(6 * gib);
+    expect(bufferPoolMaxBytes({}, 512 * 1024 ** 2)).toBe(BUFFER_POOL_BYTES);
+    expect(bufferPoolMaxBytes({ [POOL_MB_ENV_VAR]: '1536' }, 24 * gib)).toBe(1536 * 1024 ** 2);
+    expect(bufferPoolMaxBytes({ [POOL_MB_ENV_VAR]: '0' }, 24 * gib)).toBe(0);
+    expect(bufferPoolMaxBytes({ [POOL_MB_ENV_VAR]: ' ' }, 24 * gib)).toBe(6 * gib);
+    expect(() => bufferPoolMaxBytes({ [POOL_MB_ENV_VAR]: 'lots' })).toThrow(/BILEVEL_BLAS_POOL_MB .*'lots'/);
+    expect(() => bufferPoolMaxBytes({ [POOL_MB_ENV_VAR]: '-5' })).toThrow(/non-negative/);
   });
 });
 
@@ -176,6 +263,49 @@ if (!native) console.warn(`skipped the buffer-reuse tests: ${blasInfo().reason} 
     const v = s.dataSync();
     expect(v.every((e) => e === 2)).toBe(true);
     tf.dispose([x, s]);
+  });
+
+  it('a step of two phases with arrays of other lengths allocates no fresh output array after warm-up', () => {
+    const { maxBytes, floorBytes } = backend.pool;
+    // No floor: the budget is twice the peak of arrays in use alone.
+    backend.pool.setLimits(maxBytes, 0);
+    try {
+      const a = tf.randomNormal([200, 300]);
+      const b = tf.randomNormal([300, 500]);
+      const step = (): number =>
+        tf.tidy(() => {
+          let u = a;
+          for (let i = 0; i < 6; i++) u = tf.exp(tf.mul(tf.add(u, 0.5), 0.01));
+          let v = b;
+          for (let i = 0; i < 6; i++) v = tf.exp(tf.mul(tf.add(v, 0.5), 0.01));
+          return tf.add(tf.sum(u), tf.sum(v)).dataSync()[0];
+        });
+      const first = step();
+      step();
+      const allocOutput = backend.allocOutput.bind(backend);
+      let fresh = 0;
+      let outputs = 0;
+      backend.allocOutput = (length: number) => {
+        const reused = backend.pool.reused;
+        const out = allocOutput(length);
+        if (length >= backend.pool.minLength) {
+          outputs++;
+          if (backend.pool.reused === reused) fresh++;
+        }
+        return out;
+      };
+      try {
+        for (let i = 0; i < 5; i++) expect(step()).toBe(first);
+      } finally {
+        backend.allocOutput = allocOutput;
+      }
+      expect(outputs).toBeGreaterThanOrEqual(5 * 36);
+      expect(fresh).toBe(0);
+      expect(backend.pool.bytes).toBeLessThanOrEqual(backend.pool.budget);
+      tf.dispose([a, b]);
+    } finally {
+      backend.pool.setLimits(maxBytes, floorBytes);
+    }
   });
 
   it('reuse keeps the tensor count and the pool bounded over many steps', () => {

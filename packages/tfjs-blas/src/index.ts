@@ -14,7 +14,9 @@ export {
   BUFFER_POOL_BYTES,
   MathBackendBlas,
   NATIVE_KERNEL_NAMES,
+  POOL_MB_ENV_VAR,
   blasKernelConfigs,
+  bufferPoolMaxBytes,
   registerBlasBackend,
 } from './blas-backend';
 export {
