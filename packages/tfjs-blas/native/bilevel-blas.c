@@ -154,6 +154,20 @@ static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setSpin(microseconds) -> the setting before: how long pool threads spin before they sleep. */
+static napi_value js_set_spin(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t us;
+  if (get_args(env, info, 1, argv, "setSpin")) return NULL;
+  if (arg_int(env, argv[0], "setSpin", "microseconds", 0, &us)) return NULL;
+  if (us > 100000) return throw_error(env, "setSpin", "microseconds must be at most 100000"), NULL;
+  const long before = pool_spin_us();
+  pool_set_spin_us((long)us);
+  napi_value r;
+  napi_create_int64(env, before, &r);
+  return r;
+}
+
 /* Method of the large matrix-vector products: 0 the worker pool (matvec_pooled), 1 OpenBLAS's own threads. */
 static atomic_int matvec_method = 0;
 
@@ -1811,6 +1825,7 @@ NAPI_MODULE_INIT() {
   const napi_property_descriptor props[] = {
       {"info", NULL, js_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setSpin", NULL, js_set_spin, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setConvMethod", NULL, js_set_conv_method, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setMatVecMethod", NULL, js_set_matvec_method, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sgemm", NULL, js_sgemm, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -4,8 +4,46 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
 
 #define POOL_MAX 64
+
+/*
+ * How long a thread spins before it sleeps: a worker after its task, waiting for the next one; the caller
+ * waiting for the workers' last chunks. Waking a sleeping thread costs tens of microseconds on a busy VM (a
+ * futex wake, then the scheduler), as much as a whole element-wise kernel on a million floats; tfjs issues
+ * kernels back to back, so a worker that spins briefly is usually still awake for the next one.
+ * Default 50 µs; setSpin (and BILEVEL_BLAS_SPIN_US, read by the JS side) change it (0: always sleep at once).
+ */
+static _Atomic long spin_ns = -1;
+static long spin_limit_ns(void);
+
+void pool_set_spin_us(long us) {
+  if (us < 0) us = 0;
+  if (us > 100000) us = 100000;
+  spin_ns = us * 1000;
+}
+
+long pool_spin_us(void) { return spin_limit_ns() / 1000; }
+
+static long spin_limit_ns(void) {
+  if (spin_ns < 0) spin_ns = 50 * 1000;
+  return spin_ns;
+}
+
+static inline long long now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
@@ -15,8 +53,8 @@ static pthread_mutex_t task_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t workers[POOL_MAX];
 static int wanted = 1;  /* threads per task, the caller included */
 static int started = 0; /* workers running */
-static int stopping = 0;
-static unsigned long generation = 0;
+static _Atomic int stopping = 0;
+static _Atomic unsigned long generation = 0;
 /* The generation when the workers were started: a worker that starts after the first task was published
  * still runs it. */
 static unsigned long base_generation = 0;
@@ -53,11 +91,28 @@ static void run_chunks(const Task* t) {
   }
 }
 
+/* Spins until `generation` moves past `seen` or the pool stops, for at most the spin limit. */
+static void spin_for_task(unsigned long seen) {
+  const long limit = spin_limit_ns();
+  if (limit <= 0) return;
+  const long long start = now_ns();
+  for (unsigned i = 1;; i++) {
+    if (atomic_load_explicit(&generation, memory_order_acquire) != seen || atomic_load(&stopping)) return;
+    CPU_RELAX();
+    if ((i & 63) == 0 && now_ns() - start > limit) return;
+  }
+}
+
 static void* worker_main(void* arg) {
   (void)arg;
   pthread_mutex_lock(&lock);
   unsigned long seen = base_generation;
   for (;;) {
+    if (!stopping && generation == seen) {
+      pthread_mutex_unlock(&lock);
+      spin_for_task(seen);
+      pthread_mutex_lock(&lock);
+    }
     while (!stopping && generation == seen) pthread_cond_wait(&wake, &lock);
     if (stopping) break;
     seen = generation;
@@ -143,7 +198,16 @@ static void run_task(size_t n, size_t grain, size_t max_chunks, pool_range_fn fn
   pthread_cond_broadcast(&wake);
   pthread_mutex_unlock(&lock);
   run_chunks(&t);
-  /* Every chunk claimed by now; wait for those still running on workers. */
+  /* Every chunk claimed by now; wait for those still running on workers: spin first (a claimed chunk is
+   * being computed and ends soon), then sleep. */
+  if (atomic_load(&done_chunks) < t.chunks) {
+    const long limit = spin_limit_ns();
+    const long long start = limit > 0 ? now_ns() : 0;
+    for (unsigned i = 1; limit > 0 && atomic_load(&done_chunks) < t.chunks; i++) {
+      CPU_RELAX();
+      if ((i & 63) == 0 && now_ns() - start > limit) break;
+    }
+  }
   if (atomic_load(&done_chunks) < t.chunks) {
     pthread_mutex_lock(&lock);
     while (atomic_load(&done_chunks) < t.chunks) pthread_cond_wait(&finished, &lock);

@@ -26,6 +26,10 @@ void pool_parallel_for(size_t n, size_t grain, pool_range_fn fn, void* ctx);
  * of the work). On the calling thread alone when the pool has one thread or n < 2.
  */
 void pool_parallel_tasks(size_t n, pool_range_fn fn, void* ctx);
+/* How long (µs, 0 to 100000) a worker spins for the next task, and the caller for the last chunks, before
+ * sleeping (default 50). */
+void pool_set_spin_us(long us);
+long pool_spin_us(void);
 /* Stops and joins the workers (idempotent). */
 void pool_shutdown(void);
 #endif

@@ -12,7 +12,7 @@ import {
 } from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import * as os from 'os';
-import { isBlasAvailable } from './blas-info';
+import { applySpinFromEnv, isBlasAvailable } from './blas-info';
 import { convNetKernelConfigs } from './conv-net-kernels';
 import { BufferPool } from './buffer-pool';
 import { convKernelConfigs } from './conv-kernels';
@@ -73,6 +73,7 @@ export class MathBackendBlas extends MathBackendCPU {
 
   constructor() {
     super();
+    applySpinFromEnv();
     const max = bufferPoolMaxBytes();
     this.pool = new BufferPool(max, 64, Math.min(BUFFER_POOL_BYTES, max));
     // The JS cpu backend prints, on first use in Node, a banner that recommends tfjs-node for speed; this

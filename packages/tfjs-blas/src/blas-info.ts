@@ -84,6 +84,41 @@ export function setBlasThreads(threads: number): boolean {
 }
 
 /**
+ * How long, in microseconds, the native worker pool's threads spin before they sleep: a worker after its
+ * task, waiting for the next, and the calling thread waiting for the workers' last chunks (default 50, or
+ * `BILEVEL_BLAS_SPIN_US` when set; 0 sleeps at once). Waking a sleeping thread takes tens of microseconds on
+ * a busy machine, as long as an element-wise kernel on a million floats; spinning briefly keeps the workers
+ * awake through a stream of kernels at the cost of some idle CPU. Returns the setting before, or undefined
+ * when the addon is unavailable.
+ */
+export function setThreadSpin(microseconds: number): number | undefined {
+  checkSpin(microseconds, 'setThreadSpin: microseconds');
+  const { addon } = loadNativeBlas();
+  return addon ? addon.setSpin(microseconds) : undefined;
+}
+
+/** Environment variable: the worker pool's spin time in microseconds (see {@link setThreadSpin}). */
+export const SPIN_ENV_VAR = 'BILEVEL_BLAS_SPIN_US';
+
+/**
+ * Applies `BILEVEL_BLAS_SPIN_US` when set (the `cpu-blas` backend does on creation); throws a RangeError that
+ * names the variable when it is not an integer from 0 to 100000.
+ */
+export function applySpinFromEnv(env: NodeJS.ProcessEnv = process.env): void {
+  const raw = env[SPIN_ENV_VAR];
+  if (raw === undefined || raw.trim() === '') return;
+  const us = Number(raw);
+  checkSpin(us, `${SPIN_ENV_VAR}='${raw}'`);
+  setThreadSpin(us);
+}
+
+function checkSpin(microseconds: number, what: string): void {
+  if (!Number.isInteger(microseconds) || microseconds < 0 || microseconds > 100_000) {
+    throw new RangeError(`${what} must be an integer from 0 to 100000 (got ${microseconds})`);
+  }
+}
+
+/**
  * How the `cpu-blas` backend computes 3×3, stride-1, dilation-1 convolutions (forward and both gradients):
  * see {@link setConvolutionMethod}.
  */

@@ -20,11 +20,14 @@ export {
   registerBlasBackend,
 } from './blas-backend';
 export {
+  SPIN_ENV_VAR,
+  applySpinFromEnv,
   blasInfo,
   isBlasAvailable,
   setBlasThreads,
   setConvolutionMethod,
   setMatVecMethod,
+  setThreadSpin,
   sgemm,
   type BlasInfo,
   type ConvolutionMethod,

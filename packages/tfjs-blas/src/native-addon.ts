@@ -36,6 +36,8 @@ export interface NativeBlas {
   info(): NativeBlasInfo;
   /** Sets the BLAS threads (OpenBLAS's `openblas_set_num_threads`). */
   setThreads(threads: number): void;
+  /** How long (µs) the worker pool's threads spin before they sleep; returns the setting before. */
+  setSpin(microseconds: number): number;
   /** Method of 3×3, stride-1 convolutions: 0 auto, 1 im2col, 2 Winograd F(2×2), 3 Winograd F(4×4) (OpenBLAS builds). */
   setConvMethod(method: number): void;
   /** Method of large matrix-vector products: 0 the worker pool, 1 OpenBLAS's threads; returns the method before. */

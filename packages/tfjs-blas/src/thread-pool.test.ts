@@ -7,6 +7,8 @@ import {
   isBlasAvailable,
   registerBlasBackend,
   setBlasThreads,
+  setThreadSpin,
+  applySpinFromEnv,
 } from './index';
 
 const native = isBlasAvailable();
@@ -36,11 +38,45 @@ if (!native) console.warn(`skipped the worker-pool tests: ${blasInfo().reason} (
     x.dispose();
   });
 
+  it('gives the same result whether its threads spin between tasks or sleep at once', () => {
+    setBlasThreads(2);
+    const x = tf.tidy(() => tf.div(tf.range(0, 300_000), 1000)) as tf.Tensor1D;
+    const run = (): Buffer => {
+      const y = tf.tidy(() => tf.sum(tf.add(tf.exp(tf.neg(x)), tf.mul(x, 0.5)), 0, true));
+      const out = Buffer.from((y.dataSync() as Float32Array).slice().buffer);
+      y.dispose();
+      return out;
+    };
+    const before = setThreadSpin(0) as number;
+    try {
+      expect(Number.isInteger(before)).toBe(true);
+      const asleep = [run(), run()];
+      expect(setThreadSpin(2000)).toBe(0);
+      // Back-to-back large ops: the workers are still spinning when the next one comes.
+      const spinning = [run(), run(), run()];
+      for (const r of [...asleep.slice(1), ...spinning]) expect(Buffer.compare(r, asleep[0])).toBe(0);
+    } finally {
+      setThreadSpin(before);
+    }
+    expect(() => setThreadSpin(-1)).toThrow(/microseconds must be an integer from 0 to 100000/);
+    expect(() => setThreadSpin(1.5)).toThrow(/got 1.5/);
+    expect(() => setThreadSpin(100_001)).toThrow(/0 to 100000/);
+    expect(() => applySpinFromEnv({ BILEVEL_BLAS_SPIN_US: 'fast' })).toThrow(
+      /BILEVEL_BLAS_SPIN_US='fast' must be/,
+    );
+    const kept = setThreadSpin(before) as number;
+    applySpinFromEnv({ BILEVEL_BLAS_SPIN_US: '7' });
+    expect(setThreadSpin(kept)).toBe(7);
+    x.dispose();
+  });
+
   it('keeps no process alive: a script that used the pool exits on its own', () => {
     // The addon alone (no tfjs): one large element-wise op starts the workers, then the script ends.
     const script = [
       `const addon = require(${JSON.stringify(ADDON_PATH)});`,
       'addon.setThreads(2);',
+      // Workers that spin for the next task (up to 100 ms) must still let the process end.
+      'addon.setSpin(100000);',
       'const n = 400000;',
       'const a = new Float32Array(n).fill(1);',
       'const out = new Float32Array(n);',
