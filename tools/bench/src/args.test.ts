@@ -29,6 +29,13 @@ describe('parseArgs: the speed section', () => {
     expect(() => parseArgs(['--speed-steps'])).toThrow(/needs a value/);
   });
 
+  it('--speed-sequential is a flag of the speed section', () => {
+    expect(suite(['--speed-sequential']).speedSequential).toBe(true);
+    expect(suite([]).speedSequential).toBeUndefined();
+    expect(() => parseArgs(['--speed-sequential=yes'])).toThrow(/takes no value/);
+    expect(() => parseArgs(['--only', 'quadratic', '--speed-sequential'])).toThrow(/applies to the speed section/);
+  });
+
   it('--workloads takes families and workload ids, and alone implies --only speed', () => {
     const a = suite(['--workloads', 'quadratic,micro/sgemm']);
     expect(a.workloads).toEqual(['quadratic', 'micro/sgemm']);

@@ -21,6 +21,8 @@ export interface SuiteArgs {
   readonly json: boolean;
   /** Timed steps of every speed workload, instead of each one's own. */
   readonly speedSteps?: number;
+  /** Speed section: each workload's two sides one after the other, never interleaved. */
+  readonly speedSequential?: boolean;
   /** The speed workloads to run (ids or families); all when absent. */
   readonly workloads?: readonly string[];
   /** The benchopt-ho section's LIBSVM files (as given; resolved by the caller). */
@@ -62,6 +64,8 @@ Options of the suite:
                         workloads (e.g. quadratic/aid-cg); without --only it implies --only speed, and
                         without --out it only prints the table (docs/ is left alone)
   --speed-steps <n>     speed section: timed steps of every workload (default: each workload's own)
+  --speed-sequential    speed section: time each workload's Bilevel side, then its twin (default: the two
+                        alternate blocks of steps, except few-shot)
   --libsvm-train <file>       benchopt-ho section: the LIBSVM training file (plain or gzip); without it that
                               section is skipped
   --libsvm-validation <file>  benchopt-ho: the validation file (default: 25 % of the training file, a fresh
@@ -97,6 +101,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   let sections: SuiteSectionId[] = [...SUITE_SECTION_IDS];
   let only = false;
   let speedSteps: number | undefined;
+  let speedSequential = false;
   let workloads: string[] | undefined;
   const libsvm: { train?: string; validation?: string; test?: string } = {};
   const seen = new Set<string>();
@@ -120,9 +125,11 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
       case '--quick':
       case '--png':
       case '--json':
+      case '--speed-sequential':
         if (inline !== undefined) throw new UsageError(`option '${flag}' takes no value`);
         if (flag === '--quick') quick = true;
         else if (flag === '--png') png = true;
+        else if (flag === '--speed-sequential') speedSequential = true;
         else json = true;
         break;
       case '--out': {
@@ -210,6 +217,9 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   if (speedSteps !== undefined && !sections.includes('speed')) {
     throw new UsageError("option '--speed-steps' applies to the speed section, which '--only' leaves out");
   }
+  if (speedSequential && !sections.includes('speed')) {
+    throw new UsageError("option '--speed-sequential' applies to the speed section, which '--only' leaves out");
+  }
   return {
     kind: 'suite',
     args: {
@@ -220,6 +230,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
       sections,
       ...(out !== undefined ? { out } : {}),
       ...(speedSteps !== undefined ? { speedSteps } : {}),
+      ...(speedSequential ? { speedSequential } : {}),
       ...(workloads !== undefined ? { workloads } : {}),
       ...(libsvm.train !== undefined
         ? {

@@ -56,7 +56,8 @@ async function worker(): Promise<void> {
     void (async () => {
       if (isSpeedTask(m)) {
         const { runSpeedTask } = await import('./suite/speed/bilevel');
-        const r = await runSpeedTask(m);
+        const { ipcPace } = await import('./suite/speed/pace');
+        const r = await runSpeedTask(m, m.interleave ? ipcPace(send) : undefined);
         send(r, () => process.exit(0));
         return;
       }
@@ -129,6 +130,7 @@ async function main(argv: readonly string[]): Promise<number> {
     backend: a.backend,
     sections: a.sections,
     ...(a.speedSteps !== undefined ? { speedSteps: a.speedSteps } : {}),
+    ...(a.speedSequential ? { speedSequential: true } : {}),
     ...(a.workloads !== undefined ? { workloads: a.workloads } : {}),
     png: a.png,
     json: a.json,

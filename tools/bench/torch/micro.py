@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from common import emit, run
+from common import emit, run, time_steps
 
 
 def main(config):
@@ -34,9 +34,7 @@ def main(config):
             call()
         return (time.perf_counter() - t0) * 1000.0 / repeats
 
-    for _ in range(warmup):
-        sample()
-    emit([sample() for _ in range(steps)], checks, 0.0)
+    emit(time_steps(sample, warmup, steps, sample=sample), checks, 0.0)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ export interface SuiteOptions {
   readonly sections: readonly SuiteSectionId[];
   /** Speed section: timed steps of every workload. */
   readonly speedSteps?: number;
+  /** Speed section: never interleave the two sides. */
+  readonly speedSequential?: boolean;
   /** Speed section: the workloads to run (ids or families). */
   readonly workloads?: readonly string[];
   readonly png: boolean;
@@ -193,6 +195,7 @@ export async function runSuite(options: SuiteOptions): Promise<number> {
     speed = await runSpeedSection({
       quick: options.quick,
       ...(options.speedSteps !== undefined ? { steps: options.speedSteps } : {}),
+      ...(options.speedSequential ? { sequential: true } : {}),
       ...(options.workloads !== undefined ? { workloads: options.workloads } : {}),
       backend: options.backend,
       workerScript: options.workerScript,

@@ -14,7 +14,7 @@ import { QuadraticProblem, loadDenseSplits } from '@bilevel/problems';
 import { createBackbone } from '@bilevel/meta-learning';
 import { corruptLabels } from '@bilevel/datasets';
 import { type ArrayEntry, writeArrays } from './data-files';
-import type { BilevelSpeedResult, SpeedTask } from './results';
+import { type BilevelSpeedResult, type Pace, type SpeedTask, runTimed } from './results';
 import {
   type MicroWorkload,
   type NetworkWorkload,
@@ -102,7 +102,12 @@ function recordTasks(problem: BilevelProblem, into: Record<string, tf.Tensor>[])
   };
 }
 
-async function timePipeline(w: SpeedWorkload, spec: PipelineWorkload, twinDataDir: string | undefined): Promise<Timed> {
+async function timePipeline(
+  w: SpeedWorkload,
+  spec: PipelineWorkload,
+  twinDataDir: string | undefined,
+  pace: Pace | undefined,
+): Promise<Timed> {
   const setupStart = performance.now();
   const pipeline = createPipeline({
     problem: spec.problem,
@@ -141,18 +146,30 @@ async function timePipeline(w: SpeedWorkload, spec: PipelineWorkload, twinDataDi
     for (let i = 0; i < w.warmup; i++) record(trainer.stepOnce().outerLoss);
     // Before the float32 floor: ‖x − x*‖/‖x*‖ after the warm-up steps (not timed).
     if (pipeline.problem instanceof QuadraticProblem) checks.xRelativeErrorWarmup = xError();
-    const timesMs: number[] = [];
-    for (let i = 0; i < w.steps; i++) {
-      const t0 = performance.now();
-      const e = trainer.stepOnce();
-      timesMs.push(performance.now() - t0);
-      record(e.outerLoss);
+    // Interleaved with the twin, which starts once this side is ready: its data must be complete by then
+    // (few-shot tasks are drawn while timing, so that family runs side after side).
+    if (pace && spec.problem.name === 'few-shot') throw new Error('few-shot workloads cannot run interleaved');
+    let written = false;
+    if (pace && twinDataDir && entries.length > 0) {
+      writeArrays(twinDataDir, entries);
+      written = true;
     }
+    const timesMs = await runTimed(
+      () => {
+        const t0 = performance.now();
+        const e = trainer.stepOnce();
+        const ms = performance.now() - t0;
+        record(e.outerLoss);
+        return ms;
+      },
+      w.steps,
+      pace,
+    );
     checks.outerLoss = outerLoss;
     if (pipeline.problem instanceof QuadraticProblem) checks.xRelativeError = xError();
     checks.oracleCalls = ORACLE_KINDS.reduce((n, k) => n + pipeline.oracles.counts[k], 0);
     tasks.forEach((t, i) => entries.push(...treeArrays(`step${i}:`, t)));
-    if (twinDataDir && entries.length > 0) writeArrays(twinDataDir, entries);
+    if (twinDataDir && entries.length > 0 && !written) writeArrays(twinDataDir, entries);
     return { timesMs, checks, setupSeconds };
   } finally {
     for (const t of tasks) tf.dispose(Object.values(t));
@@ -164,7 +181,12 @@ async function timePipeline(w: SpeedWorkload, spec: PipelineWorkload, twinDataDi
  * Forward in training mode (batch statistics) and backward of ½·mean over images of ‖φ(image)‖², with
  * respect to every parameter; the loss is read back.
  */
-function timeNetwork(w: SpeedWorkload, spec: NetworkWorkload, twinDataDir: string | undefined): Timed {
+async function timeNetwork(
+  w: SpeedWorkload,
+  spec: NetworkWorkload,
+  twinDataDir: string | undefined,
+  pace: Pace | undefined,
+): Promise<Timed> {
   const setupStart = performance.now();
   const backbone = createBackbone(spec.backbone.name, {
     ...spec.backbone.options,
@@ -202,13 +224,16 @@ function timeNetwork(w: SpeedWorkload, spec: NetworkWorkload, twinDataDir: strin
       });
     };
     for (let i = 0; i < w.warmup; i++) step();
-    const timesMs: number[] = [];
     let last = { loss: NaN, gradNorm: NaN };
-    for (let i = 0; i < w.steps; i++) {
-      const t0 = performance.now();
-      last = step();
-      timesMs.push(performance.now() - t0);
-    }
+    const timesMs = await runTimed(
+      () => {
+        const t0 = performance.now();
+        last = step();
+        return performance.now() - t0;
+      },
+      w.steps,
+      pace,
+    );
     return { timesMs, checks: { loss: last.loss, gradientNorm: last.gradNorm }, setupSeconds };
   } finally {
     tf.dispose([...list, images]);
@@ -216,7 +241,7 @@ function timeNetwork(w: SpeedWorkload, spec: NetworkWorkload, twinDataDir: strin
 }
 
 /** Per-call milliseconds of one op, timed over `repeats` calls per sample. */
-function timeMicro(w: SpeedWorkload, spec: MicroWorkload): Timed {
+async function timeMicro(w: SpeedWorkload, spec: MicroWorkload, pace: Pace | undefined): Promise<Timed> {
   const rng = new Random(0);
   const n = spec.size;
   const shape = spec.op === 'sgemm' ? [n, n] : [n];
@@ -240,8 +265,7 @@ function timeMicro(w: SpeedWorkload, spec: MicroWorkload): Timed {
       return (performance.now() - t0) / spec.repeats;
     };
     for (let i = 0; i < w.warmup; i++) sample();
-    const timesMs: number[] = [];
-    for (let i = 0; i < w.steps; i++) timesMs.push(sample());
+    const timesMs = await runTimed(sample, w.steps, pace);
     const checks: Record<string, number> = spec.op === 'dot-read' ? { dot: checksum } : {};
     return { timesMs, checks, setupSeconds: 0 };
   } finally {
@@ -250,7 +274,7 @@ function timeMicro(w: SpeedWorkload, spec: MicroWorkload): Timed {
 }
 
 /** Runs one workload's Bilevel side; never throws (a failure is reported). */
-export async function runSpeedTask(task: SpeedTask): Promise<BilevelSpeedResult> {
+export async function runSpeedTask(task: SpeedTask, pace?: Pace): Promise<BilevelSpeedResult> {
   const w = speedWorkloads({ quick: task.quick, steps: task.steps }).find((x) => x.id === task.workload);
   if (!w) return { status: 'failed', error: `unknown workload '${task.workload}'`, timesMs: [], checks: {} };
   let backend: BilevelSpeedResult['backend'];
@@ -259,16 +283,17 @@ export async function runSpeedTask(task: SpeedTask): Promise<BilevelSpeedResult>
     const selection = await initBackend({ backend: task.backend as BackendChoice, log: () => undefined });
     backend = { name: selection.name, reason: selection.reason };
     threads = backendThreads(selection.name, selection.detail);
+    pace?.describe?.({ backend, threads });
     // The meta-learning plugins register a backbone kind and the few-shot problem; problems the rest.
     await import('@bilevel/problems');
     await import('@bilevel/meta-learning');
     const spec = w.spec;
     const timed =
       spec.kind === 'pipeline'
-        ? await timePipeline(w, spec, task.twinDataDir)
+        ? await timePipeline(w, spec, task.twinDataDir, pace)
         : spec.kind === 'network'
-          ? timeNetwork(w, spec, task.twinDataDir)
-          : timeMicro(w, spec);
+          ? await timeNetwork(w, spec, task.twinDataDir, pace)
+          : await timeMicro(w, spec, pace);
     return {
       status: 'completed',
       ...timed,

@@ -99,7 +99,7 @@ export function speedTable(outcome: SpeedOutcome): string {
       ? [r.load.bilevel, r.load.torch]
           .filter((v): v is number => v !== undefined)
           .map((v) => v.toFixed(1))
-          .join(' / ')
+          .join(' / ') + (r.interleaved ? ' (interleaved)' : '')
       : '—',
   ]);
   return markdownTable(
@@ -179,7 +179,12 @@ export function speedSection(n: number, outcome: SpeedOutcome, quick: boolean): 
     'Each workload runs on Bilevel (a worker process that builds the pipeline with `createPipeline` of `@bilevel/core`, as a ' +
       'user would) and then on its PyTorch twin (`tools/bench/torch/*.py`: the same algorithm step for step, with autograd ' +
       'gradients and double-backward Hessian- and mixed-vector products, the same iteration counts, stopping rules and oracle ' +
-      'calls), one after the other, float32 on the CPU with the same number of threads. Times are wall clock per outer step ' +
+      'calls), float32 on the CPU with the same number of threads, never both computing at once. For the quadratic, ' +
+      'hyper-cleaning and ResNet-12 rows (marked "interleaved" in the load column) both sides are started, build their ' +
+      'problem and warm up, then time alternating blocks of steps — Bilevel then PyTorch, then PyTorch then Bilevel, about ' +
+      "six rounds, each block after one untimed step — so both sample the same minutes of the machine (a side's median alone " +
+      'moved by up to 2× between runs minutes apart); few-shot (its twin replays the tasks drawn while timing) and the ' +
+      'micro-kernels run one side after the other (`--speed-sequential` does so for every row). Times are wall clock per outer step ' +
       "(`performance.now()` around `trainer.stepOnce()`; `time.perf_counter()` around the twin's step, which also reads ‖∇Φ‖ " +
       'and the outer loss as the trainer does), after warm-up steps; the network workload times one forward and backward pass; ' +
       'micro-kernels are per call, averaged over a batch of calls per sample. The ratio is of the medians (above 1: Bilevel is ' +
@@ -201,7 +206,8 @@ export function speedSection(n: number, outcome: SpeedOutcome, quick: boolean): 
       'support and once on the query images and keeps their graphs, where the library caches the features and reruns the ' +
       'forward pass inside each backward pass through the backbone.',
     '',
-    "**Shared machine.** The last column gives the 1-minute load average when each side started. PyTorch's OpenMP threads " +
+    "**Shared machine.** The last column gives the 1-minute load average when each side started (interleaved rows: when " +
+      "the Bilevel side and the twin were started). PyTorch's OpenMP threads " +
       'slow down sharply when another process holds a core; a row whose ' +
       'load exceeds the number of cores is suspect: compare the fastest steps (min), or rerun it alone with `--workloads`.',
     '',

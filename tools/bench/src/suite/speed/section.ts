@@ -1,6 +1,8 @@
 /**
- * Runs the speed section: for each workload, the Bilevel side in a worker process, then its PyTorch twin,
- * one after the other (never at the same time: they would compete for the cores).
+ * Runs the speed section: for each workload, the Bilevel side in a worker process and its PyTorch twin, never
+ * computing at the same time (they would compete for the cores). For the pipelines and the network (not
+ * few-shot, see canInterleave) both are started and time alternating blocks of steps (interleave.ts); for
+ * the others one side runs after the other.
  */
 import { fork } from 'child_process';
 import * as fs from 'fs';
@@ -8,7 +10,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { describeSearch, findFashionMnist } from '@bilevel/datasets';
 import { type BilevelSpeedResult, type SpeedSideResult, type SpeedTask, median } from './results';
-import { type TorchInfo, findTorch, openBlasCoreOf, runTwin } from './torch';
+import { blockSize, runInterleaved } from './interleave';
+import { type TorchInfo, type TwinConfig, findTorch, openBlasCoreOf, runTwin } from './torch';
 import { type SpeedWorkload, selectWorkloads, speedWorkloads } from './workloads';
 
 export interface SpeedRow {
@@ -18,6 +21,8 @@ export interface SpeedRow {
   readonly torch?: SpeedSideResult;
   /** 1-minute load average when each side started (the machine may be shared). */
   readonly load?: { readonly bilevel: number; readonly torch?: number };
+  /** Whether the two sides timed alternating blocks of steps (else one after the other). */
+  readonly interleaved?: boolean;
 }
 
 export interface SpeedOutcome {
@@ -40,6 +45,8 @@ export interface SpeedOptions {
   readonly log: (line: string) => void;
   /** How PyTorch is looked for (tests pass their own). */
   readonly findTorch?: () => TorchInfo;
+  /** Runs every workload side after side, never interleaved (`--speed-sequential`). */
+  readonly sequential?: boolean;
 }
 
 function failed(status: SpeedSideResult['status'], error: string): BilevelSpeedResult {
@@ -84,6 +91,18 @@ export function runBilevelWorker(
     );
     child.send(task);
   });
+}
+
+/**
+ * Whether the two sides time alternating blocks: pipelines whose twin data is complete before the timed steps
+ * (not few-shot, whose twin replays the tasks drawn while timing) and the network. Micro-kernels run side after
+ * side: each side's samples take well under a second in all, so load drift between the sides matters less
+ * than what idling between blocks does to the JS heap (measured: add of 100 floats 1.9–2.0 µs side after side,
+ * 2.4–3.1 µs in blocks).
+ */
+export function canInterleave(w: SpeedWorkload): boolean {
+  if (w.spec.kind === 'micro') return false;
+  return !(w.spec.kind === 'pipeline' && w.spec.problem.name === 'few-shot');
 }
 
 /** Whether the twin reads arrays written by the Bilevel worker. */
@@ -137,6 +156,39 @@ export async function runSpeedSection(options: SpeedOptions): Promise<SpeedOutco
         ...(dataDir ? { twinDataDir: dataDir } : {}),
       };
       const loadBilevel = os.loadavg()[0];
+      const twinConfig = (info: { backend?: { reason: string }; threads?: number }): TwinConfig => {
+        const core = openBlasCoreOf(info.backend?.reason);
+        return {
+          workload: w,
+          threads: info.threads ?? os.cpus().length,
+          ...(dataDir ? { data: dataDir } : {}),
+          ...(core ? { openblasCore: core } : {}),
+          seed: 0,
+        };
+      };
+      if (torch.found && !options.sequential && canInterleave(w)) {
+        let loadTorch: number | undefined;
+        const pair = await runInterleaved({
+          workerScript: options.workerScript,
+          task,
+          python: torch.python,
+          twinConfig,
+          steps: w.steps,
+          blockSteps: blockSize(w.steps),
+          timeoutSeconds: 2 * w.timeoutSeconds,
+          onBilevelReady: () => (loadTorch = os.loadavg()[0]),
+        });
+        if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+        rows.push({
+          workload: w,
+          bilevel: pair.bilevel,
+          torch: pair.torch,
+          load: { bilevel: loadBilevel, ...(loadTorch !== undefined ? { torch: loadTorch } : {}) },
+          interleaved: true,
+        });
+        options.log(`[speed] ${w.id} (interleaved): ${summary('Bilevel', pair.bilevel)}, ${summary('PyTorch', pair.torch)}`);
+        continue;
+      }
       const bilevel = await runBilevelWorker(options.workerScript, task, w.timeoutSeconds);
       let twin: SpeedSideResult | undefined;
       let loadTorch: number | undefined;
@@ -145,15 +197,7 @@ export async function runSpeedSection(options: SpeedOptions): Promise<SpeedOutco
         if (dataDir && !bilevel.twinData) {
           twin = failed('skipped', 'not run: the Bilevel side wrote no data for it');
         } else {
-          twin = await runTwin(torch.python, {
-            workload: w,
-            threads: bilevel.threads ?? os.cpus().length,
-            ...(dataDir ? { data: dataDir } : {}),
-            ...(openBlasCoreOf(bilevel.backend?.reason)
-              ? { openblasCore: openBlasCoreOf(bilevel.backend?.reason) }
-              : {}),
-            seed: 0,
-          });
+          twin = await runTwin(torch.python, twinConfig(bilevel));
         }
         if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
       }

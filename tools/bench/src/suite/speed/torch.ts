@@ -126,6 +126,17 @@ export function parseTwinOutput(stdout: string): SpeedSideResult | null {
   return null;
 }
 
+/** The twin's environment: this process's, with its thread counts and OpenBLAS kernels set. */
+export function twinEnvironment(config: TwinConfig): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    OMP_NUM_THREADS: String(config.threads),
+    MKL_NUM_THREADS: String(config.threads),
+    OPENBLAS_NUM_THREADS: String(config.threads),
+    ...(config.openblasCore ? { OPENBLAS_CORETYPE: config.openblasCore } : {}),
+  };
+}
+
 /** Runs the twin of a workload; never throws. */
 export function runTwin(python: string, config: TwinConfig): Promise<SpeedSideResult> {
   const script = path.join(BENCH_ROOT, twinScript(config.workload.family));
@@ -133,13 +144,7 @@ export function runTwin(python: string, config: TwinConfig): Promise<SpeedSideRe
     const child = spawn(python, [script, JSON.stringify(config)], {
       cwd: BENCH_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        OMP_NUM_THREADS: String(config.threads),
-        MKL_NUM_THREADS: String(config.threads),
-        OPENBLAS_NUM_THREADS: String(config.threads),
-        ...(config.openblasCore ? { OPENBLAS_CORETYPE: config.openblasCore } : {}),
-      },
+      env: twinEnvironment(config),
     });
     let stdout = '';
     let stderr = '';
