@@ -177,7 +177,7 @@ export function speedSection(n: number, outcome: SpeedOutcome, quick: boolean): 
     `## ${n}. Speed: Bilevel and PyTorch on the same workloads`,
     '',
     'Each workload runs on Bilevel (a worker process that builds the pipeline with `createPipeline` of `@bilevel/core`, as a ' +
-      'user would) and then on its PyTorch twin (`tools/bench/torch/*.py`: the same algorithm step for step, with autograd ' +
+      'user would) and on its PyTorch twin (`tools/bench/torch/*.py`: the same algorithm step for step, with autograd ' +
       'gradients and double-backward Hessian- and mixed-vector products, the same iteration counts, stopping rules and oracle ' +
       'calls), float32 on the CPU with the same number of threads, never both computing at once. For the quadratic, ' +
       'hyper-cleaning and ResNet-12 rows (marked "interleaved" in the load column) both sides are started, build their ' +
