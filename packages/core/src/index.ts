@@ -67,7 +67,7 @@ export {
   stopGradient,
   type SoftmaxCrossEntropyOptions,
 } from './ops';
-export { quadraticForm } from './quadratic-form';
+export { quadraticForm, quadraticMinusLinear } from './quadratic-form';
 export { matTVec, matVec, randomOrthogonal, spectralMatrix } from './float64';
 export { Random, type RandomState } from './random';
 export { ConfigError, DataError, DivergenceError } from './errors';

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { quadraticForm } from './quadratic-form';
+import { quadraticForm, quadraticMinusLinear } from './quadratic-form';
 import { Random } from './random';
 
 /** A random symmetric matrix (float64 copy and tensor). */
@@ -127,5 +127,123 @@ describe('quadraticForm', () => {
   it('refuses a non-square A and a y of the wrong size', () => {
     expect(() => quadraticForm(tf.zeros([2, 3]) as tf.Tensor2D)).toThrow(/square/);
     expect(() => q(tf.zeros([n + 1]))).toThrow(/\[7\] or \[B, 7\]/);
+  });
+});
+
+describe('quadraticMinusLinear', () => {
+  const n = 9;
+  const rng = new Random(11);
+  const { a64, a } = symmetric(n, rng);
+  const h = quadraticMinusLinear(a);
+  const unfused = quadraticForm(a);
+  const vec = () => Float64Array.from({ length: n }, () => rng.normal());
+  const [y64, x64, v64] = [vec(), vec(), vec()];
+  const [y, x, v] = [y64, x64, v64].map((t) => tf.tensor1d(Float32Array.from(t)));
+  const ay64 = matVec64(a64, n, y64);
+  const av64 = matVec64(a64, n, v64);
+  /** ∇_y h as a function of (y, x), for second derivatives. */
+  const gradY = (yy: tf.Tensor, xx: tf.Tensor) => tf.grad((s: tf.Tensor) => h(s, xx))(yy);
+
+  it('value ½ yᵀAy − xᵀy and gradients A y − x, −y (float64 references)', () => {
+    const want =
+      0.5 * y64.reduce((s, yi, i) => s + yi * ay64[i], 0) - x64.reduce((s, xi, i) => s + xi * y64[i], 0);
+    expect(Math.abs(h(y, x).dataSync()[0] - want) / Math.abs(want)).toBeLessThan(1e-5);
+    const [gy, gx] = tf.tidy(() =>
+      tf
+        .grads((s: tf.Tensor, t: tf.Tensor) => h(s, t))([y, x])
+        .map((g) => g.dataSync()),
+    );
+    expect(
+      maxRelErr(
+        gy,
+        Array.from(ay64, (t, i) => t - x64[i]),
+      ),
+    ).toBeLessThan(1e-5);
+    expect(
+      maxRelErr(
+        gx,
+        Array.from(y64, (t) => -t),
+      ),
+    ).toBeLessThan(1e-6);
+  });
+
+  it('Hessian-vector product A v and mixed product −v by double backprop, at any y and x', () => {
+    for (const scale of [1, -4]) {
+      const ys = tf.mul(y, scale);
+      const xs = tf.mul(x, 2 * scale);
+      const hv = tf.tidy(() =>
+        tf
+          .grad((s: tf.Tensor) => tf.sum(tf.mul(gradY(s, xs), v)) as tf.Scalar)(ys)
+          .dataSync(),
+      );
+      expect(maxRelErr(hv, av64)).toBeLessThan(1e-5);
+      const mixed = tf.tidy(() =>
+        tf
+          .grad((t: tf.Tensor) => tf.sum(tf.mul(gradY(ys, t), v)) as tf.Scalar)(xs)
+          .dataSync(),
+      );
+      expect(
+        maxRelErr(
+          mixed,
+          Array.from(v64, (t) => -t),
+        ),
+      ).toBeLessThan(1e-6);
+      tf.dispose([ys, xs]);
+    }
+  });
+
+  it('agrees with the unfused ½ yᵀAy − sum(x ⊙ y) in value and first and second derivatives', () => {
+    const plain = (s: tf.Tensor, t: tf.Tensor) => tf.sub(unfused(s), tf.sum(tf.mul(t, s))) as tf.Scalar;
+    const all = (f: (s: tf.Tensor, t: tf.Tensor) => tf.Scalar) =>
+      tf.tidy(() => {
+        const gy = (s: tf.Tensor, t: tf.Tensor) => tf.grad((u: tf.Tensor) => f(u, t))(s);
+        return [
+          f(y, x).dataSync(),
+          ...tf
+            .grads((s: tf.Tensor, t: tf.Tensor) => f(s, t))([y, x])
+            .map((g) => g.dataSync()),
+          tf
+            .grad((s: tf.Tensor) => tf.sum(tf.mul(gy(s, x), v)) as tf.Scalar)(y)
+            .dataSync(),
+          tf
+            .grad((t: tf.Tensor) => tf.sum(tf.mul(gy(y, t), v)) as tf.Scalar)(x)
+            .dataSync(),
+        ];
+      });
+    const fused = all(h);
+    const reference = all(plain);
+    fused.forEach((got, i) => expect(maxRelErr(got, reference[i])).toBeLessThan(1e-5));
+  });
+
+  it('forms one product per gradient and two per Hessian-vector product, in fewer kernels than unfused', async () => {
+    const kernels = async (f: () => void) => (await tf.profile(() => tf.tidy(f))).kernels;
+    const products = (ks: { name: string }[]) => ks.filter((k) => k.name === 'BatchMatMul').length;
+    const grad = await kernels(() => gradY(y, x));
+    const hvp = await kernels(() =>
+      tf.grad((s: tf.Tensor) => tf.sum(tf.mul(gradY(s, x), v)) as tf.Scalar)(y),
+    );
+    expect(products(grad)).toBe(1);
+    expect(products(hvp)).toBe(2);
+    const plainGrad = await kernels(() =>
+      tf.grad((s: tf.Tensor) => tf.sub(unfused(s), tf.sum(tf.mul(x, s))) as tf.Scalar)(y),
+    );
+    expect(grad.length).toBeLessThan(plainGrad.length);
+  });
+
+  it('leaves no tensor behind over many gradient and second-order evaluations', () => {
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 200; i++) {
+      tf.tidy(() => {
+        tf.grad((s: tf.Tensor) => tf.sum(tf.mul(gradY(s, x), v)) as tf.Scalar)(y);
+        tf.grad((t: tf.Tensor) => tf.sum(tf.mul(gradY(y, t), v)) as tf.Scalar)(x);
+      });
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('refuses a non-square A and y or x of the wrong shape', () => {
+    expect(() => quadraticMinusLinear(tf.zeros([2, 3]) as tf.Tensor2D)).toThrow(/square/);
+    expect(() => h(tf.zeros([n + 1]), x)).toThrow(/y and x must be \[9\] \(got y \[10\], x \[9\]\)/);
+    expect(() => h(y, tf.zeros([2, n]))).toThrow(/x \[2, 9\]/);
   });
 });

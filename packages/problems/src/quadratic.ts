@@ -6,6 +6,7 @@ import {
   randomOrthogonal,
   spectralMatrix,
   quadraticForm,
+  quadraticMinusLinear,
   type TensorTree,
   z,
 } from '@bilevel/core';
@@ -51,6 +52,8 @@ export class QuadraticProblem implements BilevelProblem {
   private readonly z0Tensor: tf.Tensor1D;
   /** ½ yᵀAy as one op (gradient A y from the forward product; see core's quadraticForm). */
   private readonly halfQuadraticOp: (y: tf.Tensor) => tf.Tensor;
+  /** g = ½ yᵀAy − xᵀy as one op (see core's quadraticMinusLinear). */
+  private readonly innerOp: (y: tf.Tensor, x: tf.Tensor) => tf.Scalar;
 
   constructor(options: Partial<QuadraticOptions> = {}) {
     const n = options.dimension ?? 100;
@@ -69,6 +72,7 @@ export class QuadraticProblem implements BilevelProblem {
     this.aTensor = tf.keep(tf.tensor2d(Float32Array.from(this.a), [n, n]));
     this.z0Tensor = tf.keep(tf.tensor1d(Float32Array.from(this.z0)));
     this.halfQuadraticOp = quadraticForm(this.aTensor);
+    this.innerOp = quadraticMinusLinear(this.aTensor);
   }
 
   initialX(): TensorTree {
@@ -85,7 +89,7 @@ export class QuadraticProblem implements BilevelProblem {
   }
 
   innerLoss(x: TensorTree, y: TensorTree): tf.Scalar {
-    return tf.tidy(() => tf.sub(this.halfQuadratic(y.y), tf.sum(tf.mul(x.x, y.y))) as tf.Scalar);
+    return this.innerOp(y.y, x.x);
   }
 
   outerLoss(x: TensorTree, y: TensorTree): tf.Scalar {
