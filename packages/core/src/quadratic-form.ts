@@ -1,5 +1,25 @@
 import * as tf from '@tensorflow/tfjs-core';
 
+/** n for a square A [n, n]; throws naming `fn` otherwise. */
+function squareSize(a: tf.Tensor2D, fn: string): number {
+  const n = a.shape[0];
+  if (a.shape[1] !== n) throw new Error(`${fn}: A must be square (got [${a.shape.join(', ')}])`);
+  return n;
+}
+
+/**
+ * P(y) = A y for y [n] or [B, n] (as rows; A symmetric: yᵦᵀA = (A yᵦ)ᵀ), as an op whose derivative is again a
+ * product with A (g ↦ A g), so derivatives of every order stay exact and cost one product each.
+ */
+function symmetricProductOp(a: tf.Tensor2D): (y: tf.Tensor) => tf.Tensor {
+  const n = a.shape[0];
+  const product = (y: tf.Tensor): tf.Tensor =>
+    y.rank === 1 ? tf.reshape(tf.matMul(tf.reshape(y, [1, n]), a), [n]) : tf.matMul(y as tf.Tensor2D, a);
+  return tf.customGrad(((y: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([]);
+    return { value: product(y), gradFunc: (g: tf.Tensor) => product(g) };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+}
 /**
  * The quadratic form q(y) = ½ yᵀAy of a fixed symmetric matrix A [n, n], for y [n] (a scalar) or a stack of
  * rows y [B, n] (one value per row), as one op whose derivatives of every order are exact and cheap:
@@ -14,16 +34,8 @@ import * as tf from '@tensorflow/tfjs-core';
  * The symmetry of A is the caller's promise; it is not checked.
  */
 export function quadraticForm(a: tf.Tensor2D): (y: tf.Tensor) => tf.Tensor {
-  const n = a.shape[0];
-  if (a.shape[1] !== n) throw new Error(`quadraticForm: A must be square (got [${a.shape.join(', ')}])`);
-  /** A·y for y [n] or [B, n], as rows (A symmetric: yᵦᵀA = (A yᵦ)ᵀ). */
-  const product = (y: tf.Tensor): tf.Tensor =>
-    y.rank === 1 ? tf.reshape(tf.matMul(tf.reshape(y, [1, n]), a), [n]) : tf.matMul(y as tf.Tensor2D, a);
-  // P(y) = A y as an op whose derivative is again a product with A (g ↦ A g).
-  const productOp = tf.customGrad(((y: tf.Tensor, save: tf.GradSaveFunc) => {
-    save([]);
-    return { value: product(y), gradFunc: (g: tf.Tensor) => product(g) };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  const n = squareSize(a, 'quadraticForm');
+  const productOp = symmetricProductOp(a);
   // ½⟨y, A y⟩ given A y: the derivative dy ⊙ (A y) reuses the forward product. A y enters as a saved
   // tensor, not as an input, so a first derivative never runs P's backward product; a second derivative
   // reaches P through the saved tensor (the engine records it on the tape), so it stays exact.
@@ -58,14 +70,8 @@ export function quadraticForm(a: tf.Tensor2D): (y: tf.Tensor) => tf.Tensor {
  * at n = 1,000). The symmetry of A is the caller's promise; it is not checked.
  */
 export function quadraticMinusLinear(a: tf.Tensor2D): (y: tf.Tensor, x: tf.Tensor) => tf.Scalar {
-  const n = a.shape[0];
-  if (a.shape[1] !== n)
-    throw new Error(`quadraticMinusLinear: A must be square (got [${a.shape.join(', ')}])`);
-  const product = (y: tf.Tensor): tf.Tensor => tf.reshape(tf.matMul(tf.reshape(y, [1, n]), a), [n]);
-  const productOp = tf.customGrad(((y: tf.Tensor, save: tf.GradSaveFunc) => {
-    save([]);
-    return { value: product(y), gradFunc: (g: tf.Tensor) => product(g) };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  const n = squareSize(a, 'quadraticMinusLinear');
+  const productOp = symmetricProductOp(a);
   // ½⟨y, A y⟩ − ⟨x, y⟩ given A y (a saved tensor: see quadraticForm's `half`); the derivatives are written
   // with differentiable ops, so the engine records them for a second derivative.
   const objective = (y: tf.Tensor, x: tf.Tensor, ay: tf.Tensor): tf.Scalar =>

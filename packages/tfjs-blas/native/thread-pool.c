@@ -23,8 +23,7 @@
  * kernels back to back, so a worker that spins briefly is usually still awake for the next one.
  * Default 50 µs; setSpin (and BILEVEL_BLAS_SPIN_US, read by the JS side) change it (0: always sleep at once).
  */
-static _Atomic long spin_ns = -1;
-static long spin_limit_ns(void);
+static _Atomic long spin_ns = 50 * 1000;
 
 void pool_set_spin_us(long us) {
   if (us < 0) us = 0;
@@ -32,12 +31,7 @@ void pool_set_spin_us(long us) {
   spin_ns = us * 1000;
 }
 
-long pool_spin_us(void) { return spin_limit_ns() / 1000; }
-
-static long spin_limit_ns(void) {
-  if (spin_ns < 0) spin_ns = 50 * 1000;
-  return spin_ns;
-}
+long pool_spin_us(void) { return spin_ns / 1000; }
 
 static inline long long now_ns(void) {
   struct timespec ts;
@@ -91,17 +85,25 @@ static void run_chunks(const Task* t) {
   }
 }
 
-/* Spins until `generation` moves past `seen` or the pool stops, for at most the spin limit. */
-static void spin_for_task(unsigned long seen) {
-  const long limit = spin_limit_ns();
-  if (limit <= 0) return;
+/* Spins while busy(arg) holds, for at most the spin limit; returns whether it still holds. */
+static int spin_while(int (*busy)(const void*), const void* arg) {
+  const long limit = spin_ns;
+  if (limit <= 0) return busy(arg);
   const long long start = now_ns();
-  for (unsigned i = 1;; i++) {
-    if (atomic_load_explicit(&generation, memory_order_acquire) != seen || atomic_load(&stopping)) return;
+  for (unsigned i = 1; busy(arg); i++) {
     CPU_RELAX();
-    if ((i & 63) == 0 && now_ns() - start > limit) return;
+    if ((i & 63) == 0 && now_ns() - start > limit) return busy(arg);
   }
+  return 0;
 }
+
+/* No new task since generation `*seen`, and the pool is not stopping. */
+static int no_task(const void* seen) {
+  return atomic_load_explicit(&generation, memory_order_acquire) == *(const unsigned long*)seen && !atomic_load(&stopping);
+}
+
+/* Chunks of the task with `*chunks` chunks still running. */
+static int chunks_running(const void* chunks) { return atomic_load(&done_chunks) < *(const size_t*)chunks; }
 
 static void* worker_main(void* arg) {
   (void)arg;
@@ -110,7 +112,7 @@ static void* worker_main(void* arg) {
   for (;;) {
     if (!stopping && generation == seen) {
       pthread_mutex_unlock(&lock);
-      spin_for_task(seen);
+      spin_while(no_task, &seen);
       pthread_mutex_lock(&lock);
     }
     while (!stopping && generation == seen) pthread_cond_wait(&wake, &lock);
@@ -200,15 +202,7 @@ static void run_task(size_t n, size_t grain, size_t max_chunks, pool_range_fn fn
   run_chunks(&t);
   /* Every chunk claimed by now; wait for those still running on workers: spin first (a claimed chunk is
    * being computed and ends soon), then sleep. */
-  if (atomic_load(&done_chunks) < t.chunks) {
-    const long limit = spin_limit_ns();
-    const long long start = limit > 0 ? now_ns() : 0;
-    for (unsigned i = 1; limit > 0 && atomic_load(&done_chunks) < t.chunks; i++) {
-      CPU_RELAX();
-      if ((i & 63) == 0 && now_ns() - start > limit) break;
-    }
-  }
-  if (atomic_load(&done_chunks) < t.chunks) {
+  if (spin_while(chunks_running, &t.chunks)) {
     pthread_mutex_lock(&lock);
     while (atomic_load(&done_chunks) < t.chunks) pthread_cond_wait(&finished, &lock);
     pthread_mutex_unlock(&lock);

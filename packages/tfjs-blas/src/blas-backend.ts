@@ -15,6 +15,7 @@ import * as os from 'os';
 import { applySpinFromEnv, isBlasAvailable } from './blas-info';
 import { convNetKernelConfigs } from './conv-net-kernels';
 import { BufferPool } from './buffer-pool';
+import { SMALL_OUTPUT_LENGTH } from './kernel-utils';
 import { convKernelConfigs } from './conv-kernels';
 import { elementwiseKernelConfigs } from './elementwise-kernels';
 import { gatherKernelConfigs } from './gather-kernel';
@@ -75,7 +76,8 @@ export class MathBackendBlas extends MathBackendCPU {
     super();
     applySpinFromEnv();
     const max = bufferPoolMaxBytes();
-    this.pool = new BufferPool(max, 64, Math.min(BUFFER_POOL_BYTES, max));
+    // Shorter outputs go through nativeOutput's reused arrays, never the pool.
+    this.pool = new BufferPool(max, SMALL_OUTPUT_LENGTH, Math.min(BUFFER_POOL_BYTES, max));
     // The JS cpu backend prints, on first use in Node, a banner that recommends tfjs-node for speed; this
     // backend is the fast path, so the banner would mislead.
     (this as unknown as { firstUse: boolean }).firstUse = false;

@@ -40,14 +40,30 @@ export class BufferPool {
   private hits = 0;
   private readonly owned = new WeakSet<ArrayBufferLike>();
 
+  private max: number;
+  private floor: number;
+
   constructor(
     /** Upper bound on the bytes kept for reuse. */
-    public maxBytes: number,
+    maxBytes: number,
     /** Arrays shorter than this are not pooled. */
     readonly minLength: number = 64,
     /** Bytes it may keep even before its arrays' peak in use reaches that much (at most `maxBytes`). */
-    public floorBytes: number = maxBytes,
-  ) {}
+    floorBytes: number = maxBytes,
+  ) {
+    this.max = maxBytes;
+    this.floor = floorBytes;
+  }
+
+  /** Upper bound on the bytes kept for reuse (see {@link BufferPool.setLimits}). */
+  get maxBytes(): number {
+    return this.max;
+  }
+
+  /** Bytes it may keep whatever the peak in use (see {@link BufferPool.setLimits}). */
+  get floorBytes(): number {
+    return this.floor;
+  }
 
   /** Bytes held for reuse. */
   get bytes(): number {
@@ -66,18 +82,18 @@ export class BufferPool {
 
   /** Bytes it may hold for reuse now: twice the peak in use, within [floorBytes, maxBytes]. */
   get budget(): number {
-    return Math.min(this.maxBytes, Math.max(this.floorBytes, 2 * this.peak));
+    return Math.min(this.max, Math.max(this.floor, 2 * this.peak));
   }
 
   /** Changes the limits; free arrays beyond the new budget are dropped at once. */
-  setLimits(maxBytes: number, floorBytes: number = Math.min(this.floorBytes, maxBytes)): void {
+  setLimits(maxBytes: number, floorBytes: number = Math.min(this.floor, maxBytes)): void {
     if (!(maxBytes >= 0) || !(floorBytes >= 0)) {
       throw new RangeError(
         `BufferPool limits must be non-negative byte counts (got ${maxBytes}, ${floorBytes})`,
       );
     }
-    this.maxBytes = maxBytes;
-    this.floorBytes = floorBytes;
+    this.max = maxBytes;
+    this.floor = floorBytes;
     while (this.held > this.budget) this.evictOldest();
   }
 

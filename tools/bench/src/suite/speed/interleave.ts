@@ -13,6 +13,14 @@ import type { BilevelSpeedResult, SpeedReady, SpeedSideResult, SpeedTask } from 
 import { BENCH_ROOT, type TwinConfig, parseTwinOutput, twinEnvironment } from './torch';
 import { twinScript } from './workloads';
 
+/** A speed worker process (dist/run.js `__worker`), with an IPC channel that carries structured clones. */
+export function forkSpeedWorker(workerScript: string): ChildProcess {
+  return fork(workerScript, ['__worker'], {
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
 /** One side of an interleaved run, as the parent drives it. */
 interface Side {
   /** Resolves true once the side is warmed up and waits for blocks; false when it ended first. */
@@ -95,12 +103,9 @@ function sideOf(events: Events<SideEvent>, send: (k: number) => void, kill: () =
   };
 }
 
-function bilevelSide(workerScript: string, task: SpeedTask): { side: Side; child: ChildProcess } {
+function bilevelSide(workerScript: string, task: SpeedTask): Side {
   const events = new Events<SideEvent>();
-  const child = fork(workerScript, ['__worker'], {
-    serialization: 'advanced',
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
+  const child = forkSpeedWorker(workerScript);
   child.on('message', (m: unknown) => {
     const kind = (m as { kind?: unknown } | null)?.kind;
     if (kind === 'speed-ready') {
@@ -126,7 +131,7 @@ function bilevelSide(workerScript: string, task: SpeedTask): { side: Side; child
   const send = (k: number): void => {
     if (child.connected) child.send({ kind: 'speed-block', steps: k });
   };
-  return { side: sideOf(events, send, () => child.kill('SIGKILL')), child };
+  return sideOf(events, send, () => child.kill('SIGKILL'));
 }
 
 function twinSide(python: string, config: TwinConfig, script?: string): Side {
@@ -197,7 +202,7 @@ export function blockSize(steps: number): number {
 export async function runInterleaved(
   options: InterleavedOptions,
 ): Promise<{ bilevel: BilevelSpeedResult; torch: SpeedSideResult }> {
-  const { side: bilevel } = bilevelSide(options.workerScript, options.task);
+  const bilevel = bilevelSide(options.workerScript, options.task);
   let twin: Side | null = null;
   let timedOut = false;
   const timer = setTimeout(() => {

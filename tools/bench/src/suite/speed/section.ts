@@ -4,13 +4,12 @@
  * few-shot, see canInterleave) both are started and time alternating blocks of steps (interleave.ts); for
  * the others one side runs after the other.
  */
-import { fork } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { describeSearch, findFashionMnist } from '@bilevel/datasets';
 import { type BilevelSpeedResult, type SpeedSideResult, type SpeedTask, median } from './results';
-import { blockSize, runInterleaved } from './interleave';
+import { blockSize, forkSpeedWorker, runInterleaved } from './interleave';
 import { type TorchInfo, type TwinConfig, findTorch, openBlasCoreOf, runTwin } from './torch';
 import { type SpeedWorkload, selectWorkloads, speedWorkloads } from './workloads';
 
@@ -61,10 +60,7 @@ export function runBilevelWorker(
 ): Promise<BilevelSpeedResult> {
   return new Promise((resolve) => {
     let settled = false;
-    const child = fork(workerScript, ['__worker'], {
-      serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
+    const child = forkSpeedWorker(workerScript);
     const finish = (r: BilevelSpeedResult): void => {
       if (settled) return;
       settled = true;
