@@ -10,6 +10,7 @@ import {
   registerBlasBackend,
 } from './index';
 import { BufferPool } from './buffer-pool';
+import { SMALL_OUTPUT_LENGTH } from './kernel-utils';
 import { firstMismatch, operand, runOn, seededRandom, type Operand } from './test-utils/compare';
 
 describe('BufferPool', () => {
@@ -241,6 +242,25 @@ if (!native) console.warn(`skipped the buffer-reuse tests: ${blasInfo().reason} 
     expect(backend.pool.reused).toBeGreaterThan(reusedBefore);
     expect(got.shape).toEqual(want.shape);
     expect(firstMismatch(got.values, want.values, 1e-4)).toBe(-1);
+  });
+
+  it('outputs from 17 floats on (the first length V8 makes off its heap) are reused; shorter ones are fresh copies', () => {
+    expect(backend.pool.minLength).toBe(SMALL_OUTPUT_LENGTH);
+    expect(SMALL_OUTPUT_LENGTH).toBe(17);
+    const reusedFor = (n: number): number => {
+      const a = tf.fill([n], 1.5);
+      const b = tf.fill([n], 2);
+      tf.add(a, b).dispose();
+      const before = backend.pool.reused;
+      const outs = [0, 1, 2].map(() => tf.add(a, b));
+      const values = outs.map((t) => Array.from(t.dataSync()));
+      tf.dispose([a, b, ...outs]);
+      for (const v of values) expect(v).toEqual(new Array(n).fill(3.5));
+      return backend.pool.reused - before;
+    };
+    // The first of the three sums takes the array the warm-up sum gave back.
+    for (const n of [17, 32, 63]) expect(reusedFor(n)).toBeGreaterThanOrEqual(1);
+    for (const n of [1, 8, 16]) expect(reusedFor(n)).toBe(0);
   });
 
   it('an array read out with dataSync is never handed to a later kernel', () => {

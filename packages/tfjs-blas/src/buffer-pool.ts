@@ -46,8 +46,11 @@ export class BufferPool {
   constructor(
     /** Upper bound on the bytes kept for reuse. */
     maxBytes: number,
-    /** Arrays shorter than this are not pooled. */
-    readonly minLength: number = 64,
+    /**
+     * Arrays shorter than this are not pooled. 17 floats is the first length V8 allocates off its heap (the
+     * costly kind, see kernel-utils); shorter ones are cheap to make and would be moved off by `.buffer`.
+     */
+    readonly minLength: number = 17,
     /** Bytes it may keep even before its arrays' peak in use reaches that much (at most `maxBytes`). */
     floorBytes: number = maxBytes,
   ) {

@@ -40,17 +40,22 @@ export function outputArray(backend: MathBackendCPU, length: number): Float32Arr
 }
 
 /*
- * A typed array of at most 64 bytes lives on V8's heap; the first time native code asks for its data, V8 moves
- * it off the heap (an allocation and a copy), and a larger one costs an allocation of its own when made. Either
- * way a fresh small array per call costs 0.4–1 µs when handed to the addon — more than the work of a kernel on
- * a few hundred floats. The addon's shape and stride arguments and the small outputs therefore come from
- * arrays made once and reused: the addon only reads or writes them during the call.
+ * A typed array of at most 64 bytes (16 floats) lives on V8's heap; the first time native code asks for its
+ * data, V8 moves it off the heap (an allocation and a copy). A larger one is made off the heap from the start,
+ * and that costs 1–4 µs per array (measured on Node 20: 0.02 µs for 16 floats, 1.2 µs for 17, 2.7 µs for 64,
+ * 4 µs for 1,000; the ArrayBuffer's backing store and its bookkeeping for the garbage collector) — more than the
+ * work of a kernel on a few hundred floats. The addon's shape and stride arguments and the outputs of up to 16
+ * floats therefore come from arrays made once and reused (the addon only reads or writes them during the
+ * call); larger outputs come from the buffer pool.
  */
 const INT32_ARGS: Int32Array[][] = [[], [], []];
 const SMALL_OUTPUTS: Float32Array[] = [];
 
-/** Outputs shorter than this are written by the addon into a reused array (the buffer pool does not keep them). */
-export const SMALL_OUTPUT_LENGTH = 64;
+/**
+ * Outputs shorter than this are written by the addon into a reused array and copied into one on V8's heap;
+ * from this length on they come from the buffer pool (the first length V8 allocates off its heap).
+ */
+export const SMALL_OUTPUT_LENGTH = 17;
 
 /**
  * `values` in a reused Int32Array (one per slot and length): for the addon's shape and stride arguments. Two
