@@ -562,7 +562,8 @@ static void blas_single_leave(void) {
  * the caller waits for the slowest share: on a shared machine a descheduled thread stalls the product (a
  * d = 1,000 product measured 0.3-2.5 ms instead of 0.2 ms). Here the output is cut into tasks of about
  * MATVEC_TASK_FLOATS matrix entries, claimed by the caller and the workers as they become free, each a
- * one-threaded sgemv on its rows (y = A·x) or its columns (y = Aᵀ·x); a late thread holds up one task. */
+ * one-threaded sgemv on its rows (y = A·x) or its columns (y = Aᵀ·x); a late thread holds up one task. Only
+ * products of MATVEC_THREADED_MIN entries or more are split; smaller ones run on the calling thread. */
 #define MATVEC_TASK_FLOATS ((size_t)1 << 16)
 
 typedef struct {
@@ -732,6 +733,17 @@ static int gemm_cols(bool tb, int m, int n, int k, const float* a, int lda, cons
  * no slower on one thread than on two up to 2^17 entries, and never waiting for another thread. */
 #define MATVEC_OPENBLAS_THREADED 9216
 
+/* Products below this many matrix entries (8 MB of floats) run on the calling thread alone, inside
+ * blas_single_enter so that OpenBLAS does not thread them either. Such a product is bound by memory bandwidth,
+ * which one core nearly saturates, and takes 20-130 us: waking a worker that went to sleep between kernels
+ * (tens of us), splitting the product and summing partials cost as much as the second core saves, and a second
+ * busy core slows the JS thread's own work (V8's concurrent garbage collection runs there). Measured on a 2-core
+ * VM (Zen 5), each product after 30 small kernels, one thread vs the pool on two, us: 500^2 28-45 vs 88-142,
+ * 1,000^2 59-67 vs 71-99, 1,500^2 115-128 vs 114-174, 2,000^2 235-289 vs 179-250, 3,000^2 743-1,174 vs 469-593.
+ * Per outer step of the quadratic toy (d = 1,000), one process alternating the two thresholds (2^17 before):
+ * AID-CG 0.83x the time, AID-FP 0.85x, qNBO 0.87x, ESJ 0.99x (its products have 11 rows: gemm_rows). */
+#define MATVEC_THREADED_MIN ((size_t)1 << 21)
+
 /* y = A·x (trans false; A rows × cols, y rows long) or y = Aᵀ·x (trans true; y cols long), A row-major with
  * leading dimension lda. Returns 0 (nothing done) for products OpenBLAS runs on one thread anyway and when
  * the pool has one thread; the caller then runs one sgemv. */
@@ -746,7 +758,7 @@ static int matvec_pooled(bool trans, int rows, int cols, const float* a, int lda
   size_t chunk = MATVEC_TASK_FLOATS / inner;
   chunk = (chunk + 15) & ~(size_t)15; /* whole cache lines of y (and of A's rows when transposed) */
   if (chunk < 16) chunk = 16;
-  const size_t tasks = entries < 2 * MATVEC_TASK_FLOATS ? 1 : (out + chunk - 1) / chunk;
+  const size_t tasks = entries < MATVEC_THREADED_MIN ? 1 : (out + chunk - 1) / chunk;
   if (trans && tasks > 1 && matvec_rows(rows, cols, a, lda, x, y)) return 1;
   MatVec mv = {trans, rows, cols, lda, a, x, y, tasks == 1 ? out : chunk, out};
   blas_single_enter();

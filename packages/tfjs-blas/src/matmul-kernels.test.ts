@@ -365,9 +365,14 @@ function broadcastMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transp
       try {
         // The pool splits products only when it has two threads or more.
         setBlasThreads(2);
-        // Products of more than 2^17 matrix entries (the pool's threshold): rows and columns that do not divide
-        // into whole tasks, a batched product, and vector-matrix products (A·x and Aᵀ·x for each).
+        // Products below 2^21 matrix entries run on the calling thread (OpenBLAS held to one thread), from 2^21
+        // on the pool splits them: rows and columns that do not divide into whole tasks, a batched product, and
+        // vector-matrix products (A·x and Aᵀ·x for each), on either side of the threshold.
         for (const [batch, m, k, n, tA, tB] of [
+          [[], 2100, 1000, 1, false, false],
+          [[], 2100, 1000, 1, true, false],
+          [[], 1, 1000, 2100, false, false],
+          [[], 1, 1000, 2100, false, true],
           [[], 400, 400, 1, false, false],
           [[], 400, 400, 1, true, false],
           [[], 513, 301, 1, false, false],
@@ -380,6 +385,7 @@ function broadcastMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transp
           // (more than 65,536 columns: split over columns).
           [[], 1, 8192, 300, false, false],
           [[], 1, 4, 70000, false, false],
+          [[], 1, 32, 70000, false, false],
           // A few rows times a large matrix (B in row blocks, ordered partial sums), A as stored or transposed,
           // batched; and a large matrix times a few columns (A in row blocks), B as stored or transposed.
           [[], 10, 1000, 300, false, false],
@@ -410,21 +416,28 @@ function broadcastMatMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transp
         expect(
           await compareBackends(BLAS_BACKEND_NAME, 'cpu', stacked, (a, b) => tf.matMul(a, b)),
         ).toBeLessThan(TOL);
-        // Special values in three entries of A: NaN or ±∞ in exactly the rows (A·x) or columns (Aᵀ·x) holding them.
-        const a = operand(rand, [400, 350]);
-        a.values[5 * 350 + 7] = NaN;
-        a.values[300 * 350 + 2] = Infinity;
-        a.values[399 * 350 + 349] = -Infinity;
-        for (const tA of [false, true]) {
-          const x = operand(rand, [tA ? 400 : 350, 1]);
+        // Special values in three entries of A: NaN or ±∞ in exactly the rows (A·x) or columns (Aᵀ·x) holding them,
+        // on one thread (400 × 350) and split on the pool (2,100 × 1,000).
+        for (const [rows, cols, tA] of [
+          [400, 350, false],
+          [400, 350, true],
+          [2100, 1000, false],
+          [2100, 1000, true],
+        ] as [number, number, boolean][]) {
+          const a = operand(rand, [rows, cols]);
+          a.values[5 * cols + 7] = NaN;
+          a.values[300 * cols + 2] = Infinity;
+          a.values[(rows - 1) * cols + cols - 1] = -Infinity;
+          const x = operand(rand, [tA ? rows : cols, 1]);
           const got = await runOn(BLAS_BACKEND_NAME, [a, x], (p, q) => tf.matMul(p, q, tA, false));
           const want = await runOn('cpu', [a, x], (p, q) => tf.matMul(p, q, tA, false));
-          expect({ tA, mismatch: firstMismatch(got[0].values, want[0].values, 1e-3) }).toEqual({
+          expect({ rows, tA, mismatch: firstMismatch(got[0].values, want[0].values, 1e-3) }).toEqual({
+            rows,
             tA,
             mismatch: -1,
           });
           const special = Array.from(got[0].values).filter((v) => !Number.isFinite(v)).length;
-          expect({ tA, special }).toEqual({ tA, special: 3 });
+          expect({ rows, tA, special }).toEqual({ rows, tA, special: 3 });
         }
       } finally {
         setBlasThreads(Math.max(1, threads));
