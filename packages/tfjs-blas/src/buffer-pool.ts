@@ -22,23 +22,36 @@
  * allocates none after its second step, and the process's resident memory is lower than without the pool
  * (fewer arrays waiting for the garbage collector).
  */
+/** An array made by the pool, with its state: handed out (in use) or free (in a free list since `stamp`). */
+interface Slot {
+  readonly array: Float32Array;
+  free: boolean;
+  stamp: number;
+}
+
 export class BufferPool {
-  /** Free arrays by length, newest last. */
-  private readonly free = new Map<number, Float32Array[]>();
+  /** Free arrays' slots by length, newest last. */
+  private readonly free = new Map<number, Slot[]>();
   /**
-   * Free arrays in the order they came back, for eviction, as (array, stamp) entries from `head` on; an
-   * entry is stale (skipped) when its array was handed out again since, which `stamps` tells.
+   * The slot of every array made here that may still be reused: neither tainted nor dropped. Weak, so that the
+   * array of a tensor that is garbage-collected without being disposed goes with it. One lookup here is all a
+   * release costs beyond the free list (a set of owned buffers and a map of free arrays' stamps, updated on every
+   * hand-out and return, took 5.5 % of a quadratic qNBO step).
    */
-  private queue: { array: Float32Array; stamp: number }[] = [];
+  private readonly slots = new WeakMap<Float32Array, Slot>();
+  /**
+   * Free slots in the order they came back, for eviction, with the stamp each had then (parallel arrays, from
+   * `head` on); an entry is stale (skipped) when its slot was handed out again since.
+   */
+  private queueSlots: Slot[] = [];
+  private queueStamps: number[] = [];
   private head = 0;
-  /** The stamp each free array got when it came back (absent: handed out, or never pooled). */
-  private readonly stamps = new Map<Float32Array, number>();
+  private freeCount = 0;
   private nextStamp = 0;
   private held = 0;
   private live = 0;
   private peak = 0;
   private hits = 0;
-  private readonly owned = new WeakSet<ArrayBufferLike>();
 
   private max: number;
   private floor: number;
@@ -48,7 +61,7 @@ export class BufferPool {
     maxBytes: number,
     /**
      * Arrays shorter than this are not pooled. 17 floats is the first length V8 allocates off its heap (the
-     * costly kind, see kernel-utils); shorter ones are cheap to make and would be moved off by `.buffer`.
+     * costly kind, see kernel-utils); shorter ones are cheap to make.
      */
     readonly minLength: number = 17,
     /** Bytes it may keep even before its arrays' peak in use reaches that much (at most `maxBytes`). */
@@ -108,16 +121,17 @@ export class BufferPool {
   /** An array of `length` floats with arbitrary contents (a reused one when available). */
   alloc(length: number): Float32Array {
     if (length < this.minLength) return new Float32Array(length);
-    const reused = this.free.get(length)?.pop();
+    const slot = this.free.get(length)?.pop();
     let array: Float32Array;
-    if (reused) {
+    if (slot) {
       this.hits++;
-      this.held -= reused.byteLength;
-      this.stamps.delete(reused);
-      array = reused;
+      slot.free = false;
+      this.freeCount--;
+      array = slot.array;
+      this.held -= array.byteLength;
     } else {
       array = new Float32Array(length);
-      this.owned.add(array.buffer);
+      this.slots.set(array, { array, free: false, stamp: -1 });
     }
     this.live += array.byteLength;
     if (this.live > this.peak) this.peak = this.live;
@@ -126,24 +140,24 @@ export class BufferPool {
 
   /** `values` may be held elsewhere from now on: never reuse it. */
   taint(values: unknown): void {
-    // Arrays shorter than minLength are never pooled: skip them before touching `.buffer`, which for a small
-    // typed array makes V8 move its data off the heap (a ~0.5 µs allocation on every scalar read).
     if (!ArrayBuffer.isView(values) || (values as Float32Array).length < this.minLength) return;
-    if (!this.owned.delete(values.buffer)) return;
+    const slot = this.slots.get(values as Float32Array);
+    if (!slot) return;
+    this.slots.delete(slot.array);
     // An array in use leaves the count (a free one cannot be read out: no tensor holds it).
-    if (!this.stamps.has(values as Float32Array)) this.live -= values.buffer.byteLength;
+    if (!slot.free) this.live -= slot.array.byteLength;
   }
 
   /** The tensor that held `values` was disposed: keep the array for reuse when that is safe. */
   release(values: unknown): void {
     if (!ArrayBuffer.isView(values) || (values as Float32Array).length < this.minLength) return;
-    if (!this.owned.has(values.buffer)) return;
-    const array = values as Float32Array;
-    if (array.byteOffset !== 0 || array.byteLength !== array.buffer.byteLength) return;
-    if (this.stamps.has(array)) return;
+    // Not made here, tainted, dropped, a view of a pooled array (another object), or released already.
+    const slot = this.slots.get(values as Float32Array);
+    if (!slot || slot.free) return;
+    const array = slot.array;
     this.live -= array.byteLength;
     if (array.byteLength > this.budget) {
-      this.owned.delete(array.buffer);
+      this.slots.delete(array);
       return;
     }
     let list = this.free.get(array.length);
@@ -151,50 +165,72 @@ export class BufferPool {
       list = [];
       this.free.set(array.length, list);
     }
-    list.push(array);
-    const stamp = this.nextStamp++;
-    this.stamps.set(array, stamp);
-    this.queue.push({ array, stamp });
+    list.push(slot);
+    slot.free = true;
+    slot.stamp = this.nextStamp++;
+    this.freeCount++;
+    this.queueSlots.push(slot);
+    this.queueStamps.push(slot.stamp);
     this.held += array.byteLength;
     const budget = this.budget;
     while (this.held > budget) this.evictOldest();
     // Stale entries pile up at the front as arrays are handed out again: drop them now and then.
-    if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.head);
+    if (this.head > 1024 && this.head * 2 > this.queueSlots.length) {
+      this.queueSlots = this.queueSlots.slice(this.head);
+      this.queueStamps = this.queueStamps.slice(this.head);
       this.head = 0;
     }
-    if (this.queue.length - this.head > 4 * this.stamps.size + 1024) this.compact();
+    if (this.queueSlots.length - this.head > 4 * this.freeCount + 1024) this.compact();
   }
 
   /** Drops the oldest free array. */
   private evictOldest(): void {
-    while (this.head < this.queue.length) {
-      const { array, stamp } = this.queue[this.head++];
-      if (this.stamps.get(array) !== stamp) continue;
-      const same = this.free.get(array.length) as Float32Array[];
+    while (this.head < this.queueSlots.length) {
+      const slot = this.queueSlots[this.head];
+      const stamp = this.queueStamps[this.head++];
+      if (!slot.free || slot.stamp !== stamp) continue;
+      const same = this.free.get(slot.array.length) as Slot[];
       // The oldest free array of a length is the first of its list (lists grow at the end).
-      const at = same[0] === array ? 0 : same.indexOf(array);
+      const at = same[0] === slot ? 0 : same.indexOf(slot);
       same.splice(at, 1);
-      if (same.length === 0) this.free.delete(array.length);
-      this.stamps.delete(array);
-      this.held -= array.byteLength;
-      this.owned.delete(array.buffer);
+      if (same.length === 0) this.free.delete(slot.array.length);
+      slot.free = false;
+      this.freeCount--;
+      this.slots.delete(slot.array);
+      this.held -= slot.array.byteLength;
       return;
     }
   }
 
   /** Removes the stale entries of the eviction queue. */
   private compact(): void {
-    this.queue = this.queue.slice(this.head).filter((e) => this.stamps.get(e.array) === e.stamp);
+    const slots: Slot[] = [];
+    const stamps: number[] = [];
+    for (let i = this.head; i < this.queueSlots.length; i++) {
+      const slot = this.queueSlots[i];
+      if (slot.free && slot.stamp === this.queueStamps[i]) {
+        slots.push(slot);
+        stamps.push(this.queueStamps[i]);
+      }
+    }
+    this.queueSlots = slots;
+    this.queueStamps = stamps;
     this.head = 0;
   }
 
   /** Drops every held array. */
   clear(): void {
+    for (const list of this.free.values()) {
+      for (const slot of list) {
+        slot.free = false;
+        this.slots.delete(slot.array);
+      }
+    }
     this.free.clear();
-    this.stamps.clear();
-    this.queue = [];
+    this.queueSlots = [];
+    this.queueStamps = [];
     this.head = 0;
+    this.freeCount = 0;
     this.held = 0;
   }
 }
