@@ -621,16 +621,17 @@ static void add_partial_rows(void* ctx, size_t b, size_t e) {
 }
 
 static int row_block_product(bool ta, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
-                             int block, size_t blocks);
+                             int block, size_t blocks, bool threaded);
 
 /* Returns 0 (nothing done) when the partials would be too large or there is one block. y = Aᵀ·x is the product
- * x [1, rows] · A [rows, cols]. */
-static int matvec_rows(int rows, int cols, const float* a, int lda, const float* x, float* y) {
+ * x [1, rows] · A [rows, cols]. `threaded`: the blocks on the pool, else one after the other on the calling thread
+ * (the same result: the partials are added in block order either way). */
+static int matvec_rows(int rows, int cols, const float* a, int lda, const float* x, float* y, bool threaded) {
   if (cols > MATVEC_T_MAX_COLS) return 0;
   int block;
   const size_t blocks = row_blocks(rows, (size_t)cols, &block);
   if (blocks < 2) return 0;
-  return row_block_product(false, 1, cols, rows, x, rows, a, lda, y, block, blocks);
+  return row_block_product(false, 1, cols, rows, x, rows, a, lda, y, block, blocks, threaded);
 }
 
 /* C [m, n] = op(A) [m, k] · B [k, n] for a few rows m (or a few columns n and k ≥ 4m): B cut into blocks of
@@ -675,23 +676,25 @@ static int gemm_rows(bool ta, int m, int n, int k, const float* a, int lda, cons
   int block;
   const size_t blocks = row_blocks(k, (size_t)(few_rows ? n : m), &block), size = (size_t)m * (size_t)n;
   if (blocks < 2 || blocks * size > GEMM_ROWS_MAX_PARTIAL) return 0;
-  return row_block_product(ta, m, n, k, a, lda, b, ldb, c, block, blocks);
+  return row_block_product(ta, m, n, k, a, lda, b, ldb, c, block, blocks, true);
 }
 
 /* C = Σ over the blocks of B's rows of op(A)[:, block] · B[block, :], a task and a partial product per block,
  * the partials added in block order (matvec_rows, gemm_rows). Returns 0 when the partials could not be
  * allocated (nothing done). */
 static int row_block_product(bool ta, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
-                             int block, size_t blocks) {
+                             int block, size_t blocks, bool threaded) {
   const size_t size = (size_t)m * (size_t)n;
   float* partials = (float*)malloc(blocks * size * sizeof(float));
   if (!partials) return 0;
   GemmRows g = {ta, m, n, k, lda, ldb, block, a, b, partials};
   blas_single_enter();
-  pool_parallel_tasks(blocks, gemm_rows_task, &g);
+  if (threaded) pool_parallel_tasks(blocks, gemm_rows_task, &g);
+  else gemm_rows_task(&g, 0, blocks);
   blas_single_leave();
   PartialRows p = {partials, blocks, size, c};
-  pool_parallel_for(size, PARALLEL_GRAIN, add_partial_rows, &p);
+  if (threaded) pool_parallel_for(size, PARALLEL_GRAIN, add_partial_rows, &p);
+  else add_partial_rows(&p, 0, size);
   free(partials);
   return 1;
 }
@@ -733,8 +736,8 @@ static int gemm_cols(bool tb, int m, int n, int k, const float* a, int lda, cons
  * no slower on one thread than on two up to 2^17 entries, and never waiting for another thread. */
 #define MATVEC_OPENBLAS_THREADED 9216
 
-/* Products below this many matrix entries (8 MB of floats) run on the calling thread alone, inside
- * blas_single_enter so that OpenBLAS does not thread them either. Such a product is bound by memory bandwidth,
+/* Products below this many matrix entries (8 MB of floats) run on the calling thread alone (the same tasks one
+ * after the other, so the same result), inside blas_single_enter so that OpenBLAS does not thread them either. Such a product is bound by memory bandwidth,
  * which one core nearly saturates, and takes 20-130 us: waking a worker that went to sleep between kernels
  * (tens of us), splitting the product and summing partials cost as much as the second core saves, and a second
  * busy core slows the JS thread's own work (V8's concurrent garbage collection runs there). Measured on a 2-core
@@ -758,11 +761,14 @@ static int matvec_pooled(bool trans, int rows, int cols, const float* a, int lda
   size_t chunk = MATVEC_TASK_FLOATS / inner;
   chunk = (chunk + 15) & ~(size_t)15; /* whole cache lines of y (and of A's rows when transposed) */
   if (chunk < 16) chunk = 16;
-  const size_t tasks = entries < MATVEC_THREADED_MIN ? 1 : (out + chunk - 1) / chunk;
-  if (trans && tasks > 1 && matvec_rows(rows, cols, a, lda, x, y)) return 1;
+  const size_t tasks = entries < 2 * MATVEC_TASK_FLOATS ? 1 : (out + chunk - 1) / chunk;
+  /* The same tasks whether threaded or not, so that a product's result does not depend on its size class. */
+  const bool threaded = entries >= MATVEC_THREADED_MIN;
+  if (trans && tasks > 1 && matvec_rows(rows, cols, a, lda, x, y, threaded)) return 1;
   MatVec mv = {trans, rows, cols, lda, a, x, y, tasks == 1 ? out : chunk, out};
   blas_single_enter();
   if (tasks == 1) matvec_task(&mv, 0, 1);
+  else if (!threaded) for (size_t t = 0; t < tasks; t++) matvec_task(&mv, t, t + 1);
   else pool_parallel_tasks(tasks, matvec_task, &mv);
   blas_single_leave();
   return 1;
