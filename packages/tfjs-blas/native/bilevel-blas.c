@@ -744,7 +744,7 @@ static int gemm_cols(bool tb, int m, int n, int k, const float* a, int lda, cons
  * VM (Zen 5), each product after 30 small kernels, one thread vs the pool on two, us: 500^2 28-45 vs 88-142,
  * 1,000^2 59-67 vs 71-99, 1,500^2 115-128 vs 114-174, 2,000^2 235-289 vs 179-250, 3,000^2 743-1,174 vs 469-593.
  * Per outer step of the quadratic toy (d = 1,000), one process alternating the two thresholds (2^17 before):
- * AID-CG 0.83x the time, AID-FP 0.85x, qNBO 0.87x, ESJ 0.99x (its products have 11 rows: gemm_rows). */
+ * AID-CG 0.94x the time, AID-FP 0.93x, qNBO 0.88x; ESJ unchanged (its products have 11 rows: gemm_rows). */
 #define MATVEC_THREADED_MIN ((size_t)1 << 21)
 
 /* y = A·x (trans false; A rows × cols, y rows long) or y = Aᵀ·x (trans true; y cols long), A row-major with
