@@ -1,3 +1,10 @@
+/** An array made by the pool, with its state: handed out (in use) or free (in a free list since `stamp`). */
+interface Slot {
+  readonly array: Float32Array;
+  free: boolean;
+  stamp: number;
+}
+
 /**
  * Reuse of the output arrays of native kernels. A fresh `Float32Array` of a few megabytes costs more than
  * the kernel that fills it: the allocator maps new pages, the kernel's first writes fault them in one by one,
@@ -22,13 +29,6 @@
  * allocates none after its second step, and the process's resident memory is lower than without the pool
  * (fewer arrays waiting for the garbage collector).
  */
-/** An array made by the pool, with its state: handed out (in use) or free (in a free list since `stamp`). */
-interface Slot {
-  readonly array: Float32Array;
-  free: boolean;
-  stamp: number;
-}
-
 export class BufferPool {
   /** Free arrays' slots by length, newest last. */
   private readonly free = new Map<number, Slot[]>();
