@@ -737,8 +737,9 @@ static int gemm_cols(bool tb, int m, int n, int k, const float* a, int lda, cons
 #define MATVEC_OPENBLAS_THREADED 9216
 
 /* Products below this many matrix entries (8 MB of floats) run on the calling thread alone (the same tasks one
- * after the other, so the same result), inside blas_single_enter so that OpenBLAS does not thread them either. Such a product is bound by memory bandwidth,
- * which one core nearly saturates, and takes 20-130 us: waking a worker that went to sleep between kernels
+ * after the other, so the same result), inside blas_single_enter so that OpenBLAS does not thread them either.
+ * Such a product is bound by memory bandwidth, which one core nearly saturates, and takes 20-130 us: waking a
+ * worker that went to sleep between kernels
  * (tens of us), splitting the product and summing partials cost as much as the second core saves, and a second
  * busy core slows the JS thread's own work (V8's concurrent garbage collection runs there). Measured on a 2-core
  * VM (Zen 5), each product after 30 small kernels, one thread vs the pool on two, us: 500^2 28-45 vs 88-142,
@@ -762,7 +763,7 @@ static int matvec_pooled(bool trans, int rows, int cols, const float* a, int lda
   chunk = (chunk + 15) & ~(size_t)15; /* whole cache lines of y (and of A's rows when transposed) */
   if (chunk < 16) chunk = 16;
   const size_t tasks = entries < 2 * MATVEC_TASK_FLOATS ? 1 : (out + chunk - 1) / chunk;
-  /* The same tasks whether threaded or not, so that a product's result does not depend on its size class. */
+  /* The same tasks whether threaded or not: the result does not depend on which path ran them. */
   const bool threaded = entries >= MATVEC_THREADED_MIN;
   if (trans && tasks > 1 && matvec_rows(rows, cols, a, lda, x, y, threaded)) return 1;
   MatVec mv = {trans, rows, cols, lda, a, x, y, tasks == 1 ? out : chunk, out};
