@@ -739,9 +739,9 @@ static int gemm_cols(bool tb, int m, int n, int k, const float* a, int lda, cons
 /* Products below this many matrix entries (8 MB of floats) run on the calling thread alone (the same tasks one
  * after the other, so the same result), inside blas_single_enter so that OpenBLAS does not thread them either.
  * Such a product is bound by memory bandwidth, which one core nearly saturates, and takes 20-130 us: waking a
- * worker that went to sleep between kernels
- * (tens of us), splitting the product and summing partials cost as much as the second core saves, and a second
- * busy core slows the JS thread's own work (V8's concurrent garbage collection runs there). Measured on a 2-core
+ * worker that went to sleep between kernels (tens of us), splitting the product and summing partials cost as
+ * much as the second core saves, and a second busy core slows the JS thread's own work (V8's concurrent garbage
+ * collection runs there). Measured on a 2-core
  * VM (Zen 5), each product after 30 small kernels, one thread vs the pool on two, us: 500^2 28-45 vs 88-142,
  * 1,000^2 59-67 vs 71-99, 1,500^2 115-128 vs 114-174, 2,000^2 235-289 vs 179-250, 3,000^2 743-1,174 vs 469-593.
  * Per outer step of the quadratic toy (d = 1,000), one process alternating the two thresholds (2^17 before):
