@@ -732,8 +732,8 @@ static int gemm_cols(bool tb, int m, int n, int k, const float* a, int lda, cons
   return 1;
 }
 
-/* Smaller products (OpenBLAS threads an sgemv from 9,216 entries) run on the calling thread alone: measured
- * no slower on one thread than on two up to 2^17 entries, and never waiting for another thread. */
+/* Products below this size are left to one plain sgemv call (OpenBLAS threads an sgemv only from 9,216
+ * entries); from here to MATVEC_THREADED_MIN they run as tasks on the calling thread. */
 #define MATVEC_OPENBLAS_THREADED 9216
 
 /* Products below this many matrix entries (8 MB of floats) run on the calling thread alone (the same tasks one
